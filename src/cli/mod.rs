@@ -1,0 +1,198 @@
+//! Command line: flags → one command → an exit status. The only place that uses `anyhow`.
+
+mod output;
+
+use anyhow::{bail, Context, Result};
+use aupwatch::detect::{self, History};
+use aupwatch::inventory::{self, Snapshot};
+use aupwatch::signatures::{self, SignatureSet};
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub const EXIT_CLEAN: u8 = 0;
+pub const EXIT_FINDINGS: u8 = 1;
+pub const EXIT_ERROR: u8 = 2;
+
+#[derive(Parser)]
+#[command(
+    name = "aupwatch",
+    version,
+    about = "Find acceptable-use-policy abuse on this host: miners, IRC, Tor, VPN services, open proxies …",
+    long_about = "aupwatch inventories this host from /proc (processes, their CPU use, the TCP and UDP \
+sockets of every network namespace, interface counters) and matches the inventory against \
+signatures: TOML rules for cryptocurrency mining, volunteer computing, IRC servers and bots, \
+Tor, commercial VPN services, proxies and more. The signature packs are compiled into the \
+binary.\n\nRun it as root to see every process and socket; as another user it sees only what \
+/proc shows that user, and says so.\n\nExit status: 0 no findings, 1 findings, 2 error.",
+    after_help = "Examples:\n  aupwatch scan                     scan this host, readable table\n  aupwatch scan --json | jq .       the same for machines\n  aupwatch scan --explain 4242      what every signature saw on pid 4242\n  aupwatch signatures check ./sigs  validate a signature directory"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Scan this host once and print the findings.
+    #[command(
+        long_about = "Takes an inventory of the host, samples CPU use for --sample seconds \
+(a second inventory), matches every signature and prints the findings: a table by default, \
+JSON with --json. Exits 0 when nothing was found, 1 when something was, 2 on error."
+    )]
+    Scan(ScanArgs),
+    /// Validate or list signatures.
+    #[command(subcommand)]
+    Signatures(SignaturesCommand),
+    /// Print the raw inventory of this host as JSON (what the signatures are matched against).
+    Inventory(InventoryArgs),
+}
+
+#[derive(Args)]
+struct SignatureSource {
+    /// Use the *.toml signature files of DIR instead of the bundled packs.
+    #[arg(long, value_name = "DIR")]
+    signatures: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct ScanArgs {
+    #[command(flatten)]
+    source: SignatureSource,
+    /// Print one JSON document instead of a table.
+    #[arg(long)]
+    json: bool,
+    /// Seconds to sample CPU use over (0: use each process's average since start only).
+    #[arg(long, value_name = "SECS", default_value_t = 2.0)]
+    sample: f64,
+    /// Instead of findings, show what each signature saw on this process.
+    #[arg(long, value_name = "PID")]
+    explain: Option<i32>,
+    /// Read this procfs mount instead of /proc.
+    #[arg(long, value_name = "DIR", default_value = "/proc", hide = true)]
+    proc_root: PathBuf,
+}
+
+#[derive(Subcommand)]
+enum SignaturesCommand {
+    /// Validate signature files; reports every error with file, line and signature id.
+    #[command(
+        long_about = "Loads the *.toml files of DIR (the bundled packs when DIR is not \
+given) and reports every error with file, line and signature id. Exits 0 when the set is \
+valid, 2 otherwise."
+    )]
+    Check {
+        /// Directory of *.toml signature files.
+        dir: Option<PathBuf>,
+    },
+    /// List the loaded signatures.
+    List {
+        #[command(flatten)]
+        source: SignatureSource,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Args)]
+struct InventoryArgs {
+    /// Read this procfs mount instead of /proc.
+    #[arg(long, value_name = "DIR", default_value = "/proc", hide = true)]
+    proc_root: PathBuf,
+}
+
+pub fn run() -> Result<u8> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Scan(args) => scan(args),
+        Command::Signatures(SignaturesCommand::Check { dir }) => check(dir),
+        Command::Signatures(SignaturesCommand::List { source, json }) => {
+            let set = load(&source)?;
+            output::list(&set, json)?;
+            Ok(EXIT_CLEAN)
+        }
+        Command::Inventory(args) => {
+            let snap = inventory::take(&inventory::Options {
+                proc_root: args.proc_root,
+                ..inventory::Options::default()
+            })?;
+            output::json(&snap)?;
+            Ok(EXIT_CLEAN)
+        }
+    }
+}
+
+fn load(source: &SignatureSource) -> Result<SignatureSet> {
+    Ok(match &source.signatures {
+        Some(dir) => signatures::load_dir(dir)?,
+        None => signatures::load_bundled().context("the bundled signatures are broken")?,
+    })
+}
+
+fn check(dir: Option<PathBuf>) -> Result<u8> {
+    let result = match &dir {
+        Some(d) => signatures::load_dir(d).map_err(anyhow::Error::from),
+        None => signatures::load_bundled().map_err(anyhow::Error::from),
+    };
+    let where_ = dir
+        .as_ref()
+        .map_or("bundled packs".to_string(), |d| d.display().to_string());
+    match result {
+        Ok(set) => {
+            println!(
+                "{where_}: {} signatures OK (version {})",
+                set.signatures.len(),
+                set.version()
+            );
+            Ok(EXIT_CLEAN)
+        }
+        Err(e) => {
+            eprintln!("{where_}: {e}");
+            Ok(EXIT_ERROR)
+        }
+    }
+}
+
+fn scan(args: ScanArgs) -> Result<u8> {
+    if !(args.sample >= 0.0 && args.sample <= 3600.0) {
+        bail!(
+            "--sample must be between 0 and 3600 seconds, not {}",
+            args.sample
+        );
+    }
+    let set = load(&args.source)?;
+    let opts = inventory::Options {
+        proc_root: args.proc_root.clone(),
+        hash_exes: set.needs_exe_hash,
+        ..inventory::Options::default()
+    };
+    let mut history = History::new(set.longest_cpu_window_secs.max(args.sample.ceil() as u64));
+    let mut snap: Snapshot = inventory::take(&opts)?;
+    if args.sample > 0.0 {
+        history.observe(&snap);
+        std::thread::sleep(Duration::from_secs_f64(args.sample));
+        snap = inventory::take(&opts)?;
+    }
+    history.observe(&snap);
+    if let Some(pid) = args.explain {
+        let Some(explanations) = detect::explain(&snap, &history, &set, pid) else {
+            bail!("no process {pid} in the inventory (it exited, or this user cannot see it)");
+        };
+        output::explain(&snap, pid, &explanations)?;
+        let any = explanations.iter().any(|e| e.matched);
+        return Ok(if any { EXIT_FINDINGS } else { EXIT_CLEAN });
+    }
+    let findings = detect::run(&snap, &history, &set);
+    let report = output::ScanReport::new(&snap, &set, &findings, args.sample);
+    if args.json {
+        output::json(&report)?;
+    } else {
+        output::table(&report)?;
+    }
+    Ok(if findings.is_empty() {
+        EXIT_CLEAN
+    } else {
+        EXIT_FINDINGS
+    })
+}

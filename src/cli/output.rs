@@ -1,0 +1,365 @@
+//! Printing: tables for people, JSON for machines. Every host-supplied string is escaped
+//! before it reaches a terminal (names and command lines are attacker-chosen).
+
+use anyhow::Result;
+use aupwatch::detect::{Explanation, Finding};
+use aupwatch::inventory::{Gap, Snapshot};
+use aupwatch::signatures::{Severity, SignatureSet};
+use serde::Serialize;
+use std::collections::BTreeSet;
+use std::io::{IsTerminal, Write};
+
+#[derive(Serialize)]
+pub struct ScanReport<'a> {
+    aupwatch_version: &'static str,
+    host: &'a str,
+    taken_at_unix_ms: u64,
+    sample_secs: f64,
+    processes_scanned: usize,
+    sockets_scanned: usize,
+    namespaces_scanned: usize,
+    signatures: SetInfo,
+    findings: &'a [Finding],
+    gaps: &'a [Gap],
+}
+
+#[derive(Serialize)]
+struct SetInfo {
+    count: usize,
+    version: String,
+}
+
+impl<'a> ScanReport<'a> {
+    pub fn new(
+        snap: &'a Snapshot,
+        set: &SignatureSet,
+        findings: &'a [Finding],
+        sample_secs: f64,
+    ) -> ScanReport<'a> {
+        let namespaces: BTreeSet<u64> = snap
+            .processes
+            .iter()
+            .map(|p| p.netns)
+            .filter(|&n| n != 0)
+            .collect();
+        ScanReport {
+            aupwatch_version: env!("CARGO_PKG_VERSION"),
+            host: &snap.hostname,
+            taken_at_unix_ms: snap.taken_at_unix_ms,
+            sample_secs,
+            processes_scanned: snap.processes.len(),
+            sockets_scanned: snap.sockets.len(),
+            namespaces_scanned: namespaces.len(),
+            signatures: SetInfo {
+                count: set.signatures.len(),
+                version: set.version().to_string(),
+            },
+            findings,
+            gaps: &snap.gaps,
+        }
+    }
+}
+
+pub fn json<T: Serialize>(value: &T) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    serde_json::to_writer_pretty(&mut out, value)?;
+    writeln!(out)?;
+    Ok(())
+}
+
+/// Makes host-supplied text safe for a terminal: control characters become escapes.
+pub fn clean(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+struct Style {
+    color: bool,
+}
+
+impl Style {
+    fn stdout() -> Style {
+        Style {
+            color: std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
+        }
+    }
+
+    fn severity(&self, s: Severity, width: usize) -> String {
+        let text = format!("{:<width$}", s.as_str());
+        if !self.color {
+            return text;
+        }
+        let code = match s {
+            Severity::Critical => "1;31",
+            Severity::High => "31",
+            Severity::Medium => "33",
+            Severity::Low => "36",
+            Severity::Info => "2",
+        };
+        format!("\x1b[{code}m{text}\x1b[0m")
+    }
+
+    fn dim(&self, s: &str) -> String {
+        if self.color {
+            format!("\x1b[2m{s}\x1b[0m")
+        } else {
+            s.to_string()
+        }
+    }
+}
+
+pub fn table(r: &ScanReport) -> Result<()> {
+    let style = Style::stdout();
+    let mut out = std::io::stdout().lock();
+    if !r.findings.is_empty() {
+        let rows: Vec<[String; 6]> = r
+            .findings
+            .iter()
+            .map(|f| {
+                let (pid, user, what) = match (&f.process, &f.interface) {
+                    (Some(p), _) => (
+                        p.pid.to_string(),
+                        clean(p.user.as_deref().unwrap_or(&p.uid.to_string())),
+                        clean(
+                            p.exe
+                                .as_deref()
+                                .map(|e| e.rsplit('/').next().unwrap_or(e))
+                                .unwrap_or(&p.comm),
+                        ),
+                    ),
+                    (None, Some(i)) => (
+                        "-".into(),
+                        "-".into(),
+                        format!("interface {}", clean(&i.name)),
+                    ),
+                    (None, None) => ("-".into(), "-".into(), "-".into()),
+                };
+                [
+                    f.severity.as_str().to_string(),
+                    f.category.to_string(),
+                    f.signature.clone(),
+                    pid,
+                    user,
+                    what,
+                ]
+            })
+            .collect();
+        let headers = [
+            "SEVERITY",
+            "CATEGORY",
+            "SIGNATURE",
+            "PID",
+            "USER",
+            "PROCESS",
+        ];
+        let mut widths = headers.map(str::len);
+        for row in &rows {
+            for (w, cell) in widths.iter_mut().zip(row) {
+                *w = (*w).max(cell.chars().count());
+            }
+        }
+        let line = |cells: &[String; 6], sev: Option<Severity>| {
+            let mut s = match sev {
+                Some(sev) => style.severity(sev, widths[0]),
+                None => format!("{:<w$}", cells[0], w = widths[0]),
+            };
+            for (i, cell) in cells.iter().enumerate().skip(1) {
+                s.push_str("  ");
+                if i == 5 {
+                    s.push_str(cell);
+                } else {
+                    s.push_str(&format!("{cell:<w$}", w = widths[i]));
+                }
+            }
+            s
+        };
+        writeln!(out, "{}", line(&headers.map(String::from), None))?;
+        for (f, row) in r.findings.iter().zip(&rows) {
+            writeln!(out, "{}", line(row, Some(f.severity)))?;
+            for e in &f.evidence {
+                writeln!(
+                    out,
+                    "    {} {}",
+                    style.dim(&format!("{}:", e.predicate)),
+                    clean(&e.value)
+                )?;
+            }
+            if let Some(p) = &f.process {
+                let mut ctx = Vec::new();
+                if p.exe_deleted {
+                    ctx.push("executable deleted".to_string());
+                }
+                if let Some(c) = &p.container {
+                    ctx.push(format!("container {}", &c[..12.min(c.len())]));
+                }
+                ctx.push(format!("netns {}", p.netns));
+                if !f.related_pids.is_empty() {
+                    let pids: Vec<String> = f.related_pids.iter().map(|p| p.to_string()).collect();
+                    ctx.push(format!("also pids {}", pids.join(",")));
+                }
+                writeln!(out, "    {} {}", style.dim("where:"), ctx.join("; "))?;
+            }
+        }
+        writeln!(out)?;
+    }
+    let mut counts = Vec::new();
+    for sev in Severity::ALL.iter().rev() {
+        let n = r.findings.iter().filter(|f| f.severity == *sev).count();
+        if n > 0 {
+            counts.push(format!("{n} {sev}"));
+        }
+    }
+    let summary = if r.findings.is_empty() {
+        "no findings".to_string()
+    } else {
+        format!("{} finding(s): {}", r.findings.len(), counts.join(", "))
+    };
+    writeln!(
+        out,
+        "{summary} — {} processes, {} sockets, {} network namespaces on {}; {} signatures (version {})",
+        r.processes_scanned,
+        r.sockets_scanned,
+        r.namespaces_scanned,
+        clean(r.host),
+        r.signatures.count,
+        r.signatures.version
+    )?;
+    drop(out);
+    if !r.gaps.is_empty() {
+        eprintln!(
+            "aupwatch: {} part(s) of the host could not be read:",
+            r.gaps.len()
+        );
+        for g in r.gaps.iter().take(10) {
+            eprintln!("  {}: {}", clean(&g.what), clean(&g.error));
+        }
+        if r.gaps.len() > 10 {
+            eprintln!("  … and {} more (see --json)", r.gaps.len() - 10);
+        }
+    }
+    Ok(())
+}
+
+pub fn explain(snap: &Snapshot, pid: i32, explanations: &[Explanation]) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    if let Some(p) = snap.processes.iter().find(|p| p.pid == pid) {
+        writeln!(
+            out,
+            "pid {pid} ({}), user {}, exe {}{}, netns {}",
+            clean(&p.comm),
+            clean(p.user.as_deref().unwrap_or(&p.uid.to_string())),
+            clean(p.exe.as_deref().unwrap_or("-")),
+            if p.exe_deleted { " (deleted)" } else { "" },
+            p.netns
+        )?;
+        writeln!(out, "cmdline: {}", clean(&p.cmdline_joined()))?;
+        if p.kernel_thread {
+            writeln!(
+                out,
+                "a kernel thread: signatures never match kernel threads"
+            )?;
+        }
+    }
+    let matched = explanations.iter().filter(|e| e.matched).count();
+    writeln!(
+        out,
+        "{matched} of {} process signatures match\n",
+        explanations.len()
+    )?;
+    let mut sorted: Vec<&Explanation> = explanations.iter().collect();
+    sorted.sort_by_key(|e| (!e.matched, e.signature.clone()));
+    for e in sorted {
+        writeln!(
+            out,
+            "{} {} [{} {}]",
+            if e.matched { "MATCH" } else { "  -  " },
+            e.signature,
+            e.category,
+            e.severity
+        )?;
+        for t in &e.trials {
+            writeln!(
+                out,
+                "        {} {}: {}",
+                if t.matched { "yes" } else { "no " },
+                t.predicate,
+                clean(&t.seen)
+            )?;
+        }
+    }
+    Ok(())
+}
+
+#[derive(Serialize)]
+struct ListedSignature<'a> {
+    id: &'a str,
+    category: String,
+    severity: Severity,
+    description: &'a str,
+    aup: &'a str,
+    source: &'a str,
+    references: &'a [String],
+}
+
+pub fn list(set: &SignatureSet, as_json: bool) -> Result<()> {
+    if as_json {
+        let items: Vec<ListedSignature> = set
+            .signatures
+            .iter()
+            .map(|s| ListedSignature {
+                id: &s.id,
+                category: s.category.to_string(),
+                severity: s.severity,
+                description: &s.description,
+                aup: &s.aup,
+                source: &s.source,
+                references: &s.references,
+            })
+            .collect();
+        return json(&serde_json::json!({ "version": set.version(), "signatures": items }));
+    }
+    let mut out = std::io::stdout().lock();
+    let w_id = set
+        .signatures
+        .iter()
+        .map(|s| s.id.len())
+        .max()
+        .unwrap_or(2)
+        .max(2);
+    let w_cat = set
+        .signatures
+        .iter()
+        .map(|s| s.category.as_str().len())
+        .max()
+        .unwrap_or(8)
+        .max(8);
+    writeln!(
+        out,
+        "{:<w_id$}  {:<w_cat$}  {:<8}  DESCRIPTION",
+        "ID", "CATEGORY", "SEVERITY"
+    )?;
+    for s in &set.signatures {
+        writeln!(
+            out,
+            "{:<w_id$}  {:<w_cat$}  {:<8}  {}",
+            s.id,
+            s.category.as_str(),
+            s.severity.as_str(),
+            s.description
+        )?;
+    }
+    writeln!(
+        out,
+        "\n{} signatures, version {}",
+        set.signatures.len(),
+        set.version()
+    )?;
+    Ok(())
+}

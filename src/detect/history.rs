@@ -1,0 +1,180 @@
+//! What detection remembers between scans: per-process CPU samples. Bounded: samples older
+//! than the longest window any signature asks for are dropped, so are processes that exited,
+//! and no process keeps more than [`MAX_SAMPLES`].
+
+use crate::inventory::{cpu_percent, Process, Snapshot};
+use std::collections::{HashMap, VecDeque};
+
+/// Hard cap on samples per process, whatever the window and interval.
+pub const MAX_SAMPLES: usize = 512;
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Sample {
+    uptime_secs: f64,
+    cpu_ticks: u64,
+}
+
+/// Identity of a process across snapshots.
+pub type ProcessKey = (i32, u64);
+
+pub fn key(p: &Process) -> ProcessKey {
+    (p.pid, p.start_ticks)
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct History {
+    keep_secs: f64,
+    ticks_per_second: u64,
+    cpu: HashMap<ProcessKey, VecDeque<Sample>>,
+}
+
+/// CPU use over a window, from history.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CpuWindow {
+    /// Seconds covered by the samples.
+    pub covered_secs: f64,
+    /// Lowest and mean CPU % between consecutive samples in the window.
+    pub min_percent: f64,
+    pub mean_percent: f64,
+    pub intervals: usize,
+}
+
+impl History {
+    /// A history that keeps `keep_secs` of samples (at least long enough for one interval).
+    pub fn new(keep_secs: u64) -> History {
+        History {
+            keep_secs: keep_secs as f64,
+            ..History::default()
+        }
+    }
+
+    /// Number of processes tracked and samples held: what memory grows with.
+    pub fn size(&self) -> (usize, usize) {
+        (self.cpu.len(), self.cpu.values().map(VecDeque::len).sum())
+    }
+
+    /// Records a snapshot. Forgets processes that are gone.
+    pub fn observe(&mut self, snap: &Snapshot) {
+        self.ticks_per_second = snap.ticks_per_second;
+        let now = snap.uptime_secs;
+        let mut next: HashMap<ProcessKey, VecDeque<Sample>> =
+            HashMap::with_capacity(snap.processes.len());
+        for p in snap.processes.iter().filter(|p| !p.kernel_thread) {
+            let k = key(p);
+            let mut samples = self.cpu.remove(&k).unwrap_or_default();
+            // The same snapshot observed twice adds nothing.
+            if samples.back().is_none_or(|s| s.uptime_secs < now) {
+                samples.push_back(Sample {
+                    uptime_secs: now,
+                    cpu_ticks: p.cpu_ticks,
+                });
+                // Keep one sample at or before the window's start so the window is covered.
+                while samples.len() > 2 && samples[1].uptime_secs <= now - self.keep_secs {
+                    samples.pop_front();
+                }
+                while samples.len() > MAX_SAMPLES {
+                    samples.pop_front();
+                }
+            }
+            next.insert(k, samples);
+        }
+        self.cpu = next;
+    }
+
+    /// CPU use of `p` over (up to) the last `window_secs`; `None` with fewer than two samples.
+    pub fn cpu_window(&self, p: &Process, now: f64, window_secs: f64) -> Option<CpuWindow> {
+        let samples = self.cpu.get(&key(p))?;
+        let tps = self.ticks_per_second.max(1);
+        let start = samples
+            .iter()
+            .rposition(|s| s.uptime_secs <= now - window_secs)
+            .unwrap_or(0);
+        let window: Vec<&Sample> = samples.iter().skip(start).collect();
+        if window.len() < 2 {
+            return None;
+        }
+        let mut min = f64::INFINITY;
+        for pair in window.windows(2) {
+            let pct = pct_between(pair[0], pair[1], tps)?;
+            min = min.min(pct);
+        }
+        let first = window[0];
+        let last = window[window.len() - 1];
+        Some(CpuWindow {
+            covered_secs: last.uptime_secs - first.uptime_secs,
+            min_percent: min,
+            mean_percent: pct_between(first, last, tps)?,
+            intervals: window.len() - 1,
+        })
+    }
+}
+
+fn pct_between(a: &Sample, b: &Sample, tps: u64) -> Option<f64> {
+    let pa = Process {
+        cpu_ticks: a.cpu_ticks,
+        ..Process::default()
+    };
+    let pb = Process {
+        cpu_ticks: b.cpu_ticks,
+        ..Process::default()
+    };
+    cpu_percent(&pa, &pb, b.uptime_secs - a.uptime_secs, tps)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn snap(uptime: f64, procs: &[(i32, u64)]) -> Snapshot {
+        Snapshot {
+            uptime_secs: uptime,
+            ticks_per_second: 100,
+            processes: procs
+                .iter()
+                .map(|&(pid, cpu_ticks)| Process {
+                    pid,
+                    start_ticks: 1,
+                    cpu_ticks,
+                    ..Process::default()
+                })
+                .collect(),
+            ..Snapshot::default()
+        }
+    }
+
+    #[test]
+    fn window_min_and_mean() {
+        let mut h = History::new(60);
+        // 100% for 10 s, then 50% for 10 s
+        h.observe(&snap(0.0, &[(1, 0)]));
+        h.observe(&snap(10.0, &[(1, 1000)]));
+        h.observe(&snap(20.0, &[(1, 1500)]));
+        let p = Process {
+            pid: 1,
+            start_ticks: 1,
+            ..Process::default()
+        };
+        let w = h.cpu_window(&p, 20.0, 60.0).expect("two intervals");
+        assert_eq!(w.intervals, 2);
+        assert_eq!(w.min_percent, 50.0);
+        assert_eq!(w.mean_percent, 75.0);
+        assert_eq!(w.covered_secs, 20.0);
+        // the last 10 s only
+        let w = h.cpu_window(&p, 20.0, 10.0).expect("one interval");
+        assert_eq!((w.intervals, w.min_percent), (1, 50.0));
+    }
+
+    #[test]
+    fn bounded_by_window_and_exits() {
+        let mut h = History::new(30);
+        for i in 0..1000u64 {
+            h.observe(&snap(i as f64 * 15.0, &[(1, i * 10), (2, i)]));
+        }
+        // 30 s window at 15 s interval: at most 4 samples each
+        let (procs, samples) = h.size();
+        assert_eq!(procs, 2);
+        assert!(samples <= 8, "{samples} samples held");
+        h.observe(&snap(1e6, &[(2, 5000)]));
+        assert_eq!(h.size().0, 1, "exited process forgotten");
+    }
+}

@@ -1,0 +1,656 @@
+//! Detection: a pure function of (snapshot, history, signature set) → findings.
+//!
+//! No clock, no file system, no network, no logging here: time arrives in the snapshot.
+//! The output is sorted, so the same input always gives the same findings.
+
+mod history;
+
+pub use history::{key as process_key, CpuWindow, History, ProcessKey, MAX_SAMPLES};
+
+use crate::inventory::{Process, Snapshot, Socket};
+use crate::signatures::{
+    BindFilter, Category, Match, Predicate, Severity, Signature, SignatureSet, SocketFilter,
+    Subject,
+};
+use serde::Serialize;
+use std::collections::{BTreeSet, HashMap};
+
+/// A signature matched on this host.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Finding {
+    pub signature: String,
+    pub category: Category,
+    pub severity: Severity,
+    pub description: String,
+    pub aup: String,
+    /// The (topmost) process, for process signatures.
+    pub process: Option<ProcessRef>,
+    /// The interface, for interface signatures.
+    pub interface: Option<InterfaceRef>,
+    /// Descendants of `process` that matched the same signature, folded into this finding.
+    pub related_pids: Vec<i32>,
+    pub sockets: Vec<SocketRef>,
+    pub evidence: Vec<Evidence>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ProcessRef {
+    pub pid: i32,
+    pub ppid: i32,
+    pub start_ticks: u64,
+    pub uid: u32,
+    pub user: Option<String>,
+    pub comm: String,
+    pub exe: Option<String>,
+    pub exe_deleted: bool,
+    pub cmdline: Vec<String>,
+    pub netns: u64,
+    pub container: Option<String>,
+}
+
+impl ProcessRef {
+    fn of(p: &Process) -> ProcessRef {
+        ProcessRef {
+            pid: p.pid,
+            ppid: p.ppid,
+            start_ticks: p.start_ticks,
+            uid: p.uid,
+            user: p.user.clone(),
+            comm: p.comm.clone(),
+            exe: p.exe.clone(),
+            exe_deleted: p.exe_deleted,
+            cmdline: p.cmdline.clone(),
+            netns: p.netns,
+            container: p.container.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct InterfaceRef {
+    pub netns: u64,
+    pub name: String,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, PartialOrd, Ord)]
+pub struct SocketRef {
+    pub protocol: crate::inventory::Protocol,
+    pub local: std::net::SocketAddr,
+    pub remote: Option<std::net::SocketAddr>,
+    pub state: crate::inventory::SocketState,
+    pub netns: u64,
+    pub inode: u64,
+}
+
+impl SocketRef {
+    fn of(s: &Socket) -> SocketRef {
+        SocketRef {
+            protocol: s.protocol,
+            local: s.local,
+            remote: s.remote,
+            state: s.state,
+            netns: s.netns,
+            inode: s.inode,
+        }
+    }
+}
+
+/// Which predicate saw which value.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Evidence {
+    pub predicate: String,
+    pub value: String,
+}
+
+/// One predicate tried on one subject: whether it held and what it saw.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Trial {
+    pub predicate: &'static str,
+    pub matched: bool,
+    pub seen: String,
+    sockets: Vec<usize>,
+}
+
+/// Everything a process signature saw on one process (`aupwatch scan --explain`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Explanation {
+    pub signature: String,
+    pub category: Category,
+    pub severity: Severity,
+    pub matched: bool,
+    pub trials: Vec<Trial>,
+}
+
+/// The inputs shared by every evaluation in one run.
+struct Ctx<'a> {
+    snap: &'a Snapshot,
+    history: &'a History,
+    /// Socket indices per owning pid.
+    sockets_of: HashMap<i32, Vec<usize>>,
+}
+
+impl<'a> Ctx<'a> {
+    fn new(snap: &'a Snapshot, history: &'a History) -> Ctx<'a> {
+        let mut sockets_of: HashMap<i32, Vec<usize>> = HashMap::new();
+        for (i, s) in snap.sockets.iter().enumerate() {
+            for &pid in &s.owners {
+                sockets_of.entry(pid).or_default().push(i);
+            }
+        }
+        Ctx {
+            snap,
+            history,
+            sockets_of,
+        }
+    }
+
+    fn sockets(&self, pid: i32) -> impl Iterator<Item = (usize, &'a Socket)> + '_ {
+        let snap = self.snap;
+        self.sockets_of
+            .get(&pid)
+            .map(|v| v.as_slice())
+            .unwrap_or(&[])
+            .iter()
+            .map(move |&i| (i, &snap.sockets[i]))
+    }
+}
+
+/// Runs every signature of `set` against `snap`.
+pub fn run(snap: &Snapshot, history: &History, set: &SignatureSet) -> Vec<Finding> {
+    let ctx = Ctx::new(snap, history);
+    let mut findings = Vec::new();
+    for sig in &set.signatures {
+        match sig.subject {
+            Subject::Process => findings.extend(process_findings(&ctx, sig)),
+            Subject::Interface => findings.extend(interface_findings(snap, sig)),
+        }
+    }
+    findings.sort_by(|a, b| {
+        b.severity
+            .cmp(&a.severity)
+            .then_with(|| a.category.cmp(&b.category))
+            .then_with(|| a.signature.cmp(&b.signature))
+            .then_with(|| sort_key(a).cmp(&sort_key(b)))
+    });
+    findings
+}
+
+fn sort_key(f: &Finding) -> (i32, u64, String) {
+    match (&f.process, &f.interface) {
+        (Some(p), _) => (p.pid, p.netns, String::new()),
+        (None, Some(i)) => (0, i.netns, i.name.clone()),
+        (None, None) => (0, 0, String::new()),
+    }
+}
+
+/// Explains every process signature against one process.
+pub fn explain(
+    snap: &Snapshot,
+    history: &History,
+    set: &SignatureSet,
+    pid: i32,
+) -> Option<Vec<Explanation>> {
+    let ctx = Ctx::new(snap, history);
+    let p = snap.processes.iter().find(|p| p.pid == pid)?;
+    Some(
+        set.signatures
+            .iter()
+            .filter(|s| s.subject == Subject::Process)
+            .map(|sig| {
+                let mut trials = Vec::new();
+                let matched = eval(&ctx, p, &sig.matcher, &mut Some(&mut trials)).is_some();
+                Explanation {
+                    signature: sig.id.clone(),
+                    category: sig.category,
+                    severity: sig.severity,
+                    matched: matched && !p.kernel_thread,
+                    trials,
+                }
+            })
+            .collect(),
+    )
+}
+
+/// What matched: evidence and the sockets involved.
+#[derive(Default)]
+struct Hit {
+    evidence: Vec<Evidence>,
+    sockets: Vec<usize>,
+}
+
+impl Hit {
+    fn absorb(&mut self, other: Hit) {
+        self.evidence.extend(other.evidence);
+        self.sockets.extend(other.sockets);
+    }
+}
+
+fn process_findings(ctx: &Ctx, sig: &Signature) -> Vec<Finding> {
+    let mut hits: Vec<(usize, Hit)> = Vec::new();
+    for (i, p) in ctx.snap.processes.iter().enumerate() {
+        if p.kernel_thread {
+            continue;
+        }
+        if let Some(hit) = eval(ctx, p, &sig.matcher, &mut None) {
+            hits.push((i, hit));
+        }
+    }
+    if hits.is_empty() {
+        return Vec::new();
+    }
+    // Fold each process into its topmost ancestor that matched the same signature.
+    let matched: HashMap<i32, usize> = hits
+        .iter()
+        .enumerate()
+        .map(|(h, (i, _))| (ctx.snap.processes[*i].pid, h))
+        .collect();
+    let index_of: HashMap<i32, usize> = ctx
+        .snap
+        .processes
+        .iter()
+        .enumerate()
+        .map(|(i, p)| (p.pid, i))
+        .collect();
+    let mut top: Vec<usize> = (0..hits.len()).collect();
+    for (h, (i, _)) in hits.iter().enumerate() {
+        let mut cur = &ctx.snap.processes[*i];
+        for _ in 0..4096 {
+            let Some(&pi) = index_of.get(&cur.ppid) else {
+                break;
+            };
+            if cur.ppid == cur.pid {
+                break;
+            }
+            cur = &ctx.snap.processes[pi];
+            if let Some(&ah) = matched.get(&cur.pid) {
+                top[h] = ah;
+            }
+        }
+    }
+    let mut grouped: Vec<(usize, Hit, Vec<i32>)> = Vec::new();
+    let mut slot: HashMap<usize, usize> = HashMap::new();
+    for (h, (i, hit)) in hits.into_iter().enumerate() {
+        let t = top[h];
+        let g = *slot.entry(t).or_insert_with(|| {
+            grouped.push((usize::MAX, Hit::default(), Vec::new()));
+            grouped.len() - 1
+        });
+        if t == h {
+            grouped[g].0 = i;
+        } else {
+            grouped[g].2.push(ctx.snap.processes[i].pid);
+        }
+        grouped[g].1.absorb(hit);
+    }
+    grouped
+        .into_iter()
+        .filter(|(i, _, _)| *i != usize::MAX)
+        .map(|(i, hit, mut related)| {
+            related.sort_unstable();
+            let p = &ctx.snap.processes[i];
+            let sockets: BTreeSet<SocketRef> = hit
+                .sockets
+                .iter()
+                .map(|&s| SocketRef::of(&ctx.snap.sockets[s]))
+                .collect();
+            let evidence: BTreeSet<Evidence> = hit.evidence.into_iter().collect();
+            Finding {
+                signature: sig.id.clone(),
+                category: sig.category,
+                severity: sig.severity,
+                description: sig.description.clone(),
+                aup: sig.aup.clone(),
+                process: Some(ProcessRef::of(p)),
+                interface: None,
+                related_pids: related,
+                sockets: sockets.into_iter().collect(),
+                evidence: evidence.into_iter().collect(),
+            }
+        })
+        .collect()
+}
+
+fn interface_findings(snap: &Snapshot, sig: &Signature) -> Vec<Finding> {
+    let mut out = Vec::new();
+    for iface in &snap.interfaces {
+        let mut evidence = Vec::new();
+        if eval_interface(&sig.matcher, &iface.name, &mut evidence) {
+            out.push(Finding {
+                signature: sig.id.clone(),
+                category: sig.category,
+                severity: sig.severity,
+                description: sig.description.clone(),
+                aup: sig.aup.clone(),
+                process: None,
+                interface: Some(InterfaceRef {
+                    netns: iface.netns,
+                    name: iface.name.clone(),
+                }),
+                related_pids: Vec::new(),
+                sockets: Vec::new(),
+                evidence,
+            });
+        }
+    }
+    out
+}
+
+fn eval_interface(m: &Match, name: &str, evidence: &mut Vec<Evidence>) -> bool {
+    match m {
+        Match::All(v) => v.iter().all(|m| eval_interface(m, name, evidence)),
+        Match::Any(v) => v
+            .iter()
+            .fold(false, |acc, m| eval_interface(m, name, evidence) || acc),
+        Match::Not(inner) => !eval_interface(inner, name, &mut Vec::new()),
+        Match::Pred(Predicate::Interface(globs)) => {
+            let hit = globs.is_match(name);
+            if hit {
+                evidence.push(Evidence {
+                    predicate: "interface".into(),
+                    value: format!("name {name:?}"),
+                });
+            }
+            hit
+        }
+        // Compilation rejects other predicates in interface signatures.
+        Match::Pred(_) => false,
+    }
+}
+
+/// Evaluates `m` on `p`; `Some` with evidence when it matches. With `trace`, records every
+/// predicate tried (and tries them all, for `--explain`).
+fn eval(ctx: &Ctx, p: &Process, m: &Match, trace: &mut Option<&mut Vec<Trial>>) -> Option<Hit> {
+    match m {
+        Match::All(items) => {
+            let mut hit = Hit::default();
+            let mut ok = true;
+            for item in items {
+                match eval(ctx, p, item, trace) {
+                    Some(h) => hit.absorb(h),
+                    None => {
+                        ok = false;
+                        if trace.is_none() {
+                            break;
+                        }
+                    }
+                }
+            }
+            ok.then_some(hit)
+        }
+        Match::Any(items) => {
+            let mut hit: Option<Hit> = None;
+            for item in items {
+                if let Some(h) = eval(ctx, p, item, trace) {
+                    hit.get_or_insert_with(Hit::default).absorb(h);
+                }
+            }
+            hit
+        }
+        Match::Not(inner) => match eval(ctx, p, inner, trace) {
+            Some(_) => None,
+            None => Some(Hit::default()),
+        },
+        Match::Pred(pred) => {
+            let trial = try_predicate(ctx, p, pred);
+            let hit = trial.matched.then(|| Hit {
+                evidence: vec![Evidence {
+                    predicate: trial.predicate.to_string(),
+                    value: trial.seen.clone(),
+                }],
+                sockets: trial.sockets.clone(),
+            });
+            if let Some(t) = trace {
+                t.push(trial);
+            }
+            hit
+        }
+    }
+}
+
+/// At most this many sockets are spelled out in one piece of evidence.
+const SHOWN_SOCKETS: usize = 5;
+/// Command lines are cut to this many characters in evidence.
+const SHOWN_CMDLINE: usize = 200;
+
+fn try_predicate(ctx: &Ctx, p: &Process, pred: &Predicate) -> Trial {
+    let key = pred.key();
+    let (matched, seen, sockets) = match pred {
+        Predicate::Name(globs) => {
+            let candidates = [
+                ("comm", Some(p.comm.as_str())),
+                ("exe basename", p.exe_basename()),
+                ("argv[0] basename", p.argv0_basename()),
+            ];
+            match candidates
+                .iter()
+                .find(|(_, v)| v.is_some_and(|v| globs.is_match(v)))
+            {
+                Some((what, Some(v))) => (true, format!("{what} {v:?}"), vec![]),
+                _ => (
+                    false,
+                    format!(
+                        "comm {:?}, exe {:?}, argv[0] {:?}",
+                        p.comm,
+                        p.exe_basename().unwrap_or(""),
+                        p.argv0_basename().unwrap_or("")
+                    ),
+                    vec![],
+                ),
+            }
+        }
+        Predicate::Exe(globs) => match p.exe.as_deref() {
+            Some(exe) => (
+                globs.is_match(exe),
+                format!("{exe:?}{}", if p.exe_deleted { " (deleted)" } else { "" }),
+                vec![],
+            ),
+            None => (false, "no executable".into(), vec![]),
+        },
+        Predicate::Cmdline(re) => {
+            let line = p.cmdline_joined();
+            match re.find(&line) {
+                Some(m) => (
+                    true,
+                    format!("{:?} in {:?}", m.as_str(), cut(&line, SHOWN_CMDLINE)),
+                    vec![],
+                ),
+                None => (false, format!("{:?}", cut(&line, SHOWN_CMDLINE)), vec![]),
+            }
+        }
+        Predicate::Sha256(hashes) => match &p.exe_sha256 {
+            Some(h) => (hashes.iter().any(|x| x == h), h.clone(), vec![]),
+            None => (false, "executable not hashed".into(), vec![]),
+        },
+        Predicate::User(users) => {
+            let uid = p.uid.to_string();
+            let name = p.user.as_deref();
+            let hit = users.iter().any(|u| *u == uid || Some(u.as_str()) == name);
+            (hit, format!("{} (uid {uid})", name.unwrap_or("?")), vec![])
+        }
+        Predicate::Listen(filter) => {
+            let found: Vec<(usize, &Socket)> = ctx
+                .sockets(p.pid)
+                .filter(|(_, s)| s.is_listening() && fits(filter, s))
+                .collect();
+            if found.is_empty() {
+                (false, listening_summary(ctx, p), vec![])
+            } else {
+                (
+                    true,
+                    list_sockets(&found, false),
+                    found.iter().map(|(i, _)| *i).collect(),
+                )
+            }
+        }
+        Predicate::Remote { filter, min } => {
+            let found: Vec<(usize, &Socket)> = ctx
+                .sockets(p.pid)
+                .filter(|(_, s)| {
+                    s.is_connected()
+                        && filter.protocol.allows(s.protocol)
+                        && s.remote.is_some_and(|r| filter.ports.contains(r.port()))
+                })
+                .collect();
+            let n = found.len();
+            let seen = if n == 0 {
+                "no connection to those ports".into()
+            } else {
+                format!("{n} connection(s): {}", list_sockets(&found, true))
+            };
+            (
+                n >= *min as usize,
+                seen,
+                found.iter().map(|(i, _)| *i).collect(),
+            )
+        }
+        Predicate::Peers {
+            min,
+            local_ports,
+            remote_ports,
+            protocol,
+        } => {
+            let found: Vec<(usize, &Socket)> = ctx
+                .sockets(p.pid)
+                .filter(|(_, s)| {
+                    s.is_connected()
+                        && protocol.allows(s.protocol)
+                        && local_ports.contains(s.local.port())
+                        && s.remote.is_some_and(|r| remote_ports.contains(r.port()))
+                })
+                .collect();
+            let peers: BTreeSet<std::net::IpAddr> = found
+                .iter()
+                .filter_map(|(_, s)| s.remote.map(|r| r.ip()))
+                .collect();
+            let n = peers.len();
+            let shown: Vec<String> = peers
+                .iter()
+                .take(SHOWN_SOCKETS)
+                .map(|ip| ip.to_string())
+                .collect();
+            let more = if n > SHOWN_SOCKETS {
+                format!(", +{} more", n - SHOWN_SOCKETS)
+            } else {
+                String::new()
+            };
+            (
+                n >= *min as usize,
+                format!("{n} distinct peer(s) [{}{more}]", shown.join(", ")),
+                found.iter().map(|(i, _)| *i).collect(),
+            )
+        }
+        Predicate::Cpu {
+            min_percent,
+            for_secs,
+        } => cpu(ctx, p, *min_percent, *for_secs),
+        Predicate::Interface(_) => (false, "not a process predicate".into(), vec![]),
+    };
+    Trial {
+        predicate: key,
+        matched,
+        seen,
+        sockets,
+    }
+}
+
+fn fits(filter: &SocketFilter, s: &Socket) -> bool {
+    filter.protocol.allows(s.protocol)
+        && filter.ports.contains(s.local.port())
+        && match filter.bind {
+            BindFilter::Any => true,
+            BindFilter::Public => s.is_public_bind(),
+            BindFilter::Loopback => !s.is_public_bind(),
+        }
+}
+
+fn list_sockets(found: &[(usize, &Socket)], remote: bool) -> String {
+    let mut parts: Vec<String> = found
+        .iter()
+        .take(SHOWN_SOCKETS)
+        .map(|(_, s)| match (remote, s.remote) {
+            (true, Some(r)) => format!("{} {} -> {r}", s.protocol, s.local),
+            _ => format!("{} {}", s.protocol, s.local),
+        })
+        .collect();
+    if found.len() > SHOWN_SOCKETS {
+        parts.push(format!("+{} more", found.len() - SHOWN_SOCKETS));
+    }
+    parts.join(", ")
+}
+
+fn listening_summary(ctx: &Ctx, p: &Process) -> String {
+    let found: Vec<(usize, &Socket)> = ctx
+        .sockets(p.pid)
+        .filter(|(_, s)| s.is_listening())
+        .collect();
+    if found.is_empty() {
+        "not listening".into()
+    } else {
+        format!("listens on {}", list_sockets(&found, false))
+    }
+}
+
+fn cpu(ctx: &Ctx, p: &Process, min_percent: f64, for_secs: u64) -> (bool, String, Vec<usize>) {
+    let now = ctx.snap.uptime_secs;
+    let window = ctx.history.cpu_window(p, now, for_secs as f64);
+    if let Some(w) = &window {
+        if w.covered_secs + 0.5 >= for_secs as f64 {
+            let seen = format!(
+                "at least {:.0}% (mean {:.0}%) of a core over the last {} ({} samples)",
+                w.min_percent,
+                w.mean_percent,
+                human_secs(w.covered_secs),
+                w.intervals + 1
+            );
+            return (w.min_percent >= min_percent, seen, vec![]);
+        }
+    }
+    // The samples do not reach back far enough: fall back to the average since start,
+    // which must hold for long enough, and the recent samples must agree.
+    let tps = ctx.snap.ticks_per_second.max(1) as f64;
+    let age = now - p.start_ticks as f64 / tps;
+    let lifetime = if age > 0.0 {
+        p.cpu_ticks as f64 / tps / age * 100.0
+    } else {
+        0.0
+    };
+    let recent_ok = window.as_ref().is_none_or(|w| w.min_percent >= min_percent);
+    let recent = match &window {
+        Some(w) => format!(
+            "; {:.0}% over the last {}",
+            w.min_percent,
+            human_secs(w.covered_secs)
+        ),
+        None => String::new(),
+    };
+    let seen = format!(
+        "{lifetime:.0}% of a core on average since start {} ago{recent}",
+        human_secs(age.max(0.0))
+    );
+    (
+        age >= for_secs as f64 && lifetime >= min_percent && recent_ok,
+        seen,
+        vec![],
+    )
+}
+
+fn human_secs(secs: f64) -> String {
+    let s = secs.round() as u64;
+    match s {
+        0..=119 => format!("{s}s"),
+        120..=7199 => format!("{}m", s / 60),
+        _ => format!("{}h{:02}m", s / 3600, (s % 3600) / 60),
+    }
+}
+
+fn cut(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        return s.to_string();
+    }
+    let mut out: String = s.chars().take(max).collect();
+    out.push('…');
+    out
+}
+
+#[cfg(test)]
+mod tests;

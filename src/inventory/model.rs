@@ -1,0 +1,211 @@
+//! The owned data an inventory returns. Plain data: no I/O, no clock.
+//! Everything here came from the host and is attacker-chosen where it is text.
+
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+
+/// One inventory of the host, taken at one moment.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Snapshot {
+    /// Wall-clock time the inventory started, milliseconds since the Unix epoch.
+    pub taken_at_unix_ms: u64,
+    /// `/proc/uptime` when the inventory started: the monotonic clock rates are computed on.
+    pub uptime_secs: f64,
+    /// Clock ticks per second (`sysconf(_SC_CLK_TCK)`), the unit of CPU times and start times.
+    pub ticks_per_second: u64,
+    /// Host name as the kernel knows it.
+    pub hostname: String,
+    /// Number of online CPUs.
+    pub cpus: u32,
+    pub processes: Vec<Process>,
+    pub sockets: Vec<Socket>,
+    pub interfaces: Vec<Interface>,
+    /// What could not be read, and why. A process that vanished mid-read is not a gap.
+    pub gaps: Vec<Gap>,
+    /// Processes that exited while the inventory was being taken.
+    pub vanished: u32,
+}
+
+/// A process, identified across snapshots by `(pid, start_ticks)`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Process {
+    pub pid: i32,
+    pub ppid: i32,
+    /// Effective uid.
+    pub uid: u32,
+    /// User name for `uid` from the host's passwd database, when it has one.
+    pub user: Option<String>,
+    /// `comm`: the kernel's 15-byte process name. Settable by the process itself.
+    pub comm: String,
+    /// Executable path (readlink of `/proc/<pid>/exe`), without the ` (deleted)` suffix.
+    pub exe: Option<String>,
+    /// The executable was deleted (or is a memfd) after the process started it.
+    pub exe_deleted: bool,
+    /// Command-line arguments; non-UTF-8 bytes replaced.
+    pub cmdline: Vec<String>,
+    /// Start time in clock ticks after boot.
+    pub start_ticks: u64,
+    /// User + system CPU time in clock ticks.
+    pub cpu_ticks: u64,
+    pub threads: i64,
+    pub nice: i64,
+    pub rss_bytes: u64,
+    /// Kernel threads have no user space and are never matched.
+    pub kernel_thread: bool,
+    /// The process's cgroup path (v2 unified, else the first v1 line).
+    pub cgroup: Option<String>,
+    /// Container id found in the cgroup path (docker, containerd, podman, …).
+    pub container: Option<String>,
+    /// Inode of the process's network namespace.
+    pub netns: u64,
+    /// Inodes of the sockets among its open file descriptors.
+    pub socket_inodes: Vec<u64>,
+    /// SHA-256 of the executable, computed only when a loaded signature asks for it.
+    pub exe_sha256: Option<String>,
+}
+
+impl Process {
+    /// Basename of the executable path.
+    pub fn exe_basename(&self) -> Option<&str> {
+        self.exe.as_deref().map(basename)
+    }
+
+    /// Basename of `argv[0]`.
+    pub fn argv0_basename(&self) -> Option<&str> {
+        self.cmdline.first().map(|a| basename(a))
+    }
+
+    /// The command line as one string, arguments joined by single spaces.
+    pub fn cmdline_joined(&self) -> String {
+        self.cmdline.join(" ")
+    }
+
+    /// The best single name to show an operator.
+    pub fn display_name(&self) -> &str {
+        self.exe_basename().unwrap_or(&self.comm)
+    }
+}
+
+fn basename(path: &str) -> &str {
+    path.rsplit('/').next().unwrap_or(path)
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    Tcp,
+    Udp,
+}
+
+impl std::fmt::Display for Protocol {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Protocol::Tcp => "tcp",
+            Protocol::Udp => "udp",
+        })
+    }
+}
+
+/// Socket state. UDP sockets are `Unconnected` (bound, no peer) or `Established` (connected).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[serde(rename_all = "snake_case")]
+pub enum SocketState {
+    Listen,
+    Established,
+    SynSent,
+    SynRecv,
+    FinWait1,
+    FinWait2,
+    TimeWait,
+    Close,
+    CloseWait,
+    LastAck,
+    Closing,
+    Unconnected,
+}
+
+impl std::fmt::Display for SocketState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let s = match self {
+            SocketState::Listen => "listen",
+            SocketState::Established => "established",
+            SocketState::SynSent => "syn_sent",
+            SocketState::SynRecv => "syn_recv",
+            SocketState::FinWait1 => "fin_wait1",
+            SocketState::FinWait2 => "fin_wait2",
+            SocketState::TimeWait => "time_wait",
+            SocketState::Close => "close",
+            SocketState::CloseWait => "close_wait",
+            SocketState::LastAck => "last_ack",
+            SocketState::Closing => "closing",
+            SocketState::Unconnected => "unconnected",
+        };
+        f.write_str(s)
+    }
+}
+
+/// A TCP or UDP socket of one network namespace.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Socket {
+    pub netns: u64,
+    pub protocol: Protocol,
+    pub local: SocketAddr,
+    /// `None` when the socket has no peer (listening or unconnected UDP).
+    pub remote: Option<SocketAddr>,
+    pub state: SocketState,
+    pub uid: u32,
+    /// 0 for sockets no file descriptor refers to any more (TIME_WAIT) and kernel sockets.
+    pub inode: u64,
+    /// Pids of the processes holding a descriptor to it, ascending.
+    pub owners: Vec<i32>,
+}
+
+impl Socket {
+    /// Listening TCP, or bound-but-unconnected UDP.
+    pub fn is_listening(&self) -> bool {
+        match self.protocol {
+            Protocol::Tcp => self.state == SocketState::Listen,
+            Protocol::Udp => self.state == SocketState::Unconnected && self.local.port() != 0,
+        }
+    }
+
+    /// Connected, or trying to connect, to a peer.
+    pub fn is_connected(&self) -> bool {
+        self.remote.is_some()
+            && matches!(
+                self.state,
+                SocketState::Established | SocketState::SynSent | SocketState::SynRecv
+            )
+    }
+
+    /// Bound to the unspecified address or any non-loopback address.
+    pub fn is_public_bind(&self) -> bool {
+        !self.local.ip().is_loopback() && !is_v4_mapped_loopback(&self.local)
+    }
+}
+
+fn is_v4_mapped_loopback(addr: &SocketAddr) -> bool {
+    match addr {
+        SocketAddr::V6(v6) => v6.ip().to_ipv4_mapped().is_some_and(|v4| v4.is_loopback()),
+        SocketAddr::V4(_) => false,
+    }
+}
+
+/// Byte and packet counters of one network interface.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Interface {
+    pub netns: u64,
+    pub name: String,
+    pub rx_bytes: u64,
+    pub rx_packets: u64,
+    pub tx_bytes: u64,
+    pub tx_packets: u64,
+}
+
+/// Something the inventory could not read.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Gap {
+    /// What was being read (a path).
+    pub what: String,
+    pub error: String,
+}

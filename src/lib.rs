@@ -1,0 +1,8 @@
+//! aupwatch: a host-level acceptable-use watchdog.
+//!
+//! Data flows one way: [`inventory`] reads the host into a `Snapshot`, [`signatures`] loads
+//! and compiles the rules, [`detect`] judges (pure), and the binary prints or reports.
+
+pub mod detect;
+pub mod inventory;
+pub mod signatures;

@@ -1,0 +1,626 @@
+//! TOML text → compiled signatures, collecting every error with its line.
+
+use super::model::{
+    BindFilter, Category, GlobList, Match, PortSet, Predicate, ProtocolFilter, Severity, Signature,
+    SocketFilter, Subject,
+};
+use super::LoadError;
+use crate::inventory::Protocol;
+use serde::Deserialize;
+use toml::de::{DeTable, DeValue, ValueDeserializer};
+use toml::Spanned;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSignature {
+    id: Spanned<String>,
+    category: Spanned<String>,
+    severity: Spanned<String>,
+    description: Spanned<String>,
+    aup: Spanned<String>,
+    #[serde(default)]
+    references: Vec<String>,
+    #[serde(default)]
+    subject: Option<Spanned<String>>,
+    #[serde(rename = "match")]
+    matcher: Spanned<RawMatch>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+enum RawMatch {
+    All(Vec<Spanned<RawMatch>>),
+    Any(Vec<Spanned<RawMatch>>),
+    Not(Box<Spanned<RawMatch>>),
+    Name(Vec<Spanned<String>>),
+    Exe(Vec<Spanned<String>>),
+    Cmdline(Spanned<String>),
+    Sha256(Vec<Spanned<String>>),
+    User(Vec<Spanned<String>>),
+    Listen(RawListen),
+    Remote(RawRemote),
+    Peers(RawPeers),
+    Cpu(RawCpu),
+    Interface(Vec<Spanned<String>>),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawListen {
+    #[serde(default)]
+    port: Vec<Spanned<RawPort>>,
+    #[serde(default)]
+    protocol: Option<Spanned<String>>,
+    #[serde(default)]
+    bind: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRemote {
+    #[serde(default)]
+    port: Vec<Spanned<RawPort>>,
+    #[serde(default)]
+    protocol: Option<Spanned<String>>,
+    #[serde(default)]
+    min: Option<Spanned<i64>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPeers {
+    min: Spanned<i64>,
+    #[serde(default)]
+    local_port: Vec<Spanned<RawPort>>,
+    #[serde(default)]
+    remote_port: Vec<Spanned<RawPort>>,
+    #[serde(default)]
+    protocol: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCpu {
+    min_percent: Spanned<f64>,
+    #[serde(rename = "for")]
+    duration: Spanned<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RawPort {
+    Number(i64),
+    Range(String),
+}
+
+/// Limits that make a value impossible rather than merely unusual.
+const MAX_CPU_PERCENT: f64 = 6400.0;
+const MAX_CPU_WINDOW_SECS: u64 = 24 * 3600;
+const REGEX_SIZE_LIMIT: usize = 1 << 20;
+
+/// Compiles one file, appending its signatures and its errors.
+pub(super) fn file(name: &str, text: &str, out: &mut Vec<Signature>, errors: &mut Vec<LoadError>) {
+    let lines = LineIndex::new(text);
+    let (doc, syntax) = DeTable::parse_recoverable(text);
+    if !syntax.is_empty() {
+        for e in syntax {
+            errors.push(LoadError {
+                file: name.to_string(),
+                line: e.span().map(|s| lines.line(s.start)),
+                id: None,
+                message: format!("TOML syntax: {}", e.message().trim()),
+            });
+        }
+        return;
+    }
+    let doc = doc.into_inner();
+    for (key, value) in doc.iter() {
+        if key.get_ref() != "signature" {
+            errors.push(LoadError {
+                file: name.to_string(),
+                line: Some(lines.line(key.span().start)),
+                id: None,
+                message: format!(
+                    "unknown top-level key `{}`: a signature file holds only [[signature]] tables",
+                    key.get_ref()
+                ),
+            });
+            continue;
+        }
+        let items = match value.get_ref() {
+            DeValue::Array(items) => items,
+            _ => {
+                errors.push(LoadError {
+                    file: name.to_string(),
+                    line: Some(lines.line(value.span().start)),
+                    id: None,
+                    message: "`signature` must be an array of tables: write [[signature]]".into(),
+                });
+                continue;
+            }
+        };
+        for item in items.iter() {
+            let mut ctx = Ctx {
+                file: name,
+                lines: &lines,
+                id: item
+                    .get_ref()
+                    .get("id")
+                    .and_then(|v| v.get_ref().as_str())
+                    .map(str::to_string),
+                errors,
+            };
+            let start = item.span().start;
+            match RawSignature::deserialize(ValueDeserializer::from(item.clone())) {
+                Ok(raw) => {
+                    if let Some(sig) = ctx.signature(raw, start) {
+                        out.push(sig);
+                    }
+                }
+                Err(e) => {
+                    let at = e.span().map(|s| s.start).unwrap_or(start);
+                    ctx.error(at, explain_serde(e.message()));
+                }
+            }
+        }
+    }
+}
+
+/// Rewords serde's messages where they would puzzle a signature author.
+fn explain_serde(message: &str) -> String {
+    let message = message.trim();
+    if message.contains("wanted exactly 1 element") {
+        return "a match expression is a table with exactly one key (a predicate, or all / any / not); combine several with `all = [ … ]`".into();
+    }
+    message.to_string()
+}
+
+struct LineIndex {
+    starts: Vec<usize>,
+}
+
+impl LineIndex {
+    fn new(text: &str) -> LineIndex {
+        let mut starts = vec![0];
+        starts.extend(text.match_indices('\n').map(|(i, _)| i + 1));
+        LineIndex { starts }
+    }
+
+    /// 1-based line of a byte offset.
+    fn line(&self, offset: usize) -> usize {
+        self.starts.partition_point(|&s| s <= offset)
+    }
+}
+
+struct Ctx<'a> {
+    file: &'a str,
+    lines: &'a LineIndex,
+    id: Option<String>,
+    errors: &'a mut Vec<LoadError>,
+}
+
+impl Ctx<'_> {
+    fn error(&mut self, offset: usize, message: String) {
+        self.errors.push(LoadError {
+            file: self.file.to_string(),
+            line: Some(self.lines.line(offset)),
+            id: self.id.clone(),
+            message,
+        });
+    }
+
+    fn signature(&mut self, raw: RawSignature, start: usize) -> Option<Signature> {
+        let before = self.errors.len();
+        let id = raw.id.get_ref().clone();
+        let category = Category::parse(raw.category.get_ref());
+        if category.is_none() {
+            let known: Vec<_> = Category::ALL.iter().map(|c| c.as_str()).collect();
+            self.error(
+                raw.category.span().start,
+                format!(
+                    "unknown category `{}` (one of: {})",
+                    raw.category.get_ref(),
+                    known.join(", ")
+                ),
+            );
+        }
+        match id.split_once('.') {
+            Some((prefix, rest)) if valid_name(rest) => {
+                if category.is_some_and(|c| c.as_str() != prefix) {
+                    self.error(
+                        raw.id.span().start,
+                        format!(
+                            "id must start with its category: `{}.{rest}`",
+                            raw.category.get_ref()
+                        ),
+                    );
+                }
+            }
+            _ => self.error(
+                raw.id.span().start,
+                format!("id `{id}` must be `<category>.<name>`, name of a-z, 0-9, `_` and `-`"),
+            ),
+        }
+        let severity = Severity::parse(raw.severity.get_ref());
+        if severity.is_none() {
+            self.error(
+                raw.severity.span().start,
+                format!(
+                    "unknown severity `{}` (one of: info, low, medium, high, critical)",
+                    raw.severity.get_ref()
+                ),
+            );
+        }
+        for (field, value) in [("description", &raw.description), ("aup", &raw.aup)] {
+            if value.get_ref().trim().is_empty() {
+                self.error(value.span().start, format!("`{field}` must not be empty"));
+            }
+        }
+        let subject = match raw
+            .subject
+            .as_ref()
+            .map(|s| (s.get_ref().as_str(), s.span()))
+        {
+            None | Some(("process", _)) => Subject::Process,
+            Some(("interface", _)) => Subject::Interface,
+            Some((other, span)) => {
+                self.error(
+                    span.start,
+                    format!("unknown subject `{other}` (process or interface)"),
+                );
+                Subject::Process
+            }
+        };
+        let matcher = self.matcher(&raw.matcher, subject);
+        if let Some(m) = &matcher {
+            if !positive(m) {
+                self.error(
+                    raw.matcher.span().start,
+                    "the match must contain a predicate that has to hold: one made only of `not` matches nearly everything".into(),
+                );
+            }
+        }
+        if self.errors.len() > before {
+            return None;
+        }
+        Some(Signature {
+            id,
+            category: category?,
+            severity: severity?,
+            description: raw.description.into_inner(),
+            aup: raw.aup.into_inner(),
+            references: raw.references,
+            subject,
+            matcher: matcher?,
+            source: format!("{}:{}", self.file, self.lines.line(start)),
+        })
+    }
+
+    fn matcher(&mut self, raw: &Spanned<RawMatch>, subject: Subject) -> Option<Match> {
+        let at = raw.span().start;
+        let pred = match raw.get_ref() {
+            RawMatch::All(items) | RawMatch::Any(items) => {
+                if items.is_empty() {
+                    self.error(at, "`all` / `any` needs at least one expression".into());
+                    return None;
+                }
+                let compiled: Vec<Option<Match>> =
+                    items.iter().map(|m| self.matcher(m, subject)).collect();
+                let compiled: Option<Vec<Match>> = compiled.into_iter().collect();
+                return Some(match raw.get_ref() {
+                    RawMatch::All(_) => Match::All(compiled?),
+                    _ => Match::Any(compiled?),
+                });
+            }
+            RawMatch::Not(inner) => {
+                return Some(Match::Not(Box::new(self.matcher(inner, subject)?)))
+            }
+            RawMatch::Name(pats) => Predicate::Name(self.globs(pats, true, false, at)?),
+            RawMatch::Exe(pats) => Predicate::Exe(self.globs(pats, false, true, at)?),
+            RawMatch::Interface(pats) => Predicate::Interface(self.globs(pats, true, false, at)?),
+            RawMatch::Cmdline(re) => Predicate::Cmdline(self.regex(re)?),
+            RawMatch::Sha256(hashes) => Predicate::Sha256(self.hashes(hashes, at)?),
+            RawMatch::User(users) => Predicate::User(self.strings(users, "user", at)?),
+            RawMatch::Listen(l) => Predicate::Listen(SocketFilter {
+                ports: self.ports(&l.port)?,
+                protocol: self.protocol(l.protocol.as_ref())?,
+                bind: self.bind(l.bind.as_ref())?,
+            }),
+            RawMatch::Remote(r) => Predicate::Remote {
+                filter: SocketFilter {
+                    ports: self.ports(&r.port)?,
+                    protocol: self.protocol(r.protocol.as_ref())?,
+                    bind: BindFilter::Any,
+                },
+                min: match &r.min {
+                    Some(m) => self.count(m)?,
+                    None => 1,
+                },
+            },
+            RawMatch::Peers(p) => Predicate::Peers {
+                min: self.count(&p.min)?,
+                local_ports: self.ports(&p.local_port)?,
+                remote_ports: self.ports(&p.remote_port)?,
+                protocol: self.protocol(p.protocol.as_ref())?,
+            },
+            RawMatch::Cpu(c) => {
+                let pct = *c.min_percent.get_ref();
+                if !(pct > 0.0 && pct <= MAX_CPU_PERCENT) {
+                    self.error(
+                        c.min_percent.span().start,
+                        format!("cpu.min_percent {pct} is impossible: must be above 0 and at most {MAX_CPU_PERCENT} (percent of one core)"),
+                    );
+                    return None;
+                }
+                let secs = match parse_duration(c.duration.get_ref()) {
+                    Some(s) if s > 0 && s <= MAX_CPU_WINDOW_SECS => s,
+                    Some(_) => {
+                        self.error(
+                            c.duration.span().start,
+                            "cpu.for must be above 0 and at most 24h".into(),
+                        );
+                        return None;
+                    }
+                    None => {
+                        self.error(
+                            c.duration.span().start,
+                            format!("cpu.for `{}` is not a duration like \"30s\", \"10m\", \"2h\" or \"1h30m\"", c.duration.get_ref()),
+                        );
+                        return None;
+                    }
+                };
+                Predicate::Cpu {
+                    min_percent: pct,
+                    for_secs: secs,
+                }
+            }
+        };
+        if pred.subject() != subject {
+            let allowed = match subject {
+                Subject::Process => {
+                    "a process signature cannot use `interface` (set subject = \"interface\")"
+                }
+                Subject::Interface => "an interface signature can use only `interface`",
+            };
+            self.error(at, format!("`{}` does not fit: {allowed}", pred.key()));
+            return None;
+        }
+        Some(Match::Pred(pred))
+    }
+
+    fn non_empty<T>(&mut self, items: &[T], what: &str, at: usize) -> Option<()> {
+        if items.is_empty() {
+            self.error(at, format!("`{what}` needs at least one value"));
+            return None;
+        }
+        Some(())
+    }
+
+    fn globs(
+        &mut self,
+        pats: &[Spanned<String>],
+        ignore_case: bool,
+        path: bool,
+        at: usize,
+    ) -> Option<GlobList> {
+        self.non_empty(pats, "glob list", at)?;
+        let mut builder = globset::GlobSetBuilder::new();
+        let mut ok = true;
+        for p in pats {
+            if p.get_ref().is_empty() {
+                self.error(p.span().start, "empty glob".into());
+                ok = false;
+                continue;
+            }
+            match globset::GlobBuilder::new(p.get_ref())
+                .case_insensitive(ignore_case)
+                .literal_separator(path)
+                .build()
+            {
+                Ok(g) => {
+                    builder.add(g);
+                }
+                Err(e) => {
+                    self.error(
+                        p.span().start,
+                        format!("bad glob `{}`: {}", p.get_ref(), e.kind()),
+                    );
+                    ok = false;
+                }
+            }
+        }
+        if !ok {
+            return None;
+        }
+        match builder.build() {
+            Ok(set) => Some(GlobList {
+                patterns: pats.iter().map(|p| p.get_ref().clone()).collect(),
+                set,
+            }),
+            Err(e) => {
+                self.error(at, format!("bad glob list: {e}"));
+                None
+            }
+        }
+    }
+
+    fn regex(&mut self, re: &Spanned<String>) -> Option<regex::Regex> {
+        if re.get_ref().is_empty() {
+            self.error(
+                re.span().start,
+                "empty cmdline regex would match every process".into(),
+            );
+            return None;
+        }
+        match regex::RegexBuilder::new(re.get_ref())
+            .size_limit(REGEX_SIZE_LIMIT)
+            .build()
+        {
+            Ok(r) => Some(r),
+            Err(e) => {
+                let msg = e
+                    .to_string()
+                    .lines()
+                    .map(str::trim_end)
+                    .collect::<Vec<_>>()
+                    .join(" | ");
+                self.error(re.span().start, format!("bad cmdline regex: {msg}"));
+                None
+            }
+        }
+    }
+
+    fn hashes(&mut self, hashes: &[Spanned<String>], at: usize) -> Option<Vec<String>> {
+        self.non_empty(hashes, "sha256", at)?;
+        let mut out = Vec::new();
+        let mut ok = true;
+        for h in hashes {
+            let s = h.get_ref();
+            if s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit()) {
+                out.push(s.to_ascii_lowercase());
+            } else {
+                self.error(
+                    h.span().start,
+                    format!("`{s}` is not a SHA-256 (64 hex digits)"),
+                );
+                ok = false;
+            }
+        }
+        ok.then_some(out)
+    }
+
+    fn strings(&mut self, items: &[Spanned<String>], what: &str, at: usize) -> Option<Vec<String>> {
+        self.non_empty(items, what, at)?;
+        let mut ok = true;
+        for s in items {
+            if s.get_ref().is_empty() {
+                self.error(s.span().start, format!("empty {what}"));
+                ok = false;
+            }
+        }
+        ok.then(|| items.iter().map(|s| s.get_ref().clone()).collect())
+    }
+
+    fn ports(&mut self, ports: &[Spanned<RawPort>]) -> Option<PortSet> {
+        let mut out = Vec::new();
+        let mut ok = true;
+        for p in ports {
+            let range = match p.get_ref() {
+                RawPort::Number(n) => port(*n).map(|n| (n, n)),
+                RawPort::Range(s) => s.split_once('-').and_then(|(lo, hi)| {
+                    let lo = port(lo.trim().parse().ok()?)?;
+                    let hi = port(hi.trim().parse().ok()?)?;
+                    (lo <= hi).then_some((lo, hi))
+                }),
+            };
+            match range {
+                Some(r) => out.push(r),
+                None => {
+                    let shown = match p.get_ref() {
+                        RawPort::Number(n) => n.to_string(),
+                        RawPort::Range(s) => format!("\"{s}\""),
+                    };
+                    self.error(
+                        p.span().start,
+                        format!("port {shown} is impossible: a port is 0-65535, a range \"lo-hi\" with lo <= hi"),
+                    );
+                    ok = false;
+                }
+            }
+        }
+        ok.then_some(PortSet(out))
+    }
+
+    fn protocol(&mut self, p: Option<&Spanned<String>>) -> Option<ProtocolFilter> {
+        match p.map(|p| (p.get_ref().as_str(), p.span())) {
+            None | Some(("any", _)) => Some(ProtocolFilter::Any),
+            Some(("tcp", _)) => Some(ProtocolFilter::Only(Protocol::Tcp)),
+            Some(("udp", _)) => Some(ProtocolFilter::Only(Protocol::Udp)),
+            Some((other, span)) => {
+                self.error(
+                    span.start,
+                    format!("unknown protocol `{other}` (tcp, udp or any)"),
+                );
+                None
+            }
+        }
+    }
+
+    fn bind(&mut self, b: Option<&Spanned<String>>) -> Option<BindFilter> {
+        match b.map(|b| (b.get_ref().as_str(), b.span())) {
+            None | Some(("any", _)) => Some(BindFilter::Any),
+            Some(("public", _)) => Some(BindFilter::Public),
+            Some(("loopback", _)) => Some(BindFilter::Loopback),
+            Some((other, span)) => {
+                self.error(
+                    span.start,
+                    format!("unknown bind `{other}` (public, loopback or any)"),
+                );
+                None
+            }
+        }
+    }
+
+    fn count(&mut self, n: &Spanned<i64>) -> Option<u32> {
+        match u32::try_from(*n.get_ref()) {
+            Ok(v) if v >= 1 => Some(v),
+            _ => {
+                self.error(
+                    n.span().start,
+                    format!("min {} is impossible: must be 1 or more", n.get_ref()),
+                );
+                None
+            }
+        }
+    }
+}
+
+fn port(n: i64) -> Option<u16> {
+    u16::try_from(n).ok()
+}
+
+fn valid_name(s: &str) -> bool {
+    let mut bytes = s.bytes();
+    matches!(bytes.next(), Some(b'a'..=b'z' | b'0'..=b'9'))
+        && bytes.all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'_' | b'-'))
+}
+
+/// Whether the expression contains something that must hold (not only negations).
+fn positive(m: &Match) -> bool {
+    match m {
+        Match::Pred(_) => true,
+        Match::All(v) => v.iter().any(positive),
+        Match::Any(v) => v.iter().all(positive),
+        Match::Not(_) => false,
+    }
+}
+
+/// `"90s"`, `"10m"`, `"2h"`, `"1h30m"` → seconds.
+pub(crate) fn parse_duration(s: &str) -> Option<u64> {
+    let s = s.trim();
+    if s.is_empty() {
+        return None;
+    }
+    let mut total: u64 = 0;
+    let mut num = String::new();
+    for c in s.chars() {
+        if c.is_ascii_digit() {
+            num.push(c);
+            continue;
+        }
+        let n: u64 = num.parse().ok()?;
+        num.clear();
+        let unit = match c {
+            's' => 1,
+            'm' => 60,
+            'h' => 3600,
+            'd' => 86400,
+            _ => return None,
+        };
+        total = total.checked_add(n.checked_mul(unit)?)?;
+    }
+    if !num.is_empty() {
+        return None;
+    }
+    Some(total)
+}

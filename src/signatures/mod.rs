@@ -1,0 +1,154 @@
+//! Signatures: TOML rule files → a compiled, validated [`SignatureSet`].
+//!
+//! Loading reports every error of every file (file, line, signature id), never just the
+//! first, and a set with errors is never returned. This module reads files only in
+//! [`load_dir`]; everything else works on text, so each edge case is a one-line test.
+
+mod compile;
+mod model;
+
+pub use model::{
+    BindFilter, Category, GlobList, Match, PortSet, Predicate, ProtocolFilter, Severity, Signature,
+    SignatureSet, SocketFilter, Subject,
+};
+
+use std::path::{Path, PathBuf};
+
+/// One problem in one signature file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoadError {
+    /// The file, as given (a bundled pack is named `<bundled>/NAME.toml`).
+    pub file: String,
+    /// 1-based line, when the problem has a place.
+    pub line: Option<usize>,
+    /// The signature the problem is in, when known.
+    pub id: Option<String>,
+    pub message: String,
+}
+
+impl std::fmt::Display for LoadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.file)?;
+        if let Some(line) = self.line {
+            write!(f, ":{line}")?;
+        }
+        f.write_str(": ")?;
+        if let Some(id) = &self.id {
+            write!(f, "signature {id}: ")?;
+        }
+        f.write_str(&self.message)
+    }
+}
+
+/// Every problem found while loading a set.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{} error(s) in signatures:\n{}", .0.len(), .0.iter().map(|e| format!("  {e}")).collect::<Vec<_>>().join("\n"))]
+pub struct LoadErrors(pub Vec<LoadError>);
+
+#[derive(Debug, thiserror::Error)]
+pub enum DirError {
+    #[error("cannot read signature directory {path}: {source}")]
+    ReadDir {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("no *.toml signature files in {0}")]
+    Empty(PathBuf),
+    #[error(transparent)]
+    Invalid(#[from] LoadErrors),
+}
+
+/// The packs compiled into the binary: `(file name, contents)`.
+pub const BUNDLED: &[(&str, &str)] = include!(concat!(env!("OUT_DIR"), "/bundled.rs"));
+
+/// Loads the packs compiled into the binary.
+pub fn load_bundled() -> Result<SignatureSet, LoadErrors> {
+    let sources: Vec<(String, String)> = BUNDLED
+        .iter()
+        .map(|(name, text)| (format!("<bundled>/{name}"), (*text).to_string()))
+        .collect();
+    load_sources(&sources)
+}
+
+/// Loads every `*.toml` file directly in `dir`, in file-name order.
+pub fn load_dir(dir: &Path) -> Result<SignatureSet, DirError> {
+    let rd = std::fs::read_dir(dir).map_err(|source| DirError::ReadDir {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    let mut paths = Vec::new();
+    for entry in rd {
+        let entry = entry.map_err(|source| DirError::ReadDir {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        let path = entry.path();
+        if path.extension().is_some_and(|e| e == "toml") && path.is_file() {
+            paths.push(path);
+        }
+    }
+    if paths.is_empty() {
+        return Err(DirError::Empty(dir.to_path_buf()));
+    }
+    paths.sort();
+    let mut sources = Vec::new();
+    let mut errors = Vec::new();
+    for path in paths {
+        match std::fs::read_to_string(&path) {
+            Ok(text) => sources.push((path.display().to_string(), text)),
+            Err(e) => errors.push(LoadError {
+                file: path.display().to_string(),
+                line: None,
+                id: None,
+                message: format!("cannot read: {e}"),
+            }),
+        }
+    }
+    match load_sources(&sources) {
+        Ok(set) if errors.is_empty() => Ok(set),
+        Ok(_) => Err(LoadErrors(errors).into()),
+        Err(LoadErrors(more)) => {
+            errors.extend(more);
+            Err(LoadErrors(errors).into())
+        }
+    }
+}
+
+/// Loads a set from `(file name, text)` pairs. Ids must be unique across all of them.
+pub fn load_sources(sources: &[(String, String)]) -> Result<SignatureSet, LoadErrors> {
+    let mut signatures = Vec::new();
+    let mut errors = Vec::new();
+    for (file, text) in sources {
+        compile::file(file, text, &mut signatures, &mut errors);
+    }
+    let mut seen: std::collections::HashMap<&str, &str> = std::collections::HashMap::new();
+    for sig in &signatures {
+        if let Some(first) = seen.insert(&sig.id, &sig.source) {
+            let (file, line) = split_source(&sig.source);
+            errors.push(LoadError {
+                file: file.to_string(),
+                line,
+                id: Some(sig.id.clone()),
+                message: format!("duplicate id, first defined at {first}"),
+            });
+        }
+    }
+    if !errors.is_empty() {
+        return Err(LoadErrors(errors));
+    }
+    Ok(SignatureSet::new(signatures, sources))
+}
+
+fn split_source(source: &str) -> (&str, Option<usize>) {
+    match source.rsplit_once(':') {
+        Some((file, line)) => match line.parse() {
+            Ok(l) => (file, Some(l)),
+            Err(_) => (source, None),
+        },
+        None => (source, None),
+    }
+}
+
+#[cfg(test)]
+mod tests;

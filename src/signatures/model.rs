@@ -1,0 +1,305 @@
+//! Compiled signature types: what the detection engine evaluates.
+
+use crate::inventory::Protocol;
+use serde::Serialize;
+
+/// Categories of AUP abuse. The id prefix of a signature must be its category.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Category {
+    Mining,
+    ComputeDonation,
+    Irc,
+    Tor,
+    Vpn,
+    Proxy,
+    Torrent,
+    FileServing,
+    Scanner,
+    Dos,
+    Mail,
+    Multicast,
+    TrafficShape,
+    Evasion,
+}
+
+impl Category {
+    pub const ALL: [Category; 14] = [
+        Category::Mining,
+        Category::ComputeDonation,
+        Category::Irc,
+        Category::Tor,
+        Category::Vpn,
+        Category::Proxy,
+        Category::Torrent,
+        Category::FileServing,
+        Category::Scanner,
+        Category::Dos,
+        Category::Mail,
+        Category::Multicast,
+        Category::TrafficShape,
+        Category::Evasion,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Category::Mining => "mining",
+            Category::ComputeDonation => "compute-donation",
+            Category::Irc => "irc",
+            Category::Tor => "tor",
+            Category::Vpn => "vpn",
+            Category::Proxy => "proxy",
+            Category::Torrent => "torrent",
+            Category::FileServing => "file-serving",
+            Category::Scanner => "scanner",
+            Category::Dos => "dos",
+            Category::Mail => "mail",
+            Category::Multicast => "multicast",
+            Category::TrafficShape => "traffic-shape",
+            Category::Evasion => "evasion",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Category> {
+        Category::ALL.into_iter().find(|c| c.as_str() == s)
+    }
+}
+
+impl std::fmt::Display for Category {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Info,
+    Low,
+    Medium,
+    High,
+    Critical,
+}
+
+impl Severity {
+    pub const ALL: [Severity; 5] = [
+        Severity::Info,
+        Severity::Low,
+        Severity::Medium,
+        Severity::High,
+        Severity::Critical,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Info => "info",
+            Severity::Low => "low",
+            Severity::Medium => "medium",
+            Severity::High => "high",
+            Severity::Critical => "critical",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Severity> {
+        Severity::ALL.into_iter().find(|c| c.as_str() == s)
+    }
+}
+
+impl std::fmt::Display for Severity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What a signature is tried on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Subject {
+    Process,
+    Interface,
+}
+
+#[derive(Debug, Clone)]
+pub struct Signature {
+    pub id: String,
+    pub category: Category,
+    pub severity: Severity,
+    pub description: String,
+    pub aup: String,
+    pub references: Vec<String>,
+    pub subject: Subject,
+    pub matcher: Match,
+    /// `file:line` where the signature is defined.
+    pub source: String,
+}
+
+#[derive(Debug, Clone)]
+pub enum Match {
+    All(Vec<Match>),
+    Any(Vec<Match>),
+    Not(Box<Match>),
+    Pred(Predicate),
+}
+
+impl Match {
+    /// Calls `f` on every predicate in the expression.
+    pub fn visit(&self, f: &mut impl FnMut(&Predicate)) {
+        match self {
+            Match::All(v) | Match::Any(v) => v.iter().for_each(|m| m.visit(f)),
+            Match::Not(m) => m.visit(f),
+            Match::Pred(p) => f(p),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub enum Predicate {
+    Name(GlobList),
+    Exe(GlobList),
+    Cmdline(regex::Regex),
+    Sha256(Vec<String>),
+    User(Vec<String>),
+    Listen(SocketFilter),
+    Remote {
+        filter: SocketFilter,
+        min: u32,
+    },
+    Peers {
+        min: u32,
+        local_ports: PortSet,
+        remote_ports: PortSet,
+        protocol: ProtocolFilter,
+    },
+    Cpu {
+        min_percent: f64,
+        for_secs: u64,
+    },
+    Interface(GlobList),
+}
+
+impl Predicate {
+    /// The key this predicate is written with in TOML.
+    pub fn key(&self) -> &'static str {
+        match self {
+            Predicate::Name(_) => "name",
+            Predicate::Exe(_) => "exe",
+            Predicate::Cmdline(_) => "cmdline",
+            Predicate::Sha256(_) => "sha256",
+            Predicate::User(_) => "user",
+            Predicate::Listen(_) => "listen",
+            Predicate::Remote { .. } => "remote",
+            Predicate::Peers { .. } => "peers",
+            Predicate::Cpu { .. } => "cpu",
+            Predicate::Interface(_) => "interface",
+        }
+    }
+
+    pub fn subject(&self) -> Subject {
+        match self {
+            Predicate::Interface(_) => Subject::Interface,
+            _ => Subject::Process,
+        }
+    }
+}
+
+/// Compiled globs plus the patterns they came from (for evidence and listing).
+#[derive(Debug, Clone)]
+pub struct GlobList {
+    pub patterns: Vec<String>,
+    pub set: globset::GlobSet,
+}
+
+impl GlobList {
+    pub fn is_match(&self, s: &str) -> bool {
+        self.set.is_match(s)
+    }
+}
+
+/// Inclusive port ranges; empty means any port.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PortSet(pub Vec<(u16, u16)>);
+
+impl PortSet {
+    pub fn contains(&self, port: u16) -> bool {
+        self.0.is_empty() || self.0.iter().any(|&(lo, hi)| lo <= port && port <= hi)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ProtocolFilter {
+    #[default]
+    Any,
+    Only(Protocol),
+}
+
+impl ProtocolFilter {
+    pub fn allows(self, p: Protocol) -> bool {
+        match self {
+            ProtocolFilter::Any => true,
+            ProtocolFilter::Only(only) => only == p,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum BindFilter {
+    #[default]
+    Any,
+    Public,
+    Loopback,
+}
+
+/// Which sockets a `listen` or `remote` predicate looks at.
+#[derive(Debug, Clone, Default)]
+pub struct SocketFilter {
+    pub ports: PortSet,
+    pub protocol: ProtocolFilter,
+    pub bind: BindFilter,
+}
+
+/// A loaded, validated set.
+#[derive(Debug, Clone)]
+pub struct SignatureSet {
+    pub signatures: Vec<Signature>,
+    /// SHA-256 over the sources it was loaded from (names and contents): the set's version.
+    pub digest: String,
+    /// Some signature needs executable hashes.
+    pub needs_exe_hash: bool,
+    /// The longest `cpu.for` of any signature, in seconds: how much CPU history to keep.
+    pub longest_cpu_window_secs: u64,
+}
+
+impl SignatureSet {
+    pub(super) fn new(signatures: Vec<Signature>, sources: &[(String, String)]) -> SignatureSet {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        for (name, text) in sources {
+            let base = name.rsplit('/').next().unwrap_or(name);
+            h.update(base.as_bytes());
+            h.update([0]);
+            h.update(text.as_bytes());
+            h.update([0]);
+        }
+        let digest = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
+        let mut needs_exe_hash = false;
+        let mut longest = 0;
+        for s in &signatures {
+            s.matcher.visit(&mut |p| match p {
+                Predicate::Sha256(_) => needs_exe_hash = true,
+                Predicate::Cpu { for_secs, .. } => longest = longest.max(*for_secs),
+                _ => {}
+            });
+        }
+        SignatureSet {
+            signatures,
+            digest,
+            needs_exe_hash,
+            longest_cpu_window_secs: longest,
+        }
+    }
+
+    /// The first 12 hex digits of the digest: short enough to show.
+    pub fn version(&self) -> &str {
+        &self.digest[..12.min(self.digest.len())]
+    }
+}
