@@ -1,1 +1,476 @@
+use super::*;
+use crate::inventory::{Interface, Protocol, SocketState};
+use crate::signatures::load_sources;
 
+const NS: u64 = 4026532000;
+
+fn set(body: &str) -> SignatureSet {
+    load_sources(&[("t.toml".into(), body.into())]).expect("valid signatures")
+}
+
+fn sig(id: &str, matcher: &str) -> String {
+    let cat = id.split('.').next().unwrap_or("mining");
+    format!("[[signature]]\nid = \"{id}\"\ncategory = \"{cat}\"\nseverity = \"high\"\ndescription = \"d\"\naup = \"a\"\nmatch = {matcher}\n\n")
+}
+
+fn proc(pid: i32, ppid: i32, comm: &str, exe: &str, args: &[&str]) -> Process {
+    Process {
+        pid,
+        ppid,
+        comm: comm.into(),
+        exe: Some(exe.into()),
+        cmdline: args.iter().map(|s| s.to_string()).collect(),
+        netns: NS,
+        start_ticks: 1000,
+        ..Process::default()
+    }
+}
+
+fn socket(
+    owner: i32,
+    proto: Protocol,
+    local: &str,
+    remote: Option<&str>,
+    state: SocketState,
+) -> Socket {
+    Socket {
+        netns: NS,
+        protocol: proto,
+        local: local.parse().expect("addr"),
+        remote: remote.map(|r| r.parse().expect("addr")),
+        state,
+        uid: 0,
+        inode: 0,
+        owners: vec![owner],
+    }
+}
+
+fn snapshot(processes: Vec<Process>, sockets: Vec<Socket>) -> Snapshot {
+    Snapshot {
+        uptime_secs: 100_000.0,
+        ticks_per_second: 100,
+        processes,
+        sockets,
+        ..Snapshot::default()
+    }
+}
+
+fn ids(findings: &[Finding]) -> Vec<(String, i32)> {
+    findings
+        .iter()
+        .map(|f| (f.signature.clone(), f.process.as_ref().map_or(0, |p| p.pid)))
+        .collect()
+}
+
+fn found(snap: &Snapshot, set: &SignatureSet) -> Vec<(String, i32)> {
+    ids(&run(snap, &History::default(), set))
+}
+
+#[test]
+fn name_matches_comm_exe_or_argv0_and_says_which() {
+    let s = set(&sig("mining.x", "{ name = [\"xmrig\"] }"));
+    let snap = snapshot(
+        vec![
+            proc(10, 1, "xmrig", "/opt/xmrig", &["./xmrig"]),
+            proc(11, 1, "kworker", "/tmp/.x/XMRig", &["kworker"]),
+            proc(
+                12,
+                1,
+                "python3",
+                "/usr/bin/python3",
+                &["/home/u/xmrig", "-o"],
+            ),
+            proc(13, 1, "gzip", "/usr/bin/gzip", &["gzip", "xmrig.tar"]),
+        ],
+        vec![],
+    );
+    let f = run(&snap, &History::default(), &s);
+    assert_eq!(
+        ids(&f),
+        vec![
+            ("mining.x".into(), 10),
+            ("mining.x".into(), 11),
+            ("mining.x".into(), 12)
+        ]
+    );
+    assert_eq!(f[0].evidence[0].value, "comm \"xmrig\"");
+    assert_eq!(f[1].evidence[0].value, "exe basename \"XMRig\"");
+    assert_eq!(f[2].evidence[0].value, "argv[0] basename \"xmrig\"");
+}
+
+#[test]
+fn kernel_threads_never_match() {
+    let s = set(&sig("mining.x", "{ name = [\"kworker*\"] }"));
+    let mut k = proc(2, 0, "kworker/0:1", "", &[]);
+    k.exe = None;
+    k.kernel_thread = true;
+    assert_eq!(found(&snapshot(vec![k], vec![]), &s), vec![]);
+}
+
+#[test]
+fn listen_honours_port_protocol_and_bind() {
+    let s = set(&[
+        sig(
+            "tor.public",
+            "{ listen = { port = [9001], protocol = \"tcp\", bind = \"public\" } }",
+        ),
+        sig(
+            "tor.loop",
+            "{ listen = { port = [\"9000-9100\"], bind = \"loopback\" } }",
+        ),
+        sig(
+            "tor.udp",
+            "{ listen = { port = [9001], protocol = \"udp\" } }",
+        ),
+    ]
+    .concat());
+    let snap = snapshot(
+        vec![
+            proc(20, 1, "a", "/a", &["a"]),
+            proc(21, 1, "b", "/b", &["b"]),
+            proc(22, 1, "c", "/c", &["c"]),
+        ],
+        vec![
+            socket(20, Protocol::Tcp, "0.0.0.0:9001", None, SocketState::Listen),
+            socket(
+                21,
+                Protocol::Tcp,
+                "127.0.0.1:9050",
+                None,
+                SocketState::Listen,
+            ),
+            socket(
+                21,
+                Protocol::Tcp,
+                "[::ffff:127.0.0.1]:9051",
+                None,
+                SocketState::Listen,
+            ),
+            // connected, not listening, on the same port: never a listener
+            socket(
+                22,
+                Protocol::Tcp,
+                "10.0.0.1:9001",
+                Some("127.0.0.1:5555"),
+                SocketState::Established,
+            ),
+            socket(
+                22,
+                Protocol::Udp,
+                "[::]:9001",
+                None,
+                SocketState::Unconnected,
+            ),
+        ],
+    );
+    let f = run(&snap, &History::default(), &s);
+    assert_eq!(
+        ids(&f),
+        vec![
+            ("tor.loop".into(), 21),
+            ("tor.public".into(), 20),
+            ("tor.udp".into(), 22)
+        ]
+    );
+    assert_eq!(
+        f[0].sockets.len(),
+        2,
+        "both loopback listeners are evidence"
+    );
+    assert_eq!(f[1].evidence[0].value, "tcp 0.0.0.0:9001");
+}
+
+#[test]
+fn remote_counts_connections_and_peers_counts_addresses() {
+    let s = set(&[
+        sig(
+            "irc.client",
+            "{ remote = { port = [\"6660-6669\"], protocol = \"tcp\" } }",
+        ),
+        sig("irc.clones", "{ remote = { port = [6667], min = 3 } }"),
+        sig(
+            "vpn.service",
+            "{ peers = { min = 3, local_port = [1194] } }",
+        ),
+    ]
+    .concat());
+    let est = SocketState::Established;
+    let snap = snapshot(
+        vec![
+            proc(30, 1, "irssi", "/irssi", &["irssi"]),
+            proc(31, 1, "bot", "/bot", &["bot"]),
+            proc(32, 1, "openvpn", "/ovpn", &["openvpn"]),
+        ],
+        vec![
+            socket(
+                30,
+                Protocol::Tcp,
+                "127.0.0.1:40000",
+                Some("127.0.0.1:6667"),
+                est,
+            ),
+            socket(
+                31,
+                Protocol::Tcp,
+                "127.0.0.1:40001",
+                Some("127.0.0.1:6667"),
+                est,
+            ),
+            socket(
+                31,
+                Protocol::Tcp,
+                "127.0.0.1:40002",
+                Some("127.0.0.1:6667"),
+                SocketState::SynSent,
+            ),
+            socket(
+                31,
+                Protocol::Tcp,
+                "127.0.0.1:40003",
+                Some("127.0.0.2:6667"),
+                est,
+            ),
+            // a closing connection is not a connection
+            socket(
+                30,
+                Protocol::Tcp,
+                "127.0.0.1:40004",
+                Some("127.0.0.1:6667"),
+                SocketState::TimeWait,
+            ),
+            // vpn: 4 connections but only 2 distinct peers on 1194, one on another port
+            socket(
+                32,
+                Protocol::Tcp,
+                "127.0.0.1:1194",
+                Some("127.0.0.5:1000"),
+                est,
+            ),
+            socket(
+                32,
+                Protocol::Tcp,
+                "127.0.0.1:1194",
+                Some("127.0.0.5:1001"),
+                est,
+            ),
+            socket(
+                32,
+                Protocol::Tcp,
+                "127.0.0.1:1194",
+                Some("127.0.0.6:1000"),
+                est,
+            ),
+            socket(
+                32,
+                Protocol::Tcp,
+                "127.0.0.1:22",
+                Some("127.0.0.7:1000"),
+                est,
+            ),
+        ],
+    );
+    assert_eq!(
+        found(&snap, &s),
+        vec![
+            ("irc.client".into(), 30),
+            ("irc.client".into(), 31),
+            ("irc.clones".into(), 31)
+        ]
+    );
+    // a third distinct client makes it a service
+    let mut snap = snap;
+    snap.sockets.push(socket(
+        32,
+        Protocol::Udp,
+        "0.0.0.0:1194",
+        Some("127.0.0.8:999"),
+        est,
+    ));
+    let f = run(&snap, &History::default(), &s);
+    let vpn = f
+        .iter()
+        .find(|f| f.signature == "vpn.service")
+        .expect("vpn finding");
+    assert!(
+        vpn.evidence[0].value.starts_with("3 distinct peer(s)"),
+        "{:?}",
+        vpn.evidence
+    );
+}
+
+#[test]
+fn combinators_and_evidence() {
+    let s = set(&sig(
+        "tor.relay",
+        "{ all = [ { name = [\"tor\"] }, { any = [ { listen = { port = [9001] } }, { cmdline = '--ORPort\\b' } ] }, { not = { user = [\"nobody\"] } } ] }",
+    ));
+    let mut nobody = proc(41, 1, "tor", "/usr/bin/tor", &["tor", "--ORPort", "9001"]);
+    nobody.user = Some("nobody".into());
+    let snap = snapshot(
+        vec![
+            proc(40, 1, "tor", "/usr/bin/tor", &["tor", "--ORPort", "9001"]),
+            nobody,
+            proc(
+                42,
+                1,
+                "tor",
+                "/usr/bin/tor",
+                &["tor", "--SocksPort", "9050"],
+            ),
+            proc(43, 1, "vim", "/usr/bin/vim", &["vim", "--ORPort"]),
+        ],
+        vec![],
+    );
+    let f = run(&snap, &History::default(), &s);
+    assert_eq!(ids(&f), vec![("tor.relay".into(), 40)]);
+    let preds: Vec<&str> = f[0].evidence.iter().map(|e| e.predicate.as_str()).collect();
+    assert_eq!(preds, vec!["cmdline", "name"]);
+    assert!(f[0].evidence[0].value.starts_with("\"--ORPort\" in"));
+}
+
+#[test]
+fn children_fold_into_the_topmost_matching_ancestor() {
+    let s = set(&sig("proxy.squid", "{ name = [\"squid\"] }"));
+    let snap = snapshot(
+        vec![
+            proc(1, 0, "init", "/sbin/init", &["init"]),
+            proc(50, 1, "squid", "/usr/sbin/squid", &["squid"]),
+            proc(51, 50, "squid", "/usr/sbin/squid", &["(squid-1)"]),
+            proc(52, 51, "helper", "/usr/lib/h", &["h"]),
+            proc(53, 52, "squid", "/usr/sbin/squid", &["squid"]),
+            proc(60, 1, "squid", "/usr/sbin/squid", &["squid"]),
+        ],
+        vec![],
+    );
+    let f = run(&snap, &History::default(), &s);
+    assert_eq!(
+        ids(&f),
+        vec![("proxy.squid".into(), 50), ("proxy.squid".into(), 60)]
+    );
+    assert_eq!(f[0].related_pids, vec![51, 53]);
+}
+
+#[test]
+fn sustained_cpu_needs_the_whole_window_or_a_long_busy_life() {
+    let s = set(&sig(
+        "mining.busy",
+        "{ cpu = { min_percent = 80, for = \"10m\" } }",
+    ));
+    let at = |uptime: f64, ticks: &[(i32, u64)]| {
+        let mut snap = snapshot(
+            ticks
+                .iter()
+                .map(|&(pid, t)| {
+                    let mut p = proc(pid, 1, "x", "/x", &["x"]);
+                    p.cpu_ticks = t;
+                    p.start_ticks = 0;
+                    p
+                })
+                .collect(),
+            vec![],
+        );
+        snap.uptime_secs = uptime;
+        snap
+    };
+    let mut h = History::new(600);
+    // pid 70: 100 % throughout; pid 71: 100 % but idles for one interval; pid 72: a short spike
+    let mut t = [(70, 0u64), (71, 0), (72, 0)];
+    for step in 0..=40 {
+        let uptime = 1000.0 + step as f64 * 15.0;
+        if step > 0 {
+            t[0].1 += 1500;
+            t[1].1 += if step == 30 { 0 } else { 1500 };
+            t[2].1 += if step == 40 { 1500 } else { 0 };
+        }
+        h.observe(&at(uptime, &t));
+    }
+    let snap = at(1600.0, &t);
+    let f = run(&snap, &h, &s);
+    assert_eq!(ids(&f), vec![("mining.busy".into(), 70)]);
+    assert!(
+        f[0].evidence[0].value.contains("over the last 10m"),
+        "{:?}",
+        f[0].evidence
+    );
+
+    // One-shot: no history beyond a 2 s sample, so the average since start decides.
+    let mut old_busy = proc(80, 1, "x", "/x", &["x"]);
+    old_busy.start_ticks = 0; // started at boot, 100 000 s ago
+    old_busy.cpu_ticks = 9_500_000; // 95 % on average
+    let mut young = proc(81, 1, "x", "/x", &["x"]);
+    young.start_ticks = 100_000 * 100 - 300 * 100; // 5 minutes old, 100 % busy
+    young.cpu_ticks = 300 * 100;
+    let snap = snapshot(vec![old_busy, young], vec![]);
+    assert_eq!(found(&snap, &s), vec![("mining.busy".into(), 80)]);
+}
+
+#[test]
+fn interface_signatures_match_interfaces() {
+    let s = set("[[signature]]\nid = \"vpn.wg\"\ncategory = \"vpn\"\nseverity = \"high\"\ndescription = \"d\"\naup = \"a\"\nsubject = \"interface\"\nmatch = { interface = [\"wg*\"] }\n");
+    let iface = |name: &str| Interface {
+        netns: NS,
+        name: name.into(),
+        rx_bytes: 0,
+        rx_packets: 0,
+        tx_bytes: 0,
+        tx_packets: 0,
+    };
+    let mut snap = snapshot(vec![], vec![]);
+    snap.interfaces = vec![iface("lo"), iface("wg0"), iface("eth0")];
+    let f = run(&snap, &History::default(), &s);
+    assert_eq!(f.len(), 1);
+    assert_eq!(
+        f[0].interface,
+        Some(InterfaceRef {
+            netns: NS,
+            name: "wg0".into()
+        })
+    );
+}
+
+#[test]
+fn output_is_sorted_and_deterministic() {
+    let s = set(&[
+        sig("irc.a", "{ name = [\"a*\"] }"),
+        sig("mining.b", "{ name = [\"a*\"] }"),
+    ]
+    .concat());
+    let mut procs = vec![
+        proc(90, 1, "a1", "/a1", &["a1"]),
+        proc(91, 1, "a2", "/a2", &["a2"]),
+    ];
+    let f1 = run(&snapshot(procs.clone(), vec![]), &History::default(), &s);
+    procs.reverse();
+    let f2 = run(&snapshot(procs, vec![]), &History::default(), &s);
+    assert_eq!(f1, f2);
+    // same severity: category order (mining before irc), then pid
+    assert_eq!(
+        ids(&f1),
+        vec![
+            ("mining.b".into(), 90),
+            ("mining.b".into(), 91),
+            ("irc.a".into(), 90),
+            ("irc.a".into(), 91)
+        ]
+    );
+}
+
+#[test]
+fn explain_shows_every_predicate_tried() {
+    let s = set(&sig(
+        "tor.relay",
+        "{ all = [ { name = [\"tor\"] }, { listen = { port = [9001] } } ] }",
+    ));
+    let snap = snapshot(vec![proc(95, 1, "tor", "/usr/bin/tor", &["tor"])], vec![]);
+    let e = explain(&snap, &History::default(), &s, 95).expect("pid exists");
+    assert_eq!(e.len(), 1);
+    assert!(!e[0].matched);
+    let trials: Vec<(&str, bool)> = e[0]
+        .trials
+        .iter()
+        .map(|t| (t.predicate, t.matched))
+        .collect();
+    assert_eq!(trials, vec![("name", true), ("listen", false)]);
+    assert_eq!(e[0].trials[1].seen, "not listening");
+    assert!(explain(&snap, &History::default(), &s, 96).is_none());
+}

@@ -1,1 +1,234 @@
+use super::*;
 
+const HEAD: &str = r#"[[signature]]
+id = "mining.test"
+category = "mining"
+severity = "high"
+description = "test"
+aup = "unused CPU"
+"#;
+
+fn load(text: &str) -> Result<SignatureSet, LoadErrors> {
+    load_sources(&[("t.toml".to_string(), text.to_string())])
+}
+
+/// Loads `HEAD` + `rest` and returns the single error, as "line: message".
+fn one_error(rest: &str) -> String {
+    let errs = match load(&format!("{HEAD}{rest}")) {
+        Ok(_) => panic!("expected an error for {rest:?}"),
+        Err(LoadErrors(e)) => e,
+    };
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    let e = &errs[0];
+    assert_eq!(e.file, "t.toml");
+    format!("{}: {}", e.line.unwrap_or(0), e.message)
+}
+
+#[test]
+fn a_valid_signature_compiles() {
+    let set = load(&format!(
+        "{HEAD}match = {{ all = [ {{ name = [\"xmrig*\"] }}, {{ listen = {{ port = [3333, \"6660-6669\"], protocol = \"tcp\", bind = \"public\" }} }}, {{ cpu = {{ min_percent = 80, for = \"1h30m\" }} }} ] }}\n"
+    ))
+    .expect("valid");
+    assert_eq!(set.signatures.len(), 1);
+    let s = &set.signatures[0];
+    assert_eq!(
+        (s.id.as_str(), s.category, s.severity),
+        ("mining.test", Category::Mining, Severity::High)
+    );
+    assert_eq!(s.source, "t.toml:1");
+    assert_eq!(set.longest_cpu_window_secs, 5400);
+    assert!(!set.needs_exe_hash);
+}
+
+#[test]
+fn every_invalid_input_names_its_line_and_problem() {
+    // (rest of the signature after HEAD, expected "line: message" prefix)
+    let cases: &[(&str, &str)] = &[
+        ("match = { nmae = [\"x\"] }\n", "7: unknown variant `nmae`"),
+        (
+            "match = { name = [\"x\"], cmdline = \"y\" }\n",
+            "7: a match expression is a table with exactly one key",
+        ),
+        ("match = { cmdline = '(?=x)' }\n", "7: bad cmdline regex"),
+        ("match = { cmdline = '' }\n", "7: empty cmdline regex"),
+        (
+            "match = { name = [] }\n",
+            "7: `glob list` needs at least one value",
+        ),
+        ("match = { name = [\"[x\"] }\n", "7: bad glob `[x`"),
+        (
+            "match = { listen = { port = [70000] } }\n",
+            "7: port 70000 is impossible",
+        ),
+        (
+            "match = { listen = { port = [\"9-3\"] } }\n",
+            "7: port \"9-3\" is impossible",
+        ),
+        (
+            "match = { listen = { protocol = \"sctp\" } }\n",
+            "7: unknown protocol `sctp`",
+        ),
+        (
+            "match = { listen = { bind = \"lan\" } }\n",
+            "7: unknown bind `lan`",
+        ),
+        (
+            "match = { listen = { prot = \"tcp\" } }\n",
+            "7: unknown field `prot`",
+        ),
+        (
+            "match = { remote = { port = [6667], min = 0 } }\n",
+            "7: min 0 is impossible",
+        ),
+        (
+            "match = { peers = { min = -3 } }\n",
+            "7: min -3 is impossible",
+        ),
+        (
+            "match = { cpu = { min_percent = 0, for = \"1m\" } }\n",
+            "7: cpu.min_percent 0 is impossible",
+        ),
+        (
+            "match = { cpu = { min_percent = 90, for = \"25h\" } }\n",
+            "7: cpu.for must be above 0 and at most 24h",
+        ),
+        (
+            "match = { cpu = { min_percent = 90, for = \"ten minutes\" } }\n",
+            "7: cpu.for `ten minutes` is not a duration",
+        ),
+        (
+            "match = { sha256 = [\"abc\"] }\n",
+            "7: `abc` is not a SHA-256",
+        ),
+        (
+            "match = { interface = [\"wg*\"] }\n",
+            "7: `interface` does not fit",
+        ),
+        (
+            "match = { not = { name = [\"x\"] } }\n",
+            "7: the match must contain a predicate that has to hold",
+        ),
+        (
+            "match = { any = [] }\n",
+            "7: `all` / `any` needs at least one expression",
+        ),
+        (
+            "bogus = 1\nmatch = { name = [\"x\"] }\n",
+            "7: unknown field `bogus`",
+        ),
+        ("\n", "1: missing field `match`"),
+        (
+            "subject = \"socket\"\nmatch = { name = [\"x\"] }\n",
+            "7: unknown subject `socket`",
+        ),
+    ];
+    for (rest, want) in cases {
+        let got = one_error(rest);
+        assert!(
+            got.starts_with(want),
+            "for {rest:?}\n want prefix {want:?}\n got        {got:?}"
+        );
+    }
+}
+
+#[test]
+fn header_fields_are_checked() {
+    let sig = |id: &str, cat: &str, sev: &str| {
+        format!("[[signature]]\nid = \"{id}\"\ncategory = \"{cat}\"\nseverity = \"{sev}\"\ndescription = \"d\"\naup = \"a\"\nmatch = {{ name = [\"x\"] }}\n")
+    };
+    let msg = |text: String| -> Vec<String> {
+        match load(&text) {
+            Ok(_) => vec![],
+            Err(LoadErrors(e)) => e.iter().map(|e| e.to_string()).collect(),
+        }
+    };
+    assert_eq!(msg(sig("mining.x", "mining", "high")), Vec::<String>::new());
+    assert_eq!(
+        msg(sig("irc.x", "mining", "high")),
+        vec!["t.toml:2: signature irc.x: id must start with its category: `mining.x`"]
+    );
+    assert_eq!(
+        msg(sig("Mining X", "mining", "high")),
+        vec!["t.toml:2: signature Mining X: id `Mining X` must be `<category>.<name>`, name of a-z, 0-9, `_` and `-`"]
+    );
+    let errs = msg(sig("gaming.x", "gaming", "huge"));
+    assert_eq!(errs.len(), 2, "{errs:?}");
+    assert!(
+        errs[0].starts_with("t.toml:3: signature gaming.x: unknown category `gaming`"),
+        "{errs:?}"
+    );
+    assert!(
+        errs[1].starts_with("t.toml:4: signature gaming.x: unknown severity `huge`"),
+        "{errs:?}"
+    );
+}
+
+#[test]
+fn all_errors_of_all_files_are_reported() {
+    let good = format!("{HEAD}match = {{ name = [\"x\"] }}\n");
+    let bad_regex = "[[signature]]\nid = \"irc.a\"\ncategory = \"irc\"\nseverity = \"low\"\ndescription = \"d\"\naup = \"a\"\nmatch = { cmdline = '(' }\n\n[[signature]]\nid = \"irc.b\"\ncategory = \"irc\"\nseverity = \"low\"\ndescription = \"d\"\naup = \"a\"\nmatch = { listen = { port = [-1] } }\n";
+    let syntax = "[[signature]]\nid = \"tor.a\n";
+    let err = load_sources(&[
+        ("a.toml".into(), good.clone()),
+        ("b.toml".into(), bad_regex.into()),
+        ("c.toml".into(), syntax.into()),
+        ("d.toml".into(), good),
+        ("e.toml".into(), "title = \"x\"\n".into()),
+    ])
+    .expect_err("invalid");
+    let lines: Vec<String> = err.0.iter().map(|e| e.to_string()).collect();
+    assert_eq!(lines.len(), 5, "{lines:#?}");
+    assert!(
+        lines[0].starts_with("b.toml:7: signature irc.a: bad cmdline regex"),
+        "{lines:#?}"
+    );
+    assert!(
+        lines[1].starts_with("b.toml:15: signature irc.b: port -1 is impossible"),
+        "{lines:#?}"
+    );
+    assert!(lines[2].starts_with("c.toml:2: TOML syntax"), "{lines:#?}");
+    assert!(
+        lines[3].starts_with("e.toml:1: unknown top-level key `title`"),
+        "{lines:#?}"
+    );
+    assert_eq!(
+        lines[4],
+        "d.toml:1: signature mining.test: duplicate id, first defined at a.toml:1"
+    );
+}
+
+#[test]
+fn durations() {
+    use super::compile::parse_duration;
+    assert_eq!(parse_duration("30s"), Some(30));
+    assert_eq!(parse_duration("10m"), Some(600));
+    assert_eq!(parse_duration("1h30m"), Some(5400));
+    assert_eq!(parse_duration("2d"), Some(172800));
+    assert_eq!(parse_duration("10"), None);
+    assert_eq!(parse_duration("m"), None);
+    assert_eq!(parse_duration(""), None);
+}
+
+#[test]
+fn globs_follow_the_documented_rules() {
+    let set = load(&format!(
+        "{HEAD}match = {{ any = [ {{ name = [\"XMRig*\"] }}, {{ exe = [\"/tmp/*\"] }} ] }}\n"
+    ))
+    .expect("valid");
+    let Match::Any(items) = &set.signatures[0].matcher else {
+        panic!("any")
+    };
+    let (Match::Pred(Predicate::Name(name)), Match::Pred(Predicate::Exe(exe))) =
+        (&items[0], &items[1])
+    else {
+        panic!("preds")
+    };
+    assert!(name.is_match("xmrig-notls"), "names ignore case");
+    assert!(!name.is_match("myxmrig"));
+    assert!(exe.is_match("/tmp/x"));
+    assert!(
+        !exe.is_match("/tmp/a/x"),
+        "`*` does not cross `/` in exe globs"
+    );
+}
