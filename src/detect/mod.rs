@@ -338,9 +338,14 @@ fn interface_findings(snap: &Snapshot, sig: &Signature) -> Vec<Finding> {
 fn eval_interface(m: &Match, name: &str, evidence: &mut Vec<Evidence>) -> bool {
     match m {
         Match::All(v) => v.iter().all(|m| eval_interface(m, name, evidence)),
-        Match::Any(v) => v
-            .iter()
-            .fold(false, |acc, m| eval_interface(m, name, evidence) || acc),
+        Match::Any(v) => {
+            // Every alternative is tried, so each one that holds adds its evidence.
+            let mut any = false;
+            for m in v {
+                any |= eval_interface(m, name, evidence);
+            }
+            any
+        }
         Match::Not(inner) => !eval_interface(inner, name, &mut Vec::new()),
         Match::Pred(Predicate::Interface(globs)) => {
             let hit = globs.is_match(name);

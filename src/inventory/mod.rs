@@ -202,21 +202,25 @@ fn read_process(
     }
     let dir = proc_root.join(stat.pid.to_string());
     p.netns = read_ns_inode(&dir.join("ns/net")).unwrap_or(0);
-    match read_trimmed(&dir.join("cgroup")) {
-        Some(text) => {
-            p.cgroup = cgroup_path(&text);
-            p.container = p.cgroup.as_deref().and_then(container_id);
-        }
-        None => {}
+    if let Some(text) = read_trimmed(&dir.join("cgroup")) {
+        p.cgroup = cgroup_path(&text);
+        p.container = p.cgroup.as_deref().and_then(container_id);
     }
     match h.fd() {
         Ok(fds) => {
             for fd in fds {
-                // An fd closed between readdir and readlink is normal.
-                if let Ok(fd) = fd {
-                    if let FDTarget::Socket(inode) = fd.target {
-                        p.socket_inodes.push(inode);
+                match fd {
+                    Ok(fd) => {
+                        if let FDTarget::Socket(inode) = fd.target {
+                            p.socket_inodes.push(inode);
+                        }
                     }
+                    // An fd closed between readdir and readlink is normal.
+                    Err(e) if is_vanished(&e) => {}
+                    Err(e) => gaps.push(Gap {
+                        what: dir.join("fd").display().to_string(),
+                        error: e.to_string(),
+                    }),
                 }
             }
         }
