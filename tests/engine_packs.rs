@@ -1,0 +1,530 @@
+//! The shipped signature packs on snapshot fixtures: each family's offenders are found with
+//! the right category, and benign look-alikes are not. Pure: no /proc, no network.
+
+use aupwatch::detect::{run, Finding, History};
+use aupwatch::inventory::{Interface, Process, Protocol, Snapshot, Socket, SocketState};
+use aupwatch::signatures::{load_bundled, SignatureSet};
+
+const NS: u64 = 4026532000;
+const TPS: u64 = 100;
+const UPTIME: f64 = 200_000.0;
+
+fn packs() -> &'static SignatureSet {
+    static SET: std::sync::OnceLock<SignatureSet> = std::sync::OnceLock::new();
+    SET.get_or_init(|| match load_bundled() {
+        Ok(s) => s,
+        Err(e) => panic!("bundled packs must load: {e}"),
+    })
+}
+
+/// A fixture process: `argv` is the full command line; comm and exe follow from argv[0]
+/// unless overridden.
+struct P {
+    proc: Process,
+    sockets: Vec<Socket>,
+}
+
+fn p(pid: i32, argv: &[&str]) -> P {
+    let exe = argv[0].to_string();
+    let base = exe.rsplit('/').next().unwrap_or(&exe).to_string();
+    let exe = if exe.starts_with('/') {
+        exe
+    } else {
+        format!("/usr/bin/{exe}")
+    };
+    P {
+        proc: Process {
+            pid,
+            ppid: 1,
+            uid: 1000,
+            user: Some("customer".into()),
+            comm: base.chars().take(15).collect(),
+            exe: Some(exe),
+            cmdline: argv.iter().map(|s| s.to_string()).collect(),
+            // started an hour ago, mostly idle
+            start_ticks: ((UPTIME - 3600.0) * TPS as f64) as u64,
+            cpu_ticks: 50,
+            netns: NS,
+            threads: 1,
+            ..Process::default()
+        },
+        sockets: Vec::new(),
+    }
+}
+
+impl P {
+    fn comm(mut self, comm: &str) -> P {
+        self.proc.comm = comm.into();
+        self
+    }
+    fn exe(mut self, exe: &str) -> P {
+        self.proc.exe = Some(exe.into());
+        self
+    }
+    fn user(mut self, user: &str, uid: u32) -> P {
+        self.proc.user = Some(user.into());
+        self.proc.uid = uid;
+        self
+    }
+    fn listen(mut self, proto: Protocol, addr: &str) -> P {
+        let state = if proto == Protocol::Tcp {
+            SocketState::Listen
+        } else {
+            SocketState::Unconnected
+        };
+        self.sockets.push(sock(proto, addr, None, state));
+        self
+    }
+    fn connect(mut self, proto: Protocol, local: &str, remote: &str) -> P {
+        self.sockets
+            .push(sock(proto, local, Some(remote), SocketState::Established));
+        self
+    }
+    /// Busy at `pct` % of a core since it started `hours` ago.
+    fn busy(mut self, pct: f64, hours: f64) -> P {
+        self.proc.start_ticks = ((UPTIME - hours * 3600.0) * TPS as f64) as u64;
+        self.proc.cpu_ticks = (hours * 3600.0 * pct / 100.0 * TPS as f64) as u64;
+        self
+    }
+}
+
+fn sock(proto: Protocol, local: &str, remote: Option<&str>, state: SocketState) -> Socket {
+    Socket {
+        netns: NS,
+        protocol: proto,
+        local: local.parse().expect("fixture address"),
+        remote: remote.map(|r| r.parse().expect("fixture address")),
+        state,
+        uid: 1000,
+        inode: 0,
+        owners: Vec::new(),
+    }
+}
+
+fn snapshot(items: Vec<P>) -> Snapshot {
+    let mut snap = Snapshot {
+        uptime_secs: UPTIME,
+        ticks_per_second: TPS,
+        cpus: 2,
+        ..Snapshot::default()
+    };
+    for item in items {
+        for mut s in item.sockets {
+            s.owners = vec![item.proc.pid];
+            snap.sockets.push(s);
+        }
+        snap.processes.push(item.proc);
+    }
+    snap
+}
+
+fn scan(items: Vec<P>) -> Vec<Finding> {
+    run(&snapshot(items), &History::default(), packs())
+}
+
+/// Asserts that the lone process in `item` is found with `category` (and nothing else is).
+#[track_caller]
+fn found_as(category: &str, item: P) {
+    let pid = item.proc.pid;
+    let argv = item.proc.cmdline.join(" ");
+    let findings = scan(vec![item]);
+    assert!(
+        findings.iter().any(|f| f.category.as_str() == category
+            && f.process.as_ref().is_some_and(|p| p.pid == pid)
+            && !f.evidence.is_empty()),
+        "{argv:?} should be found as {category}; got {:?}",
+        summary(&findings)
+    );
+    let other: Vec<_> = findings
+        .iter()
+        .filter(|f| f.category.as_str() != category)
+        .collect();
+    assert!(
+        other.is_empty(),
+        "{argv:?}: findings of other categories: {:?}",
+        summary(&findings)
+    );
+}
+
+#[track_caller]
+fn clean(item: P) {
+    let argv = item.proc.cmdline.join(" ");
+    let findings = scan(vec![item]);
+    assert!(
+        findings.is_empty(),
+        "{argv:?} is benign but got {:?}",
+        summary(&findings)
+    );
+}
+
+fn summary(findings: &[Finding]) -> Vec<String> {
+    findings
+        .iter()
+        .map(|f| {
+            format!(
+                "{} [{}] {:?}",
+                f.signature,
+                f.severity,
+                f.evidence
+                    .iter()
+                    .map(|e| format!("{}: {}", e.predicate, e.value))
+                    .collect::<Vec<_>>()
+            )
+        })
+        .collect()
+}
+
+use Protocol::{Tcp, Udp};
+
+#[test]
+fn packs_load_and_cover_the_core_categories() {
+    let set = packs();
+    for cat in ["mining", "compute-donation", "irc", "tor", "vpn", "proxy"] {
+        let n = set
+            .signatures
+            .iter()
+            .filter(|s| s.category.as_str() == cat)
+            .count();
+        assert!(n >= 3, "only {n} signatures for {cat}");
+    }
+}
+
+#[test]
+fn miners() {
+    found_as("mining", p(100, &["./xmrig", "-c", "config.json"]));
+    found_as(
+        "mining",
+        p(
+            101,
+            &[
+                "/tmp/.cache/kworker",
+                "-o",
+                "stratum+tcp://pool.example:3333",
+                "-u",
+                "x",
+            ],
+        )
+        .comm("kworker"),
+    );
+    found_as(
+        "mining",
+        p(
+            102,
+            &[
+                "./systemd-helper",
+                "--donate-level",
+                "1",
+                "-o",
+                "127.0.0.1:3333",
+            ],
+        ),
+    );
+    found_as(
+        "mining",
+        p(
+            103,
+            &[
+                "/opt/cpuminer/minerd",
+                "-a",
+                "scrypt",
+                "-o",
+                "stratum+tcp://127.0.0.1:3333",
+            ],
+        ),
+    );
+    found_as(
+        "mining",
+        p(
+            104,
+            &[
+                "./t-rex",
+                "-a",
+                "kawpow",
+                "-o",
+                "stratum+ssl://127.0.0.1:443",
+            ],
+        ),
+    );
+    found_as(
+        "mining",
+        p(
+            105,
+            &[
+                "./lolMiner",
+                "--algo",
+                "ETCHASH",
+                "--pool",
+                "127.0.0.1:4444",
+            ],
+        ),
+    );
+    found_as("mining", p(106, &["/usr/local/bin/xmr-stak-rx"]));
+    found_as(
+        "mining",
+        p(
+            107,
+            &[
+                "/opt/SRBMiner-Multi/SRBMiner-MULTI",
+                "--algorithm",
+                "randomx",
+            ],
+        )
+        .comm("SRBMiner-MULTI"),
+    );
+    found_as(
+        "mining",
+        p(108, &["./cgminer", "-o", "stratum+tcp://127.0.0.1:3333"]),
+    );
+    found_as(
+        "mining",
+        p(
+            109,
+            &["./ethminer", "-P", "stratum1+tcp://0xabc@127.0.0.1:4444"],
+        ),
+    );
+}
+
+#[test]
+fn volunteer_computing() {
+    found_as(
+        "compute-donation",
+        p(200, &["/usr/bin/boinc", "--dir", "/var/lib/boinc-client"]).comm("boinc"),
+    );
+    found_as(
+        "compute-donation",
+        p(201, &["/usr/bin/boinc_client"]).comm("boinc_client"),
+    );
+    found_as(
+        "compute-donation",
+        p(
+            202,
+            &[
+                "/usr/bin/FAHClient",
+                "--config",
+                "/etc/fahclient/config.xml",
+            ],
+        )
+        .comm("FAHClient"),
+    );
+}
+
+#[test]
+fn irc() {
+    found_as(
+        "irc",
+        p(300, &["/usr/sbin/ngircd", "-n"])
+            .user("irc", 39)
+            .listen(Tcp, "0.0.0.0:6667"),
+    );
+    found_as(
+        "irc",
+        p(301, &["/usr/bin/znc", "-f"]).listen(Tcp, "0.0.0.0:6697"),
+    );
+    found_as("irc", p(302, &["./eggdrop", "-m", "bot.conf"]));
+    found_as("irc", p(303, &["/usr/sbin/inspircd", "--nofork"]));
+    found_as(
+        "irc",
+        p(304, &["/usr/bin/irssi"]).connect(Tcp, "127.0.0.1:40000", "127.0.0.1:6667"),
+    );
+    // an unknown program serving IRC's port
+    found_as("irc", p(305, &["./srv"]).listen(Tcp, "0.0.0.0:6667"));
+}
+
+#[test]
+fn tor() {
+    found_as(
+        "tor",
+        p(400, &["/usr/bin/tor", "-f", "/etc/tor/torrc"])
+            .user("debian-tor", 107)
+            .listen(Tcp, "0.0.0.0:9001")
+            .listen(Tcp, "0.0.0.0:9030"),
+    );
+    found_as(
+        "tor",
+        p(401, &["/usr/bin/tor", "--SocksPort", "9050"]).listen(Tcp, "127.0.0.1:9050"),
+    );
+    found_as("tor", p(402, &["/usr/bin/obfs4proxy", "-enableLogging"]));
+    found_as(
+        "tor",
+        p(403, &["/usr/bin/snowflake-proxy"]).comm("snowflake-proxy"),
+    );
+    found_as(
+        "tor",
+        p(
+            404,
+            &["/usr/bin/tor", "--ORPort", "443", "--ExitRelay", "1"],
+        ),
+    );
+}
+
+#[test]
+fn vpn() {
+    found_as(
+        "vpn",
+        p(
+            500,
+            &["/usr/sbin/openvpn", "--config", "/etc/openvpn/server.conf"],
+        )
+        .listen(Udp, "0.0.0.0:1194"),
+    );
+    found_as(
+        "vpn",
+        p(
+            501,
+            &[
+                "/usr/sbin/openvpn",
+                "--mode",
+                "server",
+                "--tls-server",
+                "--dev",
+                "tun0",
+            ],
+        ),
+    );
+    found_as(
+        "vpn",
+        p(
+            502,
+            &[
+                "/usr/bin/ss-server",
+                "-c",
+                "/etc/shadowsocks-libev/config.json",
+            ],
+        )
+        .listen(Tcp, "0.0.0.0:8388"),
+    );
+    found_as(
+        "vpn",
+        p(
+            503,
+            &["/usr/local/bin/xray", "run", "-c", "/etc/xray/config.json"],
+        ),
+    );
+    found_as("vpn", p(504, &["/usr/sbin/ocserv", "-f"]));
+    found_as("vpn", p(505, &["/usr/lib/ipsec/charon"]).comm("charon"));
+    found_as(
+        "vpn",
+        p(506, &["/usr/bin/vpnserver", "execsvc"]).exe("/usr/local/vpnserver/vpnserver"),
+    );
+    // WireGuard lives in the kernel: its interface is the evidence
+    let mut snap = snapshot(vec![]);
+    snap.interfaces.push(Interface {
+        netns: NS,
+        name: "wg0".into(),
+        rx_bytes: 0,
+        rx_packets: 0,
+        tx_bytes: 0,
+        tx_packets: 0,
+    });
+    let f = run(&snap, &History::default(), packs());
+    assert!(
+        f.iter()
+            .any(|f| f.category.as_str() == "vpn" && f.interface.is_some()),
+        "wg0 not found: {:?}",
+        summary(&f)
+    );
+}
+
+#[test]
+fn proxies() {
+    found_as(
+        "proxy",
+        p(600, &["/usr/sbin/squid", "-N"])
+            .user("proxy", 13)
+            .listen(Tcp, "0.0.0.0:3128"),
+    );
+    found_as(
+        "proxy",
+        p(601, &["/usr/sbin/danted", "-f", "/etc/danted.conf"]).listen(Tcp, "0.0.0.0:1080"),
+    );
+    found_as(
+        "proxy",
+        p(602, &["/usr/bin/microsocks", "-i", "0.0.0.0", "-p", "1080"]).listen(Tcp, "0.0.0.0:1080"),
+    );
+    found_as("proxy", p(603, &["/usr/bin/3proxy", "/etc/3proxy.cfg"]));
+    found_as(
+        "proxy",
+        p(604, &["/usr/bin/tinyproxy", "-d"]).listen(Tcp, "0.0.0.0:8888"),
+    );
+    found_as(
+        "proxy",
+        p(605, &["ssh", "-N", "-D", "0.0.0.0:1080", "user@127.0.0.1"]).listen(Tcp, "0.0.0.0:1080"),
+    );
+    found_as(
+        "proxy",
+        p(606, &["/usr/local/bin/gost", "-L", "socks5://:1080"]),
+    );
+}
+
+#[test]
+fn benign_look_alikes_stay_clean() {
+    clean(
+        p(700, &["/usr/sbin/sshd", "-D"])
+            .user("root", 0)
+            .listen(Tcp, "0.0.0.0:22"),
+    );
+    clean(
+        p(701, &["nginx: master process /usr/sbin/nginx"])
+            .exe("/usr/sbin/nginx")
+            .comm("nginx")
+            .listen(Tcp, "0.0.0.0:8080")
+            .listen(Tcp, "0.0.0.0:443"),
+    );
+    clean(p(702, &["python3", "-m", "http.server", "8080"]).listen(Tcp, "0.0.0.0:8080"));
+    clean(p(703, &["gzip", "-9"]).busy(100.0, 6.0));
+    clean(p(704, &["make", "-j2"]).busy(95.0, 2.0));
+    clean(
+        p(
+            705,
+            &[
+                "/usr/lib/gcc/x86_64-linux-gnu/12/cc1plus",
+                "-O2",
+                "miner.cpp",
+            ],
+        )
+        .comm("cc1plus")
+        .busy(99.0, 1.0),
+    );
+    clean(p(706, &["vim", "/etc/tor/torrc"]));
+    clean(p(707, &["apt-get", "install", "tor", "squid", "openvpn"]));
+    clean(p(708, &["grep", "-r", "xmrig", "/var/log"]));
+    clean(p(709, &["less", "/etc/squid/squid.conf"]));
+    clean(p(710, &["man", "tor"]));
+    clean(
+        p(
+            711,
+            &[
+                "/usr/lib/postgresql/15/bin/postgres",
+                "-D",
+                "/var/lib/postgresql",
+            ],
+        )
+        .comm("postgres")
+        .listen(Tcp, "127.0.0.1:5432"),
+    );
+    clean(
+        p(712, &["/usr/bin/redis-server", "127.0.0.1:6379"])
+            .comm("redis-server")
+            .listen(Tcp, "127.0.0.1:6379"),
+    );
+    clean(p(713, &["ssh", "user@127.0.0.1"]).connect(Tcp, "127.0.0.1:50000", "127.0.0.1:22"));
+    clean(p(714, &["curl", "https://example.org/"]).connect(
+        Tcp,
+        "127.0.0.1:50001",
+        "127.0.0.1:443",
+    ));
+    clean(p(715, &["/lib/systemd/systemd", "--system"]).comm("systemd"));
+    clean(p(716, &["sleep", "600"]));
+    clean(p(717, &["cargo", "build", "--release"]).busy(100.0, 0.5));
+    clean(p(718, &["/usr/bin/python3", "/usr/bin/unattended-upgrade"]));
+    clean(p(
+        719,
+        &["ssh", "-L", "8080:127.0.0.1:80", "user@127.0.0.1"],
+    ));
+    clean(p(720, &["/usr/bin/dockerd", "-H", "fd://"]).comm("dockerd"));
+    clean(
+        p(721, &["/usr/bin/node", "server.js"])
+            .comm("node")
+            .listen(Tcp, "0.0.0.0:3000"),
+    );
+}
