@@ -201,7 +201,16 @@ fn read_process(
         }),
     }
     let dir = proc_root.join(stat.pid.to_string());
-    p.netns = read_ns_inode(&dir.join("ns/net")).unwrap_or(0);
+    match read_ns_inode(&dir.join("ns/net")) {
+        Ok(inode) => p.netns = inode,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound || e.raw_os_error() == Some(3) => {
+            return Err(ProcError::NotFound(None))
+        }
+        Err(e) => gaps.push(Gap {
+            what: dir.join("ns/net").display().to_string(),
+            error: e.to_string(),
+        }),
+    }
     if let Some(text) = read_trimmed(&dir.join("cgroup")) {
         p.cgroup = cgroup_path(&text);
         p.container = p.cgroup.as_deref().and_then(container_id);
@@ -285,9 +294,14 @@ fn read_trimmed(path: &Path) -> Option<String> {
         .map(|s| s.trim_end().to_string())
 }
 
-fn read_ns_inode(link: &Path) -> Option<u64> {
-    let target = std::fs::read_link(link).ok()?;
-    parse_ns_link(&target.to_string_lossy())
+fn read_ns_inode(link: &Path) -> std::io::Result<u64> {
+    let target = std::fs::read_link(link)?;
+    parse_ns_link(&target.to_string_lossy()).ok_or_else(|| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("unexpected namespace link {target:?}"),
+        )
+    })
 }
 
 /// `net:[4026531840]` → 4026531840.
