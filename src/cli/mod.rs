@@ -4,7 +4,7 @@ mod output;
 
 use anyhow::{bail, Context, Result};
 use aupwatch::detect::{self, History};
-use aupwatch::inventory::{self, Snapshot};
+use aupwatch::inventory;
 use aupwatch::signatures::{self, SignatureSet};
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
@@ -68,6 +68,11 @@ struct ScanArgs {
     /// Instead of findings, show what each signature saw on this process.
     #[arg(long, value_name = "PID")]
     explain: Option<i32>,
+    /// Run N scans in one process, waiting --sample seconds between them, and print each
+    /// scan's wall and CPU time to stderr (the first is cold, the rest steady state). The
+    /// findings of the last scan are printed.
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    iterations: u32,
     /// Read this procfs mount instead of /proc.
     #[arg(long, value_name = "DIR", default_value = "/proc", hide = true)]
     proc_root: PathBuf,
@@ -168,13 +173,39 @@ fn scan(args: ScanArgs) -> Result<u8> {
         ..inventory::Options::default()
     };
     let mut history = History::new(set.longest_cpu_window_secs.max(args.sample.ceil() as u64));
-    let mut snap: Snapshot = inventory::take(&opts)?;
+    let pause = Duration::from_secs_f64(args.sample);
     if args.sample > 0.0 {
-        history.observe(&snap);
-        std::thread::sleep(Duration::from_secs_f64(args.sample));
-        snap = inventory::take(&opts)?;
+        // A first inventory to sample CPU use against.
+        history.observe(&inventory::take(&opts)?);
+        std::thread::sleep(pause);
     }
-    history.observe(&snap);
+    let mut last = None;
+    for i in 1..=args.iterations {
+        let cost = Cost::start();
+        let snap = inventory::take(&opts)?;
+        history.observe(&snap);
+        let findings = if args.explain.is_none() {
+            detect::run(&snap, &history, &set)
+        } else {
+            Vec::new()
+        };
+        if args.iterations > 1 {
+            eprintln!(
+                "iteration {i}/{}: {} processes={} sockets={}",
+                args.iterations,
+                cost.stop(),
+                snap.processes.len(),
+                snap.sockets.len()
+            );
+            if i < args.iterations && args.sample > 0.0 {
+                std::thread::sleep(pause);
+            }
+        }
+        last = Some((snap, findings));
+    }
+    let Some((snap, findings)) = last else {
+        bail!("no scan ran")
+    };
     if let Some(pid) = args.explain {
         let Some(explanations) = detect::explain(&snap, &history, &set, pid) else {
             bail!("no process {pid} in the inventory (it exited, or this user cannot see it)");
@@ -183,7 +214,6 @@ fn scan(args: ScanArgs) -> Result<u8> {
         let any = explanations.iter().any(|e| e.matched);
         return Ok(if any { EXIT_FINDINGS } else { EXIT_CLEAN });
     }
-    let findings = detect::run(&snap, &history, &set);
     let report = output::ScanReport::new(&snap, &set, &findings, args.sample);
     if args.json {
         output::json(&report)?;
@@ -195,4 +225,52 @@ fn scan(args: ScanArgs) -> Result<u8> {
     } else {
         EXIT_FINDINGS
     })
+}
+
+/// Wall and CPU time of one piece of work, by the OS's own accounting (getrusage).
+struct Cost {
+    wall: std::time::Instant,
+    user: Duration,
+    sys: Duration,
+}
+
+impl Cost {
+    fn start() -> Cost {
+        let (user, sys) = rusage();
+        Cost {
+            wall: std::time::Instant::now(),
+            user,
+            sys,
+        }
+    }
+
+    fn stop(&self) -> String {
+        let wall = self.wall.elapsed();
+        let (user, sys) = rusage();
+        let user = user.saturating_sub(self.user);
+        let sys = sys.saturating_sub(self.sys);
+        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+        format!(
+            "wall_ms={:.3} cpu_ms={:.3} user_ms={:.3} sys_ms={:.3}",
+            ms(wall),
+            ms(user + sys),
+            ms(user),
+            ms(sys)
+        )
+    }
+}
+
+fn rusage() -> (Duration, Duration) {
+    use nix::sys::resource::{getrusage, UsageWho};
+    match getrusage(UsageWho::RUSAGE_SELF) {
+        Ok(u) => {
+            let d = |t: nix::sys::time::TimeVal| {
+                Duration::from_secs(t.tv_sec().max(0) as u64)
+                    + Duration::from_micros(t.tv_usec().max(0) as u64)
+            };
+            (d(u.user_time()), d(u.system_time()))
+        }
+        // getrusage(RUSAGE_SELF) cannot fail with valid arguments; report zero if it does.
+        Err(_) => (Duration::ZERO, Duration::ZERO),
+    }
 }
