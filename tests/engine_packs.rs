@@ -441,7 +441,10 @@ fn proxies() {
         "proxy",
         p(602, &["/usr/bin/microsocks", "-i", "0.0.0.0", "-p", "1080"]).listen(Tcp, "0.0.0.0:1080"),
     );
-    found_as("proxy", p(603, &["/usr/bin/3proxy", "/etc/3proxy.cfg"]));
+    found_as(
+        "proxy",
+        p(603, &["/usr/bin/3proxy", "/etc/3proxy.cfg"]).listen(Tcp, "127.0.0.1:1080"),
+    );
     found_as(
         "proxy",
         p(604, &["/usr/bin/tinyproxy", "-d"]).listen(Tcp, "0.0.0.0:8888"),
@@ -452,7 +455,7 @@ fn proxies() {
     );
     found_as(
         "proxy",
-        p(606, &["/usr/local/bin/gost", "-L", "socks5://:1080"]),
+        p(606, &["/usr/local/bin/gost", "-L", "socks5://:1080"]).listen(Tcp, "[::]:1080"),
     );
 }
 

@@ -558,8 +558,17 @@ fn try_predicate(ctx: &Ctx, p: &Process, pred: &Predicate) -> Trial {
     }
 }
 
+/// Linux's default ephemeral port range (`net.ipv4.ip_local_port_range`).
+const EPHEMERAL_PORTS: std::ops::RangeInclusive<u16> = 32768..=60999;
+
 fn fits(filter: &SocketFilter, s: &Socket) -> bool {
-    filter.protocol.allows(s.protocol)
+    // An unconnected UDP socket on an ephemeral port is a client's (a resolver's, say), not a
+    // service; it counts only when the signature names its port.
+    let udp_client = s.protocol == crate::inventory::Protocol::Udp
+        && filter.ports.0.is_empty()
+        && EPHEMERAL_PORTS.contains(&s.local.port());
+    !udp_client
+        && filter.protocol.allows(s.protocol)
         && filter.ports.contains(s.local.port())
         && match filter.bind {
             BindFilter::Any => true,

@@ -474,3 +474,32 @@ fn explain_shows_every_predicate_tried() {
     assert_eq!(e[0].trials[1].seen, "not listening");
     assert!(explain(&snap, &History::default(), &s, 96).is_none());
 }
+
+#[test]
+fn udp_client_sockets_are_not_listeners_unless_their_port_is_named() {
+    let s = set(&[
+        sig("proxy.any", "{ listen = { bind = \"public\" } }"),
+        sig(
+            "vpn.named",
+            "{ listen = { port = [51820], protocol = \"udp\" } }",
+        ),
+    ]
+    .concat());
+    let udp = |pid, addr: &str| socket(pid, Protocol::Udp, addr, None, SocketState::Unconnected);
+    let snap = snapshot(
+        vec![
+            proc(110, 1, "resolver", "/r", &["r"]),
+            proc(111, 1, "dns", "/d", &["d"]),
+            proc(112, 1, "wg", "/w", &["w"]),
+        ],
+        vec![
+            udp(110, "0.0.0.0:47155"),
+            udp(111, "0.0.0.0:53"),
+            udp(112, "0.0.0.0:51820"),
+        ],
+    );
+    assert_eq!(
+        found(&snap, &s),
+        vec![("vpn.named".into(), 112), ("proxy.any".into(), 111)]
+    );
+}
