@@ -167,22 +167,22 @@ fn scan(args: ScanArgs) -> Result<u8> {
         );
     }
     let set = load(&args.source)?;
-    let opts = inventory::Options {
+    let mut inv = inventory::Inventory::new(inventory::Options {
         proc_root: args.proc_root.clone(),
         hash_exes: set.needs_exe_hash,
         ..inventory::Options::default()
-    };
+    });
     let mut history = History::new(set.longest_cpu_window_secs.max(args.sample.ceil() as u64));
     let pause = Duration::from_secs_f64(args.sample);
     if args.sample > 0.0 {
         // A first inventory to sample CPU use against.
-        history.observe(&inventory::take(&opts)?);
+        history.observe(&inv.take()?);
         std::thread::sleep(pause);
     }
     let mut last = None;
     for i in 1..=args.iterations {
         let cost = Cost::start();
-        let snap = inventory::take(&opts)?;
+        let snap = inv.take()?;
         history.observe(&snap);
         let findings = if args.explain.is_none() {
             detect::run(&snap, &history, &set)

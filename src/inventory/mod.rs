@@ -59,7 +59,29 @@ pub enum InventoryError {
 /// Executables larger than this are not hashed (recorded as a gap instead).
 const MAX_HASH_BYTES: u64 = 256 * 1024 * 1024;
 
-/// Takes one inventory of the host.
+/// A reader of the host that may remember, between inventories, what cannot change for a
+/// process (keyed by pid and start time). The agent keeps one for its whole life.
+#[derive(Debug)]
+pub struct Inventory {
+    opts: Options,
+}
+
+impl Inventory {
+    pub fn new(opts: Options) -> Inventory {
+        Inventory { opts }
+    }
+
+    pub fn options(&self) -> &Options {
+        &self.opts
+    }
+
+    /// Takes one inventory of the host.
+    pub fn take(&mut self) -> Result<Snapshot, InventoryError> {
+        take(&self.opts)
+    }
+}
+
+/// Takes one inventory of the host, remembering nothing.
 pub fn take(opts: &Options) -> Result<Snapshot, InventoryError> {
     let taken_at_unix_ms = SystemTime::now()
         .duration_since(UNIX_EPOCH)
