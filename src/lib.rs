@@ -3,6 +3,7 @@
 //! Data flows one way: [`inventory`] reads the host into a `Snapshot`, [`signatures`] loads
 //! and compiles the rules, [`detect`] judges (pure), and the binary prints or reports.
 
+pub mod config;
 pub mod detect;
 pub mod inventory;
 pub mod signatures;

@@ -7,6 +7,8 @@
 mod compile;
 mod model;
 
+pub(crate) use compile::parse_duration;
+
 pub use model::{
     BindFilter, Category, GlobList, Match, PortSet, Predicate, ProtocolFilter, Severity, Signature,
     SignatureSet, SocketFilter, Subject,
@@ -73,6 +75,12 @@ pub fn load_bundled() -> Result<SignatureSet, LoadErrors> {
 
 /// Loads every `*.toml` file directly in `dir`, in file-name order.
 pub fn load_dir(dir: &Path) -> Result<SignatureSet, DirError> {
+    let sources = read_dir_sources(dir)?;
+    Ok(load_sources(&sources)?)
+}
+
+/// The `*.toml` files directly in `dir`, in file-name order, as `(path, text)`.
+fn read_dir_sources(dir: &Path) -> Result<Vec<(String, String)>, DirError> {
     let rd = std::fs::read_dir(dir).map_err(|source| DirError::ReadDir {
         path: dir.to_path_buf(),
         source,
@@ -105,18 +113,64 @@ pub fn load_dir(dir: &Path) -> Result<SignatureSet, DirError> {
             }),
         }
     }
-    match load_sources(&sources) {
-        Ok(set) if errors.is_empty() => Ok(set),
-        Ok(_) => Err(LoadErrors(errors).into()),
-        Err(LoadErrors(more)) => {
-            errors.extend(more);
-            Err(LoadErrors(errors).into())
-        }
+    if errors.is_empty() {
+        Ok(sources)
+    } else {
+        Err(LoadErrors(errors).into())
     }
 }
 
 /// Loads a set from `(file name, text)` pairs. Ids must be unique across all of them.
 pub fn load_sources(sources: &[(String, String)]) -> Result<SignatureSet, LoadErrors> {
+    let signatures = compile_layer(sources)?;
+    Ok(SignatureSet::new(signatures, sources))
+}
+
+/// The agent's set: the shipped signatures (`shipped_dir`, or the bundled packs) plus the
+/// `*.toml` files of `local_dir` when it exists and has any. A local signature whose id is
+/// a shipped one replaces it. Errors of both layers are reported together.
+pub fn load_layered(
+    shipped_dir: Option<&Path>,
+    local_dir: Option<&Path>,
+) -> Result<SignatureSet, DirError> {
+    let shipped: Vec<(String, String)> = match shipped_dir {
+        Some(d) => read_dir_sources(d)?,
+        None => BUNDLED
+            .iter()
+            .map(|(name, text)| (format!("<bundled>/{name}"), (*text).to_string()))
+            .collect(),
+    };
+    let local = match local_dir {
+        Some(d) if d.is_dir() => match read_dir_sources(d) {
+            Ok(s) => s,
+            Err(DirError::Empty(_)) => Vec::new(),
+            Err(e) => return Err(e),
+        },
+        _ => Vec::new(),
+    };
+    let base = compile_layer(&shipped);
+    let over = compile_layer(&local);
+    let (mut base, over) = match (base, over) {
+        (Ok(b), Ok(o)) => (b, o),
+        (b, o) => {
+            let mut errors = Vec::new();
+            for r in [b, o] {
+                if let Err(LoadErrors(e)) = r {
+                    errors.extend(e);
+                }
+            }
+            return Err(LoadErrors(errors).into());
+        }
+    };
+    let replaced: std::collections::HashSet<&str> = over.iter().map(|s| s.id.as_str()).collect();
+    base.retain(|s| !replaced.contains(s.id.as_str()));
+    base.extend(over);
+    let all: Vec<(String, String)> = shipped.into_iter().chain(local).collect();
+    Ok(SignatureSet::new(base, &all))
+}
+
+/// Compiles one layer of sources: every signature, or every error (duplicate ids included).
+fn compile_layer(sources: &[(String, String)]) -> Result<Vec<Signature>, LoadErrors> {
     let mut signatures = Vec::new();
     let mut errors = Vec::new();
     for (file, text) in sources {
@@ -134,10 +188,11 @@ pub fn load_sources(sources: &[(String, String)]) -> Result<SignatureSet, LoadEr
             });
         }
     }
-    if !errors.is_empty() {
-        return Err(LoadErrors(errors));
+    if errors.is_empty() {
+        Ok(signatures)
+    } else {
+        Err(LoadErrors(errors))
     }
-    Ok(SignatureSet::new(signatures, sources))
 }
 
 fn split_source(source: &str) -> (&str, Option<usize>) {

@@ -232,3 +232,58 @@ fn globs_follow_the_documented_rules() {
         "`*` does not cross `/` in exe globs"
     );
 }
+
+#[test]
+fn local_signatures_add_to_and_replace_shipped_ones() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let shipped = dir.path().join("shipped");
+    let local = dir.path().join("local");
+    std::fs::create_dir_all(&shipped).expect("mkdir");
+    std::fs::create_dir_all(&local).expect("mkdir");
+    let sig = |id: &str, sev: &str| {
+        format!("[[signature]]\nid = \"{id}\"\ncategory = \"irc\"\nseverity = \"{sev}\"\ndescription = \"d\"\naup = \"a\"\nmatch = {{ name = [\"x\"] }}\n\n")
+    };
+    std::fs::write(
+        shipped.join("irc.toml"),
+        sig("irc.a", "high") + &sig("irc.b", "high"),
+    )
+    .expect("write");
+    // a missing or empty local directory adds nothing
+    let set = load_layered(Some(&shipped), Some(&dir.path().join("none"))).expect("valid");
+    assert_eq!(set.signatures.len(), 2);
+    let set = load_layered(Some(&shipped), Some(&local)).expect("valid");
+    assert_eq!(set.signatures.len(), 2);
+    std::fs::write(
+        local.join("mine.toml"),
+        sig("irc.b", "low") + &sig("irc.c", "low"),
+    )
+    .expect("write");
+    let set = load_layered(Some(&shipped), Some(&local)).expect("valid");
+    let got: Vec<(&str, Severity)> = set
+        .signatures
+        .iter()
+        .map(|s| (s.id.as_str(), s.severity))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            ("irc.a", Severity::High),
+            ("irc.b", Severity::Low),
+            ("irc.c", Severity::Low)
+        ]
+    );
+    // errors of both layers are reported together
+    std::fs::write(local.join("bad.toml"), "[[signature]]\nid = 1\n").expect("write");
+    std::fs::write(shipped.join("bad.toml"), "x = 1\n").expect("write");
+    let Err(DirError::Invalid(LoadErrors(errs))) = load_layered(Some(&shipped), Some(&local))
+    else {
+        panic!("expected errors")
+    };
+    assert_eq!(errs.len(), 2, "{errs:?}");
+    // the bundled packs are the default shipped layer
+    let set = load_layered(None, None).expect("bundled packs load");
+    assert_eq!(
+        set.signatures.len(),
+        load_bundled().expect("bundled").signatures.len()
+    );
+}
