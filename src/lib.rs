@@ -7,3 +7,4 @@ pub mod config;
 pub mod detect;
 pub mod inventory;
 pub mod signatures;
+pub mod tracker;
