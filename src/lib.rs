@@ -6,5 +6,6 @@
 pub mod config;
 pub mod detect;
 pub mod inventory;
+pub mod report;
 pub mod signatures;
 pub mod tracker;

@@ -1,0 +1,137 @@
+//! The JSON-lines event log under the state directory: one event per line, rotated by size
+//! (`events.jsonl` → `events.jsonl.1` → …, keeping `keep` old files), so it is bounded.
+
+use crate::tracker::Event;
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug)]
+pub struct EventLog {
+    path: PathBuf,
+    max_bytes: u64,
+    keep: u32,
+    file: Option<File>,
+    size: u64,
+}
+
+impl EventLog {
+    pub fn new(path: &Path, max_bytes: u64, keep: u32) -> EventLog {
+        EventLog {
+            path: path.to_path_buf(),
+            max_bytes,
+            keep,
+            file: None,
+            size: 0,
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Appends one event as a JSON line, rotating first if it would not fit.
+    pub fn append(&mut self, event: &Event) -> std::io::Result<()> {
+        let mut line = serde_json::to_vec(event).map_err(std::io::Error::other)?;
+        line.push(b'\n');
+        if self.file.is_none() {
+            self.open()?;
+        }
+        if self.size > 0 && self.size + line.len() as u64 > self.max_bytes {
+            self.rotate()?;
+        }
+        let file = match self.file.as_mut() {
+            Some(f) => f,
+            None => return Err(std::io::Error::other("event log not open")),
+        };
+        file.write_all(&line)?;
+        self.size += line.len() as u64;
+        Ok(())
+    }
+
+    fn open(&mut self) -> std::io::Result<()> {
+        if let Some(dir) = self.path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.path)?;
+        self.size = file.metadata()?.len();
+        self.file = Some(file);
+        Ok(())
+    }
+
+    fn rotate(&mut self) -> std::io::Result<()> {
+        self.file = None;
+        let numbered = |n: u32| PathBuf::from(format!("{}.{n}", self.path.display()));
+        if self.keep == 0 {
+            std::fs::remove_file(&self.path)?;
+        } else {
+            for n in (1..self.keep).rev() {
+                let from = numbered(n);
+                if from.exists() {
+                    std::fs::rename(&from, numbered(n + 1))?;
+                }
+            }
+            std::fs::rename(&self.path, numbered(1))?;
+        }
+        self.open()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tracker::Tracker;
+
+    #[test]
+    fn bounded_by_rotation() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("events.jsonl");
+        let mut log = EventLog::new(&path, 4096, 2);
+        let mut tracker = Tracker::new("h");
+        let finding = crate::detect::Finding {
+            signature: "irc.a".into(),
+            category: crate::signatures::Category::Irc,
+            severity: crate::signatures::Severity::Low,
+            description: "d".repeat(300),
+            aup: "a".into(),
+            process: None,
+            interface: Some(crate::detect::InterfaceRef {
+                netns: 1,
+                name: "wg0".into(),
+            }),
+            related_pids: vec![],
+            sockets: vec![],
+            evidence: vec![],
+        };
+        for i in 0..200u64 {
+            let found = if i % 2 == 0 {
+                vec![finding.clone()]
+            } else {
+                vec![]
+            };
+            for e in tracker.update(found, &[], i) {
+                log.append(&e).expect("append");
+            }
+        }
+        let mut files: Vec<String> = std::fs::read_dir(dir.path())
+            .expect("readdir")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect();
+        files.sort();
+        assert_eq!(
+            files,
+            vec!["events.jsonl", "events.jsonl.1", "events.jsonl.2"]
+        );
+        for f in &files {
+            let text = std::fs::read_to_string(dir.path().join(f)).expect("read");
+            assert!(text.len() <= 4096, "{f} is {} bytes", text.len());
+            for line in text.lines() {
+                let v: serde_json::Value = serde_json::from_str(line).expect("each line is JSON");
+                assert!(v["kind"] == "new" || v["kind"] == "resolved");
+            }
+        }
+    }
+}

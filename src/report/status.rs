@@ -1,0 +1,185 @@
+//! The local status socket: a Unix stream socket (mode 0660, group `aupwatch`) that answers
+//! each connection with the agent's status as one JSON document, then closes. Only root,
+//! the agent's own user and members of the group are answered; others get an error.
+//! Connections are served one at a time with short timeouts, so a stuck client cannot pile
+//! up threads.
+
+use std::io::{Read, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StatusError {
+    #[error("cannot create the status socket {path}: {source}")]
+    Bind {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("another agent is already answering on {0}")]
+    InUse(PathBuf),
+    #[error("cannot connect to the agent at {path}: {source} (is `aupwatch agent` running? is this user root or in its group?)")]
+    Connect {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("reading from the agent at {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the agent at {path} answered something that is not JSON: {message}")]
+    Garbled { path: PathBuf, message: String },
+    #[error("the agent refused: {0}")]
+    Refused(String),
+}
+
+/// The latest status document, shared between the agent loop and the socket thread.
+pub type Shared = Arc<Mutex<String>>;
+
+pub struct StatusServer {
+    path: PathBuf,
+}
+
+impl StatusServer {
+    /// Binds `path`, sets its mode and group, and serves `shared` from a thread.
+    pub fn start(path: &Path, group: &str, shared: Shared) -> Result<StatusServer, StatusError> {
+        let bind_err = |source| StatusError::Bind {
+            path: path.to_path_buf(),
+            source,
+        };
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(bind_err)?;
+        }
+        if path.exists() {
+            if UnixStream::connect(path).is_ok() {
+                return Err(StatusError::InUse(path.to_path_buf()));
+            }
+            std::fs::remove_file(path).map_err(bind_err)?;
+        }
+        let listener = UnixListener::bind(path).map_err(bind_err)?;
+        let gid = nix::unistd::Group::from_name(group)
+            .ok()
+            .flatten()
+            .map(|g| g.gid.as_raw());
+        if let Some(gid) = gid {
+            std::os::unix::fs::chown(path, None, Some(gid)).map_err(bind_err)?;
+        }
+        let mode = if gid.is_some() { 0o660 } else { 0o600 };
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(bind_err)?;
+        let group = group.to_string();
+        std::thread::Builder::new()
+            .name("status".into())
+            .spawn(move || serve(listener, &group, gid, &shared))
+            .map_err(bind_err)?;
+        Ok(StatusServer {
+            path: path.to_path_buf(),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for StatusServer {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+fn serve(listener: UnixListener, group: &str, gid: Option<u32>, shared: &Shared) {
+    for conn in listener.incoming() {
+        let Ok(mut conn) = conn else { continue };
+        let _ = conn.set_read_timeout(Some(Duration::from_secs(1)));
+        let _ = conn.set_write_timeout(Some(Duration::from_secs(2)));
+        let answer = match permitted(&conn, group, gid) {
+            Ok(()) => match shared.lock() {
+                Ok(doc) => doc.clone(),
+                Err(poisoned) => poisoned.into_inner().clone(),
+            },
+            Err(why) => serde_json::json!({ "error": why }).to_string(),
+        };
+        // A client that went away is its own problem.
+        let _ = conn.write_all(answer.as_bytes());
+    }
+}
+
+/// Root, the agent's own user, and members of `group` may read the status.
+fn permitted(conn: &UnixStream, group: &str, gid: Option<u32>) -> Result<(), String> {
+    use nix::sys::socket::{getsockopt, sockopt::PeerCredentials};
+    let cred = getsockopt(conn, PeerCredentials)
+        .map_err(|e| format!("cannot identify the client: {e}"))?;
+    let (uid, peer_gid) = (cred.uid(), cred.gid());
+    if uid == 0 || uid == nix::unistd::geteuid().as_raw() || Some(peer_gid) == gid {
+        return Ok(());
+    }
+    if let (Some(gid), Ok(Some(user))) = (
+        gid,
+        nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid)),
+    ) {
+        if let Ok(Some(g)) = nix::unistd::Group::from_gid(nix::unistd::Gid::from_raw(gid)) {
+            if g.mem.iter().any(|m| *m == user.name) {
+                return Ok(());
+            }
+        }
+    }
+    Err(format!(
+        "permission denied: uid {uid} is not root and not in group {group}"
+    ))
+}
+
+/// Asks the agent at `path` for its status.
+pub fn query(path: &Path) -> Result<serde_json::Value, StatusError> {
+    let mut conn = UnixStream::connect(path).map_err(|source| StatusError::Connect {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let _ = conn.set_read_timeout(Some(Duration::from_secs(10)));
+    let mut buf = Vec::new();
+    conn.read_to_end(&mut buf)
+        .map_err(|source| StatusError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+    let value: serde_json::Value =
+        serde_json::from_slice(&buf).map_err(|e| StatusError::Garbled {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
+    if let Some(err) = value.get("error").and_then(|e| e.as_str()) {
+        return Err(StatusError::Refused(err.to_string()));
+    }
+    Ok(value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn serves_the_shared_document_and_cleans_up() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("run/agent.sock");
+        let shared: Shared = Arc::new(Mutex::new(r#"{"agent":{"health":"ok"}}"#.to_string()));
+        let server =
+            StatusServer::start(&path, "no-such-group-aupwatch", shared.clone()).expect("start");
+        let mode = std::fs::metadata(&path).expect("stat").permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "without the group only the owner may connect");
+        assert_eq!(query(&path).expect("query")["agent"]["health"], "ok");
+        *shared.lock().expect("lock") = r#"{"agent":{"health":"degraded"}}"#.to_string();
+        assert_eq!(query(&path).expect("query")["agent"]["health"], "degraded");
+        assert!(matches!(
+            StatusServer::start(&path, "x", shared.clone()),
+            Err(StatusError::InUse(_))
+        ));
+        drop(server);
+        assert!(!path.exists());
+        assert!(matches!(query(&path), Err(StatusError::Connect { .. })));
+    }
+}

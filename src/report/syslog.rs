@@ -1,0 +1,155 @@
+//! Findings and lifecycle changes to syslog, RFC 5424 with structured data, so SIEM pipelines
+//! get signature id, category, severity, pid and exe as fields. A syslog that is down costs
+//! a counted error and a reconnect on the next event, never the agent.
+
+use super::printable;
+use crate::signatures::Severity;
+use crate::tracker::{Event, EventKind};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use syslog::{Facility, Formatter5424, Logger, LoggerBackend};
+
+/// SD-ID of our structured data element: RFC 5612's documentation enterprise number.
+pub const SD_ID: &str = "aupwatch@32473";
+
+pub struct Syslog {
+    socket: PathBuf,
+    formatter: Formatter5424,
+    logger: Option<Logger<LoggerBackend, Formatter5424>>,
+    pub sent: u64,
+    pub errors: u64,
+    pub last_error: Option<String>,
+}
+
+impl Syslog {
+    pub fn new(socket: &Path, facility: Facility, hostname: &str) -> Syslog {
+        Syslog {
+            socket: socket.to_path_buf(),
+            formatter: Formatter5424 {
+                facility,
+                hostname: Some(hostname.to_string()),
+                process: "aupwatch".into(),
+                pid: std::process::id(),
+            },
+            logger: None,
+            sent: 0,
+            errors: 0,
+            last_error: None,
+        }
+    }
+
+    pub fn socket(&self) -> &Path {
+        &self.socket
+    }
+
+    /// Sends one event; on failure counts it, drops the connection and returns the error.
+    pub fn send(&mut self, event: &Event) -> Result<(), String> {
+        let result = self.try_send(event);
+        match &result {
+            Ok(()) => self.sent += 1,
+            Err(e) => {
+                self.errors += 1;
+                self.last_error = Some(e.clone());
+                self.logger = None;
+            }
+        }
+        result
+    }
+
+    fn try_send(&mut self, event: &Event) -> Result<(), String> {
+        if self.logger.is_none() {
+            let logger =
+                syslog::unix_custom(self.formatter.clone(), &self.socket).map_err(|e| {
+                    format!("cannot connect to syslog at {}: {e}", self.socket.display())
+                })?;
+            self.logger = Some(logger);
+        }
+        let (msgid, data, message) = render(event);
+        let logger = self.logger.as_mut().ok_or("syslog not connected")?;
+        let excepted = event.tracked.excepted.is_some();
+        let severity = event.tracked.finding.severity;
+        let payload = (msgid, data, message);
+        let sent = match (event.kind, excepted, severity) {
+            (EventKind::Resolved, _, _) | (_, true, _) | (_, _, Severity::Info) => {
+                logger.info(payload)
+            }
+            (_, _, Severity::Low) => logger.notice(payload),
+            (_, _, Severity::Medium) => logger.warning(payload),
+            (_, _, Severity::High) => logger.err(payload),
+            (_, _, Severity::Critical) => logger.crit(payload),
+        };
+        sent.map_err(|e| format!("syslog write to {} failed: {e}", self.socket.display()))
+    }
+}
+
+/// MSGID (numeric, as the crate wants), structured data and message text of one event.
+pub fn render(event: &Event) -> (u32, BTreeMap<String, BTreeMap<String, String>>, String) {
+    let t = &event.tracked;
+    let f = &t.finding;
+    let mut sd = BTreeMap::new();
+    sd.insert("event".to_string(), kind(event.kind).to_string());
+    sd.insert("id".to_string(), t.id.clone());
+    sd.insert("signature".to_string(), f.signature.clone());
+    sd.insert("category".to_string(), f.category.to_string());
+    sd.insert("severity".to_string(), f.severity.to_string());
+    let subject = match (&f.process, &f.interface) {
+        (Some(p), _) => {
+            sd.insert("pid".to_string(), p.pid.to_string());
+            sd.insert("uid".to_string(), p.uid.to_string());
+            if let Some(exe) = &p.exe {
+                sd.insert("exe".to_string(), printable(exe));
+            }
+            sd.insert("comm".to_string(), printable(&p.comm));
+            sd.insert("netns".to_string(), p.netns.to_string());
+            format!(
+                "pid {} ({}) user {}",
+                p.pid,
+                printable(&p.comm),
+                printable(p.user.as_deref().unwrap_or("?"))
+            )
+        }
+        (None, Some(i)) => {
+            sd.insert("interface".to_string(), printable(&i.name));
+            sd.insert("netns".to_string(), i.netns.to_string());
+            format!("interface {}", printable(&i.name))
+        }
+        (None, None) => "host".to_string(),
+    };
+    if let Some(x) = &t.excepted {
+        sd.insert("excepted".to_string(), printable(&x.reason));
+    }
+    let evidence: Vec<String> = f
+        .evidence
+        .iter()
+        .map(|e| format!("{}: {}", e.predicate, printable(&e.value)))
+        .collect();
+    let excepted = match &t.excepted {
+        Some(x) => format!(" [excepted: {}]", printable(&x.reason)),
+        None => String::new(),
+    };
+    let message = format!(
+        "{} {} ({} {}): {}; {}{excepted}",
+        kind(event.kind),
+        f.signature,
+        f.category,
+        f.severity,
+        subject,
+        evidence.join("; ")
+    );
+    let mut data = BTreeMap::new();
+    data.insert(SD_ID.to_string(), sd);
+    let msgid = match event.kind {
+        EventKind::New => 1,
+        EventKind::Resolved => 2,
+        EventKind::ExceptionChanged => 3,
+    };
+    (msgid, data, message)
+}
+
+fn kind(k: EventKind) -> &'static str {
+    match k {
+        EventKind::New => "new",
+        EventKind::Resolved => "resolved",
+        EventKind::ExceptionChanged => "exception-changed",
+    }
+}
