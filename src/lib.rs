@@ -4,6 +4,7 @@
 //! and compiles the rules, [`detect`] judges (pure), and the binary prints or reports.
 
 pub mod config;
+pub mod daemon;
 pub mod detect;
 pub mod inventory;
 pub mod report;

@@ -46,6 +46,62 @@ JSON with --json. Exits 0 when nothing was found, 1 when something was, 2 on err
     Signatures(SignaturesCommand),
     /// Print the raw inventory of this host as JSON (what the signatures are matched against).
     Inventory(InventoryArgs),
+    /// Run the agent: scan every interval, track findings, report them (run by systemd).
+    #[command(
+        long_about = "Runs in the foreground until SIGTERM or SIGINT. Every `interval` \
+(default 15 s) it scans the host with the same engine as `scan`, tracks each finding's \
+lifecycle (new, ongoing, resolved) under a stable identity, applies the configured \
+exceptions, and reports: RFC 5424 syslog with structured data, a JSON-lines event log in the \
+state directory, and a status socket that `aupwatch status` reads. SIGHUP, or a change to the \
+config file or a signature directory, reloads configuration and signatures; a broken new set \
+is rejected and the running one kept. Speaks sd_notify (READY, WATCHDOG, RELOADING, \
+STOPPING) when started by systemd with Type=notify."
+    )]
+    Agent(AgentArgs),
+    /// Show the running agent's status: health, last scan, signatures, findings.
+    Status(StatusArgs),
+    /// Validate the agent's configuration.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+#[derive(Args)]
+struct AgentArgs {
+    /// Configuration file [default: /etc/aupwatch/agent.toml if it exists, else built-in defaults].
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Read this procfs mount instead of /proc.
+    #[arg(long, value_name = "DIR", default_value = "/proc", hide = true)]
+    proc_root: PathBuf,
+}
+
+#[derive(Args)]
+struct StatusArgs {
+    /// The agent's status socket.
+    #[arg(long, value_name = "PATH", default_value = "/run/aupwatch/agent.sock")]
+    socket: PathBuf,
+    /// Print the status document as JSON.
+    #[arg(long, conflicts_with = "prometheus")]
+    json: bool,
+    /// Print metrics in the Prometheus text format (for node_exporter's textfile collector).
+    #[arg(long)]
+    prometheus: bool,
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Check the configuration file and the signatures it names, without starting the agent.
+    #[command(
+        long_about = "Loads the configuration (FILE, else /etc/aupwatch/agent.toml if it \
+exists, else built-in defaults) and the signatures it names (shipped plus local override \
+directory) and reports every error with file, line and key or signature id. Exits 0 when \
+valid, 2 otherwise. Meant for ExecStartPre= and for CI."
+    )]
+    Check {
+        /// Configuration file.
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
 }
 
 #[derive(Args)]
@@ -116,6 +172,74 @@ pub fn run() -> Result<u8> {
             let set = load(&source)?;
             output::list(&set, json)?;
             Ok(EXIT_CLEAN)
+        }
+        Command::Agent(args) => {
+            aupwatch::daemon::run(aupwatch::daemon::Launch {
+                config_path: args.config,
+                proc_root: args.proc_root,
+            })?;
+            Ok(EXIT_CLEAN)
+        }
+        Command::Status(args) => {
+            let doc = aupwatch::report::status::query(&args.socket)?;
+            if args.json {
+                output::json(&doc)?;
+            } else if args.prometheus {
+                output::prometheus(&doc)?;
+            } else {
+                output::status(&doc)?;
+            }
+            let active = doc["findings"]
+                .as_array()
+                .map_or(0, |f| f.iter().filter(|t| t["excepted"].is_null()).count());
+            Ok(if active > 0 {
+                EXIT_FINDINGS
+            } else {
+                EXIT_CLEAN
+            })
+        }
+        Command::Config(ConfigCommand::Check { config }) => {
+            match aupwatch::daemon::load_all(config.as_deref()) {
+                Ok((cfg, set)) => {
+                    let from = cfg
+                        .path
+                        .as_ref()
+                        .map_or("built-in defaults".to_string(), |p| p.display().to_string());
+                    println!(
+                        "{from}: OK — interval {}s, {} signatures (version {}), {} exception(s)",
+                        cfg.interval.as_secs(),
+                        set.signatures.len(),
+                        set.version(),
+                        cfg.exceptions.len()
+                    );
+                    let now = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map(|d| d.as_millis() as u64)
+                        .unwrap_or(0);
+                    for ex in &cfg.exceptions {
+                        if ex.expires_unix_ms.is_some_and(|e| e <= now) {
+                            eprintln!(
+                                "warning: {}: exception has expired ({}) and no longer applies",
+                                ex.source,
+                                ex.expires_text.as_deref().unwrap_or("?")
+                            );
+                        }
+                        let known = set.signatures.iter().any(|s| ex.signatures.is_match(&s.id));
+                        if !known {
+                            eprintln!(
+                                "warning: {}: exception matches no loaded signature ({})",
+                                ex.source,
+                                ex.signature_patterns.join(", ")
+                            );
+                        }
+                    }
+                    Ok(EXIT_CLEAN)
+                }
+                Err(e) => {
+                    eprintln!("{e}");
+                    Ok(EXIT_ERROR)
+                }
+            }
         }
         Command::Inventory(args) => {
             let snap = inventory::take(&inventory::Options {

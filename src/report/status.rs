@@ -124,7 +124,7 @@ fn permitted(conn: &UnixStream, group: &str, gid: Option<u32>) -> Result<(), Str
         nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid)),
     ) {
         if let Ok(Some(g)) = nix::unistd::Group::from_gid(nix::unistd::Gid::from_raw(gid)) {
-            if g.mem.iter().any(|m| *m == user.name) {
+            if g.mem.contains(&user.name) {
                 return Ok(());
             }
         }

@@ -1,0 +1,651 @@
+//! The agent: scans every interval with the same engine as `scan`, tracks findings, and
+//! reports them (syslog, event log, status socket, sd_notify). Reloads config and
+//! signatures on SIGHUP and on file changes, keeping the last good set when a new one is
+//! broken; stops cleanly on SIGTERM/SIGINT.
+//!
+//! Threads: this loop; one for signals; one for the file watcher (notify's); one serving the
+//! status socket. They talk to the loop through one channel; the loop owns all state.
+
+use crate::config::{self, Config};
+use crate::detect::{self, History};
+use crate::inventory::{self, Inventory};
+use crate::report::eventlog::EventLog;
+use crate::report::notify::{monotonic_usec, Notifier};
+use crate::report::status::{Shared, StatusError, StatusServer};
+use crate::report::syslog::Syslog;
+use crate::report::{log, Level};
+use crate::signatures::{self, SignatureSet};
+use crate::tracker::{Event, Tracked, Tracker};
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error(transparent)]
+    Config(#[from] config::ConfigErrors),
+    #[error(transparent)]
+    Signatures(#[from] signatures::DirError),
+    #[error(transparent)]
+    Status(#[from] StatusError),
+    #[error("cannot set up {what}: {source}")]
+    Setup {
+        what: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the first inventory failed: {0}")]
+    Inventory(#[from] inventory::InventoryError),
+}
+
+/// How the agent was started.
+#[derive(Debug, Clone)]
+pub struct Launch {
+    /// `--config`; `None` means the default path if it exists, else built-in defaults.
+    pub config_path: Option<PathBuf>,
+    /// The procfs mount to read.
+    pub proc_root: PathBuf,
+}
+
+enum Msg {
+    Stop(&'static str),
+    Reload(&'static str),
+}
+
+/// Loads config and signatures together: both good, or an error and nothing.
+pub fn load_all(config_path: Option<&Path>) -> Result<(Config, SignatureSet), DaemonError> {
+    let cfg = config::load(config_path)?;
+    let set = signatures::load_layered(
+        cfg.signatures_dir.as_deref(),
+        cfg.local_signatures_dir.as_deref(),
+    )?;
+    Ok((cfg, set))
+}
+
+/// Runs the agent until SIGTERM or SIGINT.
+pub fn run(launch: Launch) -> Result<(), DaemonError> {
+    let (cfg, set) = load_all(launch.config_path.as_deref())?;
+    let notifier = Notifier::from_env().map_err(|source| DaemonError::Setup {
+        what: "sd_notify",
+        source,
+    })?;
+    let (tx, rx) = channel();
+    spawn_signals(tx.clone()).map_err(|source| DaemonError::Setup {
+        what: "signal handling",
+        source,
+    })?;
+    let mut agent = Agent::new(launch, cfg, set, notifier)?;
+    let _watcher = agent.watch(tx.clone());
+    agent.notify("READY=1");
+    log(
+        Level::Info,
+        &format!(
+            "agent started: {} signatures (version {}), interval {}s, status socket {}",
+            agent.set.signatures.len(),
+            agent.set.version(),
+            agent.cfg.interval.as_secs(),
+            agent.cfg.status.socket.display()
+        ),
+    );
+    drop(tx);
+    agent.run_loop(&rx);
+    agent.notify("STOPPING=1");
+    log(Level::Info, "agent stopped");
+    Ok(())
+}
+
+fn spawn_signals(tx: Sender<Msg>) -> std::io::Result<()> {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP])?;
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            for sig in signals.forever() {
+                let msg = match sig {
+                    SIGHUP => Msg::Reload("SIGHUP"),
+                    SIGINT => Msg::Stop("SIGINT"),
+                    _ => Msg::Stop("SIGTERM"),
+                };
+                if tx.send(msg).is_err() {
+                    break;
+                }
+            }
+        })?;
+    Ok(())
+}
+
+struct Agent {
+    launch: Launch,
+    cfg: Config,
+    set: SignatureSet,
+    inventory: Inventory,
+    history: History,
+    tracker: Option<Tracker>,
+    notifier: Notifier,
+    syslog: Option<Syslog>,
+    eventlog: Option<EventLog>,
+    eventlog_errors: u64,
+    eventlog_last_error: Option<String>,
+    status: Shared,
+    server: Option<StatusServer>,
+    started: Instant,
+    started_unix_ms: u64,
+    scans: u64,
+    last_scan: Option<ScanInfo>,
+    last_reload: Option<ReloadInfo>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+struct ScanInfo {
+    at_unix_ms: u64,
+    duration_ms: f64,
+    cpu_ms: f64,
+    processes: usize,
+    sockets: usize,
+    namespaces: usize,
+    gaps: usize,
+    findings: usize,
+}
+
+#[derive(Debug, Clone, Serialize)]
+struct ReloadInfo {
+    at_unix_ms: u64,
+    trigger: &'static str,
+    ok: bool,
+    error: Option<String>,
+}
+
+impl Agent {
+    fn new(
+        launch: Launch,
+        cfg: Config,
+        set: SignatureSet,
+        notifier: Notifier,
+    ) -> Result<Agent, DaemonError> {
+        let status: Shared = Arc::new(Mutex::new("{}".to_string()));
+        let server = StatusServer::start(&cfg.status.socket, &cfg.status.group, status.clone())?;
+        let inventory = Inventory::new(inventory::Options {
+            proc_root: launch.proc_root.clone(),
+            hash_exes: set.needs_exe_hash,
+            ..inventory::Options::default()
+        });
+        let mut agent = Agent {
+            history: History::new(history_secs(&set, &cfg)),
+            launch,
+            cfg,
+            set,
+            inventory,
+            tracker: None,
+            notifier,
+            syslog: None,
+            eventlog: None,
+            eventlog_errors: 0,
+            eventlog_last_error: None,
+            status,
+            server: Some(server),
+            started: Instant::now(),
+            started_unix_ms: now_ms(),
+            scans: 0,
+            last_scan: None,
+            last_reload: None,
+        };
+        agent.configure_reporters();
+        agent.publish();
+        Ok(agent)
+    }
+
+    fn notify(&self, state: &str) {
+        if let Err(e) = self.notifier.send(state) {
+            log(Level::Warning, &format!("sd_notify failed: {e}"));
+        }
+    }
+
+    /// Watches the config file's directory and the signature directories.
+    fn watch(&self, tx: Sender<Msg>) -> Option<notify::RecommendedWatcher> {
+        use notify::{RecursiveMode, Watcher};
+        let mut targets: Vec<PathBuf> = Vec::new();
+        let cfg_file = self
+            .launch
+            .config_path
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(config::DEFAULT_PATH));
+        if let Some(dir) = cfg_file.parent() {
+            targets.push(dir.to_path_buf());
+        }
+        targets.extend(self.cfg.signatures_dir.clone());
+        targets.extend(self.cfg.local_signatures_dir.clone());
+        targets.retain(|d| d.is_dir());
+        targets.sort();
+        targets.dedup();
+        let relevant = move |p: &Path| p == cfg_file || p.extension().is_some_and(|e| e == "toml");
+        let handler = move |res: notify::Result<notify::Event>| {
+            if let Ok(ev) = res {
+                let writes = !matches!(ev.kind, notify::EventKind::Access(_));
+                if writes && ev.paths.iter().any(|p| relevant(p)) {
+                    let _ = tx.send(Msg::Reload("file change"));
+                }
+            }
+        };
+        let mut watcher = match notify::recommended_watcher(handler) {
+            Ok(w) => w,
+            Err(e) => {
+                log(
+                    Level::Warning,
+                    &format!("cannot watch files for changes (SIGHUP still reloads): {e}"),
+                );
+                return None;
+            }
+        };
+        for dir in &targets {
+            if let Err(e) = watcher.watch(dir, RecursiveMode::NonRecursive) {
+                log(
+                    Level::Warning,
+                    &format!("cannot watch {} (SIGHUP still reloads): {e}", dir.display()),
+                );
+            }
+        }
+        Some(watcher)
+    }
+
+    fn run_loop(&mut self, rx: &Receiver<Msg>) {
+        let mut next_scan = Instant::now();
+        let ping_every = self.notifier.watchdog_interval().map(|w| w / 2);
+        let mut last_ping = Instant::now();
+        loop {
+            let now = Instant::now();
+            if now >= next_scan {
+                self.scan();
+                next_scan = (next_scan + self.cfg.interval).max(Instant::now());
+            }
+            if let Some(every) = ping_every {
+                if last_ping.elapsed() >= every {
+                    self.notify("WATCHDOG=1");
+                    last_ping = Instant::now();
+                }
+            }
+            let mut wait = next_scan.saturating_duration_since(Instant::now());
+            if let Some(every) = ping_every {
+                wait = wait.min(every.saturating_sub(last_ping.elapsed()));
+            }
+            match rx.recv_timeout(wait) {
+                Ok(Msg::Stop(why)) => {
+                    log(Level::Info, &format!("{why}: stopping"));
+                    return;
+                }
+                Ok(Msg::Reload(why)) => {
+                    // Editors write files in several steps: let them finish, fold the burst.
+                    std::thread::sleep(Duration::from_millis(250));
+                    let mut stop = None;
+                    while let Ok(m) = rx.try_recv() {
+                        if let Msg::Stop(s) = m {
+                            stop = Some(s);
+                        }
+                    }
+                    if let Some(s) = stop {
+                        log(Level::Info, &format!("{s}: stopping"));
+                        return;
+                    }
+                    self.reload(why);
+                    next_scan = Instant::now();
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => return,
+            }
+        }
+    }
+
+    fn reload(&mut self, trigger: &'static str) {
+        self.notify(&format!("RELOADING=1\nMONOTONIC_USEC={}", monotonic_usec()));
+        let result = load_all(self.launch.config_path.as_deref());
+        let info = match result {
+            Ok((cfg, set)) => {
+                let socket_changed = cfg.status.socket != self.cfg.status.socket
+                    || cfg.status.group != self.cfg.status.group;
+                log(
+                    Level::Info,
+                    &format!(
+                        "reloaded ({trigger}): {} signatures (version {})",
+                        set.signatures.len(),
+                        set.version()
+                    ),
+                );
+                self.history = History::new(history_secs(&set, &cfg));
+                self.inventory = Inventory::new(inventory::Options {
+                    proc_root: self.launch.proc_root.clone(),
+                    hash_exes: set.needs_exe_hash,
+                    ..inventory::Options::default()
+                });
+                self.cfg = cfg;
+                self.set = set;
+                self.configure_reporters();
+                if socket_changed {
+                    self.server = None;
+                    match StatusServer::start(
+                        &self.cfg.status.socket,
+                        &self.cfg.status.group,
+                        self.status.clone(),
+                    ) {
+                        Ok(s) => self.server = Some(s),
+                        Err(e) => log(Level::Error, &format!("status socket: {e}")),
+                    }
+                }
+                ReloadInfo {
+                    at_unix_ms: now_ms(),
+                    trigger,
+                    ok: true,
+                    error: None,
+                }
+            }
+            Err(e) => {
+                log(Level::Error, &format!("reload ({trigger}) rejected, the previous configuration and signatures keep running: {e}"));
+                ReloadInfo {
+                    at_unix_ms: now_ms(),
+                    trigger,
+                    ok: false,
+                    error: Some(e.to_string()),
+                }
+            }
+        };
+        self.last_reload = Some(info);
+        self.publish();
+        self.notify("READY=1");
+    }
+
+    fn configure_reporters(&mut self) {
+        let host = self.host_name();
+        self.syslog = self
+            .cfg
+            .syslog
+            .enabled
+            .then(|| Syslog::new(&self.cfg.syslog.socket, self.cfg.syslog.facility, &host));
+        let keep_log = self
+            .eventlog
+            .as_ref()
+            .is_some_and(|l| l.path() == self.cfg.event_log.path);
+        if !self.cfg.event_log.enabled {
+            self.eventlog = None;
+        } else if !keep_log {
+            self.eventlog = Some(EventLog::new(
+                &self.cfg.event_log.path,
+                self.cfg.event_log.max_bytes,
+                self.cfg.event_log.keep,
+            ));
+        }
+    }
+
+    fn host_name(&self) -> String {
+        self.cfg
+            .hostname
+            .clone()
+            .or_else(|| self.tracker.as_ref().map(|t| t.host().to_string()))
+            .unwrap_or_default()
+    }
+
+    fn scan(&mut self) {
+        let cost = Cost::start();
+        let snap = match self.inventory.take() {
+            Ok(s) => s,
+            Err(e) => {
+                log(
+                    Level::Error,
+                    &format!("inventory failed, will retry next interval: {e}"),
+                );
+                return;
+            }
+        };
+        self.history.observe(&snap);
+        let findings = detect::run(&snap, &self.history, &self.set);
+        let host = self
+            .cfg
+            .hostname
+            .clone()
+            .unwrap_or_else(|| snap.hostname.clone());
+        if self.tracker.as_ref().is_none_or(|t| t.host() != host) {
+            self.tracker = Some(Tracker::new(&host));
+            self.configure_reporters();
+        }
+        let count = findings.len();
+        let events = match self.tracker.as_mut() {
+            Some(t) => t.update(findings, &self.cfg.exceptions, snap.taken_at_unix_ms),
+            None => Vec::new(),
+        };
+        for e in &events {
+            self.emit(e);
+        }
+        let (duration_ms, cpu_ms) = cost.stop();
+        let namespaces: std::collections::BTreeSet<u64> =
+            snap.processes.iter().map(|p| p.netns).collect();
+        self.scans += 1;
+        self.last_scan = Some(ScanInfo {
+            at_unix_ms: snap.taken_at_unix_ms,
+            duration_ms,
+            cpu_ms,
+            processes: snap.processes.len(),
+            sockets: snap.sockets.len(),
+            namespaces: namespaces.len(),
+            gaps: snap.gaps.len(),
+            findings: count,
+        });
+        self.publish();
+        let active = self.tracker.as_ref().map_or(0, |t| t.active().len());
+        self.notify(&format!(
+            "STATUS={active} active finding(s), last scan {duration_ms:.0} ms"
+        ));
+    }
+
+    fn emit(&mut self, event: &Event) {
+        if let Some(s) = self.syslog.as_mut() {
+            let had_error = s.last_error.is_some();
+            if let Err(e) = s.send(event) {
+                if !had_error {
+                    log(
+                        Level::Warning,
+                        &format!("{e} (counting further failures in status)"),
+                    );
+                }
+            }
+        }
+        if let Some(l) = self.eventlog.as_mut() {
+            if let Err(e) = l.append(event) {
+                self.eventlog_errors += 1;
+                if self.eventlog_last_error.is_none() {
+                    log(
+                        Level::Warning,
+                        &format!("event log {}: {e}", l.path().display()),
+                    );
+                }
+                self.eventlog_last_error = Some(e.to_string());
+            }
+        }
+    }
+
+    /// Rebuilds the status document the socket serves.
+    fn publish(&self) {
+        let doc = self.status_doc();
+        let text = serde_json::to_string(&doc)
+            .unwrap_or_else(|e| format!("{{\"error\":\"status: {e}\"}}"));
+        match self.status.lock() {
+            Ok(mut s) => *s = text,
+            Err(poisoned) => *poisoned.into_inner() = text,
+        }
+    }
+
+    fn status_doc(&self) -> StatusDoc<'_> {
+        let (user_ms, sys_ms, max_rss_kib) = self_usage();
+        let active: Vec<&Tracked> = self
+            .tracker
+            .as_ref()
+            .map(|t| t.active())
+            .unwrap_or_default();
+        let resolved: Vec<&Tracked> = self
+            .tracker
+            .as_ref()
+            .map(|t| t.recently_resolved().take(20).collect())
+            .unwrap_or_default();
+        let degraded = self.syslog.as_ref().is_some_and(|s| s.last_error.is_some())
+            || self.eventlog_last_error.is_some()
+            || self.last_reload.as_ref().is_some_and(|r| !r.ok);
+        StatusDoc {
+            agent: AgentInfo {
+                version: env!("CARGO_PKG_VERSION"),
+                pid: std::process::id(),
+                host: self.host_name(),
+                health: if self.scans == 0 {
+                    "starting"
+                } else if degraded {
+                    "degraded"
+                } else {
+                    "ok"
+                },
+                started_at_unix_ms: self.started_unix_ms,
+                uptime_secs: self.started.elapsed().as_secs(),
+                config: self.cfg.path.as_ref().map(|p| p.display().to_string()),
+                interval_secs: self.cfg.interval.as_secs(),
+                cpu_ms: user_ms + sys_ms,
+                max_rss_kib,
+                history: self.history.size(),
+            },
+            last_scan: self.last_scan.clone(),
+            scans: self.scans,
+            last_reload: self.last_reload.clone(),
+            signatures: SetInfo {
+                count: self.set.signatures.len(),
+                version: self.set.version().to_string(),
+                shipped: self
+                    .cfg
+                    .signatures_dir
+                    .as_ref()
+                    .map_or("bundled".to_string(), |d| d.display().to_string()),
+                local: self
+                    .cfg
+                    .local_signatures_dir
+                    .as_ref()
+                    .map(|d| d.display().to_string()),
+            },
+            findings: active,
+            recently_resolved: resolved,
+            reporting: Reporting {
+                syslog: self.syslog.as_ref().map(|s| SinkInfo {
+                    target: s.socket().display().to_string(),
+                    sent: s.sent,
+                    errors: s.errors,
+                    last_error: s.last_error.clone(),
+                }),
+                event_log: self.eventlog.as_ref().map(|l| SinkInfo {
+                    target: l.path().display().to_string(),
+                    sent: 0,
+                    errors: self.eventlog_errors,
+                    last_error: self.eventlog_last_error.clone(),
+                }),
+                collector: "not configured",
+            },
+        }
+    }
+}
+
+/// Keep CPU history for the longest signature window, and at least a few intervals.
+fn history_secs(set: &SignatureSet, cfg: &Config) -> u64 {
+    set.longest_cpu_window_secs.max(cfg.interval.as_secs() * 4)
+}
+
+#[derive(Serialize)]
+struct StatusDoc<'a> {
+    agent: AgentInfo,
+    last_scan: Option<ScanInfo>,
+    scans: u64,
+    last_reload: Option<ReloadInfo>,
+    signatures: SetInfo,
+    findings: Vec<&'a Tracked>,
+    recently_resolved: Vec<&'a Tracked>,
+    reporting: Reporting,
+}
+
+#[derive(Serialize)]
+struct AgentInfo {
+    version: &'static str,
+    pid: u32,
+    host: String,
+    health: &'static str,
+    started_at_unix_ms: u64,
+    uptime_secs: u64,
+    config: Option<String>,
+    interval_secs: u64,
+    cpu_ms: f64,
+    max_rss_kib: u64,
+    /// (processes tracked, CPU samples held)
+    history: (usize, usize),
+}
+
+#[derive(Serialize)]
+struct SetInfo {
+    count: usize,
+    version: String,
+    shipped: String,
+    local: Option<String>,
+}
+
+#[derive(Serialize)]
+struct Reporting {
+    syslog: Option<SinkInfo>,
+    event_log: Option<SinkInfo>,
+    collector: &'static str,
+}
+
+#[derive(Serialize)]
+struct SinkInfo {
+    target: String,
+    sent: u64,
+    errors: u64,
+    last_error: Option<String>,
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// The agent's own CPU time (ms) and peak RSS (KiB), by getrusage.
+fn self_usage() -> (f64, f64, u64) {
+    use nix::sys::resource::{getrusage, UsageWho};
+    match getrusage(UsageWho::RUSAGE_SELF) {
+        Ok(u) => {
+            let ms = |t: nix::sys::time::TimeVal| {
+                t.tv_sec() as f64 * 1000.0 + t.tv_usec() as f64 / 1000.0
+            };
+            (
+                ms(u.user_time()),
+                ms(u.system_time()),
+                u.max_rss().max(0) as u64,
+            )
+        }
+        Err(_) => (0.0, 0.0, 0),
+    }
+}
+
+/// Wall and CPU time of one scan.
+struct Cost {
+    wall: Instant,
+    cpu_ms: f64,
+}
+
+impl Cost {
+    fn start() -> Cost {
+        let (u, s, _) = self_usage();
+        Cost {
+            wall: Instant::now(),
+            cpu_ms: u + s,
+        }
+    }
+
+    fn stop(&self) -> (f64, f64) {
+        let (u, s, _) = self_usage();
+        (
+            self.wall.elapsed().as_secs_f64() * 1000.0,
+            u + s - self.cpu_ms,
+        )
+    }
+}
