@@ -339,7 +339,17 @@ impl Agent {
                 }
             }
             Err(e) => {
-                log(Level::Error, &format!("reload ({trigger}) rejected, the previous configuration and signatures keep running: {e}"));
+                // One log line per error, so the journal shows each with its file and line.
+                let text = e.to_string();
+                let mut lines = text.lines();
+                let head = lines.next().unwrap_or("");
+                log(
+                    Level::Error,
+                    &format!("reload ({trigger}) rejected, the previous configuration and signatures keep running: {head}"),
+                );
+                for line in lines {
+                    log(Level::Error, line.trim());
+                }
                 ReloadInfo {
                     at_unix_ms: now_ms(),
                     trigger,
