@@ -557,7 +557,7 @@ impl Agent {
 
 /// Keep CPU history for the longest signature window, and at least a few intervals.
 fn history_secs(set: &SignatureSet, cfg: &Config) -> u64 {
-    set.longest_cpu_window_secs.max(cfg.interval.as_secs() * 4)
+    set.longest_window_secs.max(cfg.interval.as_secs() * 4)
 }
 
 #[derive(Serialize)]

@@ -296,7 +296,7 @@ fn scan(args: ScanArgs) -> Result<u8> {
         hash_exes: set.needs_exe_hash,
         ..inventory::Options::default()
     });
-    let mut history = History::new(set.longest_cpu_window_secs.max(args.sample.ceil() as u64));
+    let mut history = History::new(set.longest_window_secs.max(args.sample.ceil() as u64));
     let pause = Duration::from_secs_f64(args.sample);
     if args.sample > 0.0 {
         // A first inventory to sample CPU use against.

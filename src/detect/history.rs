@@ -1,6 +1,7 @@
-//! What detection remembers between scans: per-process CPU samples. Bounded: samples older
-//! than the longest window any signature asks for are dropped, so are processes that exited,
-//! and no process keeps more than [`MAX_SAMPLES`].
+//! What detection remembers between scans: per-process CPU samples and per-interface sent
+//! counters. Bounded: samples older than the longest window any signature asks for are
+//! dropped, so are processes that exited and interfaces that went away, and no process or
+//! interface keeps more than [`MAX_SAMPLES`].
 
 use crate::inventory::{cpu_percent, Process, Snapshot};
 use std::collections::{HashMap, VecDeque};
@@ -21,11 +22,37 @@ pub fn key(p: &Process) -> ProcessKey {
     (p.pid, p.start_ticks)
 }
 
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct TxSample {
+    uptime_secs: f64,
+    bytes: u64,
+    packets: u64,
+}
+
+/// Identity of an interface: network namespace and name.
+pub type InterfaceKey = (u64, String);
+
 #[derive(Debug, Clone, Default)]
 pub struct History {
     keep_secs: f64,
     ticks_per_second: u64,
     cpu: HashMap<ProcessKey, VecDeque<Sample>>,
+    tx: HashMap<InterfaceKey, VecDeque<TxSample>>,
+}
+
+/// Sent traffic of one interface over a window, from history.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrafficWindow {
+    pub covered_secs: f64,
+    pub packets_per_sec: f64,
+    pub bytes_per_sec: f64,
+}
+
+impl TrafficWindow {
+    /// Average sent packet size; `None` when nothing was sent.
+    pub fn avg_packet_bytes(&self) -> Option<f64> {
+        (self.packets_per_sec > 0.0).then(|| self.bytes_per_sec / self.packets_per_sec)
+    }
 }
 
 /// CPU use over a window, from history.
@@ -48,9 +75,13 @@ impl History {
         }
     }
 
-    /// Number of processes tracked and samples held: what memory grows with.
+    /// Number of processes and interfaces tracked and samples held: what memory grows with.
     pub fn size(&self) -> (usize, usize) {
-        (self.cpu.len(), self.cpu.values().map(VecDeque::len).sum())
+        (
+            self.cpu.len() + self.tx.len(),
+            self.cpu.values().map(VecDeque::len).sum::<usize>()
+                + self.tx.values().map(VecDeque::len).sum::<usize>(),
+        )
     }
 
     /// Records a snapshot. Forgets processes that are gone.
@@ -68,17 +99,59 @@ impl History {
                     uptime_secs: now,
                     cpu_ticks: p.cpu_ticks,
                 });
-                // Keep one sample at or before the window's start so the window is covered.
-                while samples.len() > 2 && samples[1].uptime_secs <= now - self.keep_secs {
-                    samples.pop_front();
-                }
-                while samples.len() > MAX_SAMPLES {
-                    samples.pop_front();
-                }
+                trim(&mut samples, |s| s.uptime_secs, now - self.keep_secs);
             }
             next.insert(k, samples);
         }
         self.cpu = next;
+        let mut next_tx: HashMap<InterfaceKey, VecDeque<TxSample>> =
+            HashMap::with_capacity(snap.interfaces.len());
+        for i in &snap.interfaces {
+            let k = (i.netns, i.name.clone());
+            let mut samples = self.tx.remove(&k).unwrap_or_default();
+            if samples.back().is_none_or(|s| s.uptime_secs < now) {
+                samples.push_back(TxSample {
+                    uptime_secs: now,
+                    bytes: i.tx_bytes,
+                    packets: i.tx_packets,
+                });
+                trim(&mut samples, |s| s.uptime_secs, now - self.keep_secs);
+            }
+            next_tx.insert(k, samples);
+        }
+        self.tx = next_tx;
+    }
+
+    /// Sent traffic of an interface over (up to) the last `window_secs`; with 0, the latest
+    /// interval. `None` with fewer than two samples. A counter that went backwards (the
+    /// interface was recreated) counts as nothing sent.
+    pub fn tx_window(
+        &self,
+        netns: u64,
+        name: &str,
+        now: f64,
+        window_secs: f64,
+    ) -> Option<TrafficWindow> {
+        let samples = self.tx.get(&(netns, name.to_string()))?;
+        let last = samples.back()?;
+        let first = if window_secs <= 0.0 {
+            samples.get(samples.len().checked_sub(2)?)?
+        } else {
+            samples
+                .iter()
+                .rev()
+                .find(|s| s.uptime_secs <= now - window_secs)
+                .or_else(|| samples.front())?
+        };
+        let dt = last.uptime_secs - first.uptime_secs;
+        if dt <= 0.0 {
+            return None;
+        }
+        Some(TrafficWindow {
+            covered_secs: dt,
+            packets_per_sec: last.packets.saturating_sub(first.packets) as f64 / dt,
+            bytes_per_sec: last.bytes.saturating_sub(first.bytes) as f64 / dt,
+        })
     }
 
     /// CPU use of `p` over (up to) the last `window_secs`; `None` with fewer than two samples.
@@ -106,6 +179,17 @@ impl History {
             mean_percent: pct_between(first, last, tps)?,
             intervals: window.len() - 1,
         })
+    }
+}
+
+/// Drops samples older than `start`, keeping one at or before it so a window starting there
+/// is covered, and never more than [`MAX_SAMPLES`].
+fn trim<T>(samples: &mut VecDeque<T>, at: impl Fn(&T) -> f64, start: f64) {
+    while samples.len() > 2 && at(&samples[1]) <= start {
+        samples.pop_front();
+    }
+    while samples.len() > MAX_SAMPLES {
+        samples.pop_front();
     }
 }
 

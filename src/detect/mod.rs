@@ -5,7 +5,9 @@
 
 mod history;
 
-pub use history::{key as process_key, CpuWindow, History, ProcessKey, MAX_SAMPLES};
+pub use history::{
+    key as process_key, CpuWindow, History, InterfaceKey, ProcessKey, TrafficWindow, MAX_SAMPLES,
+};
 
 use crate::inventory::{Process, Snapshot, Socket};
 use crate::signatures::{
@@ -162,7 +164,7 @@ pub fn run(snap: &Snapshot, history: &History, set: &SignatureSet) -> Vec<Findin
     for sig in &set.signatures {
         match sig.subject {
             Subject::Process => findings.extend(process_findings(&ctx, sig)),
-            Subject::Interface => findings.extend(interface_findings(snap, sig)),
+            Subject::Interface => findings.extend(interface_findings(&ctx, sig)),
         }
     }
     findings.sort_by(|a, b| {
@@ -310,11 +312,11 @@ fn process_findings(ctx: &Ctx, sig: &Signature) -> Vec<Finding> {
         .collect()
 }
 
-fn interface_findings(snap: &Snapshot, sig: &Signature) -> Vec<Finding> {
+fn interface_findings(ctx: &Ctx, sig: &Signature) -> Vec<Finding> {
     let mut out = Vec::new();
-    for iface in &snap.interfaces {
+    for iface in &ctx.snap.interfaces {
         let mut evidence = Vec::new();
-        if eval_interface(&sig.matcher, &iface.name, &mut evidence) {
+        if eval_interface(ctx, &sig.matcher, iface, &mut evidence) {
             out.push(Finding {
                 signature: sig.id.clone(),
                 category: sig.category,
@@ -335,29 +337,64 @@ fn interface_findings(snap: &Snapshot, sig: &Signature) -> Vec<Finding> {
     out
 }
 
-fn eval_interface(m: &Match, name: &str, evidence: &mut Vec<Evidence>) -> bool {
+fn eval_interface(
+    ctx: &Ctx,
+    m: &Match,
+    iface: &crate::inventory::Interface,
+    evidence: &mut Vec<Evidence>,
+) -> bool {
     match m {
-        Match::All(v) => v.iter().all(|m| eval_interface(m, name, evidence)),
+        Match::All(v) => v.iter().all(|m| eval_interface(ctx, m, iface, evidence)),
         Match::Any(v) => {
             // Every alternative is tried, so each one that holds adds its evidence.
             let mut any = false;
             for m in v {
-                any |= eval_interface(m, name, evidence);
+                any |= eval_interface(ctx, m, iface, evidence);
             }
             any
         }
-        Match::Not(inner) => !eval_interface(inner, name, &mut Vec::new()),
+        Match::Not(inner) => !eval_interface(ctx, inner, iface, &mut Vec::new()),
         Match::Pred(Predicate::Interface(globs)) => {
-            let hit = globs.is_match(name);
+            let hit = globs.is_match(&iface.name);
             if hit {
                 evidence.push(Evidence {
                     predicate: "interface".into(),
-                    value: format!("name {name:?}"),
+                    value: format!("name {:?}", iface.name),
                 });
             }
             hit
         }
-        // Compilation rejects other predicates in interface signatures.
+        Match::Pred(Predicate::Traffic {
+            min_pps,
+            max_avg_packet_bytes,
+            for_secs,
+        }) => {
+            let Some(w) = ctx.history.tx_window(
+                iface.netns,
+                &iface.name,
+                ctx.snap.uptime_secs,
+                *for_secs as f64,
+            ) else {
+                return false;
+            };
+            let covered = *for_secs == 0 || w.covered_secs + 0.5 >= *for_secs as f64;
+            let avg = w.avg_packet_bytes().unwrap_or(0.0);
+            let hit = covered && w.packets_per_sec >= *min_pps && avg < *max_avg_packet_bytes;
+            if hit {
+                evidence.push(Evidence {
+                    predicate: "traffic".into(),
+                    value: format!(
+                        "sent {:.0} packets/s at {:.0} kbit/s ({:.0} bytes/packet on average) over {}",
+                        w.packets_per_sec,
+                        w.bytes_per_sec * 8.0 / 1000.0,
+                        avg,
+                        human_secs(w.covered_secs)
+                    ),
+                });
+            }
+            hit
+        }
+        // Compilation rejects process predicates in interface signatures.
         Match::Pred(_) => false,
     }
 }
@@ -548,7 +585,9 @@ fn try_predicate(ctx: &Ctx, p: &Process, pred: &Predicate) -> Trial {
             min_percent,
             for_secs,
         } => cpu(ctx, p, *min_percent, *for_secs),
-        Predicate::Interface(_) => (false, "not a process predicate".into(), vec![]),
+        Predicate::Interface(_) | Predicate::Traffic { .. } => {
+            (false, "not a process predicate".into(), vec![])
+        }
     };
     Trial {
         predicate: key,

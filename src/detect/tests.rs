@@ -503,3 +503,48 @@ fn udp_client_sockets_are_not_listeners_unless_their_port_is_named() {
         vec![("vpn.named".into(), 112), ("proxy.any".into(), 111)]
     );
 }
+
+#[test]
+fn traffic_rule_needs_small_packets_above_the_floor() {
+    let s = set("[[signature]]\nid = \"traffic-shape.pps\"\ncategory = \"traffic-shape\"\nseverity = \"medium\"\ndescription = \"d\"\naup = \"a\"\nsubject = \"interface\"\nmatch = { all = [ { not = { interface = [\"lo\"] } }, { traffic = { min_pps = 1000, max_avg_packet_bytes = 125 } } ] }\n");
+    // (name, packets/s, bytes/packet)
+    let ifaces = [
+        ("flood0", 20_000u64, 60u64),
+        ("bulk0", 20_000, 1500),
+        ("quiet0", 500, 60),
+        ("lo", 50_000, 60),
+        ("idle0", 0, 0),
+    ];
+    let at = |uptime: f64, secs: u64| {
+        let mut snap = snapshot(vec![], vec![]);
+        snap.uptime_secs = uptime;
+        snap.interfaces = ifaces
+            .iter()
+            .map(|&(name, pps, size)| Interface {
+                netns: NS,
+                name: name.into(),
+                rx_bytes: 0,
+                rx_packets: 0,
+                tx_packets: 1_000_000 + pps * secs,
+                tx_bytes: 9_000_000 + pps * size * secs,
+            })
+            .collect();
+        snap
+    };
+    let mut h = History::new(60);
+    h.observe(&at(1000.0, 0));
+    let snap = at(1002.0, 2);
+    h.observe(&snap);
+    let f = run(&snap, &h, &s);
+    let names: Vec<&str> = f
+        .iter()
+        .filter_map(|f| f.interface.as_ref().map(|i| i.name.as_str()))
+        .collect();
+    assert_eq!(names, vec!["flood0"]);
+    assert_eq!(
+        f[0].evidence[0].value,
+        "sent 20000 packets/s at 9600 kbit/s (60 bytes/packet on average) over 2s"
+    );
+    // without two samples there is no rate, so nothing is claimed
+    assert!(run(&snap, &History::default(), &s).is_empty());
+}

@@ -42,6 +42,16 @@ enum RawMatch {
     Peers(RawPeers),
     Cpu(RawCpu),
     Interface(Vec<Spanned<String>>),
+    Traffic(RawTraffic),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTraffic {
+    min_pps: Spanned<f64>,
+    max_avg_packet_bytes: Spanned<f64>,
+    #[serde(default, rename = "for")]
+    duration: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -151,6 +161,19 @@ pub(super) fn file(name: &str, text: &str, out: &mut Vec<Signature>, errors: &mu
                 errors,
             };
             let start = item.span().start;
+            if let Some(keys) = crowded_match(item.get_ref()) {
+                let at = item
+                    .get_ref()
+                    .get("match")
+                    .map_or(start, |m| m.span().start);
+                ctx.error(
+                    at,
+                    format!(
+                        "the match has keys {keys}, but a match expression has exactly one; keys written after a [signature.match] header belong to the match table, so put `id`, `subject` and the like above it"
+                    ),
+                );
+                continue;
+            }
             match RawSignature::deserialize(ValueDeserializer::from(item.clone())) {
                 Ok(raw) => {
                     if let Some(sig) = ctx.signature(raw, start) {
@@ -164,6 +187,17 @@ pub(super) fn file(name: &str, text: &str, out: &mut Vec<Signature>, errors: &mu
             }
         }
     }
+}
+
+/// The keys of a top-level match table that has more than one, as "`a`, `b`".
+fn crowded_match(sig: &DeValue) -> Option<String> {
+    let m = sig.get("match")?;
+    let table = m.get_ref().as_table()?;
+    if table.len() <= 1 {
+        return None;
+    }
+    let keys: Vec<String> = table.keys().map(|k| format!("`{}`", k.get_ref())).collect();
+    Some(keys.join(", "))
 }
 
 /// Rewords serde's messages where they would puzzle a signature author.
@@ -318,6 +352,45 @@ impl Ctx<'_> {
             RawMatch::Name(pats) => Predicate::Name(self.globs(pats, true, false, at)?),
             RawMatch::Exe(pats) => Predicate::Exe(self.globs(pats, false, true, at)?),
             RawMatch::Interface(pats) => Predicate::Interface(self.globs(pats, true, false, at)?),
+            RawMatch::Traffic(t) => {
+                let pps = *t.min_pps.get_ref();
+                if !(pps > 0.0 && pps.is_finite()) {
+                    self.error(
+                        t.min_pps.span().start,
+                        format!("traffic.min_pps {pps} is impossible: must be above 0"),
+                    );
+                    return None;
+                }
+                let size = *t.max_avg_packet_bytes.get_ref();
+                if !(size > 0.0 && size <= 65536.0) {
+                    self.error(
+                        t.max_avg_packet_bytes.span().start,
+                        format!("traffic.max_avg_packet_bytes {size} is impossible: must be above 0 and at most 65536"),
+                    );
+                    return None;
+                }
+                let for_secs = match &t.duration {
+                    None => 0,
+                    Some(d) => match parse_duration(d.get_ref()) {
+                        Some(s) if s <= MAX_CPU_WINDOW_SECS => s,
+                        _ => {
+                            self.error(
+                                d.span().start,
+                                format!(
+                                    "traffic.for `{}` is not a duration of at most 24h",
+                                    d.get_ref()
+                                ),
+                            );
+                            return None;
+                        }
+                    },
+                };
+                Predicate::Traffic {
+                    min_pps: pps,
+                    max_avg_packet_bytes: size,
+                    for_secs,
+                }
+            }
             RawMatch::Cmdline(re) => Predicate::Cmdline(self.regex(re)?),
             RawMatch::Sha256(hashes) => Predicate::Sha256(self.hashes(hashes, at)?),
             RawMatch::User(users) => Predicate::User(self.strings(users, "user", at)?),
@@ -378,9 +451,9 @@ impl Ctx<'_> {
         if pred.subject() != subject {
             let allowed = match subject {
                 Subject::Process => {
-                    "a process signature cannot use `interface` (set subject = \"interface\")"
+                    "a process signature cannot use `interface` or `traffic` (set subject = \"interface\")"
                 }
-                Subject::Interface => "an interface signature can use only `interface`",
+                Subject::Interface => "an interface signature can use only `interface` and `traffic`",
             };
             self.error(at, format!("`{}` does not fit: {allowed}", pred.key()));
             return None;

@@ -175,6 +175,13 @@ pub enum Predicate {
         for_secs: u64,
     },
     Interface(GlobList),
+    /// Sent traffic of an interface: at least `min_pps` packets per second with an average
+    /// packet below `max_avg_packet_bytes`, averaged over `for_secs` (0: the latest interval).
+    Traffic {
+        min_pps: f64,
+        max_avg_packet_bytes: f64,
+        for_secs: u64,
+    },
 }
 
 impl Predicate {
@@ -191,12 +198,13 @@ impl Predicate {
             Predicate::Peers { .. } => "peers",
             Predicate::Cpu { .. } => "cpu",
             Predicate::Interface(_) => "interface",
+            Predicate::Traffic { .. } => "traffic",
         }
     }
 
     pub fn subject(&self) -> Subject {
         match self {
-            Predicate::Interface(_) => Subject::Interface,
+            Predicate::Interface(_) | Predicate::Traffic { .. } => Subject::Interface,
             _ => Subject::Process,
         }
     }
@@ -265,8 +273,9 @@ pub struct SignatureSet {
     pub digest: String,
     /// Some signature needs executable hashes.
     pub needs_exe_hash: bool,
-    /// The longest `cpu.for` of any signature, in seconds: how much CPU history to keep.
-    pub longest_cpu_window_secs: u64,
+    /// The longest `cpu.for` or `traffic.for` of any signature, in seconds: how much history
+    /// to keep.
+    pub longest_window_secs: u64,
 }
 
 impl SignatureSet {
@@ -286,7 +295,9 @@ impl SignatureSet {
         for s in &signatures {
             s.matcher.visit(&mut |p| match p {
                 Predicate::Sha256(_) => needs_exe_hash = true,
-                Predicate::Cpu { for_secs, .. } => longest = longest.max(*for_secs),
+                Predicate::Cpu { for_secs, .. } | Predicate::Traffic { for_secs, .. } => {
+                    longest = longest.max(*for_secs)
+                }
                 _ => {}
             });
         }
@@ -294,7 +305,7 @@ impl SignatureSet {
             signatures,
             digest,
             needs_exe_hash,
-            longest_cpu_window_secs: longest,
+            longest_window_secs: longest,
         }
     }
 

@@ -37,7 +37,7 @@ fn a_valid_signature_compiles() {
         ("mining.test", Category::Mining, Severity::High)
     );
     assert_eq!(s.source, "t.toml:1");
-    assert_eq!(set.longest_cpu_window_secs, 5400);
+    assert_eq!(set.longest_window_secs, 5400);
     assert!(!set.needs_exe_hash);
 }
 
@@ -48,6 +48,10 @@ fn every_invalid_input_names_its_line_and_problem() {
         ("match = { nmae = [\"x\"] }\n", "7: unknown variant `nmae`"),
         (
             "match = { name = [\"x\"], cmdline = \"y\" }\n",
+            "7: the match has keys `cmdline`, `name`, but a match expression has exactly one",
+        ),
+        (
+            "match = { all = [ { name = [\"x\"], cmdline = \"y\" } ] }\n",
             "7: a match expression is a table with exactly one key",
         ),
         ("match = { cmdline = '(?=x)' }\n", "7: bad cmdline regex"),
@@ -285,5 +289,49 @@ fn local_signatures_add_to_and_replace_shipped_ones() {
     assert_eq!(
         set.signatures.len(),
         load_bundled().expect("bundled").signatures.len()
+    );
+}
+
+#[test]
+fn traffic_values_are_checked() {
+    let sig = |m: &str| {
+        format!("[[signature]]\nid = \"traffic-shape.t\"\ncategory = \"traffic-shape\"\nseverity = \"low\"\ndescription = \"d\"\naup = \"a\"\nsubject = \"interface\"\nmatch = {m}\n")
+    };
+    assert!(load(&sig(
+        "{ traffic = { min_pps = 1000, max_avg_packet_bytes = 125, for = \"30s\" } }"
+    ))
+    .is_ok());
+    for (m, want) in [
+        (
+            "{ traffic = { min_pps = 0, max_avg_packet_bytes = 125 } }",
+            "traffic.min_pps 0 is impossible",
+        ),
+        (
+            "{ traffic = { min_pps = 10, max_avg_packet_bytes = 0 } }",
+            "traffic.max_avg_packet_bytes 0 is impossible",
+        ),
+        (
+            "{ traffic = { min_pps = 10, max_avg_packet_bytes = 100, for = \"2 days\" } }",
+            "traffic.for `2 days` is not a duration",
+        ),
+        (
+            "{ traffic = { min_pps = 10 } }",
+            "missing field `max_avg_packet_bytes`",
+        ),
+    ] {
+        let Err(LoadErrors(e)) = load(&sig(m)) else {
+            panic!("{m} should fail")
+        };
+        assert!(e[0].message.starts_with(want), "{m}: {:?}", e[0].message);
+    }
+    // a process signature cannot use traffic
+    let Err(LoadErrors(e)) = load(&format!(
+        "{HEAD}match = {{ traffic = {{ min_pps = 1, max_avg_packet_bytes = 1 }} }}\n"
+    )) else {
+        panic!("should fail")
+    };
+    assert!(
+        e[0].message.contains("cannot use `interface` or `traffic`"),
+        "{e:?}"
     );
 }
