@@ -5,6 +5,7 @@
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+use toml::de::{DeTable, DeValue, ValueDeserializer};
 use toml::Spanned;
 
 pub const DEFAULT_PATH: &str = "/etc/aupwatch/agent.toml";
@@ -142,8 +143,7 @@ impl std::fmt::Display for ConfigError {
 #[error("{} error(s) in the configuration:\n{}", .0.len(), .0.iter().map(|e| format!("  {e}")).collect::<Vec<_>>().join("\n"))]
 pub struct ConfigErrors(pub Vec<ConfigError>);
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Default)]
 struct Raw {
     interval: Option<Spanned<String>>,
     signatures_dir: Option<PathBuf>,
@@ -153,8 +153,8 @@ struct Raw {
     status: Option<RawStatus>,
     syslog: Option<RawSyslog>,
     event_log: Option<RawEventLog>,
-    #[serde(default)]
-    exception: Vec<Spanned<RawException>>,
+    /// With their position among the [[exception]] tables.
+    exception: Vec<(usize, Spanned<RawException>)>,
 }
 
 #[derive(Deserialize)]
@@ -219,17 +219,6 @@ pub fn load(path: Option<&Path>) -> Result<Config, ConfigErrors> {
 /// Parses configuration text; `file` names it in errors.
 pub fn parse(file: &str, text: &str) -> Result<Config, ConfigErrors> {
     let line_of = |offset: usize| text[..offset.min(text.len())].matches('\n').count() + 1;
-    let raw: Raw = match toml::from_str(text) {
-        Ok(r) => r,
-        Err(e) => {
-            return Err(ConfigErrors(vec![ConfigError {
-                file: file.into(),
-                line: e.span().map(|s| line_of(s.start)),
-                key: None,
-                message: e.message().trim().to_string(),
-            }]))
-        }
-    };
     let mut errors = Vec::new();
     let mut err = |offset: usize, key: String, message: String| {
         errors.push(ConfigError {
@@ -239,6 +228,7 @@ pub fn parse(file: &str, text: &str) -> Result<Config, ConfigErrors> {
             message,
         })
     };
+    let raw = read_raw(text, &mut err);
     let mut c = Config::default();
     if let Some(i) = &raw.interval {
         match crate::signatures::parse_duration(i.get_ref()) {
@@ -264,6 +254,16 @@ pub fn parse(file: &str, text: &str) -> Result<Config, ConfigErrors> {
         c.state_dir = d;
     }
     if let Some(h) = raw.hostname {
+        let ok = (1..=255).contains(&h.get_ref().len())
+            && h.get_ref().bytes().all(|b| (33..=126).contains(&b));
+        if !ok && !h.get_ref().trim().is_empty() {
+            err(
+                h.span().start,
+                "hostname".into(),
+                "must be 1-255 printable ASCII characters without spaces (a syslog HOSTNAME)"
+                    .into(),
+            );
+        }
         if h.get_ref().trim().is_empty() {
             err(
                 h.span().start,
@@ -330,7 +330,7 @@ pub fn parse(file: &str, text: &str) -> Result<Config, ConfigErrors> {
             }
         }
     }
-    for (n, ex) in raw.exception.into_iter().enumerate() {
+    for (n, ex) in raw.exception {
         let at = ex.span().start;
         let ex = ex.into_inner();
         let key = |k: &str| format!("exception[{n}].{k}");
@@ -443,8 +443,95 @@ pub fn parse(file: &str, text: &str) -> Result<Config, ConfigErrors> {
     if errors.is_empty() {
         Ok(c)
     } else {
+        errors.sort_by_key(|e| e.line);
         Err(ConfigErrors(errors))
     }
+}
+
+const TOP_KEYS: [&str; 9] = [
+    "interval",
+    "signatures_dir",
+    "local_signatures_dir",
+    "state_dir",
+    "hostname",
+    "status",
+    "syslog",
+    "event_log",
+    "exception",
+];
+
+/// Reads the document key by key, so one bad key or section does not hide the problems of
+/// the others. Every problem goes to `err(offset, key, message)`.
+fn read_raw(text: &str, err: &mut impl FnMut(usize, String, String)) -> Raw {
+    let mut raw = Raw::default();
+    let (doc, syntax) = DeTable::parse_recoverable(text);
+    if !syntax.is_empty() {
+        for e in syntax {
+            let at = e.span().map_or(0, |s| s.start);
+            err(
+                at,
+                "(syntax)".into(),
+                format!("TOML syntax: {}", e.message().trim()),
+            );
+        }
+        return raw;
+    }
+    for (key, value) in doc.get_ref().iter() {
+        let name = key.get_ref().as_ref();
+        let mut field = |v: &Spanned<DeValue>, key: &str, index: usize| -> Result<(), ()> {
+            let r = match key {
+                "interval" => de(v).map(|x| raw.interval = Some(x)),
+                "signatures_dir" => de(v).map(|x| raw.signatures_dir = Some(x)),
+                "local_signatures_dir" => de(v).map(|x| raw.local_signatures_dir = Some(x)),
+                "state_dir" => de(v).map(|x| raw.state_dir = Some(x)),
+                "hostname" => de(v).map(|x| raw.hostname = Some(x)),
+                "status" => de(v).map(|x| raw.status = Some(x)),
+                "syslog" => de(v).map(|x| raw.syslog = Some(x)),
+                "event_log" => de(v).map(|x| raw.event_log = Some(x)),
+                _ => de(v).map(|x| raw.exception.push((index, x))),
+            };
+            r.map_err(|e| {
+                err(
+                    e.span().map_or(v.span().start, |s| s.start),
+                    key.to_string(),
+                    e.message().trim().to_string(),
+                )
+            })
+        };
+        if !TOP_KEYS.contains(&name) {
+            err(
+                key.span().start,
+                name.to_string(),
+                format!(
+                    "unknown key, expected one of {}",
+                    TOP_KEYS.map(|k| format!("`{k}`")).join(", ")
+                ),
+            );
+            continue;
+        }
+        if name == "exception" {
+            // Each [[exception]] on its own, so one broken table does not hide the others.
+            match value.get_ref() {
+                DeValue::Array(items) => {
+                    for (n, item) in items.iter().enumerate() {
+                        let _ = field(item, &format!("exception[{n}]"), n);
+                    }
+                }
+                _ => err(
+                    value.span().start,
+                    "exception".into(),
+                    "must be an array of tables: write [[exception]]".into(),
+                ),
+            }
+            continue;
+        }
+        let _ = field(value, name, 0);
+    }
+    raw
+}
+
+fn de<T: serde::de::DeserializeOwned>(v: &Spanned<DeValue>) -> Result<T, toml::de::Error> {
+    T::deserialize(ValueDeserializer::from(v.clone()))
 }
 
 /// A TOML date (midnight UTC) or offset date-time → Unix milliseconds.
@@ -549,7 +636,7 @@ expires = 2027-01-31
     fn errors_name_the_key_and_line() {
         assert_eq!(
             errors("intervall = \"5s\"\n"),
-            vec!["agent.toml:1: unknown field `intervall`, expected one of `interval`, `signatures_dir`, `local_signatures_dir`, `state_dir`, `hostname`, `status`, `syslog`, `event_log`, `exception`"]
+            vec!["agent.toml:1: key `intervall`: unknown key, expected one of `interval`, `signatures_dir`, `local_signatures_dir`, `state_dir`, `hostname`, `status`, `syslog`, `event_log`, `exception`"]
         );
         assert_eq!(
             errors("interval = \"5x\"\n"),
@@ -570,7 +657,23 @@ expires = 2027-01-31
         assert_eq!(errors("[syslog]\nfacility = \"kitchen\"\n").len(), 1);
         assert_eq!(
             errors("[[exception]]\nsignatures = [\"x\"]\n"),
-            vec!["agent.toml:1: missing field `reason`"]
+            vec!["agent.toml:1: key `exception[0]`: missing field `reason`"]
+        );
+    }
+
+    #[test]
+    fn one_bad_key_does_not_hide_the_others() {
+        let errs = errors("intervl = \"5s\"\ninterval = \"5x\"\nhostname = \"a host\"\n[event_log]\nmax_bytez = 1\n[[exception]]\nreason = \"r\"\n[[exception]]\nsignatures = [\"a\"]\nreason = \"r\"\nport = 0\n");
+        assert_eq!(
+            errs,
+            vec![
+                "agent.toml:1: key `intervl`: unknown key, expected one of `interval`, `signatures_dir`, `local_signatures_dir`, `state_dir`, `hostname`, `status`, `syslog`, `event_log`, `exception`",
+                "agent.toml:2: key `interval`: `5x` is not a duration like \"15s\", \"1m\"",
+                "agent.toml:3: key `hostname`: must be 1-255 printable ASCII characters without spaces (a syslog HOSTNAME)",
+                "agent.toml:5: key `event_log`: unknown field `max_bytez`, expected one of `enabled`, `path`, `max_bytes`, `keep`",
+                "agent.toml:6: key `exception[0]`: missing field `signatures`",
+                "agent.toml:11: key `exception[1].port`: 0 is not a port (1-65535)",
+            ]
         );
     }
 

@@ -65,7 +65,11 @@ pub fn load_all(config_path: Option<&Path>) -> Result<(Config, SignatureSet), Da
 }
 
 /// Runs the agent until SIGTERM or SIGINT.
-pub fn run(launch: Launch) -> Result<(), DaemonError> {
+pub fn run(mut launch: Launch) -> Result<(), DaemonError> {
+    // Absolute, so the file watcher compares like with like whatever the working directory.
+    launch.config_path = launch
+        .config_path
+        .map(|p| std::path::absolute(&p).unwrap_or(p));
     let (cfg, set) = load_all(launch.config_path.as_deref())?;
     let notifier = Notifier::from_env().map_err(|source| DaemonError::Setup {
         what: "sd_notify",
@@ -126,7 +130,9 @@ struct Agent {
     notifier: Notifier,
     syslog: Option<Syslog>,
     eventlog: Option<EventLog>,
+    eventlog_sent: u64,
     eventlog_errors: u64,
+    /// The error of the latest write; `None` once a write succeeds again.
     eventlog_last_error: Option<String>,
     status: Shared,
     server: Option<StatusServer>,
@@ -181,6 +187,7 @@ impl Agent {
             notifier,
             syslog: None,
             eventlog: None,
+            eventlog_sent: 0,
             eventlog_errors: 0,
             eventlog_last_error: None,
             status,
@@ -458,15 +465,21 @@ impl Agent {
             }
         }
         if let Some(l) = self.eventlog.as_mut() {
-            if let Err(e) = l.append(event) {
-                self.eventlog_errors += 1;
-                if self.eventlog_last_error.is_none() {
-                    log(
-                        Level::Warning,
-                        &format!("event log {}: {e}", l.path().display()),
-                    );
+            match l.append(event) {
+                Ok(()) => {
+                    self.eventlog_sent += 1;
+                    self.eventlog_last_error = None;
                 }
-                self.eventlog_last_error = Some(e.to_string());
+                Err(e) => {
+                    self.eventlog_errors += 1;
+                    if self.eventlog_last_error.is_none() {
+                        log(
+                            Level::Warning,
+                            &format!("event log {}: {e}", l.path().display()),
+                        );
+                    }
+                    self.eventlog_last_error = Some(e.to_string());
+                }
             }
         }
     }
@@ -545,7 +558,7 @@ impl Agent {
                 }),
                 event_log: self.eventlog.as_ref().map(|l| SinkInfo {
                     target: l.path().display().to_string(),
-                    sent: 0,
+                    sent: self.eventlog_sent,
                     errors: self.eventlog_errors,
                     last_error: self.eventlog_last_error.clone(),
                 }),

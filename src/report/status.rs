@@ -119,6 +119,15 @@ fn permitted(conn: &UnixStream, group: &str, gid: Option<u32>) -> Result<(), Str
     if uid == 0 || uid == nix::unistd::geteuid().as_raw() || Some(peer_gid) == gid {
         return Ok(());
     }
+    // Supplementary groups of the connected process (a service with SupplementaryGroups=,
+    // a login whose groups come from sssd or LDAP): its /proc status says which it holds.
+    if let Some(gid) = gid {
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", cred.pid())).unwrap_or_default();
+        if supplementary_groups(&status).contains(&gid) {
+            return Ok(());
+        }
+    }
     if let (Some(gid), Ok(Some(user))) = (
         gid,
         nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid)),
@@ -132,6 +141,19 @@ fn permitted(conn: &UnixStream, group: &str, gid: Option<u32>) -> Result<(), Str
     Err(format!(
         "permission denied: uid {uid} is not root and not in group {group}"
     ))
+}
+
+/// The `Groups:` line of a `/proc/<pid>/status`.
+fn supplementary_groups(status: &str) -> Vec<u32> {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Groups:"))
+        .map(|g| {
+            g.split_whitespace()
+                .filter_map(|x| x.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// Asks the agent at `path` for its status.
@@ -161,6 +183,15 @@ pub fn query(path: &Path) -> Result<serde_json::Value, StatusError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn groups_line() {
+        assert_eq!(
+            supplementary_groups("Name:\tx\nGroups:\t4 27 1000 \nNgid:\t0\n"),
+            vec![4, 27, 1000]
+        );
+        assert_eq!(supplementary_groups("Groups:\n"), Vec::<u32>::new());
+    }
 
     #[test]
     fn serves_the_shared_document_and_cleans_up() {

@@ -18,6 +18,7 @@ pub struct Syslog {
     logger: Option<Logger<LoggerBackend, Formatter5424>>,
     pub sent: u64,
     pub errors: u64,
+    /// The error of the latest send; `None` once a send succeeds again.
     pub last_error: Option<String>,
 }
 
@@ -27,7 +28,7 @@ impl Syslog {
             socket: socket.to_path_buf(),
             formatter: Formatter5424 {
                 facility,
-                hostname: Some(hostname.to_string()),
+                hostname: Some(header_hostname(hostname)),
                 process: "aupwatch".into(),
                 pid: std::process::id(),
             },
@@ -46,7 +47,10 @@ impl Syslog {
     pub fn send(&mut self, event: &Event) -> Result<(), String> {
         let result = self.try_send(event);
         match &result {
-            Ok(()) => self.sent += 1,
+            Ok(()) => {
+                self.sent += 1;
+                self.last_error = None;
+            }
             Err(e) => {
                 self.errors += 1;
                 self.last_error = Some(e.clone());
@@ -79,6 +83,21 @@ impl Syslog {
             (_, _, Severity::Critical) => logger.crit(payload),
         };
         sent.map_err(|e| format!("syslog write to {} failed: {e}", self.socket.display()))
+    }
+}
+
+/// An RFC 5424 HOSTNAME: 1-255 printable US-ASCII characters, no spaces; `-` when unknown.
+/// Anything else (the kernel accepts any bytes as a host name) becomes `_`.
+fn header_hostname(name: &str) -> String {
+    let cleaned: String = name
+        .chars()
+        .take(255)
+        .map(|c| if c.is_ascii_graphic() { c } else { '_' })
+        .collect();
+    if cleaned.is_empty() {
+        "-".to_string()
+    } else {
+        cleaned
     }
 }
 
@@ -151,5 +170,16 @@ fn kind(k: EventKind) -> &'static str {
         EventKind::New => "new",
         EventKind::Resolved => "resolved",
         EventKind::ExceptionChanged => "exception-changed",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn header_hostnames_stay_one_token() {
+        assert_eq!(super::header_hostname("web-17.example"), "web-17.example");
+        assert_eq!(super::header_hostname("a host\n"), "a_host_");
+        assert_eq!(super::header_hostname(""), "-");
+        assert_eq!(super::header_hostname("hôte"), "h_te");
     }
 }
