@@ -4,18 +4,57 @@
 //!
 //! It never judges anything, and it never fails because one process misbehaves: a process
 //! that exits mid-read is counted as vanished, anything else unreadable becomes a [`Gap`].
+//!
+//! # Cost
+//!
+//! A cold inventory ([`take`], or the first [`Inventory::take`]) reads, per process, the
+//! owner of `/proc/<pid>` (the effective uid), `stat`, `cmdline`, `cgroup`, the `exe` and
+//! `ns/net` links and every descriptor link under `fd/`: each file once, relative to a
+//! descriptor of `/proc/<pid>`, into one reused buffer, parsed from bytes. Each network
+//! namespace's sockets are read once, through netlink sock_diag (`net.rs`, `diag.rs`), and
+//! joined to processes by inode in a hash map.
+//!
+//! An [`Inventory`] kept between scans remembers per process, keyed by pid, start time and
+//! the addresses of its program image, what does not change without an `execve`, and reads
+//! per scan only `stat` and the directory owner of each process and the socket tables:
+//!
+//! - `exe` (and its hash), `cmdline`, `cgroup`, `ns/net` and the socket list are read for a
+//!   new process or a new program image (start time, or code/stack/argv addresses in `stat`
+//!   differ: a reused pid or an `execve` is a new process);
+//! - `cmdline` also when `comm` changes (a process renaming itself with `prctl` usually
+//!   rewrites its argv too);
+//! - a process's `fd/` when a socket appears that no known process holds and the process is
+//!   a candidate for it: first the holders of a listener on the same port (accepted
+//!   connections), then the processes of the socket's namespace running as the socket's
+//!   uid; a socket still unowned one scan later widens to the root processes of its
+//!   namespace (to all of them if the socket's uid is 0: a daemon that dropped privileges
+//!   holds sockets root created), then to every process. A socket nobody holds after that
+//!   (a kernel socket, a process that cannot be read) is not searched again while it exists;
+//! - everything but `fd/` for 1/[`REFRESH_SCANS`] of the processes per scan, in turn, and
+//!   `fd/` too for 1/[`FD_REFRESH_SCANS`]: what the cache can miss (argv rewritten without
+//!   renaming — `setproctitle`, a binary deleted after start, a move to another cgroup or
+//!   namespace without `execve`, a descriptor passed to a known process, one of two holders
+//!   closing its copy) is at most that many scans old.
 
+mod diag;
+mod hash;
 mod model;
 mod net;
+mod procdir;
 mod rates;
 
-pub use model::{Gap, Interface, Process, Protocol, Snapshot, Socket, SocketState};
+pub use model::{
+    Gap, Interface, NetnsSource, Process, Protocol, Snapshot, Socket, SocketSource, SocketState,
+};
 pub use rates::{cpu_percent, InterfaceRate};
 
-use procfs::process::{FDTarget, Process as ProcHandle};
-use procfs::ProcError;
-use std::collections::{BTreeMap, HashMap};
-use std::io::Read;
+use nix::errno::Errno;
+use nix::fcntl::OFlag;
+use nix::sys::stat::Mode;
+use procdir::{is_vanished, open_pid_dir, Buf, FdError, FileKey};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::hash::{BuildHasherDefault, Hasher};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -46,7 +85,7 @@ pub enum InventoryError {
     ListProcesses {
         path: PathBuf,
         #[source]
-        source: ProcError,
+        source: std::io::Error,
     },
     #[error("cannot read {path}: {source}")]
     Read {
@@ -56,19 +95,183 @@ pub enum InventoryError {
     },
 }
 
-/// Executables larger than this are not hashed (recorded as a gap instead).
-const MAX_HASH_BYTES: u64 = 256 * 1024 * 1024;
+/// A steady-state scan re-reads everything but `fd/` of 1/`REFRESH_SCANS` of the processes.
+pub const REFRESH_SCANS: u64 = 32;
+/// … and `fd/` of 1/`FD_REFRESH_SCANS` of them (a multiple of [`REFRESH_SCANS`]).
+pub const FD_REFRESH_SCANS: u64 = 4 * REFRESH_SCANS;
 
-/// A reader of the host that may remember, between inventories, what cannot change for a
-/// process (keyed by pid and start time). The agent keeps one for its whole life.
+/// A hasher for pids and inodes (kernel-assigned integers, not attacker-chosen values):
+/// one multiply per word instead of SipHash.
+#[derive(Default, Clone, Copy)]
+pub(super) struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u64(u64::from(b));
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0.rotate_left(26) ^ n).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+    fn write_u32(&mut self, n: u32) {
+        self.write_u64(u64::from(n));
+    }
+    fn write_u16(&mut self, n: u16) {
+        self.write_u64(u64::from(n));
+    }
+    fn write_i32(&mut self, n: i32) {
+        self.write_u64(u64::from(n as u32));
+    }
+    fn write_usize(&mut self, n: usize) {
+        self.write_u64(n as u64);
+    }
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+type IdBuild = BuildHasherDefault<IdHasher>;
+type IdMap<K, V> = HashMap<K, V, IdBuild>;
+pub(super) type IdSet<K> = HashSet<K, IdBuild>;
+
+/// What of a process was read, for keeping the gaps of each part until it is read again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Part {
+    Cmdline,
+    /// `exe` (and its hash) and `cgroup`.
+    Exe,
+    Netns,
+    Fds,
+}
+
+const ALL_PARTS: [Part; 4] = [Part::Cmdline, Part::Exe, Part::Netns, Part::Fds];
+const REFRESH_PARTS: [Part; 3] = [Part::Cmdline, Part::Exe, Part::Netns];
+
+/// What the inventory remembers of one process between scans.
 #[derive(Debug)]
+struct Entry {
+    p: Process,
+    /// Program image addresses from `stat` (see `procdir::Stat::image`).
+    image: [u64; 5],
+    /// [`Users::generation`] when `p.user` was looked up.
+    users_generation: u64,
+    exe_key: Option<FileKey>,
+    gaps: Vec<(Part, Gap)>,
+    /// Its `fd/` cannot be listed (permission): not a candidate for unknown sockets.
+    fds_unreadable: bool,
+}
+
+impl Entry {
+    fn set_gap(&mut self, part: Part, gap: Option<Gap>) {
+        self.gaps.retain(|(p, _)| *p != part);
+        if let Some(g) = gap {
+            self.gaps.push((part, g));
+        }
+    }
+}
+
+enum Outcome {
+    Live(Box<Entry>),
+    Vanished,
+    Gap(Gap),
+}
+
+/// The process exited while it was being read.
+struct Vanished;
+
+/// The values of `stat` a scan keeps (copied out of the read buffer).
+struct StatVals {
+    ppid: i32,
+    cpu_ticks: u64,
+    threads: i64,
+    nice: i64,
+    rss_pages: u64,
+    start_ticks: u64,
+    image: [u64; 5],
+    kernel_thread: bool,
+}
+
+impl StatVals {
+    fn of(st: &procdir::Stat<'_>) -> StatVals {
+        StatVals {
+            ppid: st.ppid,
+            cpu_ticks: st.utime.saturating_add(st.stime),
+            threads: st.threads,
+            nice: st.nice,
+            rss_pages: st.rss_pages,
+            start_ticks: st.start_ticks,
+            image: st.image,
+            kernel_thread: st.kernel_thread(),
+        }
+    }
+
+    fn same_process(&self, e: &Entry) -> bool {
+        e.p.start_ticks == self.start_ticks
+            && e.image == self.image
+            && e.p.kernel_thread == self.kernel_thread
+    }
+}
+
+/// A reader of the host that remembers, between inventories, what cannot change for a
+/// process (keyed by pid, start time and program image) and the sock_diag socket of each
+/// network namespace. The agent keeps one for its whole life; see the module documentation
+/// for what a steady-state scan reads.
 pub struct Inventory {
     opts: Options,
+    scan: u64,
+    procs: IdMap<i32, Box<Entry>>,
+    net: net::NetReader,
+    hashes: hash::Hashes,
+    users: Users,
+    /// Inodes of the TCP/UDP sockets of the last inventory (to their index in it).
+    prev_index: IdMap<u64, usize>,
+    spare_index: IdMap<u64, usize>,
+    /// Sockets without a known holder in the last inventory (searched wider if they stay).
+    pending: IdSet<u64>,
+    /// Sockets no process holds after a search of every process; not searched again.
+    orphans: IdSet<u64>,
+    buf: Buf,
+    dents: Vec<u8>,
+    ticks_per_second: u64,
+    page_size: u64,
+}
+
+impl std::fmt::Debug for Inventory {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Inventory")
+            .field("opts", &self.opts)
+            .field("scans", &self.scan)
+            .field("processes", &self.procs.len())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Inventory {
     pub fn new(opts: Options) -> Inventory {
-        Inventory { opts }
+        let sysconf = |var| {
+            nix::unistd::sysconf(var)
+                .ok()
+                .flatten()
+                .and_then(|v| u64::try_from(v).ok())
+                .filter(|&v| v > 0)
+        };
+        Inventory {
+            opts,
+            scan: 0,
+            procs: IdMap::default(),
+            net: net::NetReader::new(),
+            hashes: hash::Hashes::default(),
+            users: Users::default(),
+            prev_index: IdMap::default(),
+            spare_index: IdMap::default(),
+            pending: IdSet::default(),
+            orphans: IdSet::default(),
+            buf: Buf::default(),
+            dents: Vec::new(),
+            ticks_per_second: sysconf(nix::unistd::SysconfVar::CLK_TCK).unwrap_or(100),
+            page_size: sysconf(nix::unistd::SysconfVar::PAGE_SIZE).unwrap_or(4096),
+        }
     }
 
     pub fn options(&self) -> &Options {
@@ -77,221 +280,653 @@ impl Inventory {
 
     /// Takes one inventory of the host.
     pub fn take(&mut self) -> Result<Snapshot, InventoryError> {
-        take(&self.opts)
+        let cold = self.scan == 0;
+        self.scan += 1;
+        let taken_at_unix_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0);
+        let root = self.opts.proc_root.clone();
+        let uptime_secs = read_uptime(&root)?;
+        self.users.refresh(&self.opts.passwd);
+        let mut snap = Snapshot {
+            taken_at_unix_ms,
+            uptime_secs,
+            ticks_per_second: self.ticks_per_second,
+            hostname: read_trimmed(&root.join("sys/kernel/hostname")).unwrap_or_default(),
+            cpus: std::thread::available_parallelism()
+                .map(|n| n.get() as u32)
+                .unwrap_or(1),
+            ..Snapshot::default()
+        };
+        let list_err = |e: Errno| InventoryError::ListProcesses {
+            path: root.clone(),
+            source: e.into(),
+        };
+        let proc_dir: OwnedFd = nix::fcntl::open(
+            &root,
+            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(list_err)?;
+        let pids = list_pids(&proc_dir, &mut self.dents).map_err(list_err)?;
+
+        let mut prev = std::mem::take(&mut self.procs);
+        let mut next: IdMap<i32, Box<Entry>> =
+            IdMap::with_capacity_and_hasher(pids.len(), IdBuild::default());
+        for &pid in &pids {
+            let outcome = match prev.remove(&pid) {
+                Some(e) => self.read_known(proc_dir.as_fd(), pid, e),
+                None => self.read_new(proc_dir.as_fd(), pid),
+            };
+            match outcome {
+                Outcome::Live(mut e) => {
+                    if e.users_generation != self.users.generation {
+                        e.p.user = self.users.map.get(&e.p.uid).cloned();
+                        e.users_generation = self.users.generation;
+                    }
+                    next.insert(pid, e);
+                }
+                Outcome::Vanished => snap.vanished += 1,
+                Outcome::Gap(g) => snap.gaps.push(g),
+            }
+        }
+        drop(prev);
+        let mut pids: Vec<i32> = next.keys().copied().collect();
+        pids.sort_unstable();
+
+        // One reader per network namespace (the lowest pid in it, the next if it exited).
+        let mut namespaces: BTreeMap<u64, Vec<i32>> = BTreeMap::new();
+        for pid in &pids {
+            let netns = next[pid].p.netns;
+            if netns != 0 {
+                namespaces.entry(netns).or_default().push(*pid);
+            }
+        }
+        // The socket tables of the last scan are the best guess of this one's size.
+        snap.sockets
+            .reserve(self.prev_index.len() + self.prev_index.len() / 8);
+        self.net.read(
+            proc_dir.as_fd(),
+            &namespaces,
+            self.scan,
+            &mut self.buf,
+            &mut snap,
+        );
+
+        // Two index maps take turns (this scan's, the last scan's): no rehash into new memory.
+        let mut index = std::mem::take(&mut self.spare_index);
+        index.clear();
+        index.reserve(snap.sockets.len());
+        for (i, s) in snap.sockets.iter().enumerate() {
+            if s.inode != 0 {
+                index.insert(s.inode, i);
+            }
+        }
+        let prev_index = std::mem::take(&mut self.prev_index);
+        self.join(
+            &pids,
+            &mut next,
+            &mut snap.sockets,
+            &index,
+            Some(&prev_index),
+        );
+        let unknown = snap
+            .sockets
+            .iter()
+            .any(|s| s.inode != 0 && s.owners.is_empty() && !self.orphans.contains(&s.inode));
+        if unknown && !cold {
+            self.find_holders(proc_dir.as_fd(), &mut next, &snap.sockets, &index);
+            for s in &mut snap.sockets {
+                s.owners.clear();
+            }
+            self.join(&pids, &mut next, &mut snap.sockets, &index, None);
+        }
+        let unowned: IdSet<u64> = snap
+            .sockets
+            .iter()
+            .filter(|s| s.inode != 0 && s.owners.is_empty())
+            .map(|s| s.inode)
+            .collect();
+        self.orphans.retain(|i| unowned.contains(i));
+        self.pending = unowned
+            .into_iter()
+            .filter(|i| !self.orphans.contains(i))
+            .collect();
+        self.prev_index = index;
+        self.spare_index = prev_index;
+
+        snap.processes.reserve(pids.len());
+        for pid in &pids {
+            let e = &next[pid];
+            snap.gaps.extend(e.gaps.iter().map(|(_, g)| g.clone()));
+            snap.processes.push(e.p.clone());
+        }
+        if self.opts.hash_exes {
+            let live: HashSet<FileKey> = next.values().filter_map(|e| e.exe_key).collect();
+            self.hashes.retain(&live);
+        }
+        self.procs = next;
+        Ok(snap)
+    }
+
+    fn gap(&self, pid: i32, what: &str, error: String) -> Gap {
+        Gap {
+            what: format!("{}/{pid}{what}", self.opts.proc_root.display()),
+            error,
+        }
+    }
+
+    /// Reads a process seen for the first time: everything, through a descriptor of its
+    /// directory.
+    fn read_new(&mut self, proc_dir: BorrowedFd<'_>, pid: i32) -> Outcome {
+        let dir = match open_pid_dir(proc_dir, pid) {
+            Ok(d) => d,
+            Err(e) if is_vanished(e) => return Outcome::Vanished,
+            Err(e) => return Outcome::Gap(self.gap(pid, "", e.to_string())),
+        };
+        // The owner of /proc/<pid> is the effective uid. The kernel shows the files *in*
+        // the directory of a non-dumpable process (setuid, PR_SET_DUMPABLE 0) as root's,
+        // but not the directory itself (`task_dump_owner`), so no `status` is needed.
+        let owner = match procdir::dir_owner(dir.as_fd()) {
+            Ok(uid) => uid,
+            Err(e) if is_vanished(e) => return Outcome::Vanished,
+            Err(e) => return Outcome::Gap(self.gap(pid, "", e.to_string())),
+        };
+        let (vals, comm) = match self.buf.read_at(dir.as_fd(), c"stat", true) {
+            Ok(b) => match procdir::parse_stat(b) {
+                Some(st) => (
+                    StatVals::of(&st),
+                    String::from_utf8_lossy(st.comm).into_owned(),
+                ),
+                None => return Outcome::Gap(self.gap(pid, "/stat", "unparseable".into())),
+            },
+            Err(e) if is_vanished(e) => return Outcome::Vanished,
+            Err(e) => return Outcome::Gap(self.gap(pid, "/stat", e.to_string())),
+        };
+        let mut e = Box::new(Entry {
+            p: Process {
+                pid,
+                comm,
+                uid: owner,
+                start_ticks: vals.start_ticks,
+                kernel_thread: vals.kernel_thread,
+                ..Process::default()
+            },
+            image: vals.image,
+            users_generation: 0,
+            exe_key: None,
+            gaps: Vec::new(),
+            fds_unreadable: false,
+        });
+        self.apply(&mut e, &vals, owner);
+        if !vals.kernel_thread {
+            for part in ALL_PARTS {
+                if self.read_part(dir.as_fd(), &mut e, part).is_err() {
+                    return Outcome::Vanished;
+                }
+            }
+        }
+        Outcome::Live(e)
+    }
+
+    /// Reads a process known from the last scan: its owner and `stat` by path (two system
+    /// calls and a read), more only if it changed or its turn to be refreshed came.
+    fn read_known(&mut self, proc_dir: BorrowedFd<'_>, pid: i32, mut e: Box<Entry>) -> Outcome {
+        let turn = (pid.unsigned_abs() as u64).wrapping_add(self.scan);
+        let refresh: &[Part] = if e.p.kernel_thread {
+            &[]
+        } else if turn % FD_REFRESH_SCANS == 0 {
+            &ALL_PARTS
+        } else if turn % REFRESH_SCANS == 0 {
+            &REFRESH_PARTS
+        } else {
+            &[]
+        };
+        // Its turn: everything is read through a descriptor of the directory.
+        let dir = if refresh.is_empty() {
+            None
+        } else {
+            match open_pid_dir(proc_dir, pid) {
+                Ok(d) => Some(d),
+                Err(err) if is_vanished(err) => return Outcome::Vanished,
+                Err(err) => return Outcome::Gap(self.gap(pid, "", err.to_string())),
+            }
+        };
+        let path = PidPath::new(pid);
+        let owner = match &dir {
+            Some(d) => procdir::dir_owner(d.as_fd()),
+            None => nix::sys::stat::fstatat(proc_dir, path.dir(), nix::fcntl::AtFlags::empty())
+                .map(|st| st.st_uid),
+        };
+        let owner = match owner {
+            Ok(uid) => uid,
+            Err(err) if is_vanished(err) => return Outcome::Vanished,
+            Err(err) => return Outcome::Gap(self.gap(pid, "", err.to_string())),
+        };
+        let mut path = path;
+        let stat = match &dir {
+            Some(d) => self.buf.read_at(d.as_fd(), c"stat", true),
+            None => self.buf.read_at(proc_dir, path.file(b"stat"), true),
+        };
+        let stat = match stat {
+            Ok(b) => b,
+            Err(err) if is_vanished(err) => return Outcome::Vanished,
+            Err(err) => return Outcome::Gap(self.gap(pid, "/stat", err.to_string())),
+        };
+        let Some(st) = procdir::parse_stat(stat) else {
+            return Outcome::Gap(self.gap(pid, "/stat", "unparseable".into()));
+        };
+        let vals = StatVals::of(&st);
+        if !vals.same_process(&e) {
+            // A reused pid, or the same process running a new program: a new process.
+            return self.read_new(proc_dir, pid);
+        }
+        let comm_changed = e.p.comm.as_bytes() != st.comm;
+        if comm_changed {
+            e.p.comm = String::from_utf8_lossy(st.comm).into_owned();
+        }
+        self.apply(&mut e, &vals, owner);
+        if vals.kernel_thread {
+            return Outcome::Live(e);
+        }
+        let (dir, parts): (OwnedFd, &[Part]) = match dir {
+            Some(d) => (d, refresh),
+            None if comm_changed => {
+                // Read through a descriptor of the directory, after checking it is still
+                // the process whose stat was just read.
+                let d = match open_pid_dir(proc_dir, pid) {
+                    Ok(d) => d,
+                    Err(err) if is_vanished(err) => return Outcome::Vanished,
+                    Err(err) => return Outcome::Gap(self.gap(pid, "", err.to_string())),
+                };
+                let same = match self.buf.read_at(d.as_fd(), c"stat", true) {
+                    Ok(b) => {
+                        procdir::parse_stat(b).is_some_and(|st| StatVals::of(&st).same_process(&e))
+                    }
+                    Err(err) if is_vanished(err) => return Outcome::Vanished,
+                    Err(_) => false,
+                };
+                if !same {
+                    return self.read_new(proc_dir, pid);
+                }
+                (d, &[Part::Cmdline])
+            }
+            None => return Outcome::Live(e),
+        };
+        for &part in parts {
+            if self.read_part(dir.as_fd(), &mut e, part).is_err() {
+                return Outcome::Vanished;
+            }
+        }
+        Outcome::Live(e)
+    }
+
+    /// The per-scan values: from `stat`, and the uid from the directory owner.
+    fn apply(&self, e: &mut Entry, vals: &StatVals, owner: u32) {
+        e.p.ppid = vals.ppid;
+        e.p.cpu_ticks = vals.cpu_ticks;
+        e.p.threads = vals.threads;
+        e.p.nice = vals.nice;
+        e.p.rss_bytes = vals.rss_pages.saturating_mul(self.page_size);
+        if e.p.uid != owner {
+            e.p.uid = owner;
+            e.users_generation = 0;
+        }
+    }
+
+    fn read_part(
+        &mut self,
+        dir: BorrowedFd<'_>,
+        e: &mut Entry,
+        part: Part,
+    ) -> Result<(), Vanished> {
+        let pid = e.p.pid;
+        match part {
+            Part::Cmdline => {
+                let mut gap = None;
+                match self.buf.read_at(dir, c"cmdline", false) {
+                    Ok(b) => e.p.cmdline = procdir::split_cmdline(b),
+                    Err(err) if is_vanished(err) => return Err(Vanished),
+                    Err(err) => {
+                        e.p.cmdline.clear();
+                        gap = Some(self.gap(pid, "/cmdline", err.to_string()));
+                    }
+                }
+                e.set_gap(Part::Cmdline, gap);
+            }
+            Part::Exe => {
+                let mut gap = None;
+                match procdir::readlink(dir, c"exe") {
+                    Ok(target) => {
+                        let (path, deleted) = procdir::exe_path(target.as_encoded_bytes());
+                        e.p.exe = Some(path);
+                        e.p.exe_deleted = deleted;
+                    }
+                    // Zombies and processes whose main thread exited have no exe link.
+                    Err(Errno::ENOENT) => {
+                        e.p.exe = None;
+                        e.p.exe_deleted = false;
+                    }
+                    Err(err) if is_vanished(err) => return Err(Vanished),
+                    // Not allowed to follow it (another user's process, or ptrace rules):
+                    // the rest of the process is still worth matching.
+                    Err(err) => {
+                        e.p.exe = None;
+                        e.p.exe_deleted = false;
+                        gap = Some(self.gap(pid, "/exe", err.to_string()));
+                    }
+                }
+                e.p.exe_sha256 = None;
+                e.exe_key = None;
+                if self.opts.hash_exes && e.p.exe.is_some() {
+                    match self.hashes.hash(dir, pid) {
+                        hash::Hashed::Hash(key, h) => {
+                            e.exe_key = Some(key);
+                            e.p.exe_sha256 = Some(h);
+                        }
+                        hash::Hashed::Nothing => {}
+                        hash::Hashed::Gap(g) => gap = gap.or(Some(g)),
+                    }
+                }
+                e.set_gap(Part::Exe, gap);
+                // The cgroup is read with the executable: neither changes without an exec
+                // or a refresh noticing.
+                if let Ok(b) = self.buf.read_at(dir, c"cgroup", true) {
+                    e.p.cgroup = procdir::cgroup_path(String::from_utf8_lossy(b).trim_end());
+                    e.p.container = e.p.cgroup.as_deref().and_then(procdir::container_id);
+                }
+            }
+            Part::Netns => {
+                let mut gap = None;
+                match procdir::readlink(dir, c"ns/net") {
+                    Ok(t) => match procdir::parse_ns_link(t.as_encoded_bytes()) {
+                        Some(ns) => e.p.netns = ns,
+                        None => {
+                            gap = Some(self.gap(
+                                pid,
+                                "/ns/net",
+                                format!("unexpected namespace link {t:?}"),
+                            ))
+                        }
+                    },
+                    Err(err) if is_vanished(err) => return Err(Vanished),
+                    Err(err) => gap = Some(self.gap(pid, "/ns/net", err.to_string())),
+                }
+                e.set_gap(Part::Netns, gap);
+            }
+            Part::Fds => {
+                let mut inodes = std::mem::take(&mut e.p.socket_inodes);
+                inodes.clear();
+                let gap = match procdir::socket_inodes(dir, &mut self.dents, &mut inodes) {
+                    Ok(()) => {
+                        e.fds_unreadable = false;
+                        None
+                    }
+                    Err(FdError::Vanished) => return Err(Vanished),
+                    Err(FdError::Unreadable(err)) => {
+                        e.fds_unreadable = inodes.is_empty();
+                        Some(self.gap(pid, "/fd", err.to_string()))
+                    }
+                };
+                e.p.socket_inodes = inodes;
+                e.set_gap(Part::Fds, gap);
+            }
+        }
+        Ok(())
+    }
+
+    /// Joins sockets to the processes holding them (owners in ascending pid order). With
+    /// `prev`, the inodes of the last scan's sockets, a remembered descriptor list first
+    /// drops the sockets that closed since (other kinds of socket, never in the tables,
+    /// stay until the process's next walk).
+    fn join(
+        &self,
+        pids: &[i32],
+        procs: &mut IdMap<i32, Box<Entry>>,
+        sockets: &mut [Socket],
+        index: &IdMap<u64, usize>,
+        prev: Option<&IdMap<u64, usize>>,
+    ) {
+        for pid in pids {
+            let Some(e) = procs.get_mut(pid) else {
+                continue;
+            };
+            e.p.socket_inodes.retain(|inode| match index.get(inode) {
+                Some(&i) => {
+                    sockets[i].owners.push(*pid);
+                    true
+                }
+                None => prev.is_none_or(|prev| !prev.contains_key(inode)),
+            });
+        }
+    }
+
+    /// Finds the holders of sockets that appeared since the last scan, walking the `fd/` of
+    /// candidate processes only (see the module documentation for the order).
+    fn find_holders(
+        &mut self,
+        proc_dir: BorrowedFd<'_>,
+        procs: &mut IdMap<i32, Box<Entry>>,
+        sockets: &[Socket],
+        index: &IdMap<u64, usize>,
+    ) {
+        let mut owned: Vec<bool> = sockets.iter().map(|s| !s.owners.is_empty()).collect();
+        let mut unknown: Vec<usize> = (0..sockets.len())
+            .filter(|&k| {
+                !owned[k] && sockets[k].inode != 0 && !self.orphans.contains(&sockets[k].inode)
+            })
+            .collect();
+        if unknown.is_empty() {
+            return;
+        }
+        let mut walked: IdSet<i32> = IdSet::default();
+
+        // 1. Accepted connections: the holders of a listener on the same local port.
+        let mut listeners: HashMap<(u64, u16), Vec<usize>, IdBuild> = HashMap::default();
+        for (i, s) in sockets.iter().enumerate() {
+            if s.protocol == Protocol::Tcp && s.state == SocketState::Listen && s.inode != 0 {
+                listeners
+                    .entry((s.netns, s.local.port()))
+                    .or_default()
+                    .push(i);
+            }
+        }
+        let mut candidates: IdSet<i32> = IdSet::default();
+        for &k in &unknown {
+            let s = &sockets[k];
+            if s.protocol != Protocol::Tcp || s.state == SocketState::Listen {
+                continue;
+            }
+            for l in listeners
+                .get(&(s.netns, s.local.port()))
+                .into_iter()
+                .flatten()
+            {
+                candidates.extend(&sockets[*l].owners);
+            }
+        }
+        self.walk(proc_dir, procs, candidates, &mut walked, index, &mut owned);
+        unknown.retain(|&k| !owned[k]);
+
+        // 2. The processes of the socket's namespace running as the socket's uid.
+        if !unknown.is_empty() {
+            let keys: HashSet<(u64, u32), IdBuild> = unknown
+                .iter()
+                .map(|&k| (sockets[k].netns, sockets[k].uid))
+                .collect();
+            let candidates = procs
+                .values()
+                .filter(|e| keys.contains(&(e.p.netns, e.p.uid)))
+                .map(|e| e.p.pid)
+                .collect();
+            self.walk(proc_dir, procs, candidates, &mut walked, index, &mut owned);
+            unknown.retain(|&k| !owned[k]);
+        }
+
+        // Sockets already unowned in the last scan: 3. the root processes of the namespace
+        // (every process of it if the socket is root's), 4. every process.
+        unknown.retain(|&k| self.pending.contains(&sockets[k].inode));
+        if !unknown.is_empty() {
+            let any: IdSet<u64> = unknown
+                .iter()
+                .filter(|&&k| sockets[k].uid == 0)
+                .map(|&k| sockets[k].netns)
+                .collect();
+            let root: IdSet<u64> = unknown.iter().map(|&k| sockets[k].netns).collect();
+            let candidates = procs
+                .values()
+                .filter(|e| any.contains(&e.p.netns) || (e.p.uid == 0 && root.contains(&e.p.netns)))
+                .map(|e| e.p.pid)
+                .collect();
+            self.walk(proc_dir, procs, candidates, &mut walked, index, &mut owned);
+            unknown.retain(|&k| !owned[k]);
+        }
+        if !unknown.is_empty() {
+            let candidates = procs.keys().copied().collect();
+            self.walk(proc_dir, procs, candidates, &mut walked, index, &mut owned);
+            unknown.retain(|&k| !owned[k]);
+            self.orphans
+                .extend(unknown.iter().map(|&k| sockets[k].inode));
+        }
+    }
+
+    /// Re-reads the socket lists of `candidates` not walked yet in this search, marking the
+    /// sockets they hold as owned.
+    fn walk(
+        &mut self,
+        proc_dir: BorrowedFd<'_>,
+        procs: &mut IdMap<i32, Box<Entry>>,
+        candidates: IdSet<i32>,
+        walked: &mut IdSet<i32>,
+        index: &IdMap<u64, usize>,
+        owned: &mut [bool],
+    ) {
+        let mut candidates: Vec<i32> = candidates.into_iter().collect();
+        candidates.sort_unstable();
+        for pid in candidates {
+            let Some(e) = procs.get_mut(&pid) else {
+                continue;
+            };
+            if e.p.kernel_thread || e.fds_unreadable || !walked.insert(pid) {
+                continue;
+            }
+            // The same process? (The pid may have been reused since it was read.)
+            let Ok(dir) = open_pid_dir(proc_dir, pid) else {
+                continue;
+            };
+            let same = self
+                .buf
+                .read_at(dir.as_fd(), c"stat", true)
+                .ok()
+                .and_then(procdir::parse_stat)
+                .is_some_and(|st| StatVals::of(&st).same_process(e));
+            if !same || self.read_part(dir.as_fd(), e, Part::Fds).is_err() {
+                continue;
+            }
+            for inode in &e.p.socket_inodes {
+                if let Some(&k) = index.get(inode) {
+                    owned[k] = true;
+                }
+            }
+        }
+    }
+}
+
+/// `<pid>` and `<pid>/<file>` relative to the procfs root, formatted without allocating.
+struct PidPath {
+    buf: [u8; 40],
+    dir_len: usize,
+}
+
+impl PidPath {
+    fn new(pid: i32) -> PidPath {
+        let mut buf = [0u8; 40];
+        let mut digits = [0u8; 12];
+        let mut v = pid.unsigned_abs();
+        let mut n = 0;
+        loop {
+            digits[n] = b'0' + (v % 10) as u8;
+            v /= 10;
+            n += 1;
+            if v == 0 {
+                break;
+            }
+        }
+        for i in 0..n {
+            buf[i] = digits[n - 1 - i];
+        }
+        PidPath { buf, dir_len: n }
+    }
+
+    fn dir(&self) -> &[u8] {
+        &self.buf[..self.dir_len]
+    }
+
+    /// `<pid>/<name>` (`name` short: a procfs file name).
+    fn file(&mut self, name: &[u8]) -> &[u8] {
+        let end = (self.dir_len + 1 + name.len()).min(self.buf.len());
+        self.buf[self.dir_len] = b'/';
+        let n = end - self.dir_len - 1;
+        self.buf[self.dir_len + 1..end].copy_from_slice(&name[..n]);
+        &self.buf[..end]
     }
 }
 
 /// Takes one inventory of the host, remembering nothing.
 pub fn take(opts: &Options) -> Result<Snapshot, InventoryError> {
-    let taken_at_unix_ms = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0);
-    let uptime_secs = read_uptime(&opts.proc_root)?;
-    let users = read_passwd(&opts.passwd);
-    let mut snap = Snapshot {
-        taken_at_unix_ms,
-        uptime_secs,
-        ticks_per_second: procfs::ticks_per_second(),
-        hostname: read_trimmed(&opts.proc_root.join("sys/kernel/hostname")).unwrap_or_default(),
-        cpus: std::thread::available_parallelism()
-            .map(|n| n.get() as u32)
-            .unwrap_or(1),
-        ..Snapshot::default()
-    };
-
-    let iter = procfs::process::all_processes_with_root(&opts.proc_root).map_err(|source| {
-        InventoryError::ListProcesses {
-            path: opts.proc_root.clone(),
-            source,
-        }
-    })?;
-    let mut hashes: HashMap<String, Option<String>> = HashMap::new();
-    for handle in iter {
-        let handle = match handle {
-            Ok(h) => h,
-            Err(e) if is_vanished(&e) => {
-                snap.vanished += 1;
-                continue;
-            }
-            Err(e) => {
-                snap.gaps.push(Gap {
-                    what: opts.proc_root.display().to_string(),
-                    error: e.to_string(),
-                });
-                continue;
-            }
-        };
-        match read_process(&handle, &opts.proc_root, &users, &mut snap.gaps) {
-            Ok(mut p) => {
-                if opts.hash_exes && !p.kernel_thread {
-                    p.exe_sha256 = hash_exe(&opts.proc_root, &p, &mut hashes, &mut snap.gaps);
-                }
-                snap.processes.push(p)
-            }
-            Err(e) if is_vanished(&e) => snap.vanished += 1,
-            Err(e) => snap.gaps.push(Gap {
-                what: format!("{}/{}", opts.proc_root.display(), handle.pid()),
-                error: e.to_string(),
-            }),
-        }
-    }
-    snap.processes.sort_by_key(|p| p.pid);
-
-    // One reader per network namespace: the lowest pid in it.
-    let mut namespaces: BTreeMap<u64, Vec<i32>> = BTreeMap::new();
-    for p in &snap.processes {
-        if p.netns != 0 {
-            namespaces.entry(p.netns).or_default().push(p.pid);
-        }
-    }
-    for (netns, pids) in &namespaces {
-        net::read_namespace(&opts.proc_root, *netns, pids, &mut snap);
-    }
-
-    // Join sockets to the processes that hold them.
-    let mut by_inode: HashMap<u64, usize> = HashMap::with_capacity(snap.sockets.len());
-    for (i, s) in snap.sockets.iter().enumerate() {
-        if s.inode != 0 {
-            by_inode.insert(s.inode, i);
-        }
-    }
-    for p in &snap.processes {
-        for inode in &p.socket_inodes {
-            if let Some(&i) = by_inode.get(inode) {
-                snap.sockets[i].owners.push(p.pid);
-            }
-        }
-    }
-    Ok(snap)
+    Inventory::new(opts.clone()).take()
 }
 
-fn read_process(
-    h: &ProcHandle,
-    proc_root: &Path,
-    users: &HashMap<u32, String>,
-    gaps: &mut Vec<Gap>,
-) -> Result<Process, ProcError> {
-    let stat = h.stat()?;
-    let status = h.status()?;
-    let uid = status.euid;
-    let kernel_thread = stat.flags & PF_KTHREAD != 0;
-    let mut p = Process {
-        pid: stat.pid,
-        ppid: stat.ppid,
-        uid,
-        user: users.get(&uid).cloned(),
-        comm: stat.comm.clone(),
-        start_ticks: stat.starttime,
-        cpu_ticks: stat.utime + stat.stime,
-        threads: stat.num_threads,
-        nice: stat.nice,
-        rss_bytes: stat.rss * procfs::page_size(),
-        kernel_thread,
-        ..Process::default()
-    };
-    if kernel_thread {
-        return Ok(p);
+/// The numeric entries of the procfs root.
+fn list_pids(proc_dir: &OwnedFd, buf: &mut Vec<u8>) -> Result<Vec<i32>, Errno> {
+    use rustix::fs::{openat, Mode, OFlags, RawDir};
+    let errno = |e: rustix::io::Errno| Errno::from_raw(e.raw_os_error());
+    // A descriptor of its own: getdents moves the offset of the one it reads.
+    let dir = openat(
+        proc_dir,
+        c".",
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(errno)?;
+    if buf.capacity() < procdir::DENTS_BUF {
+        *buf = Vec::with_capacity(procdir::DENTS_BUF);
     }
-    p.cmdline = read_cmdline(h)?;
-    match h.exe() {
-        Ok(path) => {
-            let s = path.to_string_lossy();
-            match s.strip_suffix(" (deleted)") {
-                Some(stripped) => {
-                    p.exe_deleted = true;
-                    p.exe = Some(stripped.to_string());
-                }
-                None => {
-                    p.exe_deleted = s.starts_with("/memfd:");
-                    p.exe = Some(s.into_owned());
-                }
-            }
+    let mut entries = RawDir::new(&dir, buf.spare_capacity_mut());
+    let mut pids = Vec::new();
+    while let Some(entry) = entries.next() {
+        let entry = entry.map_err(errno)?;
+        if let Some(pid) =
+            procdir::parse_u64(entry.file_name().to_bytes()).and_then(|p| i32::try_from(p).ok())
+        {
+            pids.push(pid);
         }
-        // Zombies and processes whose main thread exited have no exe link.
-        Err(ProcError::NotFound(_)) => {}
-        Err(e) if is_vanished(&e) => return Err(e),
-        // Not allowed to follow it (another user's process, or ptrace rules): the rest of
-        // the process is still worth matching.
-        Err(e) => gaps.push(Gap {
-            what: proc_root
-                .join(stat.pid.to_string())
-                .join("exe")
-                .display()
-                .to_string(),
-            error: e.to_string(),
-        }),
     }
-    let dir = proc_root.join(stat.pid.to_string());
-    match read_ns_inode(&dir.join("ns/net")) {
-        Ok(inode) => p.netns = inode,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound || e.raw_os_error() == Some(3) => {
-            return Err(ProcError::NotFound(None))
-        }
-        Err(e) => gaps.push(Gap {
-            what: dir.join("ns/net").display().to_string(),
-            error: e.to_string(),
-        }),
-    }
-    if let Some(text) = read_trimmed(&dir.join("cgroup")) {
-        p.cgroup = cgroup_path(&text);
-        p.container = p.cgroup.as_deref().and_then(container_id);
-    }
-    match h.fd() {
-        Ok(fds) => {
-            for fd in fds {
-                match fd {
-                    Ok(fd) => {
-                        if let FDTarget::Socket(inode) = fd.target {
-                            p.socket_inodes.push(inode);
-                        }
-                    }
-                    // An fd closed between readdir and readlink is normal.
-                    Err(e) if is_vanished(&e) => {}
-                    Err(e) => gaps.push(Gap {
-                        what: dir.join("fd").display().to_string(),
-                        error: e.to_string(),
-                    }),
-                }
-            }
-        }
-        Err(e) if is_vanished(&e) => return Err(e),
-        Err(e) => gaps.push(Gap {
-            what: dir.join("fd").display().to_string(),
-            error: e.to_string(),
-        }),
-    }
-    p.socket_inodes.sort_unstable();
-    p.socket_inodes.dedup();
-    Ok(p)
+    Ok(pids)
 }
 
-const PF_KTHREAD: u32 = 0x0020_0000;
-
-fn read_cmdline(h: &ProcHandle) -> Result<Vec<String>, ProcError> {
-    let mut buf = Vec::new();
-    let mut f = h.open_relative("cmdline")?;
-    f.read_to_end(&mut buf)
-        .map_err(|e| ProcError::Io(e, None))?;
-    Ok(split_cmdline(&buf))
+/// uid → name from the passwd file, re-read only when the file changes.
+#[derive(Debug, Default)]
+struct Users {
+    key: Option<(u64, u64, i64, i64, u64)>,
+    map: HashMap<u32, String>,
+    /// Bumped on every reload; starts at 1 so that 0 means "never looked up".
+    generation: u64,
 }
 
-/// Splits a NUL-separated `cmdline` into arguments, replacing non-UTF-8 bytes.
-pub(crate) fn split_cmdline(buf: &[u8]) -> Vec<String> {
-    let buf = buf.strip_suffix(b"\0").unwrap_or(buf);
-    if buf.is_empty() {
-        return Vec::new();
-    }
-    buf.split(|&b| b == 0)
-        .map(|a| String::from_utf8_lossy(a).into_owned())
-        .collect()
-}
-
-fn is_vanished(e: &ProcError) -> bool {
-    match e {
-        ProcError::NotFound(_) => true,
-        ProcError::Io(io, _) => io.raw_os_error() == Some(3), // ESRCH
-        _ => false,
+impl Users {
+    fn refresh(&mut self, path: &Path) {
+        use std::os::unix::fs::MetadataExt;
+        let key = std::fs::metadata(path)
+            .ok()
+            .map(|m| (m.dev(), m.ino(), m.mtime(), m.mtime_nsec(), m.size()));
+        if self.generation > 0 && key.is_some() && key == self.key {
+            return;
+        }
+        self.key = key;
+        self.map = read_passwd(path);
+        self.generation += 1;
     }
 }
 
@@ -316,50 +951,6 @@ fn read_trimmed(path: &Path) -> Option<String> {
         .map(|s| s.trim_end().to_string())
 }
 
-fn read_ns_inode(link: &Path) -> std::io::Result<u64> {
-    let target = std::fs::read_link(link)?;
-    parse_ns_link(&target.to_string_lossy()).ok_or_else(|| {
-        std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            format!("unexpected namespace link {target:?}"),
-        )
-    })
-}
-
-/// `net:[4026531840]` → 4026531840.
-pub(crate) fn parse_ns_link(s: &str) -> Option<u64> {
-    s.split_once(":[")?.1.strip_suffix(']')?.parse().ok()
-}
-
-/// The cgroup v2 path (`0::/path`), else the first v1 hierarchy's path.
-pub(crate) fn cgroup_path(text: &str) -> Option<String> {
-    let mut first = None;
-    for line in text.lines() {
-        let mut parts = line.splitn(3, ':');
-        let (id, _, path) = (parts.next()?, parts.next()?, parts.next()?);
-        if id == "0" {
-            return Some(path.to_string());
-        }
-        if first.is_none() {
-            first = Some(path.to_string());
-        }
-    }
-    first
-}
-
-/// A 64-hex container id in a cgroup path: `/docker/<id>`, `docker-<id>.scope`,
-/// `cri-containerd-<id>.scope`, `libpod-<id>.scope`, `/kubepods/…/<id>`.
-pub(crate) fn container_id(cgroup: &str) -> Option<String> {
-    for segment in cgroup.rsplit('/') {
-        let trimmed = segment.strip_suffix(".scope").unwrap_or(segment);
-        let candidate = trimmed.rsplit(['-', ':']).next().unwrap_or(trimmed);
-        if candidate.len() == 64 && candidate.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Some(candidate.to_string());
-        }
-    }
-    None
-}
-
 /// uid → name from a passwd file; an unreadable file gives an empty map (uids stay numeric).
 fn read_passwd(path: &Path) -> HashMap<u32, String> {
     let Ok(text) = std::fs::read_to_string(path) else {
@@ -377,93 +968,5 @@ fn read_passwd(path: &Path) -> HashMap<u32, String> {
     users
 }
 
-/// Hashes `/proc/<pid>/exe` (works for deleted files too), once per executable path.
-fn hash_exe(
-    proc_root: &Path,
-    p: &Process,
-    cache: &mut HashMap<String, Option<String>>,
-    gaps: &mut Vec<Gap>,
-) -> Option<String> {
-    use sha2::{Digest, Sha256};
-    let key = format!(
-        "{}{}",
-        p.exe.as_deref()?,
-        if p.exe_deleted { p.pid } else { 0 }
-    );
-    if let Some(h) = cache.get(&key) {
-        return h.clone();
-    }
-    let path = proc_root.join(p.pid.to_string()).join("exe");
-    let result = (|| -> std::io::Result<String> {
-        let mut f = std::fs::File::open(&path)?;
-        if f.metadata()?.len() > MAX_HASH_BYTES {
-            return Err(std::io::Error::other("executable too large to hash"));
-        }
-        let mut hasher = Sha256::new();
-        let mut buf = vec![0u8; 64 * 1024];
-        loop {
-            let n = f.read(&mut buf)?;
-            if n == 0 {
-                break;
-            }
-            hasher.update(&buf[..n]);
-        }
-        Ok(hasher
-            .finalize()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect())
-    })();
-    let hash = match result {
-        Ok(h) => Some(h),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-        Err(e) => {
-            gaps.push(Gap {
-                what: path.display().to_string(),
-                error: e.to_string(),
-            });
-            None
-        }
-    };
-    cache.insert(key, hash.clone());
-    hash
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn cmdline_split_keeps_empty_args_and_replaces_bad_utf8() {
-        assert_eq!(split_cmdline(b"a\0\0b\0"), vec!["a", "", "b"]);
-        assert_eq!(split_cmdline(b""), Vec::<String>::new());
-        assert_eq!(split_cmdline(b"x\xffy\0"), vec!["x\u{fffd}y"]);
-        // Processes may overwrite their argv without NULs (setproctitle).
-        assert_eq!(split_cmdline(b"nginx: worker"), vec!["nginx: worker"]);
-    }
-
-    #[test]
-    fn ns_link() {
-        assert_eq!(parse_ns_link("net:[4026531840]"), Some(4026531840));
-        assert_eq!(parse_ns_link("net:4026531840"), None);
-    }
-
-    #[test]
-    fn cgroups_and_containers() {
-        let v2 = "0::/system.slice/docker-0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef.scope\n";
-        let path = cgroup_path(v2);
-        assert_eq!(
-            path.as_deref().and_then(container_id).as_deref(),
-            Some("0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef")
-        );
-        let v1 = "12:pids:/docker/abcdefabcdefabcdefabcdefabcdefabcdefabcdefabcdefabcdefabcdefabcd\n11:cpu:/x\n";
-        assert_eq!(
-            cgroup_path(v1).as_deref().and_then(container_id).as_deref(),
-            Some("abcdefabcdefabcdefabcdefabcdefabcdefabcdefabcdefabcdefabcdefabcd")
-        );
-        assert_eq!(
-            container_id("/user.slice/user-1000.slice/session-2.scope"),
-            None
-        );
-    }
-}
+mod tests;

@@ -24,6 +24,31 @@ pub struct Snapshot {
     pub gaps: Vec<Gap>,
     /// Processes that exited while the inventory was being taken.
     pub vanished: u32,
+    /// Where the socket tables of each network namespace came from, ascending by namespace.
+    #[serde(default)]
+    pub socket_sources: Vec<NetnsSource>,
+}
+
+/// How the sockets of one network namespace were read.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct NetnsSource {
+    pub netns: u64,
+    pub source: SocketSource,
+    /// Why the preferred source (sock_diag) was not used, when it was not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fallback_reason: Option<String>,
+}
+
+/// The reader of a namespace's TCP and UDP tables.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash)]
+#[serde(rename_all = "snake_case")]
+pub enum SocketSource {
+    /// Netlink `NETLINK_SOCK_DIAG` dumps (`inet_diag`), one socket per namespace.
+    SockDiag,
+    /// The `/proc/<pid>/net/{tcp,tcp6,udp,udp6}` text tables of a process in the namespace.
+    ProcNet,
+    /// Not read: no process in the namespace could be read through (see the gaps).
+    None,
 }
 
 /// A process, identified across snapshots by `(pid, start_ticks)`.

@@ -1,120 +1,825 @@
-//! Socket tables and interface counters of one network namespace, read through
-//! `/proc/<pid>/net/*` of a process inside it. This is the replaceable socket source:
-//! netlink sock_diag would fill the same `Socket` records.
+//! The socket source: the TCP/UDP sockets and interface counters of every network namespace,
+//! each namespace read once.
+//!
+//! Sockets come from netlink sock_diag ([`super::diag`]) through one netlink socket per
+//! namespace, kept between inventories while the namespace has processes. When that fails
+//! (no `CAP_SYS_ADMIN` to enter a foreign namespace, a kernel without `inet_diag`, a reply
+//! that does not parse), the namespace is read from the `/proc/<pid>/net/{tcp,tcp6,udp,udp6}`
+//! text of a process inside it, and the snapshot says so ([`NetnsSource`]). Interface
+//! counters always come from `/proc/<pid>/net/dev` (a few lines per namespace).
 
-use super::model::{Gap, Interface, Protocol, Snapshot, Socket, SocketState};
-use procfs::net::{TcpNetEntry, TcpState, UdpNetEntry, UdpState};
-use procfs::process::Process as ProcHandle;
-use procfs::ProcResult;
-use std::net::SocketAddr;
-use std::path::Path;
+use super::diag::{self, DiagSocket, RECV_BUF};
+use super::model::{
+    Gap, Interface, NetnsSource, Protocol, Snapshot, Socket, SocketSource, SocketState,
+};
+use super::procdir::{self, open_pid_dir, parse_u64, Buf};
+use super::IdSet;
+use nix::errno::Errno;
+use nix::fcntl::{openat, OFlag};
+use nix::sys::stat::{fstat, Mode};
+use std::collections::{BTreeMap, HashMap};
+use std::ffi::CStr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
-/// Reads tcp, tcp6, udp, udp6 and dev of the namespace `netns` through the first of `pids`
-/// that is still alive.
-pub(super) fn read_namespace(proc_root: &Path, netns: u64, pids: &[i32], snap: &mut Snapshot) {
-    let mut last_err = None;
-    for pid in pids {
-        let dir = proc_root.join(pid.to_string());
-        let h = match ProcHandle::new_with_root(dir.clone()) {
-            Ok(h) => h,
+/// After a namespace could not be entered or its sock_diag socket not opened (no
+/// privilege: not going to change soon), scans until it is tried again.
+const DIAG_RETRY_SCANS: u64 = 64;
+
+#[derive(Debug, Default)]
+struct NsState {
+    diag: Option<DiagSocket>,
+    /// Why sock_diag is not used for this namespace, and the scan to retry at.
+    failed: Option<(String, u64)>,
+}
+
+/// Reads the network namespaces; keeps one sock_diag socket per live namespace.
+#[derive(Debug)]
+pub(super) struct NetReader {
+    namespaces: HashMap<u64, NsState>,
+    /// (device, inode) of this thread's own network namespace.
+    own: Option<(u64, u64)>,
+    recv: Vec<u8>,
+    /// Whether the kernel serves the one-walk TCP dump (`None`: not tried yet).
+    tcp_both: Option<bool>,
+}
+
+impl NetReader {
+    pub(super) fn new() -> NetReader {
+        let own = nix::sys::stat::stat("/proc/thread-self/ns/net")
+            .ok()
+            .map(|st| (st.st_dev, st.st_ino));
+        NetReader {
+            namespaces: HashMap::new(),
+            own,
+            recv: Vec::new(),
+            tcp_both: None,
+        }
+    }
+
+    /// Reads every namespace of `namespaces` (inode → its pids, ascending) into `snap`.
+    /// `scan` numbers the inventories (for retrying sock_diag after a failure).
+    pub(super) fn read(
+        &mut self,
+        proc_dir: BorrowedFd<'_>,
+        namespaces: &BTreeMap<u64, Vec<i32>>,
+        scan: u64,
+        buf: &mut Buf,
+        snap: &mut Snapshot,
+    ) {
+        // A socket pins its namespace: let go of namespaces without processes.
+        self.namespaces.retain(|ns, _| namespaces.contains_key(ns));
+        self.open_missing(proc_dir, namespaces, scan);
+        if self.recv.len() != RECV_BUF {
+            self.recv = vec![0; RECV_BUF];
+        }
+        for (&netns, pids) in namespaces {
+            let state = self.namespaces.entry(netns).or_default();
+            let first = snap.sockets.len();
+            let mut source = SocketSource::None;
+            let mut skipped = 0;
+            if let Some(sock) = state.diag.as_mut() {
+                match dump_all(
+                    sock,
+                    &mut self.tcp_both,
+                    netns,
+                    &mut self.recv,
+                    &mut snap.sockets,
+                ) {
+                    Ok(n) => {
+                        source = SocketSource::SockDiag;
+                        skipped = n;
+                    }
+                    // Maybe transient: a new socket is tried next scan.
+                    Err(e) => {
+                        snap.sockets.truncate(first);
+                        state.diag = None;
+                        state.failed = Some((e.to_string(), scan + 1));
+                    }
+                }
+            }
+            if source == SocketSource::None {
+                match read_text_tables(proc_dir, netns, pids, buf, &mut snap.sockets) {
+                    Ok(n) => {
+                        source = SocketSource::ProcNet;
+                        skipped = n;
+                    }
+                    Err(e) => {
+                        snap.sockets.truncate(first);
+                        snap.gaps.push(Gap {
+                            what: format!("sockets of network namespace {netns}"),
+                            error: e,
+                        });
+                    }
+                }
+            }
+            dedup_inodes(&mut snap.sockets, first);
+            if skipped > 0 {
+                snap.gaps.push(Gap {
+                    what: format!("sockets of network namespace {netns}"),
+                    error: format!("{skipped} sockets in a state this reader does not know"),
+                });
+            }
+            match read_interfaces(proc_dir, netns, pids, buf) {
+                Ok(mut ifs) => {
+                    ifs.sort_by(|a, b| a.name.cmp(&b.name));
+                    snap.interfaces.extend(ifs);
+                }
+                Err(e) => snap.gaps.push(Gap {
+                    what: format!("interfaces of network namespace {netns}"),
+                    error: e,
+                }),
+            }
+            snap.socket_sources.push(NetnsSource {
+                netns,
+                source,
+                fallback_reason: match source {
+                    SocketSource::SockDiag => None,
+                    _ => state.failed.as_ref().map(|(why, _)| why.clone()),
+                },
+            });
+        }
+    }
+
+    /// Opens a sock_diag socket for every namespace that has none (and is not waiting to
+    /// retry): directly for this thread's own namespace, through the helper thread for the
+    /// others.
+    fn open_missing(
+        &mut self,
+        proc_dir: BorrowedFd<'_>,
+        namespaces: &BTreeMap<u64, Vec<i32>>,
+        scan: u64,
+    ) {
+        let mut foreign = Vec::new();
+        for (&netns, pids) in namespaces {
+            let state = self.namespaces.entry(netns).or_default();
+            if state.diag.is_some() || state.failed.as_ref().is_some_and(|(_, at)| *at > scan) {
+                continue;
+            }
+            match open_ns_file(proc_dir, netns, pids) {
+                Ok((_, id)) if Some(id) == self.own => match DiagSocket::open() {
+                    Ok(s) => {
+                        state.diag = Some(s);
+                        state.failed = None;
+                    }
+                    Err(e) => state.failed = Some((e.to_string(), scan + DIAG_RETRY_SCANS)),
+                },
+                Ok((fd, _)) => foreign.push((netns, fd)),
+                Err(e) => state.failed = Some((e, scan + DIAG_RETRY_SCANS)),
+            }
+        }
+        if foreign.is_empty() {
+            return;
+        }
+        for (netns, result) in diag::open_in_namespaces(foreign) {
+            let state = self.namespaces.entry(netns).or_default();
+            match result {
+                Ok(s) => {
+                    state.diag = Some(s);
+                    state.failed = None;
+                }
+                Err(e) => state.failed = Some((e, scan + DIAG_RETRY_SCANS)),
+            }
+        }
+    }
+}
+
+/// The sock_diag dumps of one namespace: TCP of both families in one dump when the kernel
+/// takes that request (`tcp_both`, learnt on first use), else per family; UDP per family.
+fn dump_all(
+    sock: &mut DiagSocket,
+    tcp_both: &mut Option<bool>,
+    netns: u64,
+    buf: &mut [u8],
+    out: &mut Vec<Socket>,
+) -> Result<u32, diag::DiagError> {
+    let mut skipped = 0;
+    let first = out.len();
+    let mut tcp_done = false;
+    if *tcp_both != Some(false) {
+        match sock.dump(diag::Dump::TcpBothFamilies, netns, buf, out) {
+            Ok(n) => {
+                *tcp_both = Some(true);
+                skipped += n;
+                tcp_done = true;
+            }
+            // Refused (an error reply): this kernel does not serve it; ask per family.
+            Err(diag::DiagError::Kernel(_)) if tcp_both.is_none() => {
+                out.truncate(first);
+                *tcp_both = Some(false);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    if !tcp_done {
+        for d in diag::TCP_BY_FAMILY {
+            skipped += sock.dump(d, netns, buf, out)?;
+        }
+    }
+    for d in diag::UDP_BY_FAMILY {
+        skipped += sock.dump(d, netns, buf, out)?;
+    }
+    Ok(skipped)
+}
+
+/// `/proc/<pid>/ns/net` of the first pid whose namespace file really is `netns` (the
+/// pid may have exited and been reused), with the file's (device, inode).
+fn open_ns_file(
+    proc_dir: BorrowedFd<'_>,
+    netns: u64,
+    pids: &[i32],
+) -> Result<(OwnedFd, (u64, u64)), String> {
+    let mut last = String::from("no process to enter it through");
+    for &pid in pids {
+        let opened = open_pid_dir(proc_dir, pid).and_then(|dir| {
+            openat(
+                dir.as_fd(),
+                c"ns/net",
+                OFlag::O_RDONLY | OFlag::O_CLOEXEC,
+                Mode::empty(),
+            )
+        });
+        match opened.and_then(|fd| fstat(&fd).map(|st| (fd, st))) {
+            Ok((fd, st)) if st.st_ino == netns => return Ok((fd, (st.st_dev, st.st_ino))),
+            Ok(_) => last = format!("/proc/{pid}/ns/net is another namespace now"),
+            Err(e) => last = format!("/proc/{pid}/ns/net: {e}"),
+        }
+    }
+    Err(last)
+}
+
+/// A namespace's sockets from the text tables of the first pid that can be read, checking
+/// afterwards that the pid is still in the namespace. Returns the unknown-state count.
+fn read_text_tables(
+    proc_dir: BorrowedFd<'_>,
+    netns: u64,
+    pids: &[i32],
+    buf: &mut Buf,
+    out: &mut Vec<Socket>,
+) -> Result<u32, String> {
+    const FILES: [(&CStr, Protocol, bool); 4] = [
+        (c"net/tcp", Protocol::Tcp, false),
+        (c"net/tcp6", Protocol::Tcp, true),
+        (c"net/udp", Protocol::Udp, false),
+        (c"net/udp6", Protocol::Udp, true),
+    ];
+    let first = out.len();
+    let mut last = String::from("no process to read it through");
+    'pids: for &pid in pids {
+        out.truncate(first);
+        let dir = match open_pid_dir(proc_dir, pid) {
+            Ok(d) => d,
             Err(e) => {
-                last_err = Some(e.to_string());
+                last = format!("/proc/{pid}: {e}");
                 continue;
             }
         };
-        match read_tables(&h, netns) {
-            Ok((sockets, interfaces)) => {
-                snap.sockets.extend(sockets);
-                snap.interfaces.extend(interfaces);
-                return;
+        let mut skipped = 0;
+        let mut malformed = 0;
+        for (name, protocol, v6) in FILES {
+            let fd = match openat(
+                dir.as_fd(),
+                name,
+                OFlag::O_RDONLY | OFlag::O_CLOEXEC,
+                Mode::empty(),
+            ) {
+                Ok(fd) => fd,
+                // A kernel without IPv6 has no tcp6/udp6.
+                Err(Errno::ENOENT) if v6 && still_in(dir.as_fd(), netns) => continue,
+                Err(e) => {
+                    last = format!("/proc/{pid}/{}: {e}", name.to_string_lossy());
+                    continue 'pids;
+                }
+            };
+            let mut header = true;
+            let read = buf.for_each_line(&fd, |line| {
+                if std::mem::take(&mut header) || line.is_empty() {
+                    return;
+                }
+                match parse_table_line(line, protocol, v6, netns) {
+                    TableLine::Socket(s) => out.push(s),
+                    TableLine::UnknownState => skipped += 1,
+                    TableLine::Malformed => malformed += 1,
+                }
+            });
+            if let Err(e) = read {
+                last = format!("/proc/{pid}/{}: {e}", name.to_string_lossy());
+                continue 'pids;
             }
-            Err(e) => last_err = Some(format!("{}: {e}", dir.join("net").display())),
         }
+        if !still_in(dir.as_fd(), netns) {
+            last = format!("/proc/{pid} left the namespace while being read");
+            continue;
+        }
+        if malformed > 0 {
+            return Err(format!(
+                "/proc/{pid}/net: {malformed} lines that are not socket records"
+            ));
+        }
+        return Ok(skipped);
     }
-    snap.gaps.push(Gap {
-        what: format!("sockets of network namespace {netns}"),
-        error: last_err.unwrap_or_else(|| "no process to read it through".into()),
-    });
+    out.truncate(first);
+    Err(last)
 }
 
-type Tables = (Vec<Socket>, Vec<Interface>);
-
-fn read_tables(h: &ProcHandle, netns: u64) -> ProcResult<Tables> {
-    let mut sockets = Vec::new();
-    for e in h.tcp()?.into_iter().chain(h.tcp6()?) {
-        sockets.push(tcp_socket(&e, netns));
-    }
-    for e in h.udp()?.into_iter().chain(h.udp6()?) {
-        sockets.push(udp_socket(&e, netns));
-    }
-    let mut interfaces: Vec<Interface> = h
-        .dev_status()?
-        .into_values()
-        .map(|d| Interface {
-            netns,
-            name: d.name,
-            rx_bytes: d.recv_bytes,
-            rx_packets: d.recv_packets,
-            tx_bytes: d.sent_bytes,
-            tx_packets: d.sent_packets,
-        })
-        .collect();
-    interfaces.sort_by(|a, b| a.name.cmp(&b.name));
-    Ok((sockets, interfaces))
+fn still_in(dir: BorrowedFd<'_>, netns: u64) -> bool {
+    procdir::readlink(dir, c"ns/net")
+        .ok()
+        .and_then(|t| procdir::parse_ns_link(t.as_encoded_bytes()))
+        == Some(netns)
 }
 
+fn read_interfaces(
+    proc_dir: BorrowedFd<'_>,
+    netns: u64,
+    pids: &[i32],
+    buf: &mut Buf,
+) -> Result<Vec<Interface>, String> {
+    let mut last = String::from("no process to read it through");
+    for &pid in pids {
+        let dir = match open_pid_dir(proc_dir, pid) {
+            Ok(d) => d,
+            Err(e) => {
+                last = format!("/proc/{pid}: {e}");
+                continue;
+            }
+        };
+        let text = match buf.read_at(dir.as_fd(), c"net/dev", false) {
+            Ok(t) => t,
+            Err(e) => {
+                last = format!("/proc/{pid}/net/dev: {e}");
+                continue;
+            }
+        };
+        let ifs: Vec<Interface> = text
+            .split(|&b| b == b'\n')
+            .skip(2)
+            .filter_map(|l| parse_dev_line(l, netns))
+            .collect();
+        if still_in(dir.as_fd(), netns) {
+            return Ok(ifs);
+        }
+        last = format!("/proc/{pid} left the namespace while being read");
+    }
+    Err(last)
+}
+
+/// Drops later records of an inode already seen in `sockets[from..]` (a table that changed
+/// during a dump can list a socket twice).
+fn dedup_inodes(sockets: &mut Vec<Socket>, from: usize) {
+    let mut seen: IdSet<u64> = IdSet::default();
+    seen.reserve(sockets.len() - from);
+    let mut i = from;
+    let mut keep = from;
+    while i < sockets.len() {
+        let inode = sockets[i].inode;
+        if inode == 0 || seen.insert(inode) {
+            sockets.swap(keep, i);
+            keep += 1;
+        }
+        i += 1;
+    }
+    sockets.truncate(keep);
+}
+
+/// A peer address, or `None` for the all-zero "no peer".
 fn peer(addr: SocketAddr) -> Option<SocketAddr> {
     (addr.port() != 0 || !addr.ip().is_unspecified()).then_some(addr)
 }
 
-fn tcp_socket(e: &TcpNetEntry, netns: u64) -> Socket {
-    let state = match e.state {
-        TcpState::Established => SocketState::Established,
-        TcpState::SynSent => SocketState::SynSent,
-        TcpState::SynRecv | TcpState::NewSynRecv => SocketState::SynRecv,
-        TcpState::FinWait1 => SocketState::FinWait1,
-        TcpState::FinWait2 => SocketState::FinWait2,
-        TcpState::TimeWait => SocketState::TimeWait,
-        TcpState::Close => SocketState::Close,
-        TcpState::CloseWait => SocketState::CloseWait,
-        TcpState::LastAck => SocketState::LastAck,
-        TcpState::Listen => SocketState::Listen,
-        TcpState::Closing => SocketState::Closing,
-    };
-    Socket {
-        netns,
-        protocol: Protocol::Tcp,
-        local: e.local_address,
-        remote: if state == SocketState::Listen {
-            None
-        } else {
-            peer(e.remote_address)
+/// A [`Socket`] from the kernel's numbers, shared by both readers. `state` is the kernel's
+/// TCP state number (UDP uses 1, connected, and 7, not). `None` for an unknown TCP state.
+pub(super) fn socket_from_parts(
+    netns: u64,
+    protocol: Protocol,
+    local: SocketAddr,
+    remote: SocketAddr,
+    state: u8,
+    uid: u32,
+    inode: u64,
+) -> Option<Socket> {
+    let (state, remote) = match protocol {
+        Protocol::Tcp => {
+            let state = match state {
+                1 => SocketState::Established,
+                2 => SocketState::SynSent,
+                3 | 12 => SocketState::SynRecv, // 12: TCP_NEW_SYN_RECV (request socket)
+                4 => SocketState::FinWait1,
+                5 => SocketState::FinWait2,
+                6 => SocketState::TimeWait,
+                7 => SocketState::Close,
+                8 => SocketState::CloseWait,
+                9 => SocketState::LastAck,
+                10 => SocketState::Listen,
+                11 => SocketState::Closing,
+                _ => return None,
+            };
+            let remote = if state == SocketState::Listen {
+                None
+            } else {
+                peer(remote)
+            };
+            (state, remote)
+        }
+        Protocol::Udp => match (state, peer(remote)) {
+            (1, Some(r)) => (SocketState::Established, Some(r)),
+            _ => (SocketState::Unconnected, None),
         },
+    };
+    Some(Socket {
+        netns,
+        protocol,
+        local,
+        remote,
         state,
-        uid: e.uid,
-        inode: e.inode,
+        uid,
+        inode,
         owners: Vec::new(),
+    })
+}
+
+/// One line of `/proc/net/{tcp,tcp6,udp,udp6}` after the header.
+#[derive(Debug, PartialEq)]
+pub(super) enum TableLine {
+    Socket(Socket),
+    UnknownState,
+    Malformed,
+}
+
+/// `   0: 0100007F:0CEA 00000000:0000 0A 00000000:00000000 00:00000000 00000000   108  0 4242 …`
+/// Addresses are the kernel's in-memory 32-bit words printed as host-order hex, so the
+/// bytes of each word are `to_ne_bytes` of the printed number; ports are plain hex.
+pub(super) fn parse_table_line(line: &[u8], protocol: Protocol, v6: bool, netns: u64) -> TableLine {
+    let mut f = line
+        .split(|&b| b == b' ' || b == b'\t')
+        .filter(|s| !s.is_empty());
+    let mut field = || f.next();
+    let parsed = (|| {
+        let _sl = field()?;
+        let local = parse_hex_addr(field()?, v6)?;
+        let remote = parse_hex_addr(field()?, v6)?;
+        let state = field()?;
+        if state.len() != 2 {
+            return None;
+        }
+        let state = u8::try_from(parse_hex(state)?).ok()?;
+        let (_queues, _timer, _retr) = (field()?, field()?, field()?);
+        let uid = u32::try_from(parse_u64(field()?)?).ok()?;
+        let _timeout = field()?;
+        let inode = parse_u64(field()?)?;
+        Some((local, remote, state, uid, inode))
+    })();
+    match parsed {
+        None => TableLine::Malformed,
+        Some((local, remote, state, uid, inode)) => {
+            match socket_from_parts(netns, protocol, local, remote, state, uid, inode) {
+                Some(s) => TableLine::Socket(s),
+                None => TableLine::UnknownState,
+            }
+        }
     }
 }
 
-fn udp_socket(e: &UdpNetEntry, netns: u64) -> Socket {
-    let remote = peer(e.remote_address);
-    let state = match (&e.state, remote) {
-        (UdpState::Established, Some(_)) => SocketState::Established,
-        _ => SocketState::Unconnected,
+fn parse_hex(s: &[u8]) -> Option<u32> {
+    if s.is_empty() || s.len() > 8 {
+        return None;
+    }
+    let mut v = 0u32;
+    for &b in s {
+        let d = (b as char).to_digit(16)?;
+        v = (v << 4) | d;
+    }
+    Some(v)
+}
+
+fn parse_hex_addr(s: &[u8], v6: bool) -> Option<SocketAddr> {
+    let colon = s.iter().position(|&b| b == b':')?;
+    let (addr, port) = (&s[..colon], &s[colon + 1..]);
+    if port.len() != 4 {
+        return None;
+    }
+    let port = u16::try_from(parse_hex(port)?).ok()?;
+    let ip: IpAddr = if v6 {
+        if addr.len() != 32 {
+            return None;
+        }
+        let mut octets = [0u8; 16];
+        for (i, word) in addr.chunks(8).enumerate() {
+            octets[i * 4..i * 4 + 4].copy_from_slice(&parse_hex(word)?.to_ne_bytes());
+        }
+        Ipv6Addr::from(octets).into()
+    } else {
+        if addr.len() != 8 {
+            return None;
+        }
+        Ipv4Addr::from(parse_hex(addr)?.to_ne_bytes()).into()
     };
-    Socket {
+    Some(SocketAddr::new(ip, port))
+}
+
+/// `    lo: 1234 5 0 0 0 0 0 0 1234 5 0 0 0 0 0 0` (receive then transmit counters).
+pub(super) fn parse_dev_line(line: &[u8], netns: u64) -> Option<Interface> {
+    let colon = line.iter().rposition(|&b| b == b':')?;
+    let name = String::from_utf8_lossy(&line[..colon]).trim().to_string();
+    if name.is_empty() {
+        return None;
+    }
+    let mut n = [0u64; 16];
+    let mut count = 0;
+    for (i, v) in line[colon + 1..]
+        .split(|&b| b == b' ')
+        .filter(|s| !s.is_empty())
+        .enumerate()
+    {
+        if i < n.len() {
+            n[i] = parse_u64(v)?;
+        }
+        count += 1;
+    }
+    if count < 10 {
+        return None;
+    }
+    Some(Interface {
         netns,
-        protocol: Protocol::Udp,
-        local: e.local_address,
-        remote: if state == SocketState::Established {
-            remote
-        } else {
+        name,
+        rx_bytes: n[0],
+        rx_packets: n[1],
+        tx_bytes: n[8],
+        tx_packets: n[9],
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sock(line: &str, protocol: Protocol, v6: bool) -> Socket {
+        match parse_table_line(line.as_bytes(), protocol, v6, 7) {
+            TableLine::Socket(s) => s,
+            other => panic!("{line}: {other:?}"),
+        }
+    }
+
+    #[test]
+    #[cfg(target_endian = "little")]
+    fn tcp4_lines() {
+        let l = sock(
+            "   0: 0100007F:0CEA 00000000:0000 0A 00000000:00000000 00:00000000 00000000   108        0 4242 1 0000000000000000 100 0 0 10 0",
+            Protocol::Tcp,
+            false,
+        );
+        assert_eq!(l.local, "127.0.0.1:3306".parse().expect("addr"));
+        assert_eq!(
+            (l.state, l.remote, l.uid, l.inode, l.netns),
+            (SocketState::Listen, None, 108, 4242, 7)
+        );
+        let c = sock(
+            "  12: 0200000A:9C40 0900000A:0D05 01 00000000:00000000 02:000A7F2E 00000000  1000        0 4243 2 0000000000000000 20 4 30 10 -1",
+            Protocol::Tcp,
+            false,
+        );
+        assert_eq!(c.local, "10.0.0.2:40000".parse().expect("addr"));
+        assert_eq!(c.remote, Some("10.0.0.9:3333".parse().expect("addr")));
+        assert_eq!(c.state, SocketState::Established);
+        // TIME_WAIT: inode 0, no owner possible.
+        let t = sock(
+            "   3: 0100007F:8C1E 0100007F:0CEA 06 00000000:00000000 03:00001523 00000000     0        0 0 3 0000000000000000",
+            Protocol::Tcp,
+            false,
+        );
+        assert_eq!((t.state, t.inode), (SocketState::TimeWait, 0));
+    }
+
+    #[test]
+    #[cfg(target_endian = "little")]
+    fn tcp6_lines_are_word_swapped() {
+        // ::1 is printed as four host-order words: 00000000 00000000 00000000 01000000.
+        let l = sock(
+            "   0: 00000000000000000000000001000000:1A0B 00000000000000000000000000000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 77 1 0000000000000000 100 0 0 10 0",
+            Protocol::Tcp,
+            true,
+        );
+        assert_eq!(l.local, "[::1]:6667".parse().expect("addr"));
+        // 2001:db8::1 → words 2001 0db8 | 0 | 0 | 0000 0001 as little-endian u32s.
+        let c = sock(
+            "   1: B80D0120000000000000000001000000:C350 0000000000000000FFFF00000100007F:1A0B 01 00000000:00000000 00:00000000 00000000  1000        0 78 1 0000000000000000 20 4 30 10 -1",
+            Protocol::Tcp,
+            true,
+        );
+        assert_eq!(c.local, "[2001:db8::1]:50000".parse().expect("addr"));
+        assert_eq!(
+            c.remote,
+            Some("[::ffff:127.0.0.1]:6667".parse().expect("addr"))
+        );
+    }
+
+    #[test]
+    #[cfg(target_endian = "little")]
+    fn udp_lines() {
+        let bound = sock(
+            "  283: 00000000:04AA 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 5555 2 0000000000000000 0",
+            Protocol::Udp,
+            false,
+        );
+        assert_eq!(
+            (bound.state, bound.remote),
+            (SocketState::Unconnected, None)
+        );
+        assert!(bound.is_listening());
+        let conn = sock(
+            "  283: 0100007F:D431 0100007F:0035 01 00000000:00000000 00:00000000 00000000  1000        0 5556 2 0000000000000000 0",
+            Protocol::Udp,
+            false,
+        );
+        assert_eq!(conn.state, SocketState::Established);
+        assert_eq!(conn.remote, Some("127.0.0.1:53".parse().expect("addr")));
+    }
+
+    #[test]
+    fn bad_table_lines() {
+        for bad in [
+            "",
+            "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode",
+            "   0: 0100007F:0CEA",
+            "   0: 0100007:0CEA 00000000:0000 0A 0:0 0:0 0 0 0 1",
+            "   0: 0100007F:CEA 00000000:0000 0A 0:0 0:0 0 0 0 1",
+            "   0: 0100007F:0CEA 00000000:0000 0A 0:0 0:0 0 -1 0 1",
+            "   0: 0100007F:0CEA 00000000:0000 0G 0:0 0:0 0 0 0 1",
+            "   0: 0100007F:0CEA 00000000:0000 0A 0:0 0:0 0 0 0 x",
+            "   0: 0100007F:0CEA 00000000:0000 0A 0:0 0:0 0 0 0",
+        ] {
+            assert_eq!(
+                parse_table_line(bad.as_bytes(), Protocol::Tcp, false, 1),
+                TableLine::Malformed,
+                "{bad:?}"
+            );
+        }
+        // v4 text in a v6 table and the reverse.
+        assert_eq!(
+            parse_table_line(
+                b"   0: 0100007F:0CEA 00000000:0000 0A 0:0 0:0 0 0 0 1",
+                Protocol::Tcp,
+                true,
+                1
+            ),
+            TableLine::Malformed
+        );
+        assert_eq!(
+            parse_table_line(
+                b"   0: 0100007F:0CEA 00000000:0000 0D 0:0 0:0 0 0 0 1",
+                Protocol::Tcp,
+                false,
+                1
+            ),
+            TableLine::UnknownState
+        );
+    }
+
+    #[test]
+    fn dev_lines() {
+        let l = parse_dev_line(
+            b"    lo: 1234       5    0    0    0     0          0         0     1234       5    0    0    0     0       0          0",
+            3,
+        )
+        .expect("parses");
+        assert_eq!(
+            (
+                l.name.as_str(),
+                l.rx_bytes,
+                l.rx_packets,
+                l.tx_bytes,
+                l.tx_packets
+            ),
+            ("lo", 1234, 5, 1234, 5)
+        );
+        let e = parse_dev_line(b"  eth0: 10 2 0 0 0 0 0 0 30 4 0 0 0 0 0 0", 3).expect("parses");
+        assert_eq!((e.rx_bytes, e.tx_bytes, e.tx_packets), (10, 30, 4));
+        assert_eq!(parse_dev_line(b"Inter-|   Receive", 3), None);
+        assert_eq!(parse_dev_line(b" face |bytes    packets errs", 3), None);
+        assert_eq!(parse_dev_line(b"  eth0: 1 2 3", 3), None);
+        assert_eq!(
+            parse_dev_line(b"  eth0: 1 2 x 0 0 0 0 0 0 0 0 0 0 0 0 0", 3),
             None
-        },
-        state,
-        uid: e.uid,
-        inode: e.inode,
-        owners: Vec::new(),
+        );
+    }
+
+    #[test]
+    fn duplicate_inodes_are_dropped() {
+        let mk = |inode| {
+            socket_from_parts(
+                1,
+                Protocol::Tcp,
+                "127.0.0.1:1".parse().expect("addr"),
+                "0.0.0.0:0".parse().expect("addr"),
+                10,
+                0,
+                inode,
+            )
+            .expect("socket")
+        };
+        let mut v = vec![mk(9), mk(1), mk(0), mk(2), mk(1), mk(0), mk(2)];
+        dedup_inodes(&mut v, 1);
+        let inodes: Vec<u64> = v.iter().map(|s| s.inode).collect();
+        assert_eq!(inodes, vec![9, 1, 0, 2, 0]);
+    }
+
+    fn own_netns() -> u64 {
+        let t = std::fs::read_link("/proc/self/ns/net").expect("ns link");
+        procdir::parse_ns_link(t.as_os_str().as_encoded_bytes()).expect("ns inode")
+    }
+
+    #[test]
+    fn text_tables_and_sock_diag_agree() {
+        // Sockets of this test in both readers, field for field.
+        let tcp = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let client =
+            std::net::TcpStream::connect(tcp.local_addr().expect("addr")).expect("connect");
+        let udp = std::net::UdpSocket::bind("127.0.0.1:0").expect("udp");
+        let tcp6 = std::net::TcpListener::bind("[::1]:0").ok();
+        let mut ports = vec![
+            tcp.local_addr().expect("addr").port(),
+            client.local_addr().expect("addr").port(),
+            udp.local_addr().expect("addr").port(),
+        ];
+        ports.extend(tcp6.iter().map(|l| l.local_addr().expect("addr").port()));
+        let netns = own_netns();
+        let proc_dir = nix::fcntl::open(
+            "/proc",
+            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .expect("/proc");
+        let me = std::process::id() as i32;
+        let mut text = Vec::new();
+        let skipped = read_text_tables(
+            proc_dir.as_fd(),
+            netns,
+            &[me],
+            &mut Buf::default(),
+            &mut text,
+        )
+        .expect("text tables");
+        assert_eq!(skipped, 0);
+        let Ok(mut sock) = DiagSocket::open() else {
+            eprintln!("no NETLINK_SOCK_DIAG here; skipped");
+            return;
+        };
+        let mut diag = Vec::new();
+        let mut recv = vec![0; RECV_BUF];
+        let mut tcp_both = None;
+        dump_all(&mut sock, &mut tcp_both, netns, &mut recv, &mut diag).expect("sock_diag");
+        let mine = |v: &[Socket]| {
+            let mut m: Vec<Socket> = v
+                .iter()
+                .filter(|s| s.inode != 0 && ports.contains(&s.local.port()))
+                .cloned()
+                .collect();
+            m.sort_by_key(|s| s.inode);
+            m
+        };
+        let (t, d) = (mine(&text), mine(&diag));
+        assert!(t.len() >= ports.len(), "{t:?}");
+        assert_eq!(t, d);
+        // A pid that is not in the namespace is not read through.
+        assert!(read_text_tables(
+            proc_dir.as_fd(),
+            netns + 1,
+            &[me],
+            &mut Buf::default(),
+            &mut text
+        )
+        .is_err());
+    }
+
+    #[test]
+    fn the_namespace_helper_reports_failures() {
+        // Not a namespace file: setns fails, and says so for that namespace only.
+        let devnull = std::fs::File::open("/dev/null").expect("/dev/null");
+        let r = diag::open_in_namespaces(vec![(42, devnull.into())]);
+        assert_eq!(r.len(), 1);
+        assert_eq!(r[0].0, 42);
+        assert!(
+            r[0].1.as_ref().is_err_and(|e| e.contains("setns")),
+            "{:?}",
+            r[0].1
+        );
+        // Its own namespace, entered from the helper thread (needs CAP_SYS_ADMIN).
+        if nix::unistd::geteuid().is_root() {
+            let ns = std::fs::File::open("/proc/self/ns/net").expect("ns");
+            let mut r = diag::open_in_namespaces(vec![(own_netns(), ns.into())]);
+            let (_, sock) = r.pop().expect("one result");
+            let mut sock = sock.expect("a sock_diag socket from the helper");
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+            let port = listener.local_addr().expect("addr").port();
+            let mut out = Vec::new();
+            sock.dump(diag::TCP_BY_FAMILY[0], 1, &mut vec![0; RECV_BUF], &mut out)
+                .expect("dump");
+            assert!(out.iter().any(|s| s.local.port() == port));
+        }
+        // The calling thread never moved.
+        assert_eq!(
+            std::fs::read_link("/proc/thread-self/ns/net").expect("ns"),
+            std::fs::read_link("/proc/self/ns/net").expect("ns")
+        );
     }
 }

@@ -1,0 +1,225 @@
+//! The inventory on the real `/proc`, through this test process and its children. Parsers
+//! are tested next to them (procdir.rs, net.rs, diag.rs).
+
+use super::*;
+use std::io::Read;
+use std::net::{TcpListener, TcpStream, UdpSocket};
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+fn me() -> i32 {
+    std::process::id() as i32
+}
+
+fn own_netns() -> u64 {
+    let t = std::fs::read_link("/proc/self/ns/net").expect("ns link");
+    procdir::parse_ns_link(t.as_os_str().as_encoded_bytes()).expect("ns inode")
+}
+
+fn process(snap: &Snapshot, pid: i32) -> &Process {
+    snap.processes
+        .iter()
+        .find(|p| p.pid == pid)
+        .unwrap_or_else(|| panic!("pid {pid} not in the inventory"))
+}
+
+fn socket_of(snap: &Snapshot, port: u16, protocol: Protocol) -> Option<&Socket> {
+    snap.sockets
+        .iter()
+        .find(|s| s.protocol == protocol && s.local.port() == port && s.netns == own_netns())
+}
+
+struct Kill(Child);
+
+impl Drop for Kill {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn wait_for(what: &str, mut ok: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !ok() {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn this_process_is_inventoried_truthfully() {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let snap = take(&Options::default()).expect("inventory");
+    let p = process(&snap, me());
+    assert_eq!(p.netns, own_netns());
+    assert_eq!(p.uid, nix::unistd::geteuid().as_raw());
+    assert_eq!(p.ppid, nix::unistd::getppid().as_raw());
+    assert!(!p.kernel_thread);
+    let exe = std::fs::read_link("/proc/self/exe").expect("exe");
+    assert_eq!(p.exe.as_deref(), exe.to_str());
+    let args: Vec<String> = std::env::args().collect();
+    assert_eq!(p.cmdline, args);
+    assert!(p.start_ticks > 0 && snap.ticks_per_second > 0);
+    let s = socket_of(&snap, port, Protocol::Tcp).expect("the test's listener");
+    assert_eq!(s.state, SocketState::Listen);
+    assert!(s.owners.contains(&me()), "{s:?}");
+    assert!(p.socket_inodes.contains(&s.inode));
+    // Owners ascending, processes ascending.
+    assert!(snap.processes.windows(2).all(|w| w[0].pid < w[1].pid));
+    assert!(snap
+        .sockets
+        .iter()
+        .all(|s| s.owners.windows(2).all(|w| w[0] < w[1])));
+    let src = snap
+        .socket_sources
+        .iter()
+        .find(|n| n.netns == own_netns())
+        .expect("own namespace read");
+    assert_ne!(src.source, SocketSource::None);
+    drop(listener);
+}
+
+#[test]
+fn sockets_opened_after_a_scan_are_owned_in_the_next() {
+    let mut inv = Inventory::new(Options::default());
+    inv.take().expect("first");
+    let _ = inv.take().expect("second");
+    // New sockets of a process the inventory already knows: a listener, an accepted
+    // connection and its client side, a bound UDP socket.
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let client = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    let (server, _) = listener.accept().expect("accept");
+    let udp = UdpSocket::bind("127.0.0.1:0").expect("udp");
+    let uport = udp.local_addr().expect("addr").port();
+    let snap = inv.take().expect("third");
+    let l = socket_of(&snap, port, Protocol::Tcp).expect("listener");
+    assert!(l.owners.contains(&me()), "listener {l:?}");
+    let conns: Vec<&Socket> = snap
+        .sockets
+        .iter()
+        .filter(|s| {
+            s.netns == own_netns()
+                && s.state == SocketState::Established
+                && (s.local.port() == port || s.remote.is_some_and(|r| r.port() == port))
+        })
+        .collect();
+    assert_eq!(conns.len(), 2, "{conns:?}");
+    for c in conns {
+        assert!(c.owners.contains(&me()), "connection {c:?}");
+    }
+    let u = socket_of(&snap, uport, Protocol::Udp).expect("udp");
+    assert!(u.owners.contains(&me()), "udp {u:?}");
+    // Closed sockets drop out of the next scan, and out of the process's list.
+    let inode = l.inode;
+    drop((listener, client, server, udp));
+    let snap = inv.take().expect("fourth");
+    assert!(snap.sockets.iter().all(|s| s.inode != inode));
+    assert!(!process(&snap, me()).socket_inodes.contains(&inode));
+}
+
+#[test]
+fn a_new_process_and_a_new_program_are_read_again() {
+    let Ok(sh) = Command::new("/bin/sh")
+        .args(["-c", "read x; exec sleep 30"])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+    else {
+        eprintln!("no /bin/sh; skipped");
+        return;
+    };
+    let mut child = Kill(sh);
+    let pid = child.0.id() as i32;
+    wait_for("the shell", || {
+        std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == "sh")
+    });
+    let mut inv = Inventory::new(Options::default());
+    let snap = inv.take().expect("first");
+    let p = process(&snap, pid);
+    assert_eq!(p.cmdline, ["/bin/sh", "-c", "read x; exec sleep 30"]);
+    let start = p.start_ticks;
+    // Same pid, same start time, another program: exe, cmdline and comm must follow.
+    drop(child.0.stdin.take());
+    wait_for("the exec", || {
+        std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == "sleep")
+    });
+    let snap = inv.take().expect("second");
+    let p = process(&snap, pid);
+    assert_eq!(p.start_ticks, start);
+    assert_eq!(p.comm, "sleep");
+    assert_eq!(p.cmdline, ["sleep", "30"]);
+    assert!(
+        p.exe.as_deref().is_some_and(|e| e.ends_with("/sleep")),
+        "{:?}",
+        p.exe
+    );
+}
+
+#[test]
+fn a_child_with_a_listener_is_found_in_steady_state() {
+    // A process started after the first scan, listening: new, so read in full.
+    let Ok(py) = Command::new("python3")
+        .args([
+            "-c",
+            "import socket,sys,time\ns=socket.socket()\ns.bind(('127.0.0.1',0))\ns.listen()\nprint(s.getsockname()[1],flush=True)\ntime.sleep(30)",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+    else {
+        eprintln!("no python3; skipped");
+        return;
+    };
+    let mut inv = Inventory::new(Options::default());
+    inv.take().expect("first");
+    let mut child = Kill(py);
+    let mut line = String::new();
+    let mut out = child.0.stdout.take().expect("stdout");
+    let mut byte = [0u8; 1];
+    while out.read(&mut byte).expect("read") == 1 && byte[0] != b'\n' {
+        line.push(byte[0] as char);
+    }
+    let port: u16 = line.trim().parse().expect("port");
+    let snap = inv.take().expect("second");
+    let s = socket_of(&snap, port, Protocol::Tcp).expect("child's listener");
+    assert_eq!(s.owners, vec![child.0.id() as i32]);
+}
+
+#[test]
+fn executables_are_hashed_once() {
+    use sha2::{Digest, Sha256};
+    let mut inv = Inventory::new(Options {
+        hash_exes: true,
+        ..Options::default()
+    });
+    let a = inv.take().expect("first");
+    let b = inv.take().expect("second");
+    let bytes = std::fs::read("/proc/self/exe").expect("own exe");
+    let want: String = Sha256::digest(&bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert_eq!(process(&a, me()).exe_sha256.as_deref(), Some(want.as_str()));
+    assert_eq!(process(&b, me()).exe_sha256.as_deref(), Some(want.as_str()));
+}
+
+#[test]
+fn a_fixture_tree_without_processes_is_empty_not_an_error() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("uptime"), "123.45 67.8\n").expect("uptime");
+    let snap = take(&Options {
+        proc_root: dir.path().to_path_buf(),
+        ..Options::default()
+    })
+    .expect("inventory");
+    assert_eq!(snap.uptime_secs, 123.45);
+    assert!(snap.processes.is_empty() && snap.sockets.is_empty());
+    let missing = take(&Options {
+        proc_root: dir.path().join("nope"),
+        ..Options::default()
+    });
+    assert!(missing.is_err());
+}
