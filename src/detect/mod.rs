@@ -129,6 +129,13 @@ struct Ctx<'a> {
     history: &'a History,
     /// Socket indices per owning pid.
     sockets_of: HashMap<i32, Vec<usize>>,
+    /// Each process's command line joined by spaces, once per run (index = process index).
+    cmdlines: Vec<String>,
+    /// Each process's comm, exe basename and argv[0] basename, prepared for glob matching once
+    /// per run rather than once per signature.
+    names: Vec<[(&'static str, Option<globset::Candidate<'a>>); 3]>,
+    /// Each process's executable path, prepared likewise.
+    exes: Vec<Option<globset::Candidate<'a>>>,
 }
 
 impl<'a> Ctx<'a> {
@@ -143,6 +150,29 @@ impl<'a> Ctx<'a> {
             snap,
             history,
             sockets_of,
+            cmdlines: snap.processes.iter().map(Process::cmdline_joined).collect(),
+            names: snap
+                .processes
+                .iter()
+                .map(|p| {
+                    [
+                        ("comm", Some(globset::Candidate::new(p.comm.as_str()))),
+                        (
+                            "exe basename",
+                            p.exe_basename().map(globset::Candidate::new),
+                        ),
+                        (
+                            "argv[0] basename",
+                            p.argv0_basename().map(globset::Candidate::new),
+                        ),
+                    ]
+                })
+                .collect(),
+            exes: snap
+                .processes
+                .iter()
+                .map(|p| p.exe.as_deref().map(globset::Candidate::new))
+                .collect(),
         }
     }
 
@@ -193,14 +223,15 @@ pub fn explain(
     pid: i32,
 ) -> Option<Vec<Explanation>> {
     let ctx = Ctx::new(snap, history);
-    let p = snap.processes.iter().find(|p| p.pid == pid)?;
+    let pi = snap.processes.iter().position(|p| p.pid == pid)?;
+    let p = &snap.processes[pi];
     Some(
         set.signatures
             .iter()
             .filter(|s| s.subject == Subject::Process)
             .map(|sig| {
                 let mut trials = Vec::new();
-                let matched = eval(&ctx, p, &sig.matcher, &mut Some(&mut trials)).is_some();
+                let matched = eval(&ctx, pi, &sig.matcher, &mut Some(&mut trials)).is_some();
                 Explanation {
                     signature: sig.id.clone(),
                     category: sig.category,
@@ -233,7 +264,7 @@ fn process_findings(ctx: &Ctx, sig: &Signature) -> Vec<Finding> {
         if p.kernel_thread {
             continue;
         }
-        if let Some(hit) = eval(ctx, p, &sig.matcher, &mut None) {
+        if let Some(hit) = eval(ctx, i, &sig.matcher, &mut None) {
             hits.push((i, hit));
         }
     }
@@ -401,13 +432,13 @@ fn eval_interface(
 
 /// Evaluates `m` on `p`; `Some` with evidence when it matches. With `trace`, records every
 /// predicate tried (and tries them all, for `--explain`).
-fn eval(ctx: &Ctx, p: &Process, m: &Match, trace: &mut Option<&mut Vec<Trial>>) -> Option<Hit> {
+fn eval(ctx: &Ctx, pi: usize, m: &Match, trace: &mut Option<&mut Vec<Trial>>) -> Option<Hit> {
     match m {
         Match::All(items) => {
             let mut hit = Hit::default();
             let mut ok = true;
             for item in items {
-                match eval(ctx, p, item, trace) {
+                match eval(ctx, pi, item, trace) {
                     Some(h) => hit.absorb(h),
                     None => {
                         ok = false;
@@ -422,18 +453,18 @@ fn eval(ctx: &Ctx, p: &Process, m: &Match, trace: &mut Option<&mut Vec<Trial>>) 
         Match::Any(items) => {
             let mut hit: Option<Hit> = None;
             for item in items {
-                if let Some(h) = eval(ctx, p, item, trace) {
+                if let Some(h) = eval(ctx, pi, item, trace) {
                     hit.get_or_insert_with(Hit::default).absorb(h);
                 }
             }
             hit
         }
-        Match::Not(inner) => match eval(ctx, p, inner, trace) {
+        Match::Not(inner) => match eval(ctx, pi, inner, trace) {
             Some(_) => None,
             None => Some(Hit::default()),
         },
         Match::Pred(pred) => {
-            let trial = try_predicate(ctx, p, pred);
+            let trial = try_predicate(ctx, pi, pred, trace.is_some());
             let hit = trial.matched.then(|| Hit {
                 evidence: vec![Evidence {
                     predicate: trial.predicate.to_string(),
@@ -454,74 +485,87 @@ const SHOWN_SOCKETS: usize = 5;
 /// Command lines are cut to this many characters in evidence.
 const SHOWN_CMDLINE: usize = 200;
 
-fn try_predicate(ctx: &Ctx, p: &Process, pred: &Predicate) -> Trial {
+/// Tries one predicate. The text of what it saw is built only when it matched (evidence) or
+/// when `detail` asks for it (`--explain`): formatting for every miss was most of a scan.
+fn try_predicate(ctx: &Ctx, pi: usize, pred: &Predicate, detail: bool) -> Trial {
+    let p = &ctx.snap.processes[pi];
     let key = pred.key();
-    let (matched, seen, sockets) = match pred {
+    let mut sockets = Vec::new();
+    let (matched, seen): (bool, Box<dyn FnOnce() -> String + '_>) = match pred {
         Predicate::Name(globs) => {
-            let candidates = [
-                ("comm", Some(p.comm.as_str())),
-                ("exe basename", p.exe_basename()),
-                ("argv[0] basename", p.argv0_basename()),
-            ];
-            match candidates
+            let hit = ctx.names[pi]
                 .iter()
-                .find(|(_, v)| v.is_some_and(|v| globs.is_match(v)))
-            {
-                Some((what, Some(v))) => (true, format!("{what} {v:?}"), vec![]),
-                _ => (
+                .position(|(_, c)| c.as_ref().is_some_and(|c| globs.is_match_candidate(c)));
+            match hit {
+                Some(at) => {
+                    let what = ctx.names[pi][at].0;
+                    let v = match at {
+                        0 => Some(p.comm.as_str()),
+                        1 => p.exe_basename(),
+                        _ => p.argv0_basename(),
+                    }
+                    .unwrap_or("");
+                    (true, Box::new(move || format!("{what} {v:?}")))
+                }
+                None => (
                     false,
-                    format!(
-                        "comm {:?}, exe {:?}, argv[0] {:?}",
-                        p.comm,
-                        p.exe_basename().unwrap_or(""),
-                        p.argv0_basename().unwrap_or("")
-                    ),
-                    vec![],
+                    Box::new(|| {
+                        format!(
+                            "comm {:?}, exe {:?}, argv[0] {:?}",
+                            p.comm,
+                            p.exe_basename().unwrap_or(""),
+                            p.argv0_basename().unwrap_or("")
+                        )
+                    }),
                 ),
             }
         }
-        Predicate::Exe(globs) => match p.exe.as_deref() {
-            Some(exe) => (
-                globs.is_match(exe),
-                format!("{exe:?}{}", if p.exe_deleted { " (deleted)" } else { "" }),
-                vec![],
+        Predicate::Exe(globs) => match (p.exe.as_deref(), &ctx.exes[pi]) {
+            (Some(exe), Some(c)) => (
+                globs.is_match_candidate(c),
+                Box::new(move || {
+                    format!("{exe:?}{}", if p.exe_deleted { " (deleted)" } else { "" })
+                }),
             ),
-            None => (false, "no executable".into(), vec![]),
+            _ => (false, Box::new(|| "no executable".into())),
         },
         Predicate::Cmdline(re) => {
-            let line = p.cmdline_joined();
-            match re.find(&line) {
+            let line = ctx.cmdlines[pi].as_str();
+            match re.find(line) {
                 Some(m) => (
                     true,
-                    format!("{:?} in {:?}", m.as_str(), cut(&line, SHOWN_CMDLINE)),
-                    vec![],
+                    Box::new(move || format!("{:?} in {:?}", m.as_str(), cut(line, SHOWN_CMDLINE))),
                 ),
-                None => (false, format!("{:?}", cut(&line, SHOWN_CMDLINE)), vec![]),
+                None => (
+                    false,
+                    Box::new(move || format!("{:?}", cut(line, SHOWN_CMDLINE))),
+                ),
             }
         }
         Predicate::Sha256(hashes) => match &p.exe_sha256 {
-            Some(h) => (hashes.iter().any(|x| x == h), h.clone(), vec![]),
-            None => (false, "executable not hashed".into(), vec![]),
+            Some(h) => (hashes.iter().any(|x| x == h), Box::new(move || h.clone())),
+            None => (false, Box::new(|| "executable not hashed".into())),
         },
         Predicate::User(users) => {
-            let uid = p.uid.to_string();
             let name = p.user.as_deref();
-            let hit = users.iter().any(|u| *u == uid || Some(u.as_str()) == name);
-            (hit, format!("{} (uid {uid})", name.unwrap_or("?")), vec![])
+            let hit = users
+                .iter()
+                .any(|u| Some(u.as_str()) == name || u.parse::<u32>().ok() == Some(p.uid));
+            (
+                hit,
+                Box::new(move || format!("{} (uid {})", name.unwrap_or("?"), p.uid)),
+            )
         }
         Predicate::Listen(filter) => {
             let found: Vec<(usize, &Socket)> = ctx
                 .sockets(p.pid)
                 .filter(|(_, s)| s.is_listening() && fits(filter, s))
                 .collect();
+            sockets = found.iter().map(|(i, _)| *i).collect();
             if found.is_empty() {
-                (false, listening_summary(ctx, p), vec![])
+                (false, Box::new(move || listening_summary(ctx, p)))
             } else {
-                (
-                    true,
-                    list_sockets(&found, false),
-                    found.iter().map(|(i, _)| *i).collect(),
-                )
+                (true, Box::new(move || list_sockets(&found, false)))
             }
         }
         Predicate::Remote { filter, min } => {
@@ -533,16 +577,17 @@ fn try_predicate(ctx: &Ctx, p: &Process, pred: &Predicate) -> Trial {
                         && s.remote.is_some_and(|r| filter.ports.contains(r.port()))
                 })
                 .collect();
+            sockets = found.iter().map(|(i, _)| *i).collect();
             let n = found.len();
-            let seen = if n == 0 {
-                "no connection to those ports".into()
-            } else {
-                format!("{n} connection(s): {}", list_sockets(&found, true))
-            };
             (
                 n >= *min as usize,
-                seen,
-                found.iter().map(|(i, _)| *i).collect(),
+                Box::new(move || {
+                    if n == 0 {
+                        "no connection to those ports".into()
+                    } else {
+                        format!("{n} connection(s): {}", list_sockets(&found, true))
+                    }
+                }),
             )
         }
         Predicate::Peers {
@@ -560,25 +605,27 @@ fn try_predicate(ctx: &Ctx, p: &Process, pred: &Predicate) -> Trial {
                         && s.remote.is_some_and(|r| remote_ports.contains(r.port()))
                 })
                 .collect();
+            sockets = found.iter().map(|(i, _)| *i).collect();
             let peers: BTreeSet<std::net::IpAddr> = found
                 .iter()
                 .filter_map(|(_, s)| s.remote.map(|r| r.ip()))
                 .collect();
             let n = peers.len();
-            let shown: Vec<String> = peers
-                .iter()
-                .take(SHOWN_SOCKETS)
-                .map(|ip| ip.to_string())
-                .collect();
-            let more = if n > SHOWN_SOCKETS {
-                format!(", +{} more", n - SHOWN_SOCKETS)
-            } else {
-                String::new()
-            };
             (
                 n >= *min as usize,
-                format!("{n} distinct peer(s) [{}{more}]", shown.join(", ")),
-                found.iter().map(|(i, _)| *i).collect(),
+                Box::new(move || {
+                    let shown: Vec<String> = peers
+                        .iter()
+                        .take(SHOWN_SOCKETS)
+                        .map(|ip| ip.to_string())
+                        .collect();
+                    let more = if n > SHOWN_SOCKETS {
+                        format!(", +{} more", n - SHOWN_SOCKETS)
+                    } else {
+                        String::new()
+                    };
+                    format!("{n} distinct peer(s) [{}{more}]", shown.join(", "))
+                }),
             )
         }
         Predicate::Cpu {
@@ -586,8 +633,13 @@ fn try_predicate(ctx: &Ctx, p: &Process, pred: &Predicate) -> Trial {
             for_secs,
         } => cpu(ctx, p, *min_percent, *for_secs),
         Predicate::Interface(_) | Predicate::Traffic { .. } => {
-            (false, "not a process predicate".into(), vec![])
+            (false, Box::new(|| "not a process predicate".into()))
         }
+    };
+    let seen = if matched || detail {
+        seen()
+    } else {
+        String::new()
     };
     Trial {
         predicate: key,
@@ -643,19 +695,29 @@ fn listening_summary(ctx: &Ctx, p: &Process) -> String {
     }
 }
 
-fn cpu(ctx: &Ctx, p: &Process, min_percent: f64, for_secs: u64) -> (bool, String, Vec<usize>) {
+/// Whether `p` used at least `min_percent` for `for_secs`, and (lazily) what it saw.
+fn cpu<'a>(
+    ctx: &Ctx,
+    p: &Process,
+    min_percent: f64,
+    for_secs: u64,
+) -> (bool, Box<dyn FnOnce() -> String + 'a>) {
     let now = ctx.snap.uptime_secs;
     let window = ctx.history.cpu_window(p, now, for_secs as f64);
-    if let Some(w) = &window {
+    if let Some(w) = window.clone() {
         if w.covered_secs + 0.5 >= for_secs as f64 {
-            let seen = format!(
-                "at least {:.0}% (mean {:.0}%) of a core over the last {} ({} samples)",
-                w.min_percent,
-                w.mean_percent,
-                human_secs(w.covered_secs),
-                w.intervals + 1
+            return (
+                w.min_percent >= min_percent,
+                Box::new(move || {
+                    format!(
+                        "at least {:.0}% (mean {:.0}%) of a core over the last {} ({} samples)",
+                        w.min_percent,
+                        w.mean_percent,
+                        human_secs(w.covered_secs),
+                        w.intervals + 1
+                    )
+                }),
             );
-            return (w.min_percent >= min_percent, seen, vec![]);
         }
     }
     // The samples do not reach back far enough: fall back to the average since start,
@@ -668,22 +730,22 @@ fn cpu(ctx: &Ctx, p: &Process, min_percent: f64, for_secs: u64) -> (bool, String
         0.0
     };
     let recent_ok = window.as_ref().is_none_or(|w| w.min_percent >= min_percent);
-    let recent = match &window {
-        Some(w) => format!(
-            "; {:.0}% over the last {}",
-            w.min_percent,
-            human_secs(w.covered_secs)
-        ),
-        None => String::new(),
-    };
-    let seen = format!(
-        "{lifetime:.0}% of a core on average since start {} ago{recent}",
-        human_secs(age.max(0.0))
-    );
     (
         age >= for_secs as f64 && lifetime >= min_percent && recent_ok,
-        seen,
-        vec![],
+        Box::new(move || {
+            let recent = match &window {
+                Some(w) => format!(
+                    "; {:.0}% over the last {}",
+                    w.min_percent,
+                    human_secs(w.covered_secs)
+                ),
+                None => String::new(),
+            };
+            format!(
+                "{lifetime:.0}% of a core on average since start {} ago{recent}",
+                human_secs(age.max(0.0))
+            )
+        }),
     )
 }
 

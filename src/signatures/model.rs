@@ -221,6 +221,11 @@ impl GlobList {
     pub fn is_match(&self, s: &str) -> bool {
         self.set.is_match(s)
     }
+
+    /// Like `is_match`, for a candidate prepared once and tried against many lists.
+    pub fn is_match_candidate(&self, c: &globset::Candidate) -> bool {
+        self.set.is_match_candidate(c)
+    }
 }
 
 /// Inclusive port ranges; empty means any port.
