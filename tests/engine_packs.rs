@@ -531,3 +531,41 @@ fn benign_look_alikes_stay_clean() {
             .listen(Tcp, "0.0.0.0:3000"),
     );
 }
+
+#[test]
+fn the_one_pass_regex_set_agrees_with_each_regex() {
+    use aupwatch::signatures::Predicate;
+    let set = packs();
+    let Some(rs) = &set.cmdlines else {
+        panic!("the bundled packs' command-line regexes must build as one set")
+    };
+    let mut regexes = Vec::new();
+    for s in &set.signatures {
+        s.matcher.visit(&mut |p| {
+            if let Predicate::Cmdline { re, index } = p {
+                regexes.push((re.clone(), *index));
+            }
+        });
+    }
+    assert_eq!(rs.len(), regexes.len());
+    let lines = [
+        "./xmrig --donate-level 1 -o stratum+tcp://127.0.0.1:3333 -u 4AdUndXHHZ6cfufTMvppY6JwXNouMBzSkbLYfpAV5Usx3skxNgYeYTRj5UzqtReoS44qo9mtmXCqY45DJ852K5Jv2684Rge",
+        "tor --ORPort 9001 --ExitRelay 1",
+        "openvpn --mode server --tls-server",
+        "ssh -N -D 0.0.0.0:1080 user@127.0.0.1",
+        "vim /etc/tor/torrc",
+        "python3 -m http.server 8080",
+        "",
+    ];
+    for line in lines {
+        let hits = rs.matches(line);
+        for (re, index) in &regexes {
+            assert_eq!(
+                hits.matched(*index),
+                re.is_match(line),
+                "regex {:?} on {line:?}",
+                re.as_str()
+            );
+        }
+    }
+}

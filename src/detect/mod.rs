@@ -131,6 +131,9 @@ struct Ctx<'a> {
     sockets_of: HashMap<i32, Vec<usize>>,
     /// Each process's command line joined by spaces, once per run (index = process index).
     cmdlines: Vec<String>,
+    /// Which `cmdline` regexes of the set match each process's command line: one pass of
+    /// the whole set per process (`None`: try each regex on its own).
+    cmdline_hits: Option<Vec<regex::SetMatches>>,
     /// Each process's comm, exe basename and argv[0] basename, prepared for glob matching once
     /// per run rather than once per signature.
     names: Vec<[(&'static str, Option<globset::Candidate<'a>>); 3]>,
@@ -139,17 +142,18 @@ struct Ctx<'a> {
 }
 
 impl<'a> Ctx<'a> {
-    fn new(snap: &'a Snapshot, history: &'a History) -> Ctx<'a> {
+    fn new(snap: &'a Snapshot, history: &'a History, set: &SignatureSet) -> Ctx<'a> {
         let mut sockets_of: HashMap<i32, Vec<usize>> = HashMap::new();
         for (i, s) in snap.sockets.iter().enumerate() {
             for &pid in &s.owners {
                 sockets_of.entry(pid).or_default().push(i);
             }
         }
-        Ctx {
+        let mut ctx = Ctx {
             snap,
             history,
             sockets_of,
+            cmdline_hits: None,
             cmdlines: snap.processes.iter().map(Process::cmdline_joined).collect(),
             names: snap
                 .processes
@@ -173,7 +177,12 @@ impl<'a> Ctx<'a> {
                 .iter()
                 .map(|p| p.exe.as_deref().map(globset::Candidate::new))
                 .collect(),
-        }
+        };
+        ctx.cmdline_hits = set
+            .cmdlines
+            .as_ref()
+            .map(|rs| ctx.cmdlines.iter().map(|line| rs.matches(line)).collect());
+        ctx
     }
 
     fn sockets(&self, pid: i32) -> impl Iterator<Item = (usize, &'a Socket)> + '_ {
@@ -189,7 +198,7 @@ impl<'a> Ctx<'a> {
 
 /// Runs every signature of `set` against `snap`.
 pub fn run(snap: &Snapshot, history: &History, set: &SignatureSet) -> Vec<Finding> {
-    let ctx = Ctx::new(snap, history);
+    let ctx = Ctx::new(snap, history, set);
     let mut findings = Vec::new();
     for sig in &set.signatures {
         match sig.subject {
@@ -222,7 +231,7 @@ pub fn explain(
     set: &SignatureSet,
     pid: i32,
 ) -> Option<Vec<Explanation>> {
-    let ctx = Ctx::new(snap, history);
+    let ctx = Ctx::new(snap, history, set);
     let pi = snap.processes.iter().position(|p| p.pid == pid)?;
     let p = &snap.processes[pi];
     Some(
@@ -529,9 +538,13 @@ fn try_predicate(ctx: &Ctx, pi: usize, pred: &Predicate, detail: bool) -> Trial 
             ),
             _ => (false, Box::new(|| "no executable".into())),
         },
-        Predicate::Cmdline(re) => {
+        Predicate::Cmdline { re, index } => {
             let line = ctx.cmdlines[pi].as_str();
-            match re.find(line) {
+            let hit = match &ctx.cmdline_hits {
+                Some(hits) => hits[pi].matched(*index),
+                None => re.is_match(line),
+            };
+            match hit.then(|| re.find(line)).flatten() {
                 Some(m) => (
                     true,
                     Box::new(move || format!("{:?} in {:?}", m.as_str(), cut(line, SHOWN_CMDLINE))),

@@ -391,7 +391,10 @@ impl Ctx<'_> {
                     for_secs,
                 }
             }
-            RawMatch::Cmdline(re) => Predicate::Cmdline(self.regex(re)?),
+            RawMatch::Cmdline(re) => Predicate::Cmdline {
+                re: self.regex(re)?,
+                index: 0,
+            },
             RawMatch::Sha256(hashes) => Predicate::Sha256(self.hashes(hashes, at)?),
             RawMatch::User(users) => Predicate::User(self.strings(users, "user", at)?),
             RawMatch::Listen(l) => Predicate::Listen(SocketFilter {

@@ -142,6 +142,15 @@ pub enum Match {
 }
 
 impl Match {
+    /// Calls `f` on every predicate in the expression, mutably.
+    pub(crate) fn visit_mut(&mut self, f: &mut impl FnMut(&mut Predicate)) {
+        match self {
+            Match::All(v) | Match::Any(v) => v.iter_mut().for_each(|m| m.visit_mut(f)),
+            Match::Not(m) => m.visit_mut(f),
+            Match::Pred(p) => f(p),
+        }
+    }
+
     /// Calls `f` on every predicate in the expression.
     pub fn visit(&self, f: &mut impl FnMut(&Predicate)) {
         match self {
@@ -156,7 +165,12 @@ impl Match {
 pub enum Predicate {
     Name(GlobList),
     Exe(GlobList),
-    Cmdline(regex::Regex),
+    /// `index` is its place in [`SignatureSet::cmdlines`], which tries every command-line
+    /// regex of the set in one pass.
+    Cmdline {
+        re: regex::Regex,
+        index: usize,
+    },
     Sha256(Vec<String>),
     User(Vec<String>),
     Listen(SocketFilter),
@@ -190,7 +204,7 @@ impl Predicate {
         match self {
             Predicate::Name(_) => "name",
             Predicate::Exe(_) => "exe",
-            Predicate::Cmdline(_) => "cmdline",
+            Predicate::Cmdline { .. } => "cmdline",
             Predicate::Sha256(_) => "sha256",
             Predicate::User(_) => "user",
             Predicate::Listen(_) => "listen",
@@ -276,6 +290,9 @@ pub struct SignatureSet {
     pub signatures: Vec<Signature>,
     /// SHA-256 over the sources it was loaded from (names and contents): the set's version.
     pub digest: String,
+    /// Every `cmdline` regex of the set, for one pass per process; predicate `index` is the
+    /// regex's place here.
+    pub cmdlines: Option<regex::RegexSet>,
     /// Some signature needs executable hashes.
     pub needs_exe_hash: bool,
     /// The longest `cpu.for` or `traffic.for` of any signature, in seconds: how much history
@@ -284,7 +301,25 @@ pub struct SignatureSet {
 }
 
 impl SignatureSet {
-    pub(super) fn new(signatures: Vec<Signature>, sources: &[(String, String)]) -> SignatureSet {
+    pub(super) fn new(
+        mut signatures: Vec<Signature>,
+        sources: &[(String, String)],
+    ) -> SignatureSet {
+        let mut patterns = Vec::new();
+        for s in &mut signatures {
+            s.matcher.visit_mut(&mut |p| {
+                if let Predicate::Cmdline { re, index } = p {
+                    *index = patterns.len();
+                    patterns.push(re.as_str().to_string());
+                }
+            });
+        }
+        // Each pattern compiled alone within the per-regex limit; together they may need more.
+        // Should the set still not build, detection tries the regexes one by one.
+        let cmdlines = regex::RegexSetBuilder::new(&patterns)
+            .size_limit(patterns.len().max(1) * (1 << 20))
+            .build()
+            .ok();
         use sha2::{Digest, Sha256};
         let mut h = Sha256::new();
         for (name, text) in sources {
@@ -308,6 +343,7 @@ impl SignatureSet {
         }
         SignatureSet {
             signatures,
+            cmdlines,
             digest,
             needs_exe_hash,
             longest_window_secs: longest,
