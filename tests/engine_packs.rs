@@ -569,3 +569,45 @@ fn the_one_pass_regex_set_agrees_with_each_regex() {
         }
     }
 }
+
+#[test]
+fn the_one_pass_name_set_agrees_with_each_glob_list() {
+    use aupwatch::signatures::Predicate;
+    let set = packs();
+    let Some((globs, owner)) = &set.names else {
+        panic!("the bundled packs' name globs must build as one set")
+    };
+    let mut lists = Vec::new();
+    for s in &set.signatures {
+        s.matcher.visit(&mut |p| {
+            if let Predicate::Name { globs, index } = p {
+                lists.push((globs.clone(), *index));
+            }
+        });
+    }
+    assert_eq!(lists.len(), set.name_predicates);
+    for name in [
+        "xmrig",
+        "XMRig-6.21",
+        "tor",
+        "ngircd",
+        "squid",
+        "sshd",
+        "kworker/0:1",
+        "SRBMiner-MULTI",
+        "python3",
+        "",
+        "a b",
+    ] {
+        let found: std::collections::BTreeSet<usize> =
+            globs.matches(name).into_iter().map(|g| owner[g]).collect();
+        for (list, index) in &lists {
+            assert_eq!(
+                found.contains(index),
+                list.is_match(name),
+                "name list {:?} on {name:?}",
+                list.patterns
+            );
+        }
+    }
+}

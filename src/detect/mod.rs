@@ -137,6 +137,10 @@ struct Ctx<'a> {
     /// Each process's comm, exe basename and argv[0] basename, prepared for glob matching once
     /// per run rather than once per signature.
     names: Vec<[(&'static str, Option<globset::Candidate<'a>>); 3]>,
+    /// Per process, the name predicates that match and which name matched first (0 comm,
+    /// 1 exe basename, 2 argv[0] basename), from one pass of the set's name globs (`None`:
+    /// try each list on its own).
+    name_hits: Option<Vec<Vec<(usize, u8)>>>,
     /// Each process's executable path, prepared likewise.
     exes: Vec<Option<globset::Candidate<'a>>>,
 }
@@ -154,6 +158,7 @@ impl<'a> Ctx<'a> {
             history,
             sockets_of,
             cmdline_hits: None,
+            name_hits: None,
             cmdlines: snap.processes.iter().map(Process::cmdline_joined).collect(),
             names: snap
                 .processes
@@ -178,6 +183,26 @@ impl<'a> Ctx<'a> {
                 .map(|p| p.exe.as_deref().map(globset::Candidate::new))
                 .collect(),
         };
+        ctx.name_hits = set.names.as_ref().map(|(globs, owner)| {
+            let mut found = Vec::new();
+            ctx.names
+                .iter()
+                .map(|slots| {
+                    let mut hits: Vec<(usize, u8)> = Vec::new();
+                    for (slot, (_, c)) in slots.iter().enumerate() {
+                        let Some(c) = c else { continue };
+                        globs.matches_candidate_into(c, &mut found);
+                        for &g in &found {
+                            let pred = owner[g];
+                            if !hits.iter().any(|(p, _)| *p == pred) {
+                                hits.push((pred, slot as u8));
+                            }
+                        }
+                    }
+                    hits
+                })
+                .collect()
+        });
         ctx.cmdline_hits = set
             .cmdlines
             .as_ref()
@@ -501,10 +526,16 @@ fn try_predicate(ctx: &Ctx, pi: usize, pred: &Predicate, detail: bool) -> Trial 
     let key = pred.key();
     let mut sockets = Vec::new();
     let (matched, seen): (bool, Box<dyn FnOnce() -> String + '_>) = match pred {
-        Predicate::Name(globs) => {
-            let hit = ctx.names[pi]
-                .iter()
-                .position(|(_, c)| c.as_ref().is_some_and(|c| globs.is_match_candidate(c)));
+        Predicate::Name { globs, index } => {
+            let hit = match &ctx.name_hits {
+                Some(hits) => hits[pi]
+                    .iter()
+                    .find(|(p, _)| p == index)
+                    .map(|(_, slot)| usize::from(*slot)),
+                None => ctx.names[pi]
+                    .iter()
+                    .position(|(_, c)| c.as_ref().is_some_and(|c| globs.is_match_candidate(c))),
+            };
             match hit {
                 Some(at) => {
                     let what = ctx.names[pi][at].0;

@@ -349,7 +349,10 @@ impl Ctx<'_> {
             RawMatch::Not(inner) => {
                 return Some(Match::Not(Box::new(self.matcher(inner, subject)?)))
             }
-            RawMatch::Name(pats) => Predicate::Name(self.globs(pats, true, false, at)?),
+            RawMatch::Name(pats) => Predicate::Name {
+                globs: self.globs(pats, true, false, at)?,
+                index: 0,
+            },
             RawMatch::Exe(pats) => Predicate::Exe(self.globs(pats, false, true, at)?),
             RawMatch::Interface(pats) => Predicate::Interface(self.globs(pats, true, false, at)?),
             RawMatch::Traffic(t) => {

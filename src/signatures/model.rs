@@ -163,7 +163,11 @@ impl Match {
 
 #[derive(Debug, Clone)]
 pub enum Predicate {
-    Name(GlobList),
+    /// `index` is its place among the set's name predicates ([`SignatureSet::names`]).
+    Name {
+        globs: GlobList,
+        index: usize,
+    },
     Exe(GlobList),
     /// `index` is its place in [`SignatureSet::cmdlines`], which tries every command-line
     /// regex of the set in one pass.
@@ -202,7 +206,7 @@ impl Predicate {
     /// The key this predicate is written with in TOML.
     pub fn key(&self) -> &'static str {
         match self {
-            Predicate::Name(_) => "name",
+            Predicate::Name { .. } => "name",
             Predicate::Exe(_) => "exe",
             Predicate::Cmdline { .. } => "cmdline",
             Predicate::Sha256(_) => "sha256",
@@ -290,6 +294,11 @@ pub struct SignatureSet {
     pub signatures: Vec<Signature>,
     /// SHA-256 over the sources it was loaded from (names and contents): the set's version.
     pub digest: String,
+    /// Every `name` glob of the set in one set, for one pass per process name, and which
+    /// name predicate each glob belongs to.
+    pub names: Option<(globset::GlobSet, Vec<usize>)>,
+    /// How many name predicates the set has.
+    pub name_predicates: usize,
     /// Every `cmdline` regex of the set, for one pass per process; predicate `index` is the
     /// regex's place here.
     pub cmdlines: Option<regex::RegexSet>,
@@ -306,14 +315,43 @@ impl SignatureSet {
         sources: &[(String, String)],
     ) -> SignatureSet {
         let mut patterns = Vec::new();
+        let mut names = globset::GlobSetBuilder::new();
+        let mut name_owner = Vec::new();
+        let mut name_predicates = 0;
+        let mut names_ok = true;
         for s in &mut signatures {
-            s.matcher.visit_mut(&mut |p| {
-                if let Predicate::Cmdline { re, index } = p {
+            s.matcher.visit_mut(&mut |p| match p {
+                Predicate::Cmdline { re, index } => {
                     *index = patterns.len();
                     patterns.push(re.as_str().to_string());
                 }
+                Predicate::Name { globs, index } => {
+                    *index = name_predicates;
+                    for pat in &globs.patterns {
+                        // The same options the predicate's own list was compiled with.
+                        match globset::GlobBuilder::new(pat)
+                            .case_insensitive(true)
+                            .literal_separator(false)
+                            .build()
+                        {
+                            Ok(g) => {
+                                names.add(g);
+                                name_owner.push(name_predicates);
+                            }
+                            Err(_) => names_ok = false,
+                        }
+                    }
+                    name_predicates += 1;
+                }
+                _ => {}
             });
         }
+        // Should the combined set not build, detection tries each list on its own.
+        let names = names
+            .build()
+            .ok()
+            .filter(|_| names_ok)
+            .map(|set| (set, name_owner));
         // Each pattern compiled alone within the per-regex limit; together they may need more.
         // Should the set still not build, detection tries the regexes one by one.
         let cmdlines = regex::RegexSetBuilder::new(&patterns)
@@ -343,6 +381,8 @@ impl SignatureSet {
         }
         SignatureSet {
             signatures,
+            names,
+            name_predicates,
             cmdlines,
             digest,
             needs_exe_hash,

@@ -223,7 +223,7 @@ fn globs_follow_the_documented_rules() {
     let Match::Any(items) = &set.signatures[0].matcher else {
         panic!("any")
     };
-    let (Match::Pred(Predicate::Name(name)), Match::Pred(Predicate::Exe(exe))) =
+    let (Match::Pred(Predicate::Name { globs: name, .. }), Match::Pred(Predicate::Exe(exe))) =
         (&items[0], &items[1])
     else {
         panic!("preds")
