@@ -72,6 +72,39 @@ pub fn clean(s: &str) -> String {
     aupwatch::report::printable(s)
 }
 
+/// Lays out rows under headers, each column padded to its widest cell (the last one
+/// unpadded), two spaces apart. Returns the header line, the row lines and the widths.
+fn columns<const N: usize>(
+    headers: &[&str; N],
+    rows: &[[String; N]],
+) -> (String, Vec<String>, [usize; N]) {
+    let mut widths = headers.map(|h| h.chars().count());
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: &[String; N]| {
+        let mut out = String::new();
+        for (i, cell) in cells.iter().enumerate() {
+            if i > 0 {
+                out.push_str("  ");
+            }
+            if i + 1 == N {
+                out.push_str(cell);
+            } else {
+                out.push_str(&format!("{cell:<w$}", w = widths[i]));
+            }
+        }
+        out
+    };
+    (
+        line(&headers.map(String::from)),
+        rows.iter().map(line).collect(),
+        widths,
+    )
+}
+
 struct Style {
     color: bool,
 }
@@ -151,30 +184,16 @@ pub fn table(r: &ScanReport) -> Result<()> {
             "USER",
             "PROCESS",
         ];
-        let mut widths = headers.map(str::len);
-        for row in &rows {
-            for (w, cell) in widths.iter_mut().zip(row) {
-                *w = (*w).max(cell.chars().count());
-            }
-        }
-        let line = |cells: &[String; 6], sev: Option<Severity>| {
-            let mut s = match sev {
-                Some(sev) => style.severity(sev, widths[0]),
-                None => format!("{:<w$}", cells[0], w = widths[0]),
-            };
-            for (i, cell) in cells.iter().enumerate().skip(1) {
-                s.push_str("  ");
-                if i == 5 {
-                    s.push_str(cell);
-                } else {
-                    s.push_str(&format!("{cell:<w$}", w = widths[i]));
-                }
-            }
-            s
-        };
-        writeln!(out, "{}", line(&headers.map(String::from), None))?;
-        for (f, row) in r.findings.iter().zip(&rows) {
-            writeln!(out, "{}", line(row, Some(f.severity)))?;
+        let (head, lines, widths) = columns(&headers, &rows);
+        writeln!(out, "{head}")?;
+        for (f, line) in r.findings.iter().zip(&lines) {
+            // The severity cell, coloured on a terminal, then the rest of the line as laid out.
+            writeln!(
+                out,
+                "{}{}",
+                style.severity(f.severity, widths[0]),
+                &line[widths[0]..]
+            )?;
             for e in &f.evidence {
                 writeln!(
                     out,
@@ -578,29 +597,10 @@ pub fn status(doc: &serde_json::Value) -> Result<()> {
             "PID",
             "PROCESS",
         ];
-        let mut w = headers.map(str::len);
-        for row in &rows {
-            for (wi, c) in w.iter_mut().zip(row) {
-                *wi = (*wi).max(c.chars().count());
-            }
-        }
-        let line = |cells: &[String]| {
-            cells
-                .iter()
-                .enumerate()
-                .map(|(i, c)| {
-                    if i + 1 == cells.len() {
-                        c.clone()
-                    } else {
-                        format!("{c:<w$}", w = w[i])
-                    }
-                })
-                .collect::<Vec<_>>()
-                .join("  ")
-        };
-        writeln!(out, "{}", style.dim(&line(&headers.map(String::from))))?;
-        for (t, row) in findings.iter().zip(&rows) {
-            writeln!(out, "{}", line(row))?;
+        let (head, lines, _) = columns(&headers, &rows);
+        writeln!(out, "{}", style.dim(&head))?;
+        for (t, line) in findings.iter().zip(&lines) {
+            writeln!(out, "{line}")?;
             if !t["excepted"].is_null() {
                 let x = &t["excepted"];
                 let ticket = if x["ticket"].is_null() {
