@@ -16,11 +16,12 @@ use crate::report::syslog::Syslog;
 use crate::report::{log, Level};
 use crate::signatures::{self, SignatureSet};
 use crate::tracker::{Event, Tracked, Tracker};
+use crate::usage::{ms, now_unix_ms, Cost, Usage};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
@@ -193,7 +194,7 @@ impl Agent {
             status,
             server: Some(server),
             started: Instant::now(),
-            started_unix_ms: now_ms(),
+            started_unix_ms: now_unix_ms(),
             scans: 0,
             last_scan: None,
             last_reload: None,
@@ -339,7 +340,7 @@ impl Agent {
                     }
                 }
                 ReloadInfo {
-                    at_unix_ms: now_ms(),
+                    at_unix_ms: now_unix_ms(),
                     trigger,
                     ok: true,
                     error: None,
@@ -358,7 +359,7 @@ impl Agent {
                     log(Level::Error, line.trim());
                 }
                 ReloadInfo {
-                    at_unix_ms: now_ms(),
+                    at_unix_ms: now_unix_ms(),
                     trigger,
                     ok: false,
                     error: Some(e.to_string()),
@@ -431,7 +432,8 @@ impl Agent {
         for e in &events {
             self.emit(e);
         }
-        let (duration_ms, cpu_ms) = cost.stop();
+        let spent = cost.stop();
+        let (duration_ms, cpu_ms) = (ms(spent.wall), ms(spent.cpu()));
         let namespaces: std::collections::BTreeSet<u64> =
             snap.processes.iter().map(|p| p.netns).collect();
         self.scans += 1;
@@ -496,7 +498,7 @@ impl Agent {
     }
 
     fn status_doc(&self) -> StatusDoc<'_> {
-        let (user_ms, sys_ms, max_rss_kib) = self_usage();
+        let own = Usage::own();
         let active: Vec<&Tracked> = self
             .tracker
             .as_ref()
@@ -526,8 +528,8 @@ impl Agent {
                 uptime_secs: self.started.elapsed().as_secs(),
                 config: self.cfg.path.as_ref().map(|p| p.display().to_string()),
                 interval_secs: self.cfg.interval.as_secs(),
-                cpu_ms: user_ms + sys_ms,
-                max_rss_kib,
+                cpu_ms: ms(own.cpu()),
+                max_rss_kib: own.max_rss_kib,
                 history: self.history.size(),
             },
             last_scan: self.last_scan.clone(),
@@ -622,53 +624,4 @@ struct SinkInfo {
     sent: u64,
     errors: u64,
     last_error: Option<String>,
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
-
-/// The agent's own CPU time (ms) and peak RSS (KiB), by getrusage.
-fn self_usage() -> (f64, f64, u64) {
-    use nix::sys::resource::{getrusage, UsageWho};
-    match getrusage(UsageWho::RUSAGE_SELF) {
-        Ok(u) => {
-            let ms = |t: nix::sys::time::TimeVal| {
-                t.tv_sec() as f64 * 1000.0 + t.tv_usec() as f64 / 1000.0
-            };
-            (
-                ms(u.user_time()),
-                ms(u.system_time()),
-                u.max_rss().max(0) as u64,
-            )
-        }
-        Err(_) => (0.0, 0.0, 0),
-    }
-}
-
-/// Wall and CPU time of one scan.
-struct Cost {
-    wall: Instant,
-    cpu_ms: f64,
-}
-
-impl Cost {
-    fn start() -> Cost {
-        let (u, s, _) = self_usage();
-        Cost {
-            wall: Instant::now(),
-            cpu_ms: u + s,
-        }
-    }
-
-    fn stop(&self) -> (f64, f64) {
-        let (u, s, _) = self_usage();
-        (
-            self.wall.elapsed().as_secs_f64() * 1000.0,
-            u + s - self.cpu_ms,
-        )
-    }
 }

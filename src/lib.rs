@@ -10,3 +10,4 @@ pub mod inventory;
 pub mod report;
 pub mod signatures;
 pub mod tracker;
+pub mod usage;

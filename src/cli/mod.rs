@@ -212,10 +212,7 @@ pub fn run() -> Result<u8> {
                         set.version(),
                         cfg.exceptions.len()
                     );
-                    let now = std::time::SystemTime::now()
-                        .duration_since(std::time::UNIX_EPOCH)
-                        .map(|d| d.as_millis() as u64)
-                        .unwrap_or(0);
+                    let now = aupwatch::usage::now_unix_ms();
                     for ex in &cfg.exceptions {
                         if ex.expires_unix_ms.is_some_and(|e| e <= now) {
                             eprintln!(
@@ -305,7 +302,7 @@ fn scan(args: ScanArgs) -> Result<u8> {
     }
     let mut last = None;
     for i in 1..=args.iterations {
-        let cost = Cost::start();
+        let cost = aupwatch::usage::Cost::start();
         let snap = inv.take()?;
         history.observe(&snap);
         let findings = if args.explain.is_none() {
@@ -317,7 +314,7 @@ fn scan(args: ScanArgs) -> Result<u8> {
             eprintln!(
                 "iteration {i}/{}: {} processes={} sockets={}",
                 args.iterations,
-                cost.stop(),
+                spent_line(&cost.stop()),
                 snap.processes.len(),
                 snap.sockets.len()
             );
@@ -351,50 +348,14 @@ fn scan(args: ScanArgs) -> Result<u8> {
     })
 }
 
-/// Wall and CPU time of one piece of work, by the OS's own accounting (getrusage).
-struct Cost {
-    wall: std::time::Instant,
-    user: Duration,
-    sys: Duration,
-}
-
-impl Cost {
-    fn start() -> Cost {
-        let (user, sys) = rusage();
-        Cost {
-            wall: std::time::Instant::now(),
-            user,
-            sys,
-        }
-    }
-
-    fn stop(&self) -> String {
-        let wall = self.wall.elapsed();
-        let (user, sys) = rusage();
-        let user = user.saturating_sub(self.user);
-        let sys = sys.saturating_sub(self.sys);
-        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
-        format!(
-            "wall_ms={:.3} cpu_ms={:.3} user_ms={:.3} sys_ms={:.3}",
-            ms(wall),
-            ms(user + sys),
-            ms(user),
-            ms(sys)
-        )
-    }
-}
-
-fn rusage() -> (Duration, Duration) {
-    use nix::sys::resource::{getrusage, UsageWho};
-    match getrusage(UsageWho::RUSAGE_SELF) {
-        Ok(u) => {
-            let d = |t: nix::sys::time::TimeVal| {
-                Duration::from_secs(t.tv_sec().max(0) as u64)
-                    + Duration::from_micros(t.tv_usec().max(0) as u64)
-            };
-            (d(u.user_time()), d(u.system_time()))
-        }
-        // getrusage(RUSAGE_SELF) cannot fail with valid arguments; report zero if it does.
-        Err(_) => (Duration::ZERO, Duration::ZERO),
-    }
+/// One scan's cost as `scan --iterations` prints it (bench/run parses this line).
+fn spent_line(s: &aupwatch::usage::Spent) -> String {
+    use aupwatch::usage::ms;
+    format!(
+        "wall_ms={:.3} cpu_ms={:.3} user_ms={:.3} sys_ms={:.3}",
+        ms(s.wall),
+        ms(s.cpu()),
+        ms(s.user),
+        ms(s.sys)
+    )
 }

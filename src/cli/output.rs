@@ -385,19 +385,12 @@ fn age(ms: u64, now_ms: u64) -> String {
     }
 }
 
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
-
 /// The agent's status, readable at a glance.
 pub fn status(doc: &serde_json::Value) -> Result<()> {
     use serde_json::Value;
     let style = Style::stdout();
     let mut out = std::io::stdout().lock();
-    let now = now_ms();
+    let now = aupwatch::usage::now_unix_ms();
     let s = |v: &Value| {
         clean(&match v {
             Value::String(s) => s.clone(),

@@ -56,7 +56,6 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Where to read from and what to compute.
 #[derive(Debug, Clone)]
@@ -282,10 +281,7 @@ impl Inventory {
     pub fn take(&mut self) -> Result<Snapshot, InventoryError> {
         let cold = self.scan == 0;
         self.scan += 1;
-        let taken_at_unix_ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_millis() as u64)
-            .unwrap_or(0);
+        let taken_at_unix_ms = crate::usage::now_unix_ms();
         let root = self.opts.proc_root.clone();
         let uptime_secs = read_uptime(&root)?;
         self.users.refresh(&self.opts.passwd);
