@@ -64,13 +64,17 @@ pub enum DirError {
 /// The packs compiled into the binary: `(file name, contents)`.
 pub const BUNDLED: &[(&str, &str)] = include!(concat!(env!("OUT_DIR"), "/bundled.rs"));
 
-/// Loads the packs compiled into the binary.
-pub fn load_bundled() -> Result<SignatureSet, LoadErrors> {
-    let sources: Vec<(String, String)> = BUNDLED
+/// The bundled packs as `(name, text)` sources, named `<bundled>/FILE.toml` in errors.
+fn bundled_sources() -> Vec<(String, String)> {
+    BUNDLED
         .iter()
         .map(|(name, text)| (format!("<bundled>/{name}"), (*text).to_string()))
-        .collect();
-    load_sources(&sources)
+        .collect()
+}
+
+/// Loads the packs compiled into the binary.
+pub fn load_bundled() -> Result<SignatureSet, LoadErrors> {
+    load_sources(&bundled_sources())
 }
 
 /// Loads every `*.toml` file directly in `dir`, in file-name order.
@@ -135,10 +139,7 @@ pub fn load_layered(
 ) -> Result<SignatureSet, DirError> {
     let shipped: Vec<(String, String)> = match shipped_dir {
         Some(d) => read_dir_sources(d)?,
-        None => BUNDLED
-            .iter()
-            .map(|(name, text)| (format!("<bundled>/{name}"), (*text).to_string()))
-            .collect(),
+        None => bundled_sources(),
     };
     let local = match local_dir {
         Some(d) if d.is_dir() => match read_dir_sources(d) {
