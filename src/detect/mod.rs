@@ -380,8 +380,10 @@ fn process_findings(ctx: &Ctx, sig: &Signature) -> Vec<Finding> {
 fn interface_findings(ctx: &Ctx, sig: &Signature) -> Vec<Finding> {
     let mut out = Vec::new();
     for iface in &ctx.snap.interfaces {
-        let mut evidence = Vec::new();
-        if eval_interface(ctx, &sig.matcher, iface, &mut evidence) {
+        let hit = combine(&sig.matcher, &mut None, &mut |pred, _| {
+            try_interface(ctx, iface, pred)
+        });
+        if let Some(hit) = hit {
             out.push(Finding {
                 signature: sig.id.clone(),
                 category: sig.category,
@@ -395,84 +397,81 @@ fn interface_findings(ctx: &Ctx, sig: &Signature) -> Vec<Finding> {
                 }),
                 related_pids: Vec::new(),
                 sockets: Vec::new(),
-                evidence,
+                evidence: hit.evidence,
             });
         }
     }
     out
 }
 
-fn eval_interface(
-    ctx: &Ctx,
-    m: &Match,
-    iface: &crate::inventory::Interface,
-    evidence: &mut Vec<Evidence>,
-) -> bool {
-    match m {
-        Match::All(v) => v.iter().all(|m| eval_interface(ctx, m, iface, evidence)),
-        Match::Any(v) => {
-            // Every alternative is tried, so each one that holds adds its evidence.
-            let mut any = false;
-            for m in v {
-                any |= eval_interface(ctx, m, iface, evidence);
-            }
-            any
-        }
-        Match::Not(inner) => !eval_interface(ctx, inner, iface, &mut Vec::new()),
-        Match::Pred(Predicate::Interface(globs)) => {
-            let hit = globs.is_match(&iface.name);
-            if hit {
-                evidence.push(Evidence {
-                    predicate: "interface".into(),
-                    value: format!("name {:?}", iface.name),
-                });
-            }
-            hit
-        }
-        Match::Pred(Predicate::Traffic {
+/// Tries one interface predicate (compilation keeps process predicates out of interface
+/// signatures).
+fn try_interface(ctx: &Ctx, iface: &crate::inventory::Interface, pred: &Predicate) -> Trial {
+    let (matched, seen) = match pred {
+        Predicate::Interface(globs) => (
+            globs.is_match(&iface.name),
+            format!("name {:?}", iface.name),
+        ),
+        Predicate::Traffic {
             min_pps,
             max_avg_packet_bytes,
             for_secs,
-        }) => {
-            let Some(w) = ctx.history.tx_window(
+        } => {
+            match ctx.history.tx_window(
                 iface.netns,
                 &iface.name,
                 ctx.snap.uptime_secs,
                 *for_secs as f64,
-            ) else {
-                return false;
-            };
-            let covered = *for_secs == 0 || w.covered_secs + 0.5 >= *for_secs as f64;
-            let avg = w.avg_packet_bytes().unwrap_or(0.0);
-            let hit = covered && w.packets_per_sec >= *min_pps && avg < *max_avg_packet_bytes;
-            if hit {
-                evidence.push(Evidence {
-                    predicate: "traffic".into(),
-                    value: format!(
-                        "sent {:.0} packets/s at {:.0} kbit/s ({:.0} bytes/packet on average) over {}",
-                        w.packets_per_sec,
-                        w.bytes_per_sec * 8.0 / 1000.0,
-                        avg,
-                        human_secs(w.covered_secs)
-                    ),
-                });
+            ) {
+                None => (false, "no traffic rate yet (one sample)".into()),
+                Some(w) => {
+                    let covered = *for_secs == 0 || w.covered_secs + 0.5 >= *for_secs as f64;
+                    let avg = w.avg_packet_bytes().unwrap_or(0.0);
+                    (
+                        covered && w.packets_per_sec >= *min_pps && avg < *max_avg_packet_bytes,
+                        format!(
+                            "sent {:.0} packets/s at {:.0} kbit/s ({:.0} bytes/packet on average) over {}",
+                            w.packets_per_sec,
+                            w.bytes_per_sec * 8.0 / 1000.0,
+                            avg,
+                            human_secs(w.covered_secs)
+                        ),
+                    )
+                }
             }
-            hit
         }
-        // Compilation rejects process predicates in interface signatures.
-        Match::Pred(_) => false,
+        _ => (false, "not an interface predicate".into()),
+    };
+    Trial {
+        predicate: pred.key(),
+        matched,
+        seen,
+        sockets: Vec::new(),
     }
 }
 
-/// Evaluates `m` on `p`; `Some` with evidence when it matches. With `trace`, records every
-/// predicate tried (and tries them all, for `--explain`).
+/// Evaluates `m` on process `pi`; `Some` with evidence when it matches. With `trace`,
+/// records every predicate tried (and tries them all, for `--explain`).
 fn eval(ctx: &Ctx, pi: usize, m: &Match, trace: &mut Option<&mut Vec<Trial>>) -> Option<Hit> {
+    combine(m, trace, &mut |pred, detail| {
+        try_predicate(ctx, pi, pred, detail)
+    })
+}
+
+/// The all / any / not walk shared by every subject: `try_pred(predicate, detail)` tries one
+/// predicate; a failed `all` leaves no evidence behind, `any` keeps the evidence of every
+/// alternative that held.
+fn combine(
+    m: &Match,
+    trace: &mut Option<&mut Vec<Trial>>,
+    try_pred: &mut impl FnMut(&Predicate, bool) -> Trial,
+) -> Option<Hit> {
     match m {
         Match::All(items) => {
             let mut hit = Hit::default();
             let mut ok = true;
             for item in items {
-                match eval(ctx, pi, item, trace) {
+                match combine(item, trace, try_pred) {
                     Some(h) => hit.absorb(h),
                     None => {
                         ok = false;
@@ -487,18 +486,18 @@ fn eval(ctx: &Ctx, pi: usize, m: &Match, trace: &mut Option<&mut Vec<Trial>>) ->
         Match::Any(items) => {
             let mut hit: Option<Hit> = None;
             for item in items {
-                if let Some(h) = eval(ctx, pi, item, trace) {
+                if let Some(h) = combine(item, trace, try_pred) {
                     hit.get_or_insert_with(Hit::default).absorb(h);
                 }
             }
             hit
         }
-        Match::Not(inner) => match eval(ctx, pi, inner, trace) {
+        Match::Not(inner) => match combine(inner, trace, try_pred) {
             Some(_) => None,
             None => Some(Hit::default()),
         },
         Match::Pred(pred) => {
-            let trial = try_predicate(ctx, pi, pred, trace.is_some());
+            let trial = try_pred(pred, trace.is_some());
             let hit = trial.matched.then(|| Hit {
                 evidence: vec![Evidence {
                     predicate: trial.predicate.to_string(),

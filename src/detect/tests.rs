@@ -548,3 +548,28 @@ fn traffic_rule_needs_small_packets_above_the_floor() {
     // without two samples there is no rate, so nothing is claimed
     assert!(run(&snap, &History::default(), &s).is_empty());
 }
+
+#[test]
+fn a_failed_all_leaves_no_evidence_behind() {
+    // the first alternative's name test holds but its traffic test cannot (no history):
+    // only the second alternative's evidence may show
+    let s = set("[[signature]]\nid = \"vpn.wg\"\ncategory = \"vpn\"\nseverity = \"high\"\ndescription = \"d\"\naup = \"a\"\nsubject = \"interface\"\nmatch = { any = [ { all = [ { interface = [\"wg*\"] }, { traffic = { min_pps = 1, max_avg_packet_bytes = 9999 } } ] }, { interface = [\"wg0\"] } ] }\n");
+    let mut snap = snapshot(vec![], vec![]);
+    snap.interfaces = vec![Interface {
+        netns: NS,
+        name: "wg0".into(),
+        rx_bytes: 0,
+        rx_packets: 0,
+        tx_bytes: 0,
+        tx_packets: 0,
+    }];
+    let f = run(&snap, &History::default(), &s);
+    assert_eq!(f.len(), 1);
+    assert_eq!(
+        f[0].evidence,
+        vec![Evidence {
+            predicate: "interface".into(),
+            value: "name \"wg0\"".into()
+        }]
+    );
+}
