@@ -173,11 +173,7 @@ impl Agent {
     ) -> Result<Agent, DaemonError> {
         let status: Shared = Arc::new(Mutex::new("{}".to_string()));
         let server = StatusServer::start(&cfg.status.socket, &cfg.status.group, status.clone())?;
-        let inventory = Inventory::new(inventory::Options {
-            proc_root: launch.proc_root.clone(),
-            hash_exes: set.needs_exe_hash,
-            ..inventory::Options::default()
-        });
+        let inventory = inventory_for(&launch, &set);
         let mut agent = Agent {
             history: History::new(history_secs(&set, &cfg)),
             launch,
@@ -319,12 +315,12 @@ impl Agent {
                         set.version()
                     ),
                 );
-                self.history = History::new(history_secs(&set, &cfg));
-                self.inventory = Inventory::new(inventory::Options {
-                    proc_root: self.launch.proc_root.clone(),
-                    hash_exes: set.needs_exe_hash,
-                    ..inventory::Options::default()
-                });
+                // CPU history and the inventory's cache outlive a reload: only the window may
+                // change, and only switching executable hashing needs a new inventory.
+                self.history.set_keep_secs(history_secs(&set, &cfg));
+                if self.inventory.options().hash_exes != set.needs_exe_hash {
+                    self.inventory = inventory_for(&self.launch, &set);
+                }
                 self.cfg = cfg;
                 self.set = set;
                 self.configure_reporters();
@@ -568,6 +564,15 @@ impl Agent {
             },
         }
     }
+}
+
+/// The inventory the agent keeps: hashing executables only when a signature needs it.
+fn inventory_for(launch: &Launch, set: &SignatureSet) -> Inventory {
+    Inventory::new(inventory::Options {
+        proc_root: launch.proc_root.clone(),
+        hash_exes: set.needs_exe_hash,
+        ..inventory::Options::default()
+    })
 }
 
 /// Keep CPU history for the longest signature window, and at least a few intervals.

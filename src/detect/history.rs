@@ -75,6 +75,12 @@ impl History {
         }
     }
 
+    /// Changes how much history is kept (a reloaded signature set may ask for another window);
+    /// the samples held stay, and the next `observe` trims to the new window.
+    pub fn set_keep_secs(&mut self, keep_secs: u64) {
+        self.keep_secs = keep_secs as f64;
+    }
+
     /// Number of processes and interfaces tracked and samples held: what memory grows with.
     pub fn size(&self) -> (usize, usize) {
         (
@@ -246,6 +252,28 @@ mod tests {
         // the last 10 s only
         let w = h.cpu_window(&p, 20.0, 10.0).expect("one interval");
         assert_eq!((w.intervals, w.min_percent), (1, 50.0));
+    }
+
+    #[test]
+    fn a_new_window_keeps_the_samples_and_trims_on_the_next_scan() {
+        let mut h = History::new(600);
+        for i in 0..20u64 {
+            h.observe(&snap(i as f64 * 15.0, &[(1, i * 1500)]));
+        }
+        assert_eq!(h.size(), (1, 20));
+        h.set_keep_secs(60);
+        assert_eq!(h.size(), (1, 20), "nothing is lost by the change itself");
+        let p = Process {
+            pid: 1,
+            start_ticks: 1,
+            ..Process::default()
+        };
+        assert!(h
+            .cpu_window(&p, 285.0, 285.0)
+            .is_some_and(|w| w.covered_secs == 285.0));
+        h.observe(&snap(300.0, &[(1, 30_000)]));
+        // 60 s at 15 s intervals: 4 intervals and the one sample at the window's start
+        assert_eq!(h.size(), (1, 5));
     }
 
     #[test]
