@@ -3,7 +3,7 @@
 //! dropped, so are processes that exited and interfaces that went away, and no process or
 //! interface keeps more than [`MAX_SAMPLES`].
 
-use crate::inventory::{cpu_percent, Process, Snapshot};
+use crate::inventory::{cpu_percent_of_ticks, Process, Snapshot};
 use std::collections::{HashMap, VecDeque};
 
 /// Hard cap on samples per process, whatever the window and interval.
@@ -200,15 +200,11 @@ fn trim<T>(samples: &mut VecDeque<T>, at: impl Fn(&T) -> f64, start: f64) {
 }
 
 fn pct_between(a: &Sample, b: &Sample, tps: u64) -> Option<f64> {
-    let pa = Process {
-        cpu_ticks: a.cpu_ticks,
-        ..Process::default()
-    };
-    let pb = Process {
-        cpu_ticks: b.cpu_ticks,
-        ..Process::default()
-    };
-    cpu_percent(&pa, &pb, b.uptime_secs - a.uptime_secs, tps)
+    cpu_percent_of_ticks(
+        b.cpu_ticks.saturating_sub(a.cpu_ticks),
+        b.uptime_secs - a.uptime_secs,
+        tps,
+    )
 }
 
 #[cfg(test)]

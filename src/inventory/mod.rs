@@ -46,7 +46,7 @@ mod rates;
 pub use model::{
     Gap, Interface, NetnsSource, Process, Protocol, Snapshot, Socket, SocketSource, SocketState,
 };
-pub use rates::{cpu_percent, InterfaceRate};
+pub use rates::{cpu_percent, cpu_percent_of_ticks, InterfaceRate};
 
 use nix::errno::Errno;
 use nix::fcntl::OFlag;

@@ -10,11 +10,20 @@ pub fn cpu_percent(
     elapsed_secs: f64,
     ticks_per_second: u64,
 ) -> Option<f64> {
-    if prev.pid != cur.pid || prev.start_ticks != cur.start_ticks || elapsed_secs <= 0.0 {
+    if prev.pid != cur.pid || prev.start_ticks != cur.start_ticks {
         return None;
     }
-    let ticks = cur.cpu_ticks.saturating_sub(prev.cpu_ticks) as f64;
-    Some(ticks / ticks_per_second.max(1) as f64 / elapsed_secs * 100.0)
+    cpu_percent_of_ticks(
+        cur.cpu_ticks.saturating_sub(prev.cpu_ticks),
+        elapsed_secs,
+        ticks_per_second,
+    )
+}
+
+/// `ticks` of CPU time over `elapsed_secs`, in percent of one core; `None` when no time passed.
+pub fn cpu_percent_of_ticks(ticks: u64, elapsed_secs: f64, ticks_per_second: u64) -> Option<f64> {
+    (elapsed_secs > 0.0)
+        .then(|| ticks as f64 / ticks_per_second.max(1) as f64 / elapsed_secs * 100.0)
 }
 
 /// Bytes and packets per second of one interface between two snapshots.
