@@ -428,9 +428,8 @@ fn reload_rejects_a_broken_set_and_picks_up_a_fixed_one() {
 /// Started as `aupwatch agent --config agent.toml` (a relative path, as an operator trying it
 /// by hand would), a change to the config file must still reload it.
 ///
-/// Fails today: `daemon.rs` `Agent::watch` watches `cfg_file.parent()`, which is `""` for a
-/// bare file name; `"".is_dir()` is false, so the directory is dropped from the watch list and
-/// config edits are ignored until SIGHUP. (`./agent.toml` and absolute paths work.)
+/// Guards a fixed bug: for a bare file name the watched directory was `""`, so config
+/// edits were ignored until SIGHUP (the daemon now makes the path absolute).
 #[test]
 fn config_change_reloads_when_the_config_path_is_relative() {
     const T: &str = "config_change_reloads_when_the_config_path_is_relative";
@@ -794,8 +793,7 @@ fn event_log_records_new_then_resolved() {
 /// `reporting.<sink>.sent` counts what each sink delivered: the syslog socket's datagrams and
 /// the event log's lines.
 ///
-/// Fails today: `daemon.rs` `Agent::status_doc` fills the event log's `SinkInfo` with a
-/// literal `sent: 0`, so the status always says the event log delivered nothing.
+/// Guards a fixed bug: the event log's `sent` was a literal 0.
 #[test]
 fn status_counts_what_each_sink_delivered() {
     const T: &str = "status_counts_what_each_sink_delivered";
@@ -846,11 +844,8 @@ fn status_counts_what_each_sink_delivered() {
 /// Health tells the present: a sink that failed (no syslog listening yet, an event log that
 /// cannot be opened) makes the agent `degraded`; once both deliver again it is `ok` again.
 ///
-/// Fails today: the agent stays `degraded` for good after one failure. `report/syslog.rs`
-/// `Syslog::send` never clears `last_error` on a later success, `daemon.rs` `Agent::emit`
-/// never clears `eventlog_last_error`, and `Agent::status_doc` derives health from those. A
-/// syslog daemon restarted once (or started after the agent at boot) leaves health
-/// `degraded` and `aupwatch_up` 0 forever.
+/// Guards a fixed bug: one failure left the agent `degraded` (and `aupwatch_up` 0) for good,
+/// because neither sink cleared its last error after a later success.
 #[test]
 fn health_recovers_when_failing_sinks_deliver_again() {
     const T: &str = "health_recovers_when_failing_sinks_deliver_again";
@@ -909,9 +904,8 @@ fn health_recovers_when_failing_sinks_deliver_again() {
 /// without spaces. One with a space must be refused by `config check` (naming the key) or be
 /// made valid in the header; it must not break every syslog line.
 ///
-/// Fails today: `config.rs` accepts any non-empty hostname and `report/syslog.rs` puts it in
-/// the header as is: `<27>1 2026-… aupwt host aupwatch 123 1 [aupwatch@32473 …]`, which a
-/// receiver parses as HOSTNAME `aupwt`, APP-NAME `host`, PROCID `aupwatch`, …
+/// Guards a fixed bug: any non-empty hostname went into the header as is, so one with a
+/// space shifted every later header field.
 #[test]
 fn syslog_header_stays_valid_whatever_the_configured_hostname() {
     const T: &str = "syslog_header_stays_valid_whatever_the_configured_hostname";
@@ -1199,10 +1193,8 @@ fn status_socket_group_is_0660_and_its_members_may_read() {
 /// `SupplementaryGroups=aupwatch` gives a monitoring service) is a member: the socket's mode
 /// lets it connect, and the agent must answer it.
 ///
-/// Fails today: `report/status.rs` `permitted()` knows only the peer's primary gid
-/// (SO_PEERCRED) and the member list in the group database, so a member by supplementary group
-/// that the database does not list gets "permission denied: uid 65534 is not root and not in
-/// group adm". The peer's supplementary groups are available with SO_PEERGROUPS.
+/// Guards a fixed bug: only the peer's primary gid and the group database's member list
+/// were checked (the peer's supplementary groups now come from its /proc status).
 #[test]
 fn status_socket_answers_a_member_by_supplementary_group() {
     const T: &str = "status_socket_answers_a_member_by_supplementary_group";
@@ -1322,10 +1314,8 @@ fn config_check_names_the_key_and_line_of_each_error() {
 
 /// An unknown key and a bad interval in one file: both are reported, each with key and line.
 ///
-/// Fails today: `config.rs` `parse()` deserializes with `deny_unknown_fields`, so serde stops
-/// at the unknown key and the value checks (interval and the rest) never run: only the
-/// unknown key is reported. The config's own contract is "every problem reported with its key
-/// and line", and `config check` is what an operator runs to find them all at once.
+/// Guards a fixed bug: serde stopped at the unknown key, so the value checks never ran and
+/// only one error was reported.
 #[test]
 fn config_check_reports_an_unknown_key_and_a_bad_interval_together() {
     let dir = tempfile::tempdir().expect("tempdir");
