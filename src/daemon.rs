@@ -175,7 +175,11 @@ impl Agent {
         let server = StatusServer::start(&cfg.status.socket, &cfg.status.group, status.clone())?;
         let inventory = inventory_for(&launch, &set);
         let mut agent = Agent {
-            history: History::new(history_secs(&set, &cfg)),
+            history: {
+                let mut h = History::new(history_secs(&set, &cfg));
+                h.set_keep_connections(set.needs_connection_history);
+                h
+            },
             launch,
             cfg,
             set,
@@ -318,7 +322,10 @@ impl Agent {
                 // CPU history and the inventory's cache outlive a reload: only the window may
                 // change, and only switching executable hashing needs a new inventory.
                 self.history.set_keep_secs(history_secs(&set, &cfg));
-                if self.inventory.options().hash_exes != set.needs_exe_hash {
+                self.history
+                    .set_keep_connections(set.needs_connection_history);
+                let opts = self.inventory.options();
+                if opts.hash_exes != set.needs_exe_hash || opts.exe_strings != set.exe_strings {
                     self.inventory = inventory_for(&self.launch, &set);
                 }
                 self.cfg = cfg;
@@ -566,11 +573,12 @@ impl Agent {
     }
 }
 
-/// The inventory the agent keeps: hashing executables only when a signature needs it.
+/// The inventory the agent keeps: reading executables only when a signature needs it.
 fn inventory_for(launch: &Launch, set: &SignatureSet) -> Inventory {
     Inventory::new(inventory::Options {
         proc_root: launch.proc_root.clone(),
         hash_exes: set.needs_exe_hash,
+        exe_strings: set.exe_strings.clone(),
         ..inventory::Options::default()
     })
 }

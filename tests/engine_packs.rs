@@ -415,6 +415,7 @@ fn vpn() {
         rx_packets: 0,
         tx_bytes: 0,
         tx_packets: 0,
+        multicast_groups: Vec::new(),
     });
     let f = run(&snap, &History::default(), packs());
     assert!(

@@ -291,9 +291,11 @@ fn scan(args: ScanArgs) -> Result<u8> {
     let mut inv = inventory::Inventory::new(inventory::Options {
         proc_root: args.proc_root.clone(),
         hash_exes: set.needs_exe_hash,
+        exe_strings: set.exe_strings.clone(),
         ..inventory::Options::default()
     });
     let mut history = History::new(set.longest_window_secs.max(args.sample.ceil() as u64));
+    history.set_keep_connections(set.needs_connection_history);
     let pause = Duration::from_secs_f64(args.sample);
     if args.sample > 0.0 {
         // A first inventory to sample CPU use against.

@@ -1,13 +1,43 @@
-//! What detection remembers between scans: per-process CPU samples and per-interface sent
-//! counters. Bounded: samples older than the longest window any signature asks for are
-//! dropped, so are processes that exited and interfaces that went away, and no process or
-//! interface keeps more than [`MAX_SAMPLES`].
+//! What detection remembers between scans: per-process CPU samples, per-interface sent
+//! counters and, when a signature counts connections over a window, the connections each
+//! process was seen holding. Bounded: samples and connections older than the longest window
+//! any signature asks for are dropped, so are processes that exited and interfaces that went
+//! away, and no process or interface keeps more than [`MAX_SAMPLES`] samples or
+//! [`MAX_CONNECTIONS`] connections.
 
-use crate::inventory::{cpu_percent_of_ticks, Process, Snapshot};
+use crate::inventory::{cpu_percent_of_ticks, Process, Protocol, Snapshot, SocketState};
 use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
 
 /// Hard cap on samples per process, whatever the window and interval.
 pub const MAX_SAMPLES: usize = 512;
+/// Hard cap on connections remembered per process (the oldest go first).
+pub const MAX_CONNECTIONS: usize = 4096;
+
+/// One connection a process held: protocol and both ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ConnKey {
+    pub protocol: Protocol,
+    pub local: SocketAddr,
+    pub remote: SocketAddr,
+}
+
+/// When a connection was last seen, and in which states (bit per [`SocketState`] as `u16`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SeenConn {
+    pub last_seen: f64,
+    states: u16,
+}
+
+impl SeenConn {
+    pub fn was(&self, state: SocketState) -> bool {
+        self.states & state_bit(state) != 0
+    }
+}
+
+fn state_bit(s: SocketState) -> u16 {
+    1 << (s as u16).min(15)
+}
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 struct Sample {
@@ -38,6 +68,9 @@ pub struct History {
     ticks_per_second: u64,
     cpu: HashMap<ProcessKey, VecDeque<Sample>>,
     tx: HashMap<InterfaceKey, VecDeque<TxSample>>,
+    /// Connections per process, only when `keep_connections`.
+    conns: HashMap<ProcessKey, HashMap<ConnKey, SeenConn>>,
+    keep_connections: bool,
 }
 
 /// Sent traffic of one interface over a window, from history.
@@ -64,6 +97,9 @@ pub struct CpuWindow {
     pub min_percent: f64,
     pub mean_percent: f64,
     pub intervals: usize,
+    /// Standard deviation of the per-interval CPU % over their mean: 0 for a perfectly
+    /// steady load. `None` with fewer than two intervals or a mean of 0.
+    pub variation: Option<f64>,
 }
 
 impl History {
@@ -81,13 +117,29 @@ impl History {
         self.keep_secs = keep_secs as f64;
     }
 
-    /// Number of processes and interfaces tracked and samples held: what memory grows with.
+    /// Whether connections are remembered (a signature counts them over a window). Turning
+    /// it off forgets them.
+    pub fn set_keep_connections(&mut self, keep: bool) {
+        self.keep_connections = keep;
+        if !keep {
+            self.conns = HashMap::new();
+        }
+    }
+
+    /// Number of processes and interfaces tracked and samples (and connections) held: what
+    /// memory grows with.
     pub fn size(&self) -> (usize, usize) {
         (
             self.cpu.len() + self.tx.len(),
             self.cpu.values().map(VecDeque::len).sum::<usize>()
-                + self.tx.values().map(VecDeque::len).sum::<usize>(),
+                + self.tx.values().map(VecDeque::len).sum::<usize>()
+                + self.conns.values().map(HashMap::len).sum::<usize>(),
         )
+    }
+
+    /// The connections `p` was seen holding (after the last `observe`), with when.
+    pub fn connections(&self, p: &Process) -> impl Iterator<Item = (&ConnKey, &SeenConn)> {
+        self.conns.get(&key(p)).into_iter().flat_map(|m| m.iter())
     }
 
     /// Records a snapshot. Forgets processes that are gone.
@@ -126,6 +178,74 @@ impl History {
             next_tx.insert(k, samples);
         }
         self.tx = next_tx;
+        if self.keep_connections {
+            self.observe_connections(snap);
+        }
+    }
+
+    fn observe_connections(&mut self, snap: &Snapshot) {
+        let now = snap.uptime_secs;
+        let start = now - self.keep_secs;
+        let start_of: HashMap<i32, u64> = snap
+            .processes
+            .iter()
+            .map(|p| (p.pid, p.start_ticks))
+            .collect();
+        let mut next: HashMap<ProcessKey, HashMap<ConnKey, SeenConn>> = HashMap::new();
+        for s in snap.sockets.iter().filter(|s| s.is_connected()) {
+            let Some(remote) = s.remote else { continue };
+            let k = ConnKey {
+                protocol: s.protocol,
+                local: s.local,
+                remote,
+            };
+            for pid in &s.owners {
+                let Some(&st) = start_of.get(pid) else {
+                    continue;
+                };
+                let pk = (*pid, st);
+                let conns = match next.entry(pk) {
+                    std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+                    std::collections::hash_map::Entry::Vacant(e) => {
+                        e.insert(self.conns.remove(&pk).unwrap_or_default())
+                    }
+                };
+                let seen = conns.entry(k).or_insert(SeenConn {
+                    last_seen: now,
+                    states: 0,
+                });
+                seen.last_seen = now;
+                seen.states |= state_bit(s.state);
+            }
+        }
+        // Processes without a connection now keep what they had, if they still live.
+        for (pk, conns) in self.conns.drain() {
+            if start_of.get(&pk.0) == Some(&pk.1) {
+                next.entry(pk).or_insert(conns);
+            }
+        }
+        for conns in next.values_mut() {
+            conns.retain(|_, c| c.last_seen >= start);
+            if conns.len() > MAX_CONNECTIONS {
+                let mut ages: Vec<f64> = conns.values().map(|c| c.last_seen).collect();
+                ages.sort_by(f64::total_cmp);
+                let cut = ages[ages.len() - MAX_CONNECTIONS];
+                conns.retain(|_, c| c.last_seen >= cut);
+                // Ties at the cut may leave a few over; drop arbitrary ones among them.
+                let over = conns.len().saturating_sub(MAX_CONNECTIONS);
+                let drop: Vec<ConnKey> = conns
+                    .iter()
+                    .filter(|(_, c)| c.last_seen == cut)
+                    .take(over)
+                    .map(|(k, _)| *k)
+                    .collect();
+                for k in drop {
+                    conns.remove(&k);
+                }
+            }
+        }
+        next.retain(|_, c| !c.is_empty());
+        self.conns = next;
     }
 
     /// Sent traffic of an interface over (up to) the last `window_secs`; with 0, the latest
@@ -173,10 +293,18 @@ impl History {
             return None;
         }
         let mut min = f64::INFINITY;
+        let mut pcts = Vec::with_capacity(window.len() - 1);
         for pair in window.windows(2) {
             let pct = pct_between(pair[0], pair[1], tps)?;
             min = min.min(pct);
+            pcts.push(pct);
         }
+        let n = pcts.len() as f64;
+        let avg = pcts.iter().sum::<f64>() / n;
+        let variation = (pcts.len() >= 2 && avg > 0.0).then(|| {
+            let var = pcts.iter().map(|x| (x - avg).powi(2)).sum::<f64>() / n;
+            var.sqrt() / avg
+        });
         let first = window[0];
         let last = window[window.len() - 1];
         Some(CpuWindow {
@@ -184,6 +312,7 @@ impl History {
             min_percent: min,
             mean_percent: pct_between(first, last, tps)?,
             intervals: window.len() - 1,
+            variation,
         })
     }
 }

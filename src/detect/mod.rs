@@ -11,9 +11,10 @@ pub use history::{
 
 use crate::inventory::{Process, Snapshot, Socket};
 use crate::signatures::{
-    BindFilter, Category, Match, Predicate, Severity, Signature, SignatureSet, SocketFilter,
-    Subject,
+    BindFilter, Category, Match, PeerCount, Predicate, Severity, Signature, SignatureSet,
+    SocketFilter, StateFilter, Subject,
 };
+use history::ConnKey;
 use serde::Serialize;
 use std::collections::{BTreeSet, HashMap};
 
@@ -440,6 +441,22 @@ fn try_interface(ctx: &Ctx, iface: &crate::inventory::Interface, pred: &Predicat
                 }
             }
         }
+        Predicate::MulticastGroups { min } => {
+            let joined: Vec<&std::net::IpAddr> = iface
+                .multicast_groups
+                .iter()
+                .filter(|g| !always_joined(g))
+                .collect();
+            (
+                joined.len() >= *min as usize,
+                if joined.is_empty() {
+                    "no multicast group beyond all-hosts and solicited-node".into()
+                } else {
+                    let shown: Vec<String> = joined.iter().map(|g| g.to_string()).collect();
+                    format!("joined {} group(s): {}", joined.len(), shown.join(", "))
+                },
+            )
+        }
         _ => (false, "not an interface predicate".into()),
     };
     Trial {
@@ -447,6 +464,20 @@ fn try_interface(ctx: &Ctx, iface: &crate::inventory::Interface, pred: &Predicat
         matched,
         seen,
         sockets: Vec::new(),
+    }
+}
+
+/// Groups the kernel joins on every interface: all-hosts (224.0.0.1, ff01::1, ff02::1) and
+/// IPv6 solicited-node groups (ff02::1:ff00:0/104).
+fn always_joined(g: &std::net::IpAddr) -> bool {
+    match g {
+        std::net::IpAddr::V4(v4) => *v4 == std::net::Ipv4Addr::new(224, 0, 0, 1),
+        std::net::IpAddr::V6(v6) => {
+            let s = v6.segments();
+            *v6 == std::net::Ipv6Addr::new(0xff01, 0, 0, 0, 0, 0, 0, 1)
+                || *v6 == std::net::Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1)
+                || (s[..5] == [0xff02, 0, 0, 0, 0] && s[5] == 1 && s[6] >> 8 == 0xff)
+        }
     }
 }
 
@@ -611,71 +642,216 @@ fn try_predicate(ctx: &Ctx, pi: usize, pred: &Predicate, detail: bool) -> Trial 
                 (true, Box::new(move || list_sockets(&found, false)))
             }
         }
-        Predicate::Remote { filter, min } => {
+        Predicate::Remote {
+            filter,
+            states,
+            min,
+            for_secs,
+        } => {
+            let fits_conn = |protocol, remote: std::net::SocketAddr| {
+                filter.protocol.allows(protocol) && filter.ports.contains(remote.port())
+            };
             let found: Vec<(usize, &Socket)> = ctx
                 .sockets(p.pid)
                 .filter(|(_, s)| {
                     s.is_connected()
-                        && filter.protocol.allows(s.protocol)
-                        && s.remote.is_some_and(|r| filter.ports.contains(r.port()))
+                        && states.allows(s.state)
+                        && s.remote.is_some_and(|r| fits_conn(s.protocol, r))
                 })
                 .collect();
             sockets = found.iter().map(|(i, _)| *i).collect();
-            let n = found.len();
-            (
-                n >= *min as usize,
-                Box::new(move || {
-                    if n == 0 {
-                        "no connection to those ports".into()
-                    } else {
-                        format!("{n} connection(s): {}", list_sockets(&found, true))
-                    }
-                }),
-            )
+            if *for_secs == 0 {
+                let n = found.len();
+                (
+                    n >= *min as usize,
+                    Box::new(move || {
+                        if n == 0 {
+                            "no connection to those ports".into()
+                        } else {
+                            format!("{n} connection(s): {}", list_sockets(&found, true))
+                        }
+                    }),
+                )
+            } else {
+                let seen = windowed(ctx, p, *for_secs, states, |k| {
+                    fits_conn(k.protocol, k.remote)
+                });
+                let n = seen.len();
+                let w = *for_secs as f64;
+                (
+                    n >= *min as usize,
+                    Box::new(move || {
+                        let shown: Vec<String> = seen
+                            .iter()
+                            .take(SHOWN_SOCKETS)
+                            .map(|k| format!("{} {} -> {}", k.protocol, k.local, k.remote))
+                            .collect();
+                        let more = if n > SHOWN_SOCKETS {
+                            format!(", +{} more", n - SHOWN_SOCKETS)
+                        } else {
+                            String::new()
+                        };
+                        format!(
+                            "{n} distinct connection(s) seen over the last {} [{}{more}]",
+                            human_secs(w),
+                            shown.join(", ")
+                        )
+                    }),
+                )
+            }
         }
         Predicate::Peers {
             min,
+            count,
             local_ports,
             remote_ports,
             protocol,
+            states,
+            for_secs,
         } => {
+            let fits_conn = |proto, local: std::net::SocketAddr, remote: std::net::SocketAddr| {
+                protocol.allows(proto)
+                    && local_ports.contains(local.port())
+                    && remote_ports.contains(remote.port())
+            };
             let found: Vec<(usize, &Socket)> = ctx
                 .sockets(p.pid)
                 .filter(|(_, s)| {
                     s.is_connected()
-                        && protocol.allows(s.protocol)
-                        && local_ports.contains(s.local.port())
-                        && s.remote.is_some_and(|r| remote_ports.contains(r.port()))
+                        && states.allows(s.state)
+                        && s.remote.is_some_and(|r| fits_conn(s.protocol, s.local, r))
                 })
                 .collect();
             sockets = found.iter().map(|(i, _)| *i).collect();
-            let peers: BTreeSet<std::net::IpAddr> = found
+            let remotes: Vec<std::net::SocketAddr> = if *for_secs == 0 {
+                found.iter().filter_map(|(_, s)| s.remote).collect()
+            } else {
+                windowed(ctx, p, *for_secs, states, |k| {
+                    fits_conn(k.protocol, k.local, k.remote)
+                })
                 .iter()
-                .filter_map(|(_, s)| s.remote.map(|r| r.ip()))
-                .collect();
-            let n = peers.len();
+                .map(|k| k.remote)
+                .collect()
+            };
+            let (n, shown, what) = match count {
+                PeerCount::Addresses => {
+                    let set: BTreeSet<std::net::IpAddr> = remotes.iter().map(|r| r.ip()).collect();
+                    let shown: Vec<String> = set
+                        .iter()
+                        .take(SHOWN_SOCKETS)
+                        .map(ToString::to_string)
+                        .collect();
+                    (set.len(), shown, "peer(s)")
+                }
+                PeerCount::Ports => {
+                    let set: BTreeSet<u16> = remotes.iter().map(|r| r.port()).collect();
+                    let shown: Vec<String> = set
+                        .iter()
+                        .take(SHOWN_SOCKETS)
+                        .map(ToString::to_string)
+                        .collect();
+                    (set.len(), shown, "remote port(s)")
+                }
+            };
+            let over = if *for_secs == 0 {
+                String::new()
+            } else {
+                format!(" over the last {}", human_secs(*for_secs as f64))
+            };
             (
                 n >= *min as usize,
                 Box::new(move || {
-                    let shown: Vec<String> = peers
-                        .iter()
-                        .take(SHOWN_SOCKETS)
-                        .map(|ip| ip.to_string())
-                        .collect();
                     let more = if n > SHOWN_SOCKETS {
                         format!(", +{} more", n - SHOWN_SOCKETS)
                     } else {
                         String::new()
                     };
-                    format!("{n} distinct peer(s) [{}{more}]", shown.join(", "))
+                    format!("{n} distinct {what}{over} [{}{more}]", shown.join(", "))
                 }),
             )
         }
         Predicate::Cpu {
             min_percent,
             for_secs,
-        } => cpu(ctx, p, *min_percent, *for_secs),
-        Predicate::Interface(_) | Predicate::Traffic { .. } => {
+            max_variation,
+        } => cpu(ctx, p, *min_percent, *for_secs, *max_variation),
+        Predicate::Policy(names) => {
+            let name = p.sched_policy_name();
+            (
+                names.iter().any(|n| n == name),
+                Box::new(move || format!("scheduling policy {name}")),
+            )
+        }
+        Predicate::Nice { min } => (p.nice >= *min, Box::new(move || format!("nice {}", p.nice))),
+        Predicate::ExeDeleted(want) => match p.exe.as_deref() {
+            Some(exe) => (
+                p.exe_deleted == *want,
+                Box::new(move || {
+                    if exe.starts_with("/memfd:") {
+                        format!("runs from a memfd {exe:?}")
+                    } else if p.exe_deleted {
+                        format!("executable {exe:?} was deleted")
+                    } else {
+                        format!("executable {exe:?} exists")
+                    }
+                }),
+            ),
+            None => (false, Box::new(|| "no executable".into())),
+        },
+        Predicate::ExeStrings { strings, min } => {
+            let found: Vec<&str> = strings
+                .iter()
+                .filter(|s| p.exe_strings.contains(s))
+                .map(String::as_str)
+                .collect();
+            let n = found.len();
+            (
+                n >= *min as usize,
+                Box::new(move || {
+                    if n == 0 {
+                        "none of the strings in the executable".into()
+                    } else {
+                        format!("executable contains {}", quoted(&found))
+                    }
+                }),
+            )
+        }
+        Predicate::CommMismatch(want) => {
+            let mismatch = comm_mismatch(p);
+            (
+                mismatch == *want,
+                Box::new(move || {
+                    format!(
+                        "comm {:?}, exe {:?}, argv[0] {:?}",
+                        p.comm,
+                        p.exe_basename().unwrap_or(""),
+                        p.argv0_basename().unwrap_or("")
+                    )
+                }),
+            )
+        }
+        Predicate::Multicast => {
+            let found: Vec<(usize, &Socket)> = ctx
+                .sockets(p.pid)
+                .filter(|(_, s)| {
+                    s.protocol == crate::inventory::Protocol::Udp
+                        && (s.local.ip().is_multicast()
+                            || s.remote.is_some_and(|r| r.ip().is_multicast()))
+                })
+                .collect();
+            sockets = found.iter().map(|(i, _)| *i).collect();
+            if found.is_empty() {
+                (false, Box::new(|| "no multicast socket".into()))
+            } else {
+                (
+                    true,
+                    Box::new(move || {
+                        format!("multicast socket(s): {}", list_sockets(&found, true))
+                    }),
+                )
+            }
+        }
+        Predicate::Interface(_) | Predicate::Traffic { .. } | Predicate::MulticastGroups { .. } => {
             (false, Box::new(|| "not a process predicate".into()))
         }
     };
@@ -711,6 +887,53 @@ fn fits(filter: &SocketFilter, s: &Socket) -> bool {
         }
 }
 
+/// The distinct connections of `p` seen over the last `for_secs` (history) in one of
+/// `states` that `fits`, sorted.
+fn windowed(
+    ctx: &Ctx,
+    p: &Process,
+    for_secs: u64,
+    states: &StateFilter,
+    fits: impl Fn(&ConnKey) -> bool,
+) -> Vec<ConnKey> {
+    let start = ctx.snap.uptime_secs - for_secs as f64;
+    let mut out: Vec<ConnKey> = ctx
+        .history
+        .connections(p)
+        .filter(|(k, c)| {
+            c.last_seen >= start
+                && (states.0.is_empty() || states.0.iter().any(|&s| c.was(s)))
+                && fits(k)
+        })
+        .map(|(k, _)| *k)
+        .collect();
+    out.sort_by_key(|k| (k.remote, k.local));
+    out
+}
+
+/// `comm` is neither the executable's basename nor `argv[0]`'s (each cut to the kernel's 15
+/// bytes of `comm`). Processes without an executable (kernel threads, zombies) never
+/// mismatch.
+fn comm_mismatch(p: &Process) -> bool {
+    let Some(exe) = p.exe_basename() else {
+        return false;
+    };
+    let same = |name: &str| {
+        let name = name.as_bytes();
+        let cut = &name[..name.len().min(15)];
+        cut == p.comm.as_bytes()
+    };
+    !(same(exe) || p.argv0_basename().is_some_and(same))
+}
+
+fn quoted(items: &[&str]) -> String {
+    items
+        .iter()
+        .map(|s| format!("{s:?}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 fn list_sockets(found: &[(usize, &Socket)], remote: bool) -> String {
     let mut parts: Vec<String> = found
         .iter()
@@ -744,16 +967,26 @@ fn cpu<'a>(
     p: &Process,
     min_percent: f64,
     for_secs: u64,
+    max_variation: Option<f64>,
 ) -> (bool, Box<dyn FnOnce() -> String + 'a>) {
     let now = ctx.snap.uptime_secs;
     let window = ctx.history.cpu_window(p, now, for_secs as f64);
     if let Some(w) = window.clone() {
         if w.covered_secs + 0.5 >= for_secs as f64 {
+            let steady = match (max_variation, w.variation) {
+                (None, _) => true,
+                (Some(max), Some(v)) => v <= max,
+                (Some(_), None) => false,
+            };
             return (
-                w.min_percent >= min_percent,
+                w.min_percent >= min_percent && steady,
                 Box::new(move || {
+                    let var = match w.variation {
+                        Some(v) => format!(", variation {v:.2}"),
+                        None => String::new(),
+                    };
                     format!(
-                        "at least {:.0}% (mean {:.0}%) of a core over the last {} ({} samples)",
+                        "at least {:.0}% (mean {:.0}%{var}) of a core over the last {} ({} samples)",
                         w.min_percent,
                         w.mean_percent,
                         human_secs(w.covered_secs),
@@ -762,6 +995,20 @@ fn cpu<'a>(
                 }),
             );
         }
+    }
+    // Steadiness needs samples over the whole window: the agent's history, not a one-shot
+    // scan's short sample.
+    if max_variation.is_some() {
+        return (
+            false,
+            Box::new(move || {
+                format!(
+                    "steadiness needs samples over {}; history covers {}",
+                    human_secs(for_secs as f64),
+                    human_secs(window.map_or(0.0, |w| w.covered_secs))
+                )
+            }),
+        );
     }
     // The samples do not reach back far enough: fall back to the average since start,
     // which must hold for long enough, and the recent samples must agree.

@@ -414,6 +414,7 @@ fn interface_signatures_match_interfaces() {
         rx_packets: 0,
         tx_bytes: 0,
         tx_packets: 0,
+        multicast_groups: Vec::new(),
     };
     let mut snap = snapshot(vec![], vec![]);
     snap.interfaces = vec![iface("lo"), iface("wg0"), iface("eth0")];
@@ -527,6 +528,7 @@ fn traffic_rule_needs_small_packets_above_the_floor() {
                 rx_packets: 0,
                 tx_packets: 1_000_000 + pps * secs,
                 tx_bytes: 9_000_000 + pps * size * secs,
+                multicast_groups: Vec::new(),
             })
             .collect();
         snap
@@ -562,6 +564,7 @@ fn a_failed_all_leaves_no_evidence_behind() {
         rx_packets: 0,
         tx_bytes: 0,
         tx_packets: 0,
+        multicast_groups: Vec::new(),
     }];
     let f = run(&snap, &History::default(), &s);
     assert_eq!(f.len(), 1);
@@ -572,4 +575,278 @@ fn a_failed_all_leaves_no_evidence_behind() {
             value: "name \"wg0\"".into()
         }]
     );
+}
+
+#[test]
+fn process_profile_predicates_policy_nice_exe_and_comm() {
+    let s = set(&[
+        sig("mining.idle", "{ policy = [\"idle\", \"batch\"] }"),
+        sig("mining.nice", "{ nice = { min = 19 } }"),
+        sig("evasion.deleted", "{ exe_deleted = true }"),
+        sig(
+            "mining.strings",
+            "{ exe_strings = { strings = [\"randomx\", \"stratum+tcp\"], min = 2 } }",
+        ),
+        sig("evasion.comm", "{ comm_mismatch = true }"),
+    ]
+    .concat());
+    let mut idle = proc(10, 1, "a", "/usr/bin/a", &["a"]);
+    idle.sched_policy = 5;
+    let mut nice = proc(11, 1, "b", "/usr/bin/b", &["b"]);
+    nice.nice = 19;
+    let mut deleted = proc(12, 1, "c", "/tmp/c", &["c"]);
+    deleted.exe_deleted = true;
+    let mut memfd = proc(13, 1, "d", "/memfd:x", &["d"]);
+    memfd.exe_deleted = true;
+    let mut strings = proc(14, 1, "e", "/usr/bin/e", &["e"]);
+    strings.exe_strings = vec!["randomx".into(), "stratum+tcp".into()];
+    let mut one_string = proc(15, 1, "f", "/usr/bin/f", &["f"]);
+    one_string.exe_strings = vec!["randomx".into()];
+    // comm renamed to look like a kernel worker; argv[0] and exe agree with each other
+    let renamed = proc(16, 1, "kworker/0:1", "/tmp/.x/miner", &["/tmp/.x/miner"]);
+    // 15-byte comm cut of a long executable name is not a mismatch, nor is argv[0] alone
+    let long = proc(
+        17,
+        1,
+        "systemd-journal",
+        "/usr/lib/systemd/systemd-journald",
+        &["j"],
+    );
+    let script = proc(18, 1, "backup.sh", "/usr/bin/bash", &["backup.sh"]);
+    let snap = snapshot(
+        vec![
+            idle, nice, deleted, memfd, strings, one_string, renamed, long, script,
+        ],
+        vec![],
+    );
+    let mut got = found(&snap, &s);
+    got.sort();
+    assert_eq!(
+        got,
+        vec![
+            ("evasion.comm".to_string(), 16),
+            ("evasion.deleted".to_string(), 12),
+            ("evasion.deleted".to_string(), 13),
+            ("mining.idle".to_string(), 10),
+            ("mining.nice".to_string(), 11),
+            ("mining.strings".to_string(), 14),
+        ]
+    );
+    let f = run(&snap, &History::default(), &s);
+    let ev = |sig: &str| {
+        f.iter()
+            .find(|f| f.signature == sig)
+            .map(|f| f.evidence[0].value.clone())
+            .unwrap_or_default()
+    };
+    assert_eq!(ev("mining.idle"), "scheduling policy idle");
+    assert_eq!(
+        ev("mining.strings"),
+        "executable contains \"randomx\", \"stratum+tcp\""
+    );
+    assert!(
+        ev("evasion.comm").contains("\"kworker/0:1\""),
+        "{}",
+        ev("evasion.comm")
+    );
+}
+
+#[test]
+fn steady_cpu_needs_low_variation_over_the_window() {
+    let s = set(&sig(
+        "mining.steady",
+        "{ cpu = { min_percent = 50, for = \"60s\", max_variation = 0.1 } }",
+    ));
+    let mut h = History::new(600);
+    let at = |uptime: f64, ticks: &[(i32, u64)]| {
+        let mut snap = snapshot(
+            ticks
+                .iter()
+                .map(|&(pid, t)| {
+                    let mut p = proc(pid, 1, "w", "/usr/bin/w", &["w"]);
+                    p.cpu_ticks = t;
+                    p
+                })
+                .collect(),
+            vec![],
+        );
+        snap.uptime_secs = uptime;
+        snap
+    };
+    // pid 10: 100% every interval; pid 11: alternates 100% and 60% (above 50, not steady)
+    let mut t10 = 0;
+    let mut t11 = 0;
+    let mut last = snapshot(vec![], vec![]);
+    for i in 0..=6u64 {
+        let snap = at(100_000.0 + i as f64 * 15.0, &[(10, t10), (11, t11)]);
+        h.observe(&snap);
+        last = snap;
+        t10 += 1500;
+        t11 += if i % 2 == 0 { 1500 } else { 900 };
+    }
+    assert_eq!(ids(&run(&last, &h, &s)), vec![("mining.steady".into(), 10)]);
+    // one-shot: no history over the window, so steadiness cannot be shown
+    assert!(run(&last, &History::default(), &s).is_empty());
+}
+
+#[test]
+fn windowed_connections_count_what_history_saw() {
+    let s = set(&[
+        sig(
+            "mail.bulk",
+            "{ remote = { port = [25, 587], min = 3, for = \"10m\" } }",
+        ),
+        sig(
+            "scanner.ports",
+            "{ peers = { min = 3, count = \"ports\", state = [\"syn_sent\"] } }",
+        ),
+    ]
+    .concat());
+    assert!(s.needs_connection_history);
+    let mut h = History::new(600);
+    h.set_keep_connections(true);
+    let mailer = || proc(10, 1, "mailer", "/usr/bin/python3", &["mailer"]);
+    let conn = |port: u16, remote: &str| {
+        socket(
+            10,
+            Protocol::Tcp,
+            &format!("127.0.0.1:{port}"),
+            Some(remote),
+            SocketState::Established,
+        )
+    };
+    // one connection at a time, a different one each scan: never 3 at once
+    let mut last = snapshot(vec![], vec![]);
+    for (i, port) in [40001u16, 40002, 40003].iter().enumerate() {
+        let mut snap = snapshot(vec![mailer()], vec![conn(*port, "127.0.0.2:25")]);
+        snap.uptime_secs = 100_000.0 + i as f64 * 15.0;
+        h.observe(&snap);
+        last = snap;
+    }
+    let f = run(&last, &h, &s);
+    assert_eq!(ids(&f), vec![("mail.bulk".into(), 10)]);
+    assert!(f[0].evidence[0]
+        .value
+        .starts_with("3 distinct connection(s) seen over the last 10m"));
+    // the same connections are forgotten once they fall out of the window
+    let mut later = snapshot(vec![mailer()], vec![]);
+    later.uptime_secs = 100_000.0 + 3600.0;
+    h.observe(&later);
+    assert!(run(&later, &h, &s).is_empty());
+    assert_eq!(h.connections(&mailer()).count(), 0, "connections forgotten");
+    // half-open connections to distinct ports: a sweep
+    let syn = |port: u16| {
+        socket(
+            11,
+            Protocol::Tcp,
+            "127.0.0.1:50000",
+            Some(&format!("127.0.0.1:{port}")),
+            SocketState::SynSent,
+        )
+    };
+    let snap = snapshot(
+        vec![proc(11, 1, "x", "/usr/bin/x", &["x"])],
+        vec![syn(22), syn(80), syn(443)],
+    );
+    assert_eq!(found(&snap, &s), vec![("scanner.ports".into(), 11)]);
+}
+
+#[test]
+fn connection_history_is_bounded_per_process() {
+    let mut h = History::new(86_400);
+    h.set_keep_connections(true);
+    for scan in 0..3u32 {
+        let sockets: Vec<Socket> = (0..3000u32)
+            .map(|i| {
+                let n = scan * 3000 + i;
+                socket(
+                    10,
+                    Protocol::Tcp,
+                    "127.0.0.1:1000",
+                    Some(&format!(
+                        "127.{}.{}.{}:25",
+                        (n >> 16) & 255,
+                        (n >> 8) & 255,
+                        n & 255
+                    )),
+                    SocketState::Established,
+                )
+            })
+            .collect();
+        let mut snap = snapshot(vec![proc(10, 1, "m", "/usr/bin/m", &["m"])], sockets);
+        snap.uptime_secs = 1000.0 + f64::from(scan);
+        h.observe(&snap);
+    }
+    let held = h
+        .connections(&proc(10, 1, "m", "/usr/bin/m", &["m"]))
+        .count();
+    assert_eq!(held, history::MAX_CONNECTIONS);
+}
+
+#[test]
+fn multicast_sockets_and_interface_groups() {
+    let s = set(&[
+        sig("multicast.socket", "{ multicast = {} }"),
+        "[[signature]]\nid = \"multicast.groups\"\ncategory = \"multicast\"\nseverity = \"low\"\ndescription = \"d\"\naup = \"a\"\nsubject = \"interface\"\nmatch = { multicast_groups = { min = 1 } }\n".to_string(),
+    ]
+    .concat());
+    let mut snap = snapshot(
+        vec![
+            proc(10, 1, "rx", "/usr/bin/rx", &["rx"]),
+            proc(11, 1, "dns", "/usr/bin/dns", &["dns"]),
+        ],
+        vec![
+            socket(
+                10,
+                Protocol::Udp,
+                "239.1.2.3:5000",
+                None,
+                SocketState::Unconnected,
+            ),
+            socket(
+                11,
+                Protocol::Udp,
+                "0.0.0.0:53",
+                None,
+                SocketState::Unconnected,
+            ),
+        ],
+    );
+    let iface = |name: &str, groups: &[&str]| Interface {
+        netns: NS,
+        name: name.into(),
+        rx_bytes: 0,
+        rx_packets: 0,
+        tx_bytes: 0,
+        tx_packets: 0,
+        multicast_groups: groups.iter().map(|g| g.parse().expect("ip")).collect(),
+    };
+    snap.interfaces = vec![
+        iface(
+            "eth0",
+            &["224.0.0.1", "ff02::1", "ff02::1:ff00:2", "ff01::1"],
+        ),
+        iface("lo", &["224.0.0.1", "239.1.2.3"]),
+    ];
+    let f = run(&snap, &History::default(), &s);
+    let got: Vec<(String, String)> = f
+        .iter()
+        .map(|f| {
+            (
+                f.signature.clone(),
+                f.interface.as_ref().map_or_else(
+                    || f.process.as_ref().map_or(0, |p| p.pid).to_string(),
+                    |i| i.name.clone(),
+                ),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            ("multicast.socket".into(), "10".into()),
+            ("multicast.groups".into(), "lo".into()),
+        ]
+    );
+    assert_eq!(f[1].evidence[0].value, "joined 1 group(s): 239.1.2.3");
 }

@@ -66,6 +66,9 @@ pub struct Options {
     pub passwd: PathBuf,
     /// Compute the SHA-256 of every executable (only when a signature uses `sha256`).
     pub hash_exes: bool,
+    /// Search every executable for these strings, ignoring ASCII case (the `exe_strings`
+    /// of the loaded signatures); found ones land in [`Process::exe_strings`].
+    pub exe_strings: Vec<String>,
 }
 
 impl Default for Options {
@@ -74,6 +77,7 @@ impl Default for Options {
             proc_root: PathBuf::from("/proc"),
             passwd: PathBuf::from("/etc/passwd"),
             hash_exes: false,
+            exe_strings: Vec::new(),
         }
     }
 }
@@ -185,6 +189,7 @@ struct StatVals {
     cpu_ticks: u64,
     threads: i64,
     nice: i64,
+    policy: u32,
     rss_pages: u64,
     start_ticks: u64,
     image: [u64; 5],
@@ -198,6 +203,7 @@ impl StatVals {
             cpu_ticks: st.utime.saturating_add(st.stime),
             threads: st.threads,
             nice: st.nice,
+            policy: st.policy,
             rss_pages: st.rss_pages,
             start_ticks: st.start_ticks,
             image: st.image,
@@ -222,6 +228,8 @@ pub struct Inventory {
     procs: IdMap<i32, Box<Entry>>,
     net: net::NetReader,
     hashes: hash::Hashes,
+    /// What is read from executables (from `opts`).
+    wanted: hash::Wanted,
     users: Users,
     /// Inodes of the TCP/UDP sockets of the last inventory (to their index in it).
     prev_index: IdMap<u64, usize>,
@@ -256,6 +264,7 @@ impl Inventory {
                 .filter(|&v| v > 0)
         };
         Inventory {
+            wanted: hash::Wanted::new(opts.hash_exes, &opts.exe_strings),
             opts,
             scan: 0,
             procs: IdMap::default(),
@@ -398,7 +407,7 @@ impl Inventory {
             snap.gaps.extend(e.gaps.iter().map(|(_, g)| g.clone()));
             snap.processes.push(e.p.clone());
         }
-        if self.opts.hash_exes {
+        if self.wanted.any() {
             let live: HashSet<FileKey> = next.values().filter_map(|e| e.exe_key).collect();
             self.hashes.retain(&live);
         }
@@ -564,6 +573,7 @@ impl Inventory {
         e.p.cpu_ticks = vals.cpu_ticks;
         e.p.threads = vals.threads;
         e.p.nice = vals.nice;
+        e.p.sched_policy = vals.policy;
         e.p.rss_bytes = vals.rss_pages.saturating_mul(self.page_size);
         if e.p.uid != owner {
             e.p.uid = owner;
@@ -614,12 +624,15 @@ impl Inventory {
                     }
                 }
                 e.p.exe_sha256 = None;
+                e.p.exe_strings.clear();
                 e.exe_key = None;
-                if self.opts.hash_exes && e.p.exe.is_some() {
-                    match self.hashes.hash(dir, pid) {
-                        hash::Hashed::Hash(key, h) => {
+                if self.wanted.any() && e.p.exe.is_some() {
+                    match self.hashes.hash(dir, pid, &self.wanted) {
+                        hash::Hashed::Facts(key, facts, g) => {
                             e.exe_key = Some(key);
-                            e.p.exe_sha256 = Some(h);
+                            e.p.exe_sha256 = facts.sha256;
+                            e.p.exe_strings = facts.strings;
+                            gap = gap.or(g);
                         }
                         hash::Hashed::Nothing => {}
                         hash::Hashed::Gap(g) => gap = gap.or(Some(g)),

@@ -74,6 +74,10 @@ pub struct Process {
     pub cpu_ticks: u64,
     pub threads: i64,
     pub nice: i64,
+    /// Scheduling policy number (`SCHED_OTHER` 0, `FIFO` 1, `RR` 2, `BATCH` 3, `IDLE` 5,
+    /// `DEADLINE` 6); see [`Process::sched_policy_name`].
+    #[serde(default)]
+    pub sched_policy: u32,
     pub rss_bytes: u64,
     /// Kernel threads have no user space and are never matched.
     pub kernel_thread: bool,
@@ -87,6 +91,10 @@ pub struct Process {
     pub socket_inodes: Vec<u64>,
     /// SHA-256 of the executable, computed only when a loaded signature asks for it.
     pub exe_sha256: Option<String>,
+    /// The indicator strings a loaded signature looks for (`exe_strings`) that the
+    /// executable contains, lowercased, in the order the set lists them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exe_strings: Vec<String>,
 }
 
 impl Process {
@@ -105,9 +113,28 @@ impl Process {
         self.cmdline.join(" ")
     }
 
+    /// The scheduling policy's name: `other`, `fifo`, `rr`, `batch`, `idle`, `deadline`, or
+    /// `unknown`.
+    pub fn sched_policy_name(&self) -> &'static str {
+        sched_policy_name(self.sched_policy)
+    }
+
     /// The best single name to show an operator.
     pub fn display_name(&self) -> &str {
         self.exe_basename().unwrap_or(&self.comm)
+    }
+}
+
+/// The name of a `SCHED_*` policy number, as signatures write it.
+pub fn sched_policy_name(policy: u32) -> &'static str {
+    match policy {
+        0 => "other",
+        1 => "fifo",
+        2 => "rr",
+        3 => "batch",
+        5 => "idle",
+        6 => "deadline",
+        _ => "unknown",
     }
 }
 
@@ -225,6 +252,10 @@ pub struct Interface {
     pub rx_packets: u64,
     pub tx_bytes: u64,
     pub tx_packets: u64,
+    /// Multicast groups joined on this interface (`/proc/net/igmp`, `/proc/net/igmp6`),
+    /// ascending, including the ones every interface joins (all-hosts, solicited-node).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub multicast_groups: Vec<std::net::IpAddr>,
 }
 
 /// Something the inventory could not read.

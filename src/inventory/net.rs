@@ -351,11 +351,28 @@ fn read_interfaces(
                 continue;
             }
         };
-        let ifs: Vec<Interface> = text
+        let mut ifs: Vec<Interface> = text
             .split(|&b| b == b'\n')
             .skip(2)
             .filter_map(|l| parse_dev_line(l, netns))
             .collect();
+        // Group memberships: absent tables (no IPv6, say) mean no groups.
+        let mut groups: Vec<(String, IpAddr)> = Vec::new();
+        if let Ok(t) = buf.read_at(dir.as_fd(), c"net/igmp", false) {
+            parse_igmp(t, &mut groups);
+        }
+        if let Ok(t) = buf.read_at(dir.as_fd(), c"net/igmp6", false) {
+            parse_igmp6(t, &mut groups);
+        }
+        for (name, group) in groups {
+            if let Some(i) = ifs.iter_mut().find(|i| i.name == name) {
+                i.multicast_groups.push(group);
+            }
+        }
+        for i in &mut ifs {
+            i.multicast_groups.sort();
+            i.multicast_groups.dedup();
+        }
         if still_in(dir.as_fd(), netns) {
             return Ok(ifs);
         }
@@ -517,6 +534,63 @@ fn parse_hex_addr(s: &[u8], v6: bool) -> Option<SocketAddr> {
     Some(SocketAddr::new(ip, port))
 }
 
+/// `/proc/net/igmp`: a device line (`1\tlo        :     1      V3`) followed by its groups
+/// (`\t\t\t\t010000E0     1 0:00000000\t\t0`), the address as the kernel's in-memory
+/// network-order word printed in hex, so its native-endian bytes are the address.
+pub(super) fn parse_igmp(text: &[u8], out: &mut Vec<(String, IpAddr)>) {
+    let mut device: Option<String> = None;
+    for line in text.split(|&b| b == b'\n').skip(1) {
+        let mut words = line
+            .split(|&b| b == b' ' || b == b'\t')
+            .filter(|w| !w.is_empty());
+        if line.first().is_some_and(|b| b.is_ascii_digit()) {
+            // `Idx Device : Count Querier`
+            device = words
+                .nth(1)
+                .map(|d| String::from_utf8_lossy(d.strip_suffix(b":").unwrap_or(d)).into_owned());
+            continue;
+        }
+        let (Some(dev), Some(hex)) = (&device, words.next()) else {
+            continue;
+        };
+        let Some(word) = std::str::from_utf8(hex)
+            .ok()
+            .and_then(|h| u32::from_str_radix(h, 16).ok())
+        else {
+            continue;
+        };
+        out.push((
+            dev.clone(),
+            IpAddr::V4(std::net::Ipv4Addr::from(word.to_ne_bytes())),
+        ));
+    }
+}
+
+/// `/proc/net/igmp6`: `1    lo              ff020000000000000000000000000001     1 0000000C 0`.
+pub(super) fn parse_igmp6(text: &[u8], out: &mut Vec<(String, IpAddr)>) {
+    for line in text.split(|&b| b == b'\n') {
+        let mut words = line
+            .split(|&b| b == b' ' || b == b'\t')
+            .filter(|w| !w.is_empty());
+        let (Some(_), Some(dev), Some(hex)) = (words.next(), words.next(), words.next()) else {
+            continue;
+        };
+        if hex.len() != 32 {
+            continue;
+        }
+        let Some(n) = std::str::from_utf8(hex)
+            .ok()
+            .and_then(|h| u128::from_str_radix(h, 16).ok())
+        else {
+            continue;
+        };
+        out.push((
+            String::from_utf8_lossy(dev).into_owned(),
+            IpAddr::V6(std::net::Ipv6Addr::from(n)),
+        ));
+    }
+}
+
 /// `    lo: 1234 5 0 0 0 0 0 0 1234 5 0 0 0 0 0 0` (receive then transmit counters).
 pub(super) fn parse_dev_line(line: &[u8], netns: u64) -> Option<Interface> {
     let colon = line.iter().rposition(|&b| b == b':')?;
@@ -546,6 +620,7 @@ pub(super) fn parse_dev_line(line: &[u8], netns: u64) -> Option<Interface> {
         rx_packets: n[1],
         tx_bytes: n[8],
         tx_packets: n[9],
+        multicast_groups: Vec::new(),
     })
 }
 
@@ -821,5 +896,31 @@ mod tests {
             std::fs::read_link("/proc/thread-self/ns/net").expect("ns"),
             std::fs::read_link("/proc/self/ns/net").expect("ns")
         );
+    }
+
+    #[test]
+    fn multicast_groups_from_igmp_tables() {
+        let mut out = Vec::new();
+        parse_igmp(
+            b"Idx\tDevice    : Count Querier\tGroup    Users Timer\tReporter\n1\tlo        :     2      V3\n\t\t\t\t030201EF     1 0:00000000\t\t0\n\t\t\t\t010000E0     1 0:00000000\t\t0\n4\teth0      :     1      V3\n\t\t\t\t010000E0     1 0:00000000\t\t0\n",
+            &mut out,
+        );
+        parse_igmp6(
+            b"1    lo              ff020000000000000000000000000001     1 0000000C 0\n4    eth0            ff0200000000000000000001ff000002     1 00000004 0\n",
+            &mut out,
+        );
+        let want: Vec<(String, IpAddr)> = [
+            ("lo", "239.1.2.3"),
+            ("lo", "224.0.0.1"),
+            ("eth0", "224.0.0.1"),
+            ("lo", "ff02::1"),
+            ("eth0", "ff02::1:ff00:2"),
+        ]
+        .iter()
+        .map(|(d, a)| (d.to_string(), a.parse().expect("ip")))
+        .collect();
+        if cfg!(target_endian = "little") {
+            assert_eq!(out, want);
+        }
     }
 }

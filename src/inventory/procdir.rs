@@ -299,6 +299,8 @@ pub(super) struct Stat<'a> {
     pub threads: i64,
     pub start_ticks: u64,
     pub rss_pages: u64,
+    /// Scheduling policy (`SCHED_*`, field 41); 0 (normal) on kernels too old to show it.
+    pub policy: u32,
     /// Addresses that a new program image (`execve`) changes and nothing else does in
     /// practice: start/end of code, start of stack, start of argv, end of environment.
     /// All 0 when the reader may not see them (another user's process, without root).
@@ -351,6 +353,7 @@ pub(super) fn parse_stat(buf: &[u8]) -> Option<Stat<'_>> {
         threads: parse_i64(f[20])?,
         start_ticks: num(22)?,
         rss_pages: parse_i64(f[24])?.max(0) as u64,
+        policy: u32::try_from(opt(41)).unwrap_or(0),
         image: [opt(26), opt(27), opt(28), opt(48), opt(51)],
     })
 }

@@ -97,6 +97,7 @@ mod tests {
             rx_packets: 0,
             tx_bytes,
             tx_packets,
+            multicast_groups: Vec::new(),
         };
         let a = Snapshot {
             uptime_secs: 10.0,

@@ -223,3 +223,67 @@ fn a_fixture_tree_without_processes_is_empty_not_an_error() {
     });
     assert!(missing.is_err());
 }
+
+#[test]
+fn executables_are_searched_for_strings_across_reads_and_after_deletion() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let exe = dir.path().join("innocent");
+    let mut bytes = std::fs::read("/bin/sleep").expect("/bin/sleep");
+    // Built at run time, so neither string is in this test binary or in sleep.
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let marker = format!("Marker-{nanos}-STRATUM");
+    let absent = format!("absent-{nanos}-string");
+    // The marker straddles the boundary between the second and third 64 KiB read.
+    let at = 2 * 64 * 1024 - 5;
+    if bytes.len() < at {
+        bytes.resize(at, 0);
+    }
+    bytes.splice(at..at, marker.bytes());
+    std::fs::write(&exe, &bytes).expect("write exe");
+    std::fs::set_permissions(&exe, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .expect("chmod");
+    let child = Kill(
+        Command::new(&exe)
+            .arg("30")
+            .spawn()
+            .expect("start copy of sleep"),
+    );
+    let pid = child.0.id() as i32;
+    let opts = Options {
+        exe_strings: vec![marker.to_ascii_lowercase(), absent],
+        ..Options::default()
+    };
+    let mut inv = Inventory::new(opts.clone());
+    // wait for the exec to have happened
+    let mut found = Vec::new();
+    for _ in 0..100 {
+        let snap = inv.take().expect("inventory");
+        if let Some(p) = snap
+            .processes
+            .iter()
+            .find(|p| p.pid == pid && p.exe.is_some())
+        {
+            if p.exe.as_deref() == exe.to_str() {
+                found = p.exe_strings.clone();
+                break;
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert_eq!(
+        found,
+        vec![marker.to_ascii_lowercase()],
+        "case ignored, absent not found"
+    );
+    std::fs::remove_file(&exe).expect("delete exe");
+    let snap = take(&opts).expect("cold inventory");
+    let p = process(&snap, pid);
+    assert!(p.exe_deleted);
+    assert_eq!(
+        p.exe_strings,
+        vec![marker.to_ascii_lowercase()],
+        "read through /proc/<pid>/exe"
+    );
+}

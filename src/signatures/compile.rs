@@ -1,8 +1,8 @@
 //! TOML text → compiled signatures, collecting every error with its line.
 
 use super::model::{
-    BindFilter, Category, GlobList, Match, PortSet, Predicate, ProtocolFilter, Severity, Signature,
-    SocketFilter, Subject,
+    BindFilter, Category, GlobList, Match, PeerCount, PortSet, Predicate, ProtocolFilter, Severity,
+    Signature, SocketFilter, StateFilter, Subject,
 };
 use super::LoadError;
 use crate::inventory::Protocol;
@@ -41,8 +41,39 @@ enum RawMatch {
     Remote(RawRemote),
     Peers(RawPeers),
     Cpu(RawCpu),
+    Policy(Vec<Spanned<String>>),
+    Nice(RawNice),
+    ExeDeleted(bool),
+    ExeStrings(RawExeStrings),
+    CommMismatch(bool),
+    Multicast(RawEmpty),
     Interface(Vec<Spanned<String>>),
+    MulticastGroups(RawMin),
     Traffic(RawTraffic),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEmpty {}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMin {
+    min: Spanned<i64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawNice {
+    min: Spanned<i64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawExeStrings {
+    strings: Vec<Spanned<String>>,
+    #[serde(default)]
+    min: Option<Spanned<i64>>,
 }
 
 #[derive(Deserialize)]
@@ -74,6 +105,10 @@ struct RawRemote {
     protocol: Option<Spanned<String>>,
     #[serde(default)]
     min: Option<Spanned<i64>>,
+    #[serde(default)]
+    state: Vec<Spanned<String>>,
+    #[serde(default, rename = "for")]
+    duration: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -86,6 +121,12 @@ struct RawPeers {
     remote_port: Vec<Spanned<RawPort>>,
     #[serde(default)]
     protocol: Option<Spanned<String>>,
+    #[serde(default)]
+    count: Option<Spanned<String>>,
+    #[serde(default)]
+    state: Vec<Spanned<String>>,
+    #[serde(default, rename = "for")]
+    duration: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -94,6 +135,8 @@ struct RawCpu {
     min_percent: Spanned<f64>,
     #[serde(rename = "for")]
     duration: Spanned<String>,
+    #[serde(default)]
+    max_variation: Option<Spanned<f64>>,
 }
 
 #[derive(Deserialize)]
@@ -107,6 +150,8 @@ enum RawPort {
 const MAX_CPU_PERCENT: f64 = 6400.0;
 const MAX_CPU_WINDOW_SECS: u64 = 24 * 3600;
 const REGEX_SIZE_LIMIT: usize = 1 << 20;
+const MAX_EXE_STRING: usize = 128;
+const POLICIES: [&str; 6] = ["other", "batch", "idle", "fifo", "rr", "deadline"];
 
 /// Compiles one file, appending its signatures and its errors.
 pub(super) fn file(name: &str, text: &str, out: &mut Vec<Signature>, errors: &mut Vec<LoadError>) {
@@ -372,22 +417,7 @@ impl Ctx<'_> {
                     );
                     return None;
                 }
-                let for_secs = match &t.duration {
-                    None => 0,
-                    Some(d) => match parse_duration(d.get_ref()) {
-                        Some(s) if s <= MAX_CPU_WINDOW_SECS => s,
-                        _ => {
-                            self.error(
-                                d.span().start,
-                                format!(
-                                    "traffic.for `{}` is not a duration of at most 24h",
-                                    d.get_ref()
-                                ),
-                            );
-                            return None;
-                        }
-                    },
-                };
+                let for_secs = self.window("traffic", t.duration.as_ref())?;
                 Predicate::Traffic {
                     min_pps: pps,
                     max_avg_packet_bytes: size,
@@ -411,17 +441,105 @@ impl Ctx<'_> {
                     protocol: self.protocol(r.protocol.as_ref())?,
                     bind: BindFilter::Any,
                 },
+                states: self.states(&r.state)?,
                 min: match &r.min {
                     Some(m) => self.count(m)?,
                     None => 1,
                 },
+                for_secs: self.window("remote", r.duration.as_ref())?,
             },
             RawMatch::Peers(p) => Predicate::Peers {
                 min: self.count(&p.min)?,
+                count: match p.count.as_ref().map(|c| (c.get_ref().as_str(), c.span())) {
+                    None | Some(("addresses", _)) => PeerCount::Addresses,
+                    Some(("ports", _)) => PeerCount::Ports,
+                    Some((other, span)) => {
+                        self.error(
+                            span.start,
+                            format!("unknown peers.count `{other}` (addresses or ports)"),
+                        );
+                        return None;
+                    }
+                },
                 local_ports: self.ports(&p.local_port)?,
                 remote_ports: self.ports(&p.remote_port)?,
                 protocol: self.protocol(p.protocol.as_ref())?,
+                states: self.states(&p.state)?,
+                for_secs: self.window("peers", p.duration.as_ref())?,
             },
+            RawMatch::Policy(names) => {
+                self.non_empty(names, "policy", at)?;
+                let mut ok = true;
+                for n in names {
+                    if !POLICIES.contains(&n.get_ref().as_str()) {
+                        self.error(
+                            n.span().start,
+                            format!(
+                                "unknown scheduling policy `{}` ({})",
+                                n.get_ref(),
+                                POLICIES.join(", ")
+                            ),
+                        );
+                        ok = false;
+                    }
+                }
+                if !ok {
+                    return None;
+                }
+                Predicate::Policy(names.iter().map(|n| n.get_ref().clone()).collect())
+            }
+            RawMatch::Nice(n) => {
+                let v = *n.min.get_ref();
+                if !(-20..=19).contains(&v) {
+                    self.error(
+                        n.min.span().start,
+                        format!("nice.min {v} is impossible: nice values are -20 to 19"),
+                    );
+                    return None;
+                }
+                Predicate::Nice { min: v }
+            }
+            RawMatch::ExeDeleted(b) => Predicate::ExeDeleted(*b),
+            RawMatch::CommMismatch(b) => Predicate::CommMismatch(*b),
+            RawMatch::Multicast(RawEmpty {}) => Predicate::Multicast,
+            RawMatch::MulticastGroups(m) => Predicate::MulticastGroups {
+                min: self.count(&m.min)?,
+            },
+            RawMatch::ExeStrings(e) => {
+                let strings = self.strings(&e.strings, "exe_strings.strings", at)?;
+                let mut ok = true;
+                for s in &e.strings {
+                    let len = s.get_ref().len();
+                    if !(4..=MAX_EXE_STRING).contains(&len) {
+                        self.error(
+                            s.span().start,
+                            format!("exe_strings string `{}` must be 4 to {MAX_EXE_STRING} bytes long (shorter ones are in every binary)", s.get_ref()),
+                        );
+                        ok = false;
+                    }
+                }
+                if !ok {
+                    return None;
+                }
+                let min = match &e.min {
+                    Some(m) => self.count(m)?,
+                    None => 1,
+                };
+                if min as usize > strings.len() {
+                    self.error(
+                        e.min.as_ref().map_or(at, |m| m.span().start),
+                        format!(
+                            "exe_strings.min {min} is more than the {} strings listed",
+                            strings.len()
+                        ),
+                    );
+                    return None;
+                }
+                Predicate::ExeStrings {
+                    strings: strings.iter().map(|s| s.to_ascii_lowercase()).collect(),
+                    min,
+                }
+            }
             RawMatch::Cpu(c) => {
                 let pct = *c.min_percent.get_ref();
                 if !(pct > 0.0 && pct <= MAX_CPU_PERCENT) {
@@ -448,18 +566,35 @@ impl Ctx<'_> {
                         return None;
                     }
                 };
+                let max_variation = match &c.max_variation {
+                    None => None,
+                    Some(v) => {
+                        let x = *v.get_ref();
+                        if !(x > 0.0 && x <= 10.0) {
+                            self.error(
+                                v.span().start,
+                                format!("cpu.max_variation {x} is impossible: must be above 0 and at most 10 (standard deviation over mean)"),
+                            );
+                            return None;
+                        }
+                        Some(x)
+                    }
+                };
                 Predicate::Cpu {
                     min_percent: pct,
                     for_secs: secs,
+                    max_variation,
                 }
             }
         };
         if pred.subject() != subject {
             let allowed = match subject {
                 Subject::Process => {
-                    "a process signature cannot use `interface` or `traffic` (set subject = \"interface\")"
+                    "a process signature cannot use `interface`, `traffic` or `multicast_groups` (set subject = \"interface\")"
                 }
-                Subject::Interface => "an interface signature can use only `interface` and `traffic`",
+                Subject::Interface => {
+                    "an interface signature can use only `interface`, `traffic` and `multicast_groups`"
+                }
             };
             self.error(at, format!("`{}` does not fit: {allowed}", pred.key()));
             return None;
@@ -638,6 +773,45 @@ impl Ctx<'_> {
                 None
             }
         }
+    }
+
+    /// An optional `for` window (0 when absent): a duration of at most 24h.
+    fn window(&mut self, what: &str, d: Option<&Spanned<String>>) -> Option<u64> {
+        let Some(d) = d else { return Some(0) };
+        match parse_duration(d.get_ref()) {
+            Some(s) if s <= MAX_CPU_WINDOW_SECS => Some(s),
+            _ => {
+                self.error(
+                    d.span().start,
+                    format!(
+                        "{what}.for `{}` is not a duration of at most 24h (like \"30s\", \"10m\", \"1h30m\")",
+                        d.get_ref()
+                    ),
+                );
+                None
+            }
+        }
+    }
+
+    fn states(&mut self, states: &[Spanned<String>]) -> Option<StateFilter> {
+        use crate::inventory::SocketState as S;
+        let mut out = Vec::new();
+        let mut ok = true;
+        for s in states {
+            match s.get_ref().as_str() {
+                "established" => out.push(S::Established),
+                "syn_sent" => out.push(S::SynSent),
+                "syn_recv" => out.push(S::SynRecv),
+                other => {
+                    self.error(
+                        s.span().start,
+                        format!("unknown connection state `{other}` (established, syn_sent or syn_recv)"),
+                    );
+                    ok = false;
+                }
+            }
+        }
+        ok.then_some(StateFilter(out))
     }
 
     fn count(&mut self, n: &Spanned<i64>) -> Option<u32> {

@@ -178,21 +178,54 @@ pub enum Predicate {
     Sha256(Vec<String>),
     User(Vec<String>),
     Listen(SocketFilter),
+    /// At least `min` connected sockets that fit; with `for_secs`, distinct connections
+    /// seen over that window of history.
     Remote {
         filter: SocketFilter,
+        states: StateFilter,
         min: u32,
+        for_secs: u64,
     },
+    /// At least `min` distinct remote addresses (or ports) over the connected sockets that
+    /// fit; with `for_secs`, over the connections seen in that window of history.
     Peers {
         min: u32,
+        count: PeerCount,
         local_ports: PortSet,
         remote_ports: PortSet,
         protocol: ProtocolFilter,
+        states: StateFilter,
+        for_secs: u64,
     },
     Cpu {
         min_percent: f64,
         for_secs: u64,
+        /// Steadiness: the samples' standard deviation over their mean must not exceed this.
+        max_variation: Option<f64>,
     },
+    /// Scheduling policy names (`other`, `batch`, `idle`, `fifo`, `rr`, `deadline`).
+    Policy(Vec<String>),
+    /// Nice value at least `min`.
+    Nice {
+        min: i64,
+    },
+    /// The executable was deleted after start or is a memfd (`true`), or is not (`false`).
+    ExeDeleted(bool),
+    /// The executable contains at least `min` of `strings` (lowercased; ASCII case ignored).
+    ExeStrings {
+        strings: Vec<String>,
+        min: u32,
+    },
+    /// `comm` names neither the executable nor `argv[0]` (`true`), or one of them (`false`).
+    CommMismatch(bool),
+    /// Holds a UDP socket bound to, or connected to, a multicast group.
+    Multicast,
     Interface(GlobList),
+    /// At least `min` multicast groups joined on the interface, beyond the ones every
+    /// interface joins (all-hosts 224.0.0.1, ff01::1, ff02::1 and solicited-node ff02::1:ffXX:XXXX).
+    MulticastGroups {
+        min: u32,
+    },
     /// Sent traffic of an interface: at least `min_pps` packets per second with an average
     /// packet below `max_avg_packet_bytes`, averaged over `for_secs` (0: the latest interval).
     Traffic {
@@ -215,14 +248,23 @@ impl Predicate {
             Predicate::Remote { .. } => "remote",
             Predicate::Peers { .. } => "peers",
             Predicate::Cpu { .. } => "cpu",
+            Predicate::Policy(_) => "policy",
+            Predicate::Nice { .. } => "nice",
+            Predicate::ExeDeleted(_) => "exe_deleted",
+            Predicate::ExeStrings { .. } => "exe_strings",
+            Predicate::CommMismatch(_) => "comm_mismatch",
+            Predicate::Multicast => "multicast",
             Predicate::Interface(_) => "interface",
+            Predicate::MulticastGroups { .. } => "multicast_groups",
             Predicate::Traffic { .. } => "traffic",
         }
     }
 
     pub fn subject(&self) -> Subject {
         match self {
-            Predicate::Interface(_) | Predicate::Traffic { .. } => Subject::Interface,
+            Predicate::Interface(_)
+            | Predicate::Traffic { .. }
+            | Predicate::MulticastGroups { .. } => Subject::Interface,
             _ => Subject::Process,
         }
     }
@@ -280,6 +322,27 @@ pub enum BindFilter {
     Loopback,
 }
 
+/// Socket states a `remote` or `peers` predicate counts; empty: ESTABLISHED, SYN_SENT and
+/// SYN_RECV (every connected state).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StateFilter(pub Vec<crate::inventory::SocketState>);
+
+impl StateFilter {
+    pub fn allows(&self, s: crate::inventory::SocketState) -> bool {
+        self.0.is_empty() || self.0.contains(&s)
+    }
+}
+
+/// What `peers` counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PeerCount {
+    /// Distinct remote IP addresses.
+    #[default]
+    Addresses,
+    /// Distinct remote ports (on any address).
+    Ports,
+}
+
 /// Which sockets a `listen` or `remote` predicate looks at.
 #[derive(Debug, Clone, Default)]
 pub struct SocketFilter {
@@ -304,6 +367,12 @@ pub struct SignatureSet {
     pub cmdlines: Option<regex::RegexSet>,
     /// Some signature needs executable hashes.
     pub needs_exe_hash: bool,
+    /// Every `exe_strings` string of the set (lowercased, no repeats): what the inventory
+    /// searches executables for.
+    pub exe_strings: Vec<String>,
+    /// Some signature counts connections over a window (`remote` / `peers` with `for`):
+    /// the history remembers connections.
+    pub needs_connection_history: bool,
     /// The longest `cpu.for` or `traffic.for` of any signature, in seconds: how much history
     /// to keep.
     pub longest_window_secs: u64,
@@ -369,12 +438,25 @@ impl SignatureSet {
         }
         let digest = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
         let mut needs_exe_hash = false;
+        let mut needs_connection_history = false;
+        let mut exe_strings: Vec<String> = Vec::new();
         let mut longest = 0;
         for s in &signatures {
             s.matcher.visit(&mut |p| match p {
                 Predicate::Sha256(_) => needs_exe_hash = true,
+                Predicate::ExeStrings { strings, .. } => {
+                    for x in strings {
+                        if !exe_strings.contains(x) {
+                            exe_strings.push(x.clone());
+                        }
+                    }
+                }
                 Predicate::Cpu { for_secs, .. } | Predicate::Traffic { for_secs, .. } => {
                     longest = longest.max(*for_secs)
+                }
+                Predicate::Remote { for_secs, .. } | Predicate::Peers { for_secs, .. } => {
+                    longest = longest.max(*for_secs);
+                    needs_connection_history |= *for_secs > 0;
                 }
                 _ => {}
             });
@@ -386,6 +468,8 @@ impl SignatureSet {
             cmdlines,
             digest,
             needs_exe_hash,
+            exe_strings,
+            needs_connection_history,
             longest_window_secs: longest,
         }
     }

@@ -331,7 +331,7 @@ fn traffic_values_are_checked() {
         panic!("should fail")
     };
     assert!(
-        e[0].message.contains("cannot use `interface` or `traffic`"),
+        e[0].message.contains("cannot use `interface`, `traffic`"),
         "{e:?}"
     );
 }
