@@ -1,7 +1,14 @@
 //! Bundles every `signatures/*.toml` pack into the binary, so a bare `aupwatch` works anywhere.
+//!
+//! The text is stored XOR-masked (`signatures::BUNDLE_MASK`): the packs name the indicator
+//! strings that `exe_strings` looks for in executables, and the agent's own binary must not
+//! carry them in the clear, or every aupwatch on the host would look like a miner.
 
 use std::fmt::Write as _;
 use std::path::Path;
+
+/// Must equal `signatures::BUNDLE_MASK`.
+const MASK: u8 = 0xA5;
 
 fn main() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("signatures");
@@ -21,11 +28,12 @@ fn main() {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        let _ = writeln!(
-            out,
-            "    ({name:?}, include_str!({:?})),",
-            path.display().to_string()
-        );
+        let text = std::fs::read(path).expect("read signature pack");
+        let _ = write!(out, "    ({name:?}, &[");
+        for b in text {
+            let _ = write!(out, "{},", b ^ MASK);
+        }
+        let _ = writeln!(out, "]),");
     }
     out.push_str("]\n");
     let dest = Path::new(&std::env::var("OUT_DIR").expect("cargo sets OUT_DIR")).join("bundled.rs");

@@ -177,7 +177,7 @@ impl Agent {
         let mut agent = Agent {
             history: {
                 let mut h = History::new(history_secs(&set, &cfg));
-                h.set_keep_connections(set.needs_connection_history);
+                h.set_connection_filters(set.connection_filters.clone());
                 h
             },
             launch,
@@ -323,7 +323,7 @@ impl Agent {
                 // change, and only switching executable hashing needs a new inventory.
                 self.history.set_keep_secs(history_secs(&set, &cfg));
                 self.history
-                    .set_keep_connections(set.needs_connection_history);
+                    .set_connection_filters(set.connection_filters.clone());
                 let opts = self.inventory.options();
                 if opts.hash_exes != set.needs_exe_hash || opts.exe_strings != set.exe_strings {
                     self.inventory = inventory_for(&self.launch, &set);

@@ -66,6 +66,19 @@ impl P {
         self.proc.uid = uid;
         self
     }
+    fn deleted(mut self) -> P {
+        self.proc.exe_deleted = true;
+        self
+    }
+    fn syn_sent(mut self, remote: &str) -> P {
+        self.sockets.push(sock(
+            Protocol::Tcp,
+            "10.0.0.5:40000",
+            Some(remote),
+            SocketState::SynSent,
+        ));
+        self
+    }
     fn listen(mut self, proto: Protocol, addr: &str) -> P {
         let state = if proto == Protocol::Tcp {
             SocketState::Listen
@@ -122,7 +135,8 @@ fn scan(items: Vec<P>) -> Vec<Finding> {
     run(&snapshot(items), &History::default(), packs())
 }
 
-/// Asserts that the lone process in `item` is found with `category` (and nothing else is).
+/// Asserts that the lone process in `item` is found with `category` (and nothing else is,
+/// but `evasion`: hiding is evidence that goes with any category).
 #[track_caller]
 fn found_as(category: &str, item: P) {
     let pid = item.proc.pid;
@@ -137,7 +151,7 @@ fn found_as(category: &str, item: P) {
     );
     let other: Vec<_> = findings
         .iter()
-        .filter(|f| f.category.as_str() != category)
+        .filter(|f| f.category.as_str() != category && f.category.as_str() != "evasion")
         .collect();
     assert!(
         other.is_empty(),
@@ -458,6 +472,98 @@ fn proxies() {
         "proxy",
         p(606, &["/usr/local/bin/gost", "-L", "socks5://:1080"]).listen(Tcp, "[::]:1080"),
     );
+}
+
+#[test]
+fn scanners_and_dos_tools() {
+    found_as("scanner", p(800, &["nmap", "-sT", "-p-", "192.0.2.0/24"]));
+    found_as(
+        "scanner",
+        p(801, &["/usr/bin/masscan", "-p80", "0.0.0.0/0"]),
+    );
+    // a renamed connect scanner: 30 half-open connections to distinct ports
+    let mut sweep = p(802, &["/usr/bin/python3", "probe.py"]);
+    for port in 1..=30 {
+        sweep = sweep.syn_sent(&format!("192.0.2.10:{port}"));
+    }
+    found_as("scanner", sweep);
+    let mut hosts = p(803, &["/usr/bin/python3", "probe.py"]);
+    for host in 1..=25 {
+        hosts = hosts.syn_sent(&format!("192.0.2.{host}:22"));
+    }
+    found_as("scanner", hosts);
+    // hping3 is a scanner by name, and a DoS tool in flood mode: both findings
+    let both = scan(vec![p(
+        810,
+        &["hping3", "--flood", "-S", "-p", "80", "192.0.2.1"],
+    )]);
+    let cats: Vec<&str> = both.iter().map(|f| f.category.as_str()).collect();
+    assert_eq!(cats, vec!["dos", "scanner"], "{:?}", summary(&both));
+    found_as(
+        "dos",
+        p(811, &["/usr/bin/python3", "slowloris.py", "192.0.2.1"]),
+    );
+    found_as(
+        "dos",
+        p(
+            812,
+            &["slowhttptest", "-c", "1000", "-u", "http://192.0.2.1/"],
+        ),
+    );
+}
+
+#[test]
+fn torrent_file_serving_multicast_and_evasion() {
+    found_as(
+        "torrent",
+        p(820, &["/usr/bin/transmission-daemon", "-f"]).listen(Tcp, "0.0.0.0:51413"),
+    );
+    found_as(
+        "torrent",
+        p(821, &["aria2c", "--seed-time=60", "ubuntu.iso.torrent"]),
+    );
+    found_as(
+        "torrent",
+        p(822, &["/opt/x/sync"]).listen(Tcp, "0.0.0.0:6881"),
+    );
+    found_as(
+        "file-serving",
+        p(830, &["/usr/sbin/vsftpd", "/etc/vsftpd.conf"]).listen(Tcp, "0.0.0.0:21"),
+    );
+    found_as(
+        "file-serving",
+        p(831, &["miniserve", "/srv/files"]).listen(Tcp, "[::]:8080"),
+    );
+    found_as("multicast", p(840, &["/usr/bin/smcrouted", "-n"]));
+    found_as(
+        "multicast",
+        p(841, &["/opt/stream/tx"]).listen(Udp, "239.1.2.3:5000"),
+    );
+    found_as("evasion", p(850, &["/tmp/.x/kworker"]).comm("kworker/0:2"));
+    found_as("evasion", p(851, &["/dev/shm/.s/a"]).deleted());
+    found_as(
+        "evasion",
+        p(852, &["/memfd:payload"]).comm("payload").deleted(),
+    );
+}
+
+#[test]
+fn behaviour_look_alikes_stay_clean() {
+    // a browser-like client with many established connections is not a sweep
+    let mut browser = p(860, &["/usr/bin/curl", "--parallel"]);
+    for host in 1..=40 {
+        browser = browser.connect(Tcp, "10.0.0.5:40000", &format!("192.0.2.{host}:443"));
+    }
+    clean(browser);
+    // a web server on 8080 and a database are not torrent or file-sharing
+    clean(p(861, &["/usr/sbin/nginx"]).listen(Tcp, "0.0.0.0:8080"));
+    clean(p(862, &["/usr/sbin/avahi-daemon"]).listen(Udp, "0.0.0.0:5353"));
+    // a busy compression job at nice 19 in a one-shot scan: no history, no steadiness
+    let mut gzip = p(863, &["gzip", "-9"]).busy(100.0, 6.0);
+    gzip.proc.nice = 19;
+    clean(gzip);
+    // a shell script: comm is the script, exe is the shell
+    clean(p(864, &["/usr/bin/bash", "/usr/local/bin/backup.sh"]).comm("backup.sh"));
 }
 
 #[test]

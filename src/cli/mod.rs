@@ -295,7 +295,7 @@ fn scan(args: ScanArgs) -> Result<u8> {
         ..inventory::Options::default()
     });
     let mut history = History::new(set.longest_window_secs.max(args.sample.ceil() as u64));
-    history.set_keep_connections(set.needs_connection_history);
+    history.set_connection_filters(set.connection_filters.clone());
     let pause = Duration::from_secs_f64(args.sample);
     if args.sample > 0.0 {
         // A first inventory to sample CPU use against.

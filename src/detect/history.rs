@@ -6,6 +6,7 @@
 //! [`MAX_CONNECTIONS`] connections.
 
 use crate::inventory::{cpu_percent_of_ticks, Process, Protocol, Snapshot, SocketState};
+use crate::signatures::ConnFilter;
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 
@@ -71,6 +72,8 @@ pub struct History {
     /// Connections per process, only when `keep_connections`.
     conns: HashMap<ProcessKey, HashMap<ConnKey, SeenConn>>,
     keep_connections: bool,
+    /// Only connections fitting one of these are remembered.
+    conn_filters: Vec<ConnFilter>,
 }
 
 /// Sent traffic of one interface over a window, from history.
@@ -117,13 +120,17 @@ impl History {
         self.keep_secs = keep_secs as f64;
     }
 
-    /// Whether connections are remembered (a signature counts them over a window). Turning
-    /// it off forgets them.
-    pub fn set_keep_connections(&mut self, keep: bool) {
-        self.keep_connections = keep;
-        if !keep {
+    /// Which connections are remembered: those fitting one of `filters` (the windowed
+    /// `remote` / `peers` predicates of the set, [`SignatureSet::connection_filters`]).
+    /// None: nothing is remembered, and what was is forgotten.
+    ///
+    /// [`SignatureSet::connection_filters`]: crate::signatures::SignatureSet
+    pub fn set_connection_filters(&mut self, filters: Vec<ConnFilter>) {
+        self.keep_connections = !filters.is_empty();
+        if filters != self.conn_filters {
             self.conns = HashMap::new();
         }
+        self.conn_filters = filters;
     }
 
     /// Number of processes and interfaces tracked and samples (and connections) held: what
@@ -192,7 +199,11 @@ impl History {
             .map(|p| (p.pid, p.start_ticks))
             .collect();
         let mut next: HashMap<ProcessKey, HashMap<ConnKey, SeenConn>> = HashMap::new();
-        for s in snap.sockets.iter().filter(|s| s.is_connected()) {
+        for s in snap
+            .sockets
+            .iter()
+            .filter(|s| s.is_connected() && self.conn_filters.iter().any(|f| f.fits(s)))
+        {
             let Some(remote) = s.remote else { continue };
             let k = ConnKey {
                 protocol: s.protocol,

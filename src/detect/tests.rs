@@ -704,7 +704,7 @@ fn windowed_connections_count_what_history_saw() {
     .concat());
     assert!(s.needs_connection_history);
     let mut h = History::new(600);
-    h.set_keep_connections(true);
+    h.set_connection_filters(s.connection_filters.clone());
     let mailer = || proc(10, 1, "mailer", "/usr/bin/python3", &["mailer"]);
     let conn = |port: u16, remote: &str| {
         socket(
@@ -754,7 +754,7 @@ fn windowed_connections_count_what_history_saw() {
 #[test]
 fn connection_history_is_bounded_per_process() {
     let mut h = History::new(86_400);
-    h.set_keep_connections(true);
+    h.set_connection_filters(vec![crate::signatures::ConnFilter::default()]);
     for scan in 0..3u32 {
         let sockets: Vec<Socket> = (0..3000u32)
             .map(|i| {

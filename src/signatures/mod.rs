@@ -10,8 +10,8 @@ mod model;
 pub(crate) use compile::parse_duration;
 
 pub use model::{
-    BindFilter, Category, GlobList, Match, PeerCount, PortSet, Predicate, ProtocolFilter, Severity,
-    Signature, SignatureSet, SocketFilter, StateFilter, Subject,
+    BindFilter, Category, ConnFilter, GlobList, Match, PeerCount, PortSet, Predicate,
+    ProtocolFilter, Severity, Signature, SignatureSet, SocketFilter, StateFilter, Subject,
 };
 
 use std::path::{Path, PathBuf};
@@ -61,14 +61,24 @@ pub enum DirError {
     Invalid(#[from] LoadErrors),
 }
 
-/// The packs compiled into the binary: `(file name, contents)`.
-pub const BUNDLED: &[(&str, &str)] = include!(concat!(env!("OUT_DIR"), "/bundled.rs"));
+/// Every byte of a bundled pack is stored XORed with this (see `build.rs`): the packs list
+/// miner indicator strings, which the binary must not contain in the clear.
+const BUNDLE_MASK: u8 = 0xA5;
+
+/// The packs compiled into the binary: `(file name, masked contents)`.
+const BUNDLED: &[(&str, &[u8])] = include!(concat!(env!("OUT_DIR"), "/bundled.rs"));
 
 /// The bundled packs as `(name, text)` sources, named `<bundled>/FILE.toml` in errors.
-fn bundled_sources() -> Vec<(String, String)> {
+pub fn bundled_sources() -> Vec<(String, String)> {
     BUNDLED
         .iter()
-        .map(|(name, text)| (format!("<bundled>/{name}"), (*text).to_string()))
+        .map(|(name, masked)| {
+            let bytes: Vec<u8> = masked.iter().map(|b| b ^ BUNDLE_MASK).collect();
+            (
+                format!("<bundled>/{name}"),
+                String::from_utf8_lossy(&bytes).into_owned(),
+            )
+        })
         .collect()
 }
 

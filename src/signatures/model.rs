@@ -343,6 +343,25 @@ pub enum PeerCount {
     Ports,
 }
 
+/// The connections one windowed `remote` / `peers` predicate counts.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ConnFilter {
+    pub protocol: ProtocolFilter,
+    pub local_ports: PortSet,
+    pub remote_ports: PortSet,
+    pub states: StateFilter,
+}
+
+impl ConnFilter {
+    pub fn fits(&self, s: &crate::inventory::Socket) -> bool {
+        self.protocol.allows(s.protocol)
+            && self.states.allows(s.state)
+            && self.local_ports.contains(s.local.port())
+            && s.remote
+                .is_some_and(|r| self.remote_ports.contains(r.port()))
+    }
+}
+
 /// Which sockets a `listen` or `remote` predicate looks at.
 #[derive(Debug, Clone, Default)]
 pub struct SocketFilter {
@@ -373,6 +392,9 @@ pub struct SignatureSet {
     /// Some signature counts connections over a window (`remote` / `peers` with `for`):
     /// the history remembers connections.
     pub needs_connection_history: bool,
+    /// What those windowed predicates look at: the history remembers only connections that
+    /// fit one of these.
+    pub connection_filters: Vec<ConnFilter>,
     /// The longest `cpu.for` or `traffic.for` of any signature, in seconds: how much history
     /// to keep.
     pub longest_window_secs: u64,
@@ -439,6 +461,7 @@ impl SignatureSet {
         let digest = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
         let mut needs_exe_hash = false;
         let mut needs_connection_history = false;
+        let mut connection_filters: Vec<ConnFilter> = Vec::new();
         let mut exe_strings: Vec<String> = Vec::new();
         let mut longest = 0;
         for s in &signatures {
@@ -454,9 +477,41 @@ impl SignatureSet {
                 Predicate::Cpu { for_secs, .. } | Predicate::Traffic { for_secs, .. } => {
                     longest = longest.max(*for_secs)
                 }
-                Predicate::Remote { for_secs, .. } | Predicate::Peers { for_secs, .. } => {
+                Predicate::Remote {
+                    filter,
+                    states,
+                    for_secs,
+                    ..
+                } => {
                     longest = longest.max(*for_secs);
-                    needs_connection_history |= *for_secs > 0;
+                    if *for_secs > 0 {
+                        needs_connection_history = true;
+                        connection_filters.push(ConnFilter {
+                            protocol: filter.protocol,
+                            local_ports: PortSet::default(),
+                            remote_ports: filter.ports.clone(),
+                            states: states.clone(),
+                        });
+                    }
+                }
+                Predicate::Peers {
+                    local_ports,
+                    remote_ports,
+                    protocol,
+                    states,
+                    for_secs,
+                    ..
+                } => {
+                    longest = longest.max(*for_secs);
+                    if *for_secs > 0 {
+                        needs_connection_history = true;
+                        connection_filters.push(ConnFilter {
+                            protocol: *protocol,
+                            local_ports: local_ports.clone(),
+                            remote_ports: remote_ports.clone(),
+                            states: states.clone(),
+                        });
+                    }
                 }
                 _ => {}
             });
@@ -470,6 +525,7 @@ impl SignatureSet {
             needs_exe_hash,
             exe_strings,
             needs_connection_history,
+            connection_filters,
             longest_window_secs: longest,
         }
     }
