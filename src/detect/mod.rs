@@ -306,7 +306,10 @@ fn process_findings(ctx: &Ctx, sig: &Signature) -> Vec<Finding> {
     if hits.is_empty() {
         return Vec::new();
     }
-    // Fold each process into its topmost ancestor that matched the same signature.
+    // Fold each process into its topmost ancestor that matched the same signature and runs
+    // the same program in the same network namespace (a daemon's workers). A different
+    // program below it (a miner started from a matching shell, or anything below a parent
+    // whose executable is also deleted) keeps a finding of its own.
     let matched: HashMap<i32, usize> = hits
         .iter()
         .enumerate()
@@ -330,8 +333,11 @@ fn process_findings(ctx: &Ctx, sig: &Signature) -> Vec<Finding> {
                 break;
             }
             cur = &ctx.snap.processes[pi];
+            let me = &ctx.snap.processes[*i];
             if let Some(&ah) = matched.get(&cur.pid) {
-                top[h] = ah;
+                if cur.exe == me.exe && cur.exe_deleted == me.exe_deleted && cur.netns == me.netns {
+                    top[h] = ah;
+                }
             }
         }
     }

@@ -351,6 +351,33 @@ fn children_fold_into_the_topmost_matching_ancestor() {
 }
 
 #[test]
+fn a_different_program_below_a_matching_parent_keeps_its_own_finding() {
+    let s = set(&sig("evasion.deleted", "{ exe_deleted = true }"));
+    let mut sshd = proc(50, 1, "sshd", "/usr/sbin/sshd", &["sshd"]);
+    sshd.exe_deleted = true; // not restarted after an upgrade
+    let mut worker = proc(51, 50, "sshd", "/usr/sbin/sshd", &["sshd: root"]);
+    worker.exe_deleted = true;
+    let mut miner = proc(52, 51, "x", "/tmp/.x/x", &["x"]);
+    miner.exe_deleted = true;
+    let mut elsewhere = proc(53, 51, "sshd", "/usr/sbin/sshd", &["sshd"]);
+    elsewhere.exe_deleted = true;
+    elsewhere.netns = NS + 1;
+    let snap = snapshot(vec![sshd, worker, miner, elsewhere], vec![]);
+    let f = run(&snap, &History::default(), &s);
+    let mut got: Vec<(i32, Vec<i32>)> = f
+        .iter()
+        .map(|f| {
+            (
+                f.process.as_ref().map_or(0, |p| p.pid),
+                f.related_pids.clone(),
+            )
+        })
+        .collect();
+    got.sort();
+    assert_eq!(got, vec![(50, vec![51]), (52, vec![]), (53, vec![])]);
+}
+
+#[test]
 fn sustained_cpu_needs_the_whole_window_or_a_long_busy_life() {
     let s = set(&sig(
         "mining.busy",
