@@ -26,6 +26,9 @@ pub struct ConnKey {
 /// When a connection was last seen, and in which states (bit per [`SocketState`] as `u16`).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct SeenConn {
+    /// First seen in an unbroken run of scans (a connection missing from one scan starts
+    /// over when it comes back).
+    pub first_seen: f64,
     pub last_seen: f64,
     states: u16,
 }
@@ -74,6 +77,8 @@ pub struct History {
     keep_connections: bool,
     /// Only connections fitting one of these are remembered.
     conn_filters: Vec<ConnFilter>,
+    /// Uptime of the last snapshot whose connections were recorded.
+    last_observed: f64,
 }
 
 /// Sent traffic of one interface over a window, from history.
@@ -192,6 +197,9 @@ impl History {
 
     fn observe_connections(&mut self, snap: &Snapshot) {
         let now = snap.uptime_secs;
+        if now <= self.last_observed {
+            return;
+        }
         let start = now - self.keep_secs;
         let start_of: HashMap<i32, u64> = snap
             .processes
@@ -222,9 +230,13 @@ impl History {
                     }
                 };
                 let seen = conns.entry(k).or_insert(SeenConn {
+                    first_seen: now,
                     last_seen: now,
                     states: 0,
                 });
+                if seen.last_seen < self.last_observed {
+                    seen.first_seen = now;
+                }
                 seen.last_seen = now;
                 seen.states |= state_bit(s.state);
             }
@@ -257,6 +269,7 @@ impl History {
         }
         next.retain(|_, c| !c.is_empty());
         self.conns = next;
+        self.last_observed = now;
     }
 
     /// Sent traffic of an interface over (up to) the last `window_secs`; with 0, the latest

@@ -653,9 +653,24 @@ fn try_predicate(ctx: &Ctx, pi: usize, pred: &Predicate, detail: bool) -> Trial 
             states,
             min,
             for_secs,
+            min_age_secs,
         } => {
             let fits_conn = |protocol, remote: std::net::SocketAddr| {
                 filter.protocol.allows(protocol) && filter.ports.contains(remote.port())
+            };
+            let old_enough = |s: &Socket| {
+                *min_age_secs == 0
+                    || s.remote.is_some_and(|remote| {
+                        let k = ConnKey {
+                            protocol: s.protocol,
+                            local: s.local,
+                            remote,
+                        };
+                        ctx.history.connections(p).any(|(c, seen)| {
+                            *c == k
+                                && seen.first_seen <= ctx.snap.uptime_secs - *min_age_secs as f64
+                        })
+                    })
             };
             let found: Vec<(usize, &Socket)> = ctx
                 .sockets(p.pid)
@@ -663,18 +678,24 @@ fn try_predicate(ctx: &Ctx, pi: usize, pred: &Predicate, detail: bool) -> Trial 
                     s.is_connected()
                         && states.allows(s.state)
                         && s.remote.is_some_and(|r| fits_conn(s.protocol, r))
+                        && old_enough(s)
                 })
                 .collect();
             sockets = found.iter().map(|(i, _)| *i).collect();
             if *for_secs == 0 {
                 let n = found.len();
+                let age = if *min_age_secs > 0 {
+                    format!(" open for at least {}", human_secs(*min_age_secs as f64))
+                } else {
+                    String::new()
+                };
                 (
                     n >= *min as usize,
                     Box::new(move || {
                         if n == 0 {
-                            "no connection to those ports".into()
+                            format!("no connection to those ports{age}")
                         } else {
-                            format!("{n} connection(s): {}", list_sockets(&found, true))
+                            format!("{n} connection(s){age}: {}", list_sockets(&found, true))
                         }
                     }),
                 )
@@ -788,6 +809,10 @@ fn try_predicate(ctx: &Ctx, pi: usize, pred: &Predicate, detail: bool) -> Trial 
                 Box::new(move || format!("scheduling policy {name}")),
             )
         }
+        Predicate::Threads { min } => (
+            p.threads >= i64::from(*min),
+            Box::new(move || format!("{} threads", p.threads)),
+        ),
         Predicate::Nice { min } => (p.nice >= *min, Box::new(move || format!("nice {}", p.nice))),
         Predicate::ExeDeleted(want) => match p.exe.as_deref() {
             Some(exe) => (

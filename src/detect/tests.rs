@@ -877,3 +877,112 @@ fn multicast_sockets_and_interface_groups() {
     );
     assert_eq!(f[1].evidence[0].value, "joined 1 group(s): 239.1.2.3");
 }
+
+#[test]
+fn long_lived_connections_and_threads() {
+    let s = set(&[
+        sig(
+            "mining.long",
+            "{ remote = { port = [443], min_age = \"30m\" } }",
+        ),
+        sig("mining.threads", "{ threads = { min = 8 } }"),
+    ]
+    .concat());
+    let mut h = History::new(3600);
+    h.set_connection_filters(s.connection_filters.clone());
+    let mut p = proc(10, 1, "w", "/usr/bin/w", &["w"]);
+    p.threads = 8;
+    let long = socket(
+        10,
+        Protocol::Tcp,
+        "10.0.0.5:40000",
+        Some("192.0.2.7:443"),
+        SocketState::Established,
+    );
+    let short = socket(
+        10,
+        Protocol::Tcp,
+        "10.0.0.5:40001",
+        Some("192.0.2.8:443"),
+        SocketState::Established,
+    );
+    let mut last = snapshot(vec![], vec![]);
+    for i in 0..=40u32 {
+        let mut socks = vec![long.clone()];
+        // the second connection comes and goes: never 30 minutes unbroken
+        if i % 10 != 0 {
+            socks.push(short.clone());
+        }
+        let mut snap = snapshot(vec![p.clone()], socks);
+        snap.uptime_secs = 100_000.0 + f64::from(i) * 60.0;
+        h.observe(&snap);
+        last = snap;
+    }
+    let f = run(&last, &h, &s);
+    let long_f = f
+        .iter()
+        .find(|f| f.signature == "mining.long")
+        .expect("long-lived found");
+    assert_eq!(
+        long_f.evidence[0].value,
+        "1 connection(s) open for at least 30m: tcp 10.0.0.5:40000 -> 192.0.2.7:443"
+    );
+    assert!(f.iter().any(|f| f.signature == "mining.threads"));
+    // a one-shot scan has no such history
+    assert!(run(&last, &History::default(), &s)
+        .iter()
+        .all(|f| f.signature != "mining.long"));
+}
+
+#[test]
+fn history_does_not_grow_with_uptime() {
+    // A day of 15 s scans with churning processes and connections: what history holds after
+    // an hour is what it holds after a day.
+    let s = set(&[
+        sig(
+            "mail.bulk",
+            "{ remote = { port = [25], min = 20, for = \"10m\" } }",
+        ),
+        sig(
+            "mining.cpu",
+            "{ cpu = { min_percent = 50, for = \"10m\" } }",
+        ),
+    ]
+    .concat());
+    let mut h = History::new(s.longest_window_secs);
+    h.set_connection_filters(s.connection_filters.clone());
+    let mut sizes = Vec::new();
+    for scan in 0..5760u32 {
+        let procs: Vec<Process> = (0..50)
+            .map(|k| {
+                // half the processes live forever, half are replaced every scan
+                let pid = if k < 25 {
+                    k + 2
+                } else {
+                    1000 + (scan as i32) * 25 + k
+                };
+                let mut p = proc(pid, 1, "p", "/usr/bin/p", &["p"]);
+                p.cpu_ticks = u64::from(scan) * 100;
+                p
+            })
+            .collect();
+        let sockets: Vec<Socket> = (0..25)
+            .map(|k| {
+                socket(
+                    k + 2,
+                    Protocol::Tcp,
+                    &format!("10.0.0.5:{}", 30000 + (scan % 30000)),
+                    Some("192.0.2.9:25"),
+                    SocketState::Established,
+                )
+            })
+            .collect();
+        let mut snap = snapshot(procs, sockets);
+        snap.uptime_secs = 1000.0 + f64::from(scan) * 15.0;
+        h.observe(&snap);
+        if scan == 240 || scan == 5759 {
+            sizes.push(h.size());
+        }
+    }
+    assert_eq!(sizes[0], sizes[1], "after 1 h vs after 24 h");
+}

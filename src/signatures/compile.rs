@@ -43,6 +43,7 @@ enum RawMatch {
     Cpu(RawCpu),
     Policy(Vec<Spanned<String>>),
     Nice(RawNice),
+    Threads(RawMin),
     ExeDeleted(bool),
     ExeStrings(RawExeStrings),
     CommMismatch(bool),
@@ -109,6 +110,8 @@ struct RawRemote {
     state: Vec<Spanned<String>>,
     #[serde(default, rename = "for")]
     duration: Option<Spanned<String>>,
+    #[serde(default)]
+    min_age: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -417,7 +420,7 @@ impl Ctx<'_> {
                     );
                     return None;
                 }
-                let for_secs = self.window("traffic", t.duration.as_ref())?;
+                let for_secs = self.window("traffic.for", t.duration.as_ref())?;
                 Predicate::Traffic {
                     min_pps: pps,
                     max_avg_packet_bytes: size,
@@ -435,6 +438,13 @@ impl Ctx<'_> {
                 protocol: self.protocol(l.protocol.as_ref())?,
                 bind: self.bind(l.bind.as_ref())?,
             }),
+            RawMatch::Remote(r) if r.duration.is_some() && r.min_age.is_some() => {
+                self.error(
+                    at,
+                    "`remote` takes `for` (connections seen over a window) or `min_age` (connections open that long now), not both".into(),
+                );
+                return None;
+            }
             RawMatch::Remote(r) => Predicate::Remote {
                 filter: SocketFilter {
                     ports: self.ports(&r.port)?,
@@ -446,7 +456,8 @@ impl Ctx<'_> {
                     Some(m) => self.count(m)?,
                     None => 1,
                 },
-                for_secs: self.window("remote", r.duration.as_ref())?,
+                for_secs: self.window("remote.for", r.duration.as_ref())?,
+                min_age_secs: self.window("remote.min_age", r.min_age.as_ref())?,
             },
             RawMatch::Peers(p) => Predicate::Peers {
                 min: self.count(&p.min)?,
@@ -465,7 +476,7 @@ impl Ctx<'_> {
                 remote_ports: self.ports(&p.remote_port)?,
                 protocol: self.protocol(p.protocol.as_ref())?,
                 states: self.states(&p.state)?,
-                for_secs: self.window("peers", p.duration.as_ref())?,
+                for_secs: self.window("peers.for", p.duration.as_ref())?,
             },
             RawMatch::Policy(names) => {
                 self.non_empty(names, "policy", at)?;
@@ -499,6 +510,9 @@ impl Ctx<'_> {
                 }
                 Predicate::Nice { min: v }
             }
+            RawMatch::Threads(t) => Predicate::Threads {
+                min: self.count(&t.min)?,
+            },
             RawMatch::ExeDeleted(b) => Predicate::ExeDeleted(*b),
             RawMatch::CommMismatch(b) => Predicate::CommMismatch(*b),
             RawMatch::Multicast(RawEmpty {}) => Predicate::Multicast,
@@ -784,7 +798,7 @@ impl Ctx<'_> {
                 self.error(
                     d.span().start,
                     format!(
-                        "{what}.for `{}` is not a duration of at most 24h (like \"30s\", \"10m\", \"1h30m\")",
+                        "{what} `{}` is not a duration of at most 24h (like \"30s\", \"10m\", \"1h30m\")",
                         d.get_ref()
                     ),
                 );

@@ -185,6 +185,8 @@ pub enum Predicate {
         states: StateFilter,
         min: u32,
         for_secs: u64,
+        /// Only connections open, in every scan, for at least this long (0: any).
+        min_age_secs: u64,
     },
     /// At least `min` distinct remote addresses (or ports) over the connected sockets that
     /// fit; with `for_secs`, over the connections seen in that window of history.
@@ -208,6 +210,10 @@ pub enum Predicate {
     /// Nice value at least `min`.
     Nice {
         min: i64,
+    },
+    /// At least `min` threads.
+    Threads {
+        min: u32,
     },
     /// The executable was deleted after start or is a memfd (`true`), or is not (`false`).
     ExeDeleted(bool),
@@ -250,6 +256,7 @@ impl Predicate {
             Predicate::Cpu { .. } => "cpu",
             Predicate::Policy(_) => "policy",
             Predicate::Nice { .. } => "nice",
+            Predicate::Threads { .. } => "threads",
             Predicate::ExeDeleted(_) => "exe_deleted",
             Predicate::ExeStrings { .. } => "exe_strings",
             Predicate::CommMismatch(_) => "comm_mismatch",
@@ -481,10 +488,11 @@ impl SignatureSet {
                     filter,
                     states,
                     for_secs,
+                    min_age_secs,
                     ..
                 } => {
-                    longest = longest.max(*for_secs);
-                    if *for_secs > 0 {
+                    longest = longest.max(*for_secs).max(*min_age_secs);
+                    if *for_secs > 0 || *min_age_secs > 0 {
                         needs_connection_history = true;
                         connection_filters.push(ConnFilter {
                             protocol: filter.protocol,
