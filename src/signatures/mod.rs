@@ -10,8 +10,8 @@ mod model;
 pub(crate) use compile::parse_duration;
 
 pub use model::{
-    BindFilter, Category, GlobList, Match, PortSet, Predicate, ProtocolFilter, Severity, Signature,
-    SignatureSet, SocketFilter, Subject,
+    BindFilter, Category, GlobList, Match, PortSet, Predicate, ProbeKind, ProtocolFilter, Severity,
+    Signature, SignatureSet, SocketFilter, Subject,
 };
 
 use std::path::{Path, PathBuf};
