@@ -8,6 +8,7 @@ pub mod daemon;
 pub mod detect;
 pub mod inventory;
 pub mod netns;
+pub mod probe;
 pub mod report;
 pub mod signatures;
 pub mod tracker;
