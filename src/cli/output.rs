@@ -350,6 +350,8 @@ struct ListedSignature<'a> {
     aup: &'a str,
     source: &'a str,
     references: &'a [String],
+    /// The active probe the signature asks for (`"proxy"`), or null.
+    probe: Option<aupwatch::signatures::ProbeKind>,
 }
 
 pub fn list(set: &SignatureSet, as_json: bool) -> Result<()> {
@@ -365,6 +367,7 @@ pub fn list(set: &SignatureSet, as_json: bool) -> Result<()> {
                 aup: &s.aup,
                 source: &s.source,
                 references: &s.references,
+                probe: s.probe,
             })
             .collect();
         return json(&serde_json::json!({ "version": set.version(), "signatures": items }));
