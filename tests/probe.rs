@@ -415,3 +415,58 @@ fn agent_probes_its_own_and_other_namespaces() {
         );
     }
 }
+
+/// Without CAP_SYS_ADMIN (the systemd unit's default) the probe cannot enter the lab's
+/// namespace: the scan still succeeds, the finding says why it was not probed and keeps its
+/// signature's severity.
+#[test]
+fn without_cap_sys_admin_a_foreign_namespace_is_reported_not_probed() {
+    const T: &str = "without_cap_sys_admin_a_foreign_namespace_is_reported_not_probed";
+    let Some(setpriv) = prerequisites(T, &["setpriv"]).map(|b| b[0].clone()) else {
+        return;
+    };
+    let Some((lab, pid)) = microsocks(T, "pcap", 1080, false) else {
+        return;
+    };
+    let out = Command::new(&setpriv)
+        .args([
+            "--bounding-set",
+            "-sys_admin",
+            "--inh-caps",
+            "-sys_admin",
+            "--",
+        ])
+        .arg(env!("CARGO_BIN_EXE_aupwatch"))
+        .args(["scan", "--json", "--sample", "0"])
+        .output()
+        .unwrap_or_else(|e| lab.fail(&format!("cannot run setpriv: {e}")));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "findings, not an error: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        text
+    );
+    let json: Value = serde_json::from_str(&text).expect("scan --json prints JSON");
+    let f = json["findings"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|f| {
+            f["signature"] == "proxy.software-public"
+                && f["process"]["pid"].as_u64() == Some(u64::from(pid))
+        })
+        .unwrap_or_else(|| lab.fail(&format!("microsocks not found: {text}")));
+    let p = &f["probe"];
+    assert_eq!(p["verdict"], "not_probed", "{f:#}");
+    let evidence = p["evidence"].as_str().unwrap_or_default();
+    assert!(
+        evidence.starts_with(&format!(
+            "cannot enter network namespace {} (setns): EPERM",
+            lab.netns()
+        )),
+        "{evidence}"
+    );
+    assert_eq!(f["severity"], "medium", "{f:#}");
+}
