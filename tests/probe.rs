@@ -332,9 +332,13 @@ fn http_server_on_a_proxy_port_is_not_a_proxy() {
         "proxy.proxy-port-public",
         ("not_proxy", "http", 8888, "low"),
     );
+    // Whatever other findings the process has: no probe calls it open, no proxy finding is
+    // high.
     for g in report.involving(pid) {
         assert_ne!(g["probe"]["verdict"], "open", "{g:#}");
-        assert_ne!(g["severity"], "high", "{g:#}");
+        if g["category"] == "proxy" {
+            assert_ne!(g["severity"], "high", "{g:#}");
+        }
     }
     let evidence = f["probe"]["evidence"].as_str().unwrap_or_default();
     assert!(evidence.contains(" 501 "), "{evidence}");
