@@ -26,6 +26,9 @@ pub struct Config {
     pub state_dir: PathBuf,
     /// Overrides the kernel's host name in reports.
     pub hostname: Option<String>,
+    /// Probe suspected proxies (signatures with `probe = "proxy"`) for being open. Default
+    /// true.
+    pub probes: bool,
     pub status: StatusConfig,
     pub syslog: SyslogConfig,
     pub event_log: EventLogConfig,
@@ -102,6 +105,7 @@ impl Default for Config {
             },
             state_dir,
             hostname: None,
+            probes: true,
             status: StatusConfig {
                 socket: PathBuf::from("/run/aupwatch/agent.sock"),
                 group: "aupwatch".into(),
@@ -150,6 +154,7 @@ struct Raw {
     local_signatures_dir: Option<PathBuf>,
     state_dir: Option<PathBuf>,
     hostname: Option<Spanned<String>>,
+    probes: Option<bool>,
     status: Option<RawStatus>,
     syslog: Option<RawSyslog>,
     event_log: Option<RawEventLog>,
@@ -272,6 +277,9 @@ pub fn parse(file: &str, text: &str) -> Result<Config, ConfigErrors> {
             );
         }
         c.hostname = Some(h.into_inner());
+    }
+    if let Some(p) = raw.probes {
+        c.probes = p;
     }
     if let Some(s) = raw.status {
         if let Some(p) = s.socket {
@@ -448,12 +456,13 @@ pub fn parse(file: &str, text: &str) -> Result<Config, ConfigErrors> {
     }
 }
 
-const TOP_KEYS: [&str; 9] = [
+const TOP_KEYS: [&str; 10] = [
     "interval",
     "signatures_dir",
     "local_signatures_dir",
     "state_dir",
     "hostname",
+    "probes",
     "status",
     "syslog",
     "event_log",
@@ -485,6 +494,7 @@ fn read_raw(text: &str, err: &mut impl FnMut(usize, String, String)) -> Raw {
                 "local_signatures_dir" => de(v).map(|x| raw.local_signatures_dir = Some(x)),
                 "state_dir" => de(v).map(|x| raw.state_dir = Some(x)),
                 "hostname" => de(v).map(|x| raw.hostname = Some(x)),
+                "probes" => de(v).map(|x| raw.probes = Some(x)),
                 "status" => de(v).map(|x| raw.status = Some(x)),
                 "syslog" => de(v).map(|x| raw.syslog = Some(x)),
                 "event_log" => de(v).map(|x| raw.event_log = Some(x)),
@@ -594,6 +604,7 @@ mod tests {
             PathBuf::from("/var/lib/aupwatch/events.jsonl")
         );
         assert!(c.syslog.enabled && c.exceptions.is_empty());
+        assert!(c.probes);
     }
 
     #[test]
@@ -602,6 +613,7 @@ mod tests {
             "agent.toml",
             r#"interval = "30s"
 state_dir = "/tmp/aw"
+probes = false
 [syslog]
 facility = "local3"
 [event_log]
@@ -619,6 +631,7 @@ expires = 2027-01-31
         )
         .expect("valid");
         assert_eq!(c.interval, Duration::from_secs(30));
+        assert!(!c.probes);
         assert_eq!(c.event_log.path, PathBuf::from("/tmp/aw/events.jsonl"));
         assert_eq!(
             c.syslog.facility as i32,
@@ -629,14 +642,14 @@ expires = 2027-01-31
         assert!(!e.signatures.is_match("irc.server"));
         assert_eq!((e.port, e.max_count), (Some(6697), Some(1)));
         assert_eq!(e.expires_unix_ms, Some(1_801_353_600_000));
-        assert_eq!(e.source, "agent.toml:8");
+        assert_eq!(e.source, "agent.toml:9");
     }
 
     #[test]
     fn errors_name_the_key_and_line() {
         assert_eq!(
             errors("intervall = \"5s\"\n"),
-            vec!["agent.toml:1: key `intervall`: unknown key, expected one of `interval`, `signatures_dir`, `local_signatures_dir`, `state_dir`, `hostname`, `status`, `syslog`, `event_log`, `exception`"]
+            vec!["agent.toml:1: key `intervall`: unknown key, expected one of `interval`, `signatures_dir`, `local_signatures_dir`, `state_dir`, `hostname`, `probes`, `status`, `syslog`, `event_log`, `exception`"]
         );
         assert_eq!(
             errors("interval = \"5x\"\n"),
@@ -656,6 +669,10 @@ expires = 2027-01-31
         );
         assert_eq!(errors("[syslog]\nfacility = \"kitchen\"\n").len(), 1);
         assert_eq!(
+            errors("interval = \"5s\"\nprobes = \"yes\"\n"),
+            vec!["agent.toml:2: key `probes`: invalid type: string \"yes\", expected a boolean"]
+        );
+        assert_eq!(
             errors("[[exception]]\nsignatures = [\"x\"]\n"),
             vec!["agent.toml:1: key `exception[0]`: missing field `reason`"]
         );
@@ -667,7 +684,7 @@ expires = 2027-01-31
         assert_eq!(
             errs,
             vec![
-                "agent.toml:1: key `intervl`: unknown key, expected one of `interval`, `signatures_dir`, `local_signatures_dir`, `state_dir`, `hostname`, `status`, `syslog`, `event_log`, `exception`",
+                "agent.toml:1: key `intervl`: unknown key, expected one of `interval`, `signatures_dir`, `local_signatures_dir`, `state_dir`, `hostname`, `probes`, `status`, `syslog`, `event_log`, `exception`",
                 "agent.toml:2: key `interval`: `5x` is not a duration like \"15s\", \"1m\"",
                 "agent.toml:3: key `hostname`: must be 1-255 printable ASCII characters without spaces (a syslog HOSTNAME)",
                 "agent.toml:5: key `event_log`: unknown field `max_bytez`, expected one of `enabled`, `path`, `max_bytes`, `keep`",

@@ -9,6 +9,7 @@
 use crate::config::{self, Config};
 use crate::detect::{self, History};
 use crate::inventory::{self, Inventory};
+use crate::probe::{self, Prober};
 use crate::report::eventlog::EventLog;
 use crate::report::notify::{monotonic_usec, Notifier};
 use crate::report::status::{Shared, StatusError, StatusServer};
@@ -127,6 +128,8 @@ struct Agent {
     set: SignatureSet,
     inventory: Inventory,
     history: History,
+    /// Open-proxy probes and their cached results; `None` with `probes = false`.
+    prober: Option<Prober>,
     tracker: Option<Tracker>,
     notifier: Notifier,
     syslog: Option<Syslog>,
@@ -154,6 +157,8 @@ struct ScanInfo {
     namespaces: usize,
     gaps: usize,
     findings: usize,
+    /// Listening sockets the proxy probe was asked about (most answered from its cache).
+    probe_candidates: usize,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -180,6 +185,7 @@ impl Agent {
                 h.set_connection_filters(set.connection_filters.clone());
                 h
             },
+            prober: prober_for(&launch, &cfg),
             launch,
             cfg,
             set,
@@ -328,6 +334,10 @@ impl Agent {
                 if opts.hash_exes != set.needs_exe_hash || opts.exe_strings != set.exe_strings {
                     self.inventory = inventory_for(&self.launch, &set);
                 }
+                // The probe cache outlives a reload too, unless probes are switched.
+                if self.prober.is_some() != cfg.probes {
+                    self.prober = prober_for(&self.launch, &cfg);
+                }
                 self.cfg = cfg;
                 self.set = set;
                 self.configure_reporters();
@@ -417,7 +427,18 @@ impl Agent {
             }
         };
         self.history.observe(&snap);
-        let findings = detect::run(&snap, &self.history, &self.set);
+        let mut findings = detect::run(&snap, &self.history, &self.set);
+        let mut probe_candidates = 0;
+        if let Some(prober) = self.prober.as_mut() {
+            // Bounded by the prober's budget (3 s); a namespace it cannot enter is a result
+            // that says so, never an error of the scan.
+            let targets = detect::probe::candidates(&findings, &snap, &self.set);
+            probe_candidates = targets.len();
+            if !targets.is_empty() {
+                let results = prober.run(&targets, now_unix_ms());
+                detect::probe::apply(&mut findings, &snap, &self.set, &results);
+            }
+        }
         let host = self
             .cfg
             .hostname
@@ -449,6 +470,7 @@ impl Agent {
             namespaces: namespaces.len(),
             gaps: snap.gaps.len(),
             findings: count,
+            probe_candidates,
         });
         self.publish();
         let active = self.tracker.as_ref().map_or(0, |t| t.active().len());
@@ -580,6 +602,16 @@ fn inventory_for(launch: &Launch, set: &SignatureSet) -> Inventory {
         hash_exes: set.needs_exe_hash,
         exe_strings: set.exe_strings.clone(),
         ..inventory::Options::default()
+    })
+}
+
+/// The agent's prober, when the config enables probes.
+fn prober_for(launch: &Launch, cfg: &Config) -> Option<Prober> {
+    cfg.probes.then(|| {
+        Prober::new(probe::Options {
+            proc_root: launch.proc_root.clone(),
+            ..probe::Options::default()
+        })
     })
 }
 

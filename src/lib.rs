@@ -7,6 +7,8 @@ pub mod config;
 pub mod daemon;
 pub mod detect;
 pub mod inventory;
+pub mod netns;
+pub mod probe;
 pub mod report;
 pub mod signatures;
 pub mod tracker;

@@ -285,6 +285,7 @@ mod tests {
                 .into_iter()
                 .collect(),
             evidence: vec![],
+            probe: None,
         }
     }
 

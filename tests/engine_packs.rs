@@ -472,6 +472,37 @@ fn proxies() {
         "proxy",
         p(606, &["/usr/local/bin/gost", "-L", "socks5://:1080"]).listen(Tcp, "[::]:1080"),
     );
+    // A renamed program on a classic proxy port: only the low port signature, which asks the
+    // probe to decide.
+    let findings = scan(vec![
+        p(607, &["/opt/x/relayd", "-p", "8118"]).listen(Tcp, "0.0.0.0:8118")
+    ]);
+    assert_eq!(
+        summary(&findings),
+        ["proxy.proxy-port-public [low] [\"listen: tcp 0.0.0.0:8118\"]"],
+        "{findings:#?}"
+    );
+}
+
+#[test]
+fn public_proxy_signatures_ask_for_the_proxy_probe() {
+    let probed: Vec<&str> = packs()
+        .signatures
+        .iter()
+        .filter(|s| s.probe == Some(aupwatch::signatures::ProbeKind::Proxy))
+        .map(|s| s.id.as_str())
+        .collect();
+    assert_eq!(
+        probed,
+        [
+            "proxy.software-public",
+            "proxy.ssh-dynamic-public",
+            "proxy.socks-port-public",
+            "proxy.http-proxy-port-public",
+            "proxy.proxy-port-public",
+            "proxy.ncat-proxy",
+        ]
+    );
 }
 
 #[test]
@@ -636,6 +667,13 @@ fn benign_look_alikes_stay_clean() {
         p(721, &["/usr/bin/node", "server.js"])
             .comm("node")
             .listen(Tcp, "0.0.0.0:3000"),
+    );
+    // Jupyter's default port, on loopback as it ships; Tomcat on 8080.
+    clean(p(722, &["/usr/bin/python3", "/usr/bin/jupyter-notebook"]).listen(Tcp, "127.0.0.1:8888"));
+    clean(
+        p(723, &["/usr/bin/java", "-Dcatalina.base=/var/lib/tomcat"])
+            .comm("java")
+            .listen(Tcp, "0.0.0.0:8080"),
     );
 }
 

@@ -4,6 +4,7 @@
 use anyhow::Result;
 use aupwatch::detect::{Explanation, Finding};
 use aupwatch::inventory::{Gap, Snapshot};
+use aupwatch::probe::ProbeReport;
 use aupwatch::signatures::{Severity, SignatureSet};
 use serde::Serialize;
 use std::collections::BTreeSet;
@@ -202,6 +203,9 @@ pub fn table(r: &ScanReport) -> Result<()> {
                     clean(&e.value)
                 )?;
             }
+            if let Some(p) = &f.probe {
+                writeln!(out, "    {} {}", style.dim("probe:"), probe_line(p))?;
+            }
             if let Some(p) = &f.process {
                 let mut ctx = Vec::new();
                 if p.exe_deleted {
@@ -258,7 +262,23 @@ pub fn table(r: &ScanReport) -> Result<()> {
     Ok(())
 }
 
-pub fn explain(snap: &Snapshot, pid: i32, explanations: &[Explanation]) -> Result<()> {
+/// One probe result for a terminal: verdict, protocol and address, evidence (escaped).
+fn probe_line(p: &ProbeReport) -> String {
+    let protocol = p.protocol.map_or(String::new(), |x| format!(" {x}"));
+    format!(
+        "{}{protocol} at {} — {}",
+        p.verdict,
+        p.address,
+        clean(&p.evidence)
+    )
+}
+
+pub fn explain(
+    snap: &Snapshot,
+    pid: i32,
+    explanations: &[Explanation],
+    findings: &[Finding],
+) -> Result<()> {
     let mut out = std::io::stdout().lock();
     if let Some(p) = snap.processes.iter().find(|p| p.pid == pid) {
         writeln!(
@@ -304,6 +324,19 @@ pub fn explain(snap: &Snapshot, pid: i32, explanations: &[Explanation]) -> Resul
                 clean(&t.seen)
             )?;
         }
+        let probed = findings
+            .iter()
+            .filter(|f| f.signature == e.signature)
+            .filter_map(|f| Some((f, f.probe.as_ref()?)));
+        for (f, p) in probed {
+            writeln!(
+                out,
+                "        probe: {} (severity {} → {})",
+                probe_line(p),
+                e.severity,
+                f.severity
+            )?;
+        }
     }
     Ok(())
 }
@@ -317,6 +350,8 @@ struct ListedSignature<'a> {
     aup: &'a str,
     source: &'a str,
     references: &'a [String],
+    /// The active probe the signature asks for (`"proxy"`), or null.
+    probe: Option<aupwatch::signatures::ProbeKind>,
 }
 
 pub fn list(set: &SignatureSet, as_json: bool) -> Result<()> {
@@ -332,6 +367,7 @@ pub fn list(set: &SignatureSet, as_json: bool) -> Result<()> {
                 aup: &s.aup,
                 source: &s.source,
                 references: &s.references,
+                probe: s.probe,
             })
             .collect();
         return json(&serde_json::json!({ "version": set.version(), "signatures": items }));

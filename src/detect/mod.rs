@@ -4,6 +4,7 @@
 //! The output is sorted, so the same input always gives the same findings.
 
 mod history;
+pub mod probe;
 
 pub use history::{
     key as process_key, CpuWindow, History, InterfaceKey, ProcessKey, TrafficWindow, MAX_SAMPLES,
@@ -34,6 +35,8 @@ pub struct Finding {
     pub related_pids: Vec<i32>,
     pub sockets: Vec<SocketRef>,
     pub evidence: Vec<Evidence>,
+    /// The active probe's result for the signature's `probe`, set by [`probe::apply`].
+    pub probe: Option<crate::probe::ProbeReport>,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -232,6 +235,12 @@ pub fn run(snap: &Snapshot, history: &History, set: &SignatureSet) -> Vec<Findin
             Subject::Interface => findings.extend(interface_findings(&ctx, sig)),
         }
     }
+    sort(&mut findings);
+    findings
+}
+
+/// The order of findings: severity (highest first), category, signature, subject.
+fn sort(findings: &mut [Finding]) {
     findings.sort_by(|a, b| {
         b.severity
             .cmp(&a.severity)
@@ -239,7 +248,6 @@ pub fn run(snap: &Snapshot, history: &History, set: &SignatureSet) -> Vec<Findin
             .then_with(|| a.signature.cmp(&b.signature))
             .then_with(|| sort_key(a).cmp(&sort_key(b)))
     });
-    findings
 }
 
 fn sort_key(f: &Finding) -> (i32, u64, String) {
@@ -379,6 +387,7 @@ fn process_findings(ctx: &Ctx, sig: &Signature) -> Vec<Finding> {
                 related_pids: related,
                 sockets: sockets.into_iter().collect(),
                 evidence: evidence.into_iter().collect(),
+                probe: None,
             }
         })
         .collect()
@@ -405,6 +414,7 @@ fn interface_findings(ctx: &Ctx, sig: &Signature) -> Vec<Finding> {
                 related_pids: Vec::new(),
                 sockets: Vec::new(),
                 evidence: hit.evidence,
+                probe: None,
             });
         }
     }

@@ -14,7 +14,7 @@
 
 use super::model::{Protocol, Socket};
 use super::net::socket_from_parts;
-use nix::sched::{setns, CloneFlags};
+use crate::netns::{self, Place};
 use nix::sys::socket::{
     connect, recvfrom, send, setsockopt, socket, sockopt, AddressFamily, MsgFlags, NetlinkAddr,
     SockFlag, SockProtocol, SockType,
@@ -354,33 +354,32 @@ impl DiagSocket {
 }
 
 /// Creates a [`DiagSocket`] inside each namespace, given an open `/proc/<pid>/ns/net` of
-/// each, from one helper thread that `setns`es from namespace to namespace and then exits.
+/// each, from one helper thread ([`crate::netns::spawn_in`]) that `setns`es from namespace
+/// to namespace and then exits.
 pub(super) fn open_in_namespaces(
     namespaces: Vec<(u64, OwnedFd)>,
 ) -> Vec<(u64, Result<DiagSocket, String>)> {
     let ids: Vec<u64> = namespaces.iter().map(|(ns, _)| *ns).collect();
-    let worker = std::thread::Builder::new()
-        .name("aupwatch-netns".into())
-        .spawn(move || {
-            namespaces
-                .into_iter()
-                .map(|(ns, fd)| {
-                    let sock = setns(&fd, CloneFlags::CLONE_NEWNET)
-                        .map_err(|e| format!("setns into network namespace {ns}: {e}"))
-                        .and_then(|()| DiagSocket::open().map_err(|e| e.to_string()));
-                    (ns, sock)
-                })
-                .collect::<Vec<_>>()
-        });
+    let stops = namespaces
+        .into_iter()
+        .map(|(ns, fd)| (ns, Place::Enter(fd)))
+        .collect();
+    let worker = netns::spawn_in("aupwatch-netns", stops, |_| {
+        DiagSocket::open().map_err(|e| e.to_string())
+    });
     let failed = |why: String| {
         ids.iter()
             .map(|ns| (*ns, Err(why.clone())))
             .collect::<Vec<_>>()
     };
     match worker {
-        Ok(handle) => handle
-            .join()
-            .unwrap_or_else(|_| failed("the namespace helper thread panicked".into())),
+        Ok(handle) => match handle.join() {
+            Ok(results) => results
+                .into_iter()
+                .map(|(ns, r)| (ns, r.map_err(|e| e.to_string()).and_then(|s| s)))
+                .collect(),
+            Err(_) => failed("the namespace helper thread panicked".into()),
+        },
         Err(e) => failed(format!("cannot start the namespace helper thread: {e}")),
     }
 }

@@ -887,6 +887,23 @@ pub fn take(opts: &Options) -> Result<Snapshot, InventoryError> {
     Inventory::new(opts.clone()).take()
 }
 
+/// Opens `<proc_root>/<pid>/ns/net` of the first of `pids` whose network namespace is still
+/// `netns` (a pid may have exited and been reused), for entering that namespace (probes).
+/// Returns the descriptor and the namespace file's (device, inode).
+pub fn open_netns(
+    proc_root: &Path,
+    netns: u64,
+    pids: &[i32],
+) -> Result<(OwnedFd, (u64, u64)), String> {
+    let proc_dir = nix::fcntl::open(
+        proc_root,
+        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| format!("{}: {e}", proc_root.display()))?;
+    net::open_ns_file(proc_dir.as_fd(), netns, pids)
+}
+
 /// The numeric entries of the procfs root.
 fn list_pids(proc_dir: &OwnedFd, buf: &mut Vec<u8>) -> Result<Vec<i32>, Errno> {
     use rustix::fs::{openat, Mode, OFlags, RawDir};

@@ -46,12 +46,9 @@ pub(super) struct NetReader {
 
 impl NetReader {
     pub(super) fn new() -> NetReader {
-        let own = nix::sys::stat::stat("/proc/thread-self/ns/net")
-            .ok()
-            .map(|st| (st.st_dev, st.st_ino));
         NetReader {
             namespaces: HashMap::new(),
-            own,
+            own: crate::netns::own(),
             recv: Vec::new(),
             tcp_both: None,
         }
@@ -224,7 +221,7 @@ fn dump_all(
 
 /// `/proc/<pid>/ns/net` of the first pid whose namespace file really is `netns` (the
 /// pid may have exited and been reused), with the file's (device, inode).
-fn open_ns_file(
+pub(super) fn open_ns_file(
     proc_dir: BorrowedFd<'_>,
     netns: u64,
     pids: &[i32],

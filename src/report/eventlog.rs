@@ -105,6 +105,7 @@ mod tests {
             related_pids: vec![],
             sockets: vec![],
             evidence: vec![],
+            probe: None,
         };
         for i in 0..200u64 {
             let found = if i % 2 == 0 {

@@ -137,6 +137,23 @@ pub fn render(event: &Event) -> (u32, BTreeMap<String, BTreeMap<String, String>>
     if let Some(x) = &t.excepted {
         sd.insert("excepted".to_string(), printable(&x.reason));
     }
+    let probe = match &f.probe {
+        Some(p) => {
+            sd.insert("probe".to_string(), p.verdict.to_string());
+            if let Some(proto) = p.protocol {
+                sd.insert("probe_protocol".to_string(), proto.to_string());
+            }
+            sd.insert("probe_address".to_string(), p.address.to_string());
+            let protocol = p.protocol.map_or(String::new(), |x| format!(" {x}"));
+            format!(
+                "; probe: {}{protocol} at {}: {}",
+                p.verdict,
+                p.address,
+                printable(&p.evidence)
+            )
+        }
+        None => String::new(),
+    };
     let evidence: Vec<String> = f
         .evidence
         .iter()
@@ -147,7 +164,7 @@ pub fn render(event: &Event) -> (u32, BTreeMap<String, BTreeMap<String, String>>
         None => String::new(),
     };
     let message = format!(
-        "{} {} ({} {}): {}; {}{excepted}",
+        "{} {} ({} {}): {}; {}{probe}{excepted}",
         kind(event.kind),
         f.signature,
         f.category,
@@ -175,6 +192,49 @@ fn kind(k: EventKind) -> &'static str {
 
 #[cfg(test)]
 mod tests {
+    use crate::probe::{ProbeReport, ProxyProtocol, Verdict};
+
+    #[test]
+    fn a_probe_result_is_in_the_structured_data_and_the_message() {
+        let finding = crate::detect::Finding {
+            signature: "proxy.software-public".into(),
+            category: crate::signatures::Category::Proxy,
+            severity: crate::signatures::Severity::High,
+            description: "d".into(),
+            aup: "a".into(),
+            process: None,
+            interface: None,
+            related_pids: vec![],
+            sockets: vec![],
+            evidence: vec![],
+            probe: Some(ProbeReport {
+                verdict: Verdict::Open,
+                protocol: Some(ProxyProtocol::Socks5),
+                address: "127.0.0.1:1080".parse().expect("addr"),
+                netns: 1,
+                inode: 2,
+                evidence: "server chose 0x00\u{1b}[31m".into(),
+                probed_at_unix_ms: 3,
+            }),
+        };
+        let mut tracker = crate::tracker::Tracker::new("h");
+        let events = tracker.update(vec![finding], &[], 10);
+        let (_, sd, message) = super::render(&events[0]);
+        let sd = &sd[super::SD_ID];
+        assert_eq!(sd.get("probe").map(String::as_str), Some("open"));
+        assert_eq!(sd.get("probe_protocol").map(String::as_str), Some("socks5"));
+        assert_eq!(
+            sd.get("probe_address").map(String::as_str),
+            Some("127.0.0.1:1080")
+        );
+        assert!(
+            message.contains("; probe: open socks5 at 127.0.0.1:1080: server chose 0x00"),
+            "{message}"
+        );
+        // Host-supplied bytes are escaped.
+        assert!(!message.contains('\u{1b}'), "{message}");
+    }
+
     #[test]
     fn header_hostnames_stay_one_token() {
         assert_eq!(super::header_hostname("web-17.example"), "web-17.example");

@@ -1,8 +1,8 @@
 //! TOML text → compiled signatures, collecting every error with its line.
 
 use super::model::{
-    BindFilter, Category, GlobList, Match, PeerCount, PortSet, Predicate, ProtocolFilter, Severity,
-    Signature, SocketFilter, StateFilter, Subject,
+    BindFilter, Category, GlobList, Match, PeerCount, PortSet, Predicate, ProbeKind,
+    ProtocolFilter, Severity, Signature, SocketFilter, StateFilter, Subject,
 };
 use super::LoadError;
 use crate::inventory::Protocol;
@@ -22,6 +22,8 @@ struct RawSignature {
     references: Vec<String>,
     #[serde(default)]
     subject: Option<Spanned<String>>,
+    #[serde(default)]
+    probe: Option<Spanned<String>>,
     #[serde(rename = "match")]
     matcher: Spanned<RawMatch>,
 }
@@ -353,6 +355,31 @@ impl Ctx<'_> {
                 Subject::Process
             }
         };
+        let probe = match raw.probe.as_ref() {
+            None => None,
+            Some(p) => match ProbeKind::parse(p.get_ref()) {
+                Some(_) if subject != Subject::Process => {
+                    self.error(
+                        p.span().start,
+                        "`probe` checks a process's listening sockets: it needs `subject = \"process\"`".into(),
+                    );
+                    None
+                }
+                Some(kind) => Some(kind),
+                None => {
+                    let known: Vec<_> = ProbeKind::ALL.iter().map(|k| k.as_str()).collect();
+                    self.error(
+                        p.span().start,
+                        format!(
+                            "unknown probe `{}` (one of: {})",
+                            p.get_ref(),
+                            known.join(", ")
+                        ),
+                    );
+                    None
+                }
+            },
+        };
         let matcher = self.matcher(&raw.matcher, subject);
         if let Some(m) = &matcher {
             if !positive(m) {
@@ -374,6 +401,7 @@ impl Ctx<'_> {
             references: raw.references,
             subject,
             matcher: matcher?,
+            probe,
             source: format!("{}:{}", self.file, self.lines.line(start)),
         })
     }

@@ -10,7 +10,7 @@ mod model;
 pub(crate) use compile::parse_duration;
 
 pub use model::{
-    BindFilter, Category, ConnFilter, GlobList, Match, PeerCount, PortSet, Predicate,
+    BindFilter, Category, ConnFilter, GlobList, Match, PeerCount, PortSet, Predicate, ProbeKind,
     ProtocolFilter, Severity, Signature, SignatureSet, SocketFilter, StateFilter, Subject,
 };
 

@@ -119,6 +119,29 @@ pub enum Subject {
     Interface,
 }
 
+/// An active check a signature asks for on what it matched (`probe = "…"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProbeKind {
+    /// Ask the matched process's TCP listeners whether they are open proxies (HTTP CONNECT,
+    /// SOCKS5, SOCKS4 without credentials, over loopback in their network namespace).
+    Proxy,
+}
+
+impl ProbeKind {
+    pub const ALL: [ProbeKind; 1] = [ProbeKind::Proxy];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProbeKind::Proxy => "proxy",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<ProbeKind> {
+        ProbeKind::ALL.into_iter().find(|p| p.as_str() == s)
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Signature {
     pub id: String,
@@ -129,6 +152,8 @@ pub struct Signature {
     pub references: Vec<String>,
     pub subject: Subject,
     pub matcher: Match,
+    /// The active check to run on what it matched, if any.
+    pub probe: Option<ProbeKind>,
     /// `file:line` where the signature is defined.
     pub source: String,
 }

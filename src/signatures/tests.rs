@@ -126,6 +126,18 @@ fn every_invalid_input_names_its_line_and_problem() {
             "subject = \"socket\"\nmatch = { name = [\"x\"] }\n",
             "7: unknown subject `socket`",
         ),
+        (
+            "probe = \"socks\"\nmatch = { name = [\"x\"] }\n",
+            "7: unknown probe `socks` (one of: proxy)",
+        ),
+        (
+            "probe = 1\nmatch = { name = [\"x\"] }\n",
+            "7: invalid type: integer `1`, expected a string",
+        ),
+        (
+            "subject = \"interface\"\nprobe = \"proxy\"\nmatch = { interface = [\"x\"] }\n",
+            "8: `probe` checks a process's listening sockets: it needs `subject = \"process\"`",
+        ),
     ];
     for (rest, want) in cases {
         let got = one_error(rest);
@@ -334,4 +346,14 @@ fn traffic_values_are_checked() {
         e[0].message.contains("cannot use `interface`, `traffic`"),
         "{e:?}"
     );
+}
+
+#[test]
+fn probe_is_optional_and_compiled() {
+    let set = load(&format!(
+        "{HEAD}probe = \"proxy\"\nmatch = {{ name = [\"x\"] }}\n\n[[signature]]\nid = \"mining.other\"\ncategory = \"mining\"\nseverity = \"low\"\ndescription = \"d\"\naup = \"a\"\nmatch = {{ name = [\"y\"] }}\n"
+    ))
+    .expect("valid");
+    assert_eq!(set.signatures[0].probe, Some(ProbeKind::Proxy));
+    assert_eq!(set.signatures[1].probe, None);
 }

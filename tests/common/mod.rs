@@ -146,11 +146,15 @@ pub fn comm(pid: u32) -> Option<String> {
         .map(|s| s.trim_end_matches('\n').to_string())
 }
 
-/// The arguments of `pid`.
+/// The arguments of `pid`. Empty arguments are arguments too (microsocks blanks its
+/// password, leaving empty ones behind); only the final NUL terminator ends no argument.
 pub fn cmdline(pid: u32) -> Vec<String> {
     let raw = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    let raw = raw.strip_suffix(&[0]).unwrap_or(&raw);
+    if raw.is_empty() {
+        return Vec::new();
+    }
     raw.split(|b| *b == 0)
-        .filter(|a| !a.is_empty())
         .map(|a| String::from_utf8_lossy(a).into_owned())
         .collect()
 }

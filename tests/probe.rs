@@ -1,0 +1,476 @@
+//! The open-proxy probe against real proxies: microsocks, Dante and Squid from Debian's
+//! packages, each in a loopback-only network namespace of its own, found by
+//! `aupwatch scan --json` run from the host's namespace (so the probe enters the lab's
+//! namespace with setns), and by the agent running inside the lab's namespace (so the probe
+//! runs without setns). Asserts the verdict, the protocol that answered, the address probed
+//! and the finding's severity: `open` is high, `authenticated` / `restricted` low, and a plain
+//! HTTP server is never called open.
+//!
+//! Network rule: every daemon listens inside its lab's namespace, which has only loopback; the
+//! probe connects only to the listener's loopback address there and names only 127.0.0.1.
+
+#[path = "common/agent.rs"]
+mod agent_util;
+mod common;
+
+use agent_util::{brief, finding, Agent, Opts, Setup};
+use common::{prerequisites, python3, scan, skip, Lab, Report, Spawn};
+use serde_json::Value;
+use std::path::Path;
+use std::process::Command;
+
+const SQUID_CONF: &str = include_str!("common/daemons/squid.conf");
+const DANTED_CONF: &str = include_str!("common/daemons/danted.conf");
+
+fn fill(template: &str, dir: &Path) -> String {
+    template.replace("@DIR@", &dir.to_string_lossy())
+}
+
+/// Runs a setup command to completion (config checks); fails the test with its output.
+fn setup(lab: &Lab, what: &str, program: &Path, args: &[&str]) {
+    let out = Command::new(program)
+        .args(args)
+        .current_dir(lab.dir())
+        .output()
+        .unwrap_or_else(|e| lab.fail(&format!("{what}: cannot run {}: {e}", program.display())));
+    if !out.status.success() {
+        lab.fail(&format!(
+            "{what}: `{} {}` failed ({}):\n{}\n{}",
+            program.display(),
+            args.join(" "),
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+}
+
+/// The finding of signature `sig` for `pid` in the lab, checked against /proc like every
+/// daemon test's, with its probe result: verdict, protocol, the address probed (`port` on
+/// 127.0.0.1, the listeners here are bound to 0.0.0.0) and the severity that follows.
+fn expect_probe<'a>(
+    report: &'a Report,
+    lab: &Lab,
+    what: &str,
+    pid: u32,
+    sig: &str,
+    want: (&str, &str, u16, &str),
+) -> &'a Value {
+    let (verdict, protocol, port, severity) = want;
+    let f = report.expect(lab, what, pid, "proxy");
+    let f = report
+        .in_netns(lab.netns())
+        .into_iter()
+        .find(|g| g["signature"] == sig && g["process"]["pid"].as_u64() == Some(u64::from(pid)))
+        .unwrap_or_else(|| {
+            lab.fail(&format!(
+                "{what}: no `{sig}` finding (found {})\n{}",
+                common::describe(f),
+                report.explain(lab)
+            ))
+        });
+    let p = &f["probe"];
+    let got = (
+        p["verdict"].as_str(),
+        p["protocol"].as_str(),
+        p["address"].as_str(),
+        f["severity"].as_str(),
+    );
+    let address = format!("127.0.0.1:{port}");
+    let expected = (
+        Some(verdict),
+        Some(protocol),
+        Some(address.as_str()),
+        Some(severity),
+    );
+    if got != expected {
+        lab.fail(&format!(
+            "{what}: probe (verdict, protocol, address, severity) {got:?}, expected {expected:?}\nfinding: {}",
+            serde_json::to_string_pretty(f).unwrap_or_default()
+        ));
+    }
+    assert_eq!(p["netns"].as_u64(), Some(lab.netns()), "{p:#}");
+    let listeners: Vec<u64> = f["sockets"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|s| s["state"] == "listen")
+        .filter_map(|s| s["inode"].as_u64())
+        .collect();
+    assert!(
+        p["inode"].as_u64().is_some_and(|i| listeners.contains(&i)),
+        "{what}: the probed socket is one of the finding's listeners: {p:#} vs {listeners:?}"
+    );
+    assert!(
+        p["evidence"].as_str().is_some_and(|e| !e.is_empty()),
+        "{what}: probe evidence: {p:#}"
+    );
+    println!("{what}: {}", p["evidence"]);
+    f
+}
+
+fn microsocks(test: &str, short: &str, port: u16, auth: bool) -> Option<(Lab, u32)> {
+    let bins = prerequisites(test, &["microsocks"])?;
+    let mut lab = Lab::new(test, short);
+    let mut spawn = Spawn::new(&bins[0]).args(["-i", "0.0.0.0", "-p", &port.to_string()]);
+    if auth {
+        spawn = spawn.args(["-u", "aupwuser", "-P", "aupwpass"]);
+    }
+    let pid = lab.start("microsocks", spawn);
+    lab.wait_listening("microsocks", pid, "tcp", port);
+    Some((lab, pid))
+}
+
+#[test]
+fn microsocks_without_auth_is_open() {
+    const T: &str = "microsocks_without_auth_is_open";
+    let Some((lab, pid)) = microsocks(T, "pmso", 1080, false) else {
+        return;
+    };
+    let report = scan(&[]);
+    expect_probe(
+        &report,
+        &lab,
+        "microsocks without auth",
+        pid,
+        "proxy.software-public",
+        ("open", "socks5", 1080, "high"),
+    );
+    // Without probes the same finding keeps its signature's severity and has no probe.
+    let report = scan(&["--no-probe"]);
+    let f = report.expect(&lab, "microsocks (--no-probe)", pid, "proxy");
+    assert!(f["probe"].is_null(), "--no-probe: {f:#}");
+    assert_eq!(f["severity"], "medium", "{f:#}");
+}
+
+#[test]
+fn microsocks_with_password_is_authenticated() {
+    const T: &str = "microsocks_with_password_is_authenticated";
+    let Some((lab, pid)) = microsocks(T, "pmsa", 1080, true) else {
+        return;
+    };
+    let report = scan(&[]);
+    expect_probe(
+        &report,
+        &lab,
+        "microsocks -u/-P",
+        pid,
+        "proxy.software-public",
+        ("authenticated", "socks5", 1080, "low"),
+    );
+}
+
+fn danted(test: &str, short: &str, method: &str) -> Option<(Lab, u32)> {
+    let bins = prerequisites(test, &["danted"])?;
+    let danted = &bins[0];
+    let mut lab = Lab::new(test, short);
+    let dir = lab.writable_dir("danted");
+    let conf =
+        fill(DANTED_CONF, &dir).replace("socksmethod: none", &format!("socksmethod: {method}"));
+    let conf = lab.write("danted/danted.conf", &conf);
+    let pidfile = dir.join("danted.pid");
+    let conf = conf.to_string_lossy();
+    setup(&lab, "danted -V", danted, &["-V", "-f", &conf]);
+    let pid = lab.start(
+        "danted",
+        Spawn::new(danted).args(["-f", &*conf, "-p"]).arg(&pidfile),
+    );
+    lab.wait_listening("danted", pid, "tcp", 1080);
+    Some((lab, pid))
+}
+
+#[test]
+fn danted_without_auth_is_open() {
+    const T: &str = "danted_without_auth_is_open";
+    let Some((lab, pid)) = danted(T, "pdno", "none") else {
+        return;
+    };
+    let report = scan(&[]);
+    expect_probe(
+        &report,
+        &lab,
+        "danted, socksmethod none",
+        pid,
+        "proxy.software-public",
+        ("open", "socks5", 1080, "high"),
+    );
+}
+
+#[test]
+fn danted_with_username_is_authenticated() {
+    const T: &str = "danted_with_username_is_authenticated";
+    let Some((lab, pid)) = danted(T, "pdau", "username") else {
+        return;
+    };
+    let report = scan(&[]);
+    expect_probe(
+        &report,
+        &lab,
+        "danted, socksmethod username",
+        pid,
+        "proxy.software-public",
+        ("authenticated", "socks5", 1080, "low"),
+    );
+}
+
+/// Squid with `squid.conf` edited by `edit`, in its own lab; returns the lab and squid's pid.
+fn squid(test: &str, short: &str, edit: impl Fn(String, &Path) -> String) -> Option<(Lab, u32)> {
+    let bins = prerequisites(test, &["squid"])?;
+    let squid = &bins[0];
+    let mut lab = Lab::new(test, short);
+    let dir = lab.writable_dir("squid");
+    let conf = edit(fill(SQUID_CONF, &dir), &dir);
+    let conf = lab.write("squid/squid.conf", &conf);
+    let conf = conf.to_string_lossy();
+    setup(&lab, "squid -k parse", squid, &["-k", "parse", "-f", &conf]);
+    let pid = lab.start("squid", Spawn::new(squid).args(["-N", "-f", &*conf]));
+    lab.wait_listening("squid", pid, "tcp", 3128);
+    Some((lab, pid))
+}
+
+#[test]
+fn squid_allow_all_is_open() {
+    const T: &str = "squid_allow_all_is_open";
+    let Some((lab, pid)) = squid(T, "psqo", |c, _| c) else {
+        return;
+    };
+    let report = scan(&[]);
+    let f = expect_probe(
+        &report,
+        &lab,
+        "squid, http_access allow all",
+        pid,
+        "proxy.software-public",
+        ("open", "http", 3128, "high"),
+    );
+    // It tried the closed port for us: a gateway error to CONNECT.
+    let evidence = f["probe"]["evidence"].as_str().unwrap_or_default();
+    assert!(
+        evidence.contains("CONNECT 127.0.0.1:443") && evidence.contains(" 503 "),
+        "{evidence}"
+    );
+}
+
+#[test]
+fn squid_deny_all_is_restricted() {
+    const T: &str = "squid_deny_all_is_restricted";
+    let Some((lab, pid)) = squid(T, "psqr", |c, _| {
+        c.replace("http_access allow all", "http_access deny all")
+    }) else {
+        return;
+    };
+    let report = scan(&[]);
+    expect_probe(
+        &report,
+        &lab,
+        "squid, http_access deny all",
+        pid,
+        "proxy.software-public",
+        ("restricted", "http", 3128, "low"),
+    );
+}
+
+#[test]
+fn squid_with_basic_auth_is_authenticated() {
+    const T: &str = "squid_with_basic_auth_is_authenticated";
+    let helper = Path::new("/usr/lib/squid/basic_ncsa_auth");
+    if !helper.exists() && prerequisites(T, &[]).is_some() {
+        skip(T, "/usr/lib/squid/basic_ncsa_auth is not installed");
+        return;
+    }
+    let Some((lab, pid)) = squid(T, "psqa", |c, dir| {
+        // One user whose password nobody sends: the probe never offers credentials.
+        let passwd = dir.join("passwd");
+        std::fs::write(&passwd, "aupwuser:$apr1$aupw$0000000000000000000000\n")
+            .expect("write the password file");
+        c.replace(
+            "http_access allow all",
+            &format!(
+                "auth_param basic program {} {}\nauth_param basic children 1 startup=0 idle=1\nacl users proxy_auth REQUIRED\nhttp_access allow users\nhttp_access deny all",
+                helper.display(),
+                passwd.display()
+            ),
+        )
+    }) else {
+        return;
+    };
+    let report = scan(&[]);
+    expect_probe(
+        &report,
+        &lab,
+        "squid, basic auth required",
+        pid,
+        "proxy.software-public",
+        ("authenticated", "http", 3128, "low"),
+    );
+}
+
+/// `python3 -m http.server` on Tinyproxy's port 8888: the port signature asks the probe,
+/// which must find an HTTP server, not a proxy; the finding stays low.
+#[test]
+fn http_server_on_a_proxy_port_is_not_a_proxy() {
+    const T: &str = "http_server_on_a_proxy_port_is_not_a_proxy";
+    if prerequisites(T, &[]).is_none() {
+        return;
+    }
+    let Some(python) = python3() else {
+        skip(T, "python3 is not installed");
+        return;
+    };
+    let mut lab = Lab::new(T, "phttp");
+    let pid = lab.start(
+        "http.server",
+        Spawn::new(&python).args(["-m", "http.server", "--bind", "0.0.0.0", "8888"]),
+    );
+    lab.wait_listening("http.server", pid, "tcp", 8888);
+    let report = scan(&[]);
+    let f = expect_probe(
+        &report,
+        &lab,
+        "python3 -m http.server 8888",
+        pid,
+        "proxy.proxy-port-public",
+        ("not_proxy", "http", 8888, "low"),
+    );
+    // Whatever other findings the process has: no probe calls it open, no proxy finding is
+    // high.
+    for g in report.involving(pid) {
+        assert_ne!(g["probe"]["verdict"], "open", "{g:#}");
+        if g["category"] == "proxy" {
+            assert_ne!(g["severity"], "high", "{g:#}");
+        }
+    }
+    let evidence = f["probe"]["evidence"].as_str().unwrap_or_default();
+    assert!(evidence.contains(" 501 "), "{evidence}");
+}
+
+/// microsocks copied under another name onto Privoxy's port 8118: no name signature knows
+/// it, the port signature (low) asks the probe, and `open` makes it high.
+#[test]
+fn renamed_open_proxy_on_a_proxy_port_is_open() {
+    const T: &str = "renamed_open_proxy_on_a_proxy_port_is_open";
+    let Some(bins) = prerequisites(T, &["microsocks"]) else {
+        return;
+    };
+    let mut lab = Lab::new(T, "pren");
+    let bin = lab.dir().join("relayd");
+    std::fs::copy(&bins[0], &bin).expect("copy microsocks");
+    let pid = lab.start(
+        "relayd",
+        Spawn::new(&bin).args(["-i", "0.0.0.0", "-p", "8118"]),
+    );
+    lab.wait_listening("relayd", pid, "tcp", 8118);
+    let report = scan(&[]);
+    expect_probe(
+        &report,
+        &lab,
+        "microsocks renamed relayd on 8118",
+        pid,
+        "proxy.proxy-port-public",
+        ("open", "socks5", 8118, "high"),
+    );
+}
+
+/// The agent, inside a lab namespace, probes the microsocks next to it without setns and the
+/// one in another lab with it; the status socket and the event log carry the results.
+#[test]
+fn agent_probes_its_own_and_other_namespaces() {
+    const T: &str = "agent_probes_its_own_and_other_namespaces";
+    let Some((lab, open_pid)) = microsocks(T, "pago", 1080, false) else {
+        return;
+    };
+    let Some((other, auth_pid)) = microsocks(T, "pagx", 1080, true) else {
+        return;
+    };
+    let s = Setup::new(lab.dir(), "pp");
+    s.write_config(&Opts::default());
+    let mut agent = Agent::start(T, &lab, &s);
+    let sig = "proxy.software-public";
+    let doc = agent.wait_status("both microsocks probed", |d| {
+        let verdict = |pid| finding(d, sig, pid).map(|t| t["finding"]["probe"]["verdict"].clone());
+        verdict(open_pid) == Some("open".into())
+            && verdict(auth_pid) == Some("authenticated".into())
+    });
+    let open = &finding(&doc, sig, open_pid).expect("found")["finding"];
+    assert_eq!(open["severity"], "high", "{open:#}");
+    assert_eq!(open["probe"]["netns"].as_u64(), Some(lab.netns()));
+    let auth = &finding(&doc, sig, auth_pid).expect("found")["finding"];
+    assert_eq!(auth["severity"], "low", "{auth:#}");
+    assert_eq!(auth["probe"]["netns"].as_u64(), Some(other.netns()));
+    assert!(
+        doc["last_scan"]["probe_candidates"].as_u64() >= Some(2),
+        "{}",
+        brief(&doc)
+    );
+    // The `new` events in the event log already carry the probe result.
+    let events = s.events();
+    for (pid, verdict) in [(open_pid, "open"), (auth_pid, "authenticated")] {
+        let new = events.iter().find(|e| {
+            e["kind"] == "new"
+                && e["tracked"]["finding"]["signature"] == sig
+                && e["tracked"]["finding"]["process"]["pid"].as_u64() == Some(u64::from(pid))
+        });
+        let Some(new) = new else {
+            agent.fail(&format!("no `new` event for pid {pid} in {events:#?}"));
+        };
+        assert_eq!(
+            new["tracked"]["finding"]["probe"]["verdict"], verdict,
+            "{new:#}"
+        );
+    }
+}
+
+/// Without CAP_SYS_ADMIN (the systemd unit's default) the probe cannot enter the lab's
+/// namespace: the scan still succeeds, the finding says why it was not probed and keeps its
+/// signature's severity.
+#[test]
+fn without_cap_sys_admin_a_foreign_namespace_is_reported_not_probed() {
+    const T: &str = "without_cap_sys_admin_a_foreign_namespace_is_reported_not_probed";
+    let Some(setpriv) = prerequisites(T, &["setpriv"]).map(|b| b[0].clone()) else {
+        return;
+    };
+    let Some((lab, pid)) = microsocks(T, "pcap", 1080, false) else {
+        return;
+    };
+    let out = Command::new(&setpriv)
+        .args([
+            "--bounding-set",
+            "-sys_admin",
+            "--inh-caps",
+            "-sys_admin",
+            "--",
+        ])
+        .arg(env!("CARGO_BIN_EXE_aupwatch"))
+        .args(["scan", "--json", "--sample", "0"])
+        .output()
+        .unwrap_or_else(|e| lab.fail(&format!("cannot run setpriv: {e}")));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "findings, not an error: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        text
+    );
+    let json: Value = serde_json::from_str(&text).expect("scan --json prints JSON");
+    let f = json["findings"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|f| {
+            f["signature"] == "proxy.software-public"
+                && f["process"]["pid"].as_u64() == Some(u64::from(pid))
+        })
+        .unwrap_or_else(|| lab.fail(&format!("microsocks not found: {text}")));
+    let p = &f["probe"];
+    assert_eq!(p["verdict"], "not_probed", "{f:#}");
+    let evidence = p["evidence"].as_str().unwrap_or_default();
+    assert!(
+        evidence.starts_with(&format!(
+            "cannot enter network namespace {} (setns): EPERM",
+            lab.netns()
+        )),
+        "{evidence}"
+    );
+    assert_eq!(f["severity"], "medium", "{f:#}");
+}
