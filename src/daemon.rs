@@ -128,6 +128,9 @@ struct Agent {
     set: SignatureSet,
     inventory: Inventory,
     history: History,
+    /// What detection keeps for processes that did not change (resets itself when the set
+    /// changes).
+    detect_cache: detect::Cache,
     /// Open-proxy probes and their cached results; `None` with `probes = false`.
     prober: Option<Prober>,
     tracker: Option<Tracker>,
@@ -185,6 +188,7 @@ impl Agent {
                 h.set_connection_filters(set.connection_filters.clone());
                 h
             },
+            detect_cache: detect::Cache::new(),
             prober: prober_for(&launch, &cfg),
             launch,
             cfg,
@@ -427,7 +431,8 @@ impl Agent {
             }
         };
         self.history.observe(&snap);
-        let mut findings = detect::run(&snap, &self.history, &self.set);
+        let mut findings =
+            detect::run_cached(&snap, &self.history, &self.set, &mut self.detect_cache);
         let mut probe_candidates = 0;
         if let Some(prober) = self.prober.as_mut() {
             // Bounded by the prober's budget (3 s); a namespace it cannot enter is a result

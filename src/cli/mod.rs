@@ -316,11 +316,14 @@ fn scan(args: ScanArgs) -> Result<u8> {
         })
     });
     let mut last = None;
+    let mut cache = detect::Cache::new();
     for i in 1..=args.iterations {
         let cost = aupwatch::usage::Cost::start();
         let snap = inv.take()?;
         history.observe(&snap);
-        let mut findings = detect::run(&snap, &history, &set);
+        let judging = aupwatch::usage::Cost::start();
+        let mut findings = detect::run_cached(&snap, &history, &set, &mut cache);
+        let judged = judging.stop();
         if let Some(pid) = args.explain {
             // Only this process's findings: their probes are part of the explanation.
             findings.retain(|f| f.process.as_ref().is_some_and(|p| p.pid == pid));
@@ -334,11 +337,12 @@ fn scan(args: ScanArgs) -> Result<u8> {
         }
         if args.iterations > 1 {
             eprintln!(
-                "iteration {i}/{}: {} processes={} sockets={}",
+                "iteration {i}/{}: {} processes={} sockets={} detect_cpu_ms={:.3}",
                 args.iterations,
                 spent_line(&cost.stop()),
                 snap.processes.len(),
-                snap.sockets.len()
+                snap.sockets.len(),
+                aupwatch::usage::ms(judged.cpu())
             );
             if i < args.iterations && args.sample > 0.0 {
                 std::thread::sleep(pause);

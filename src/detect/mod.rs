@@ -3,6 +3,7 @@
 //! No clock, no file system, no network, no logging here: time arrives in the snapshot.
 //! The output is sorted, so the same input always gives the same findings.
 
+mod cache;
 mod history;
 pub mod probe;
 
@@ -15,8 +16,11 @@ use crate::signatures::{
     BindFilter, Category, Match, PeerCount, Predicate, Severity, Signature, SignatureSet,
     SocketFilter, StateFilter, Subject,
 };
+use cache::Bits;
+pub use cache::Cache;
 use history::ConnKey;
 use serde::Serialize;
+use std::cell::OnceCell;
 use std::collections::{BTreeSet, HashMap};
 
 /// A signature matched on this host.
@@ -131,87 +135,116 @@ pub struct Explanation {
 struct Ctx<'a> {
     snap: &'a Snapshot,
     history: &'a History,
+    set: &'a SignatureSet,
     /// Socket indices per owning pid.
     sockets_of: HashMap<i32, Vec<usize>>,
-    /// Each process's command line joined by spaces, once per run (index = process index).
-    cmdlines: Vec<String>,
-    /// Which `cmdline` regexes of the set match each process's command line: one pass of
-    /// the whole set per process (`None`: try each regex on its own).
-    cmdline_hits: Option<Vec<regex::SetMatches>>,
-    /// Each process's comm, exe basename and argv[0] basename, prepared for glob matching once
-    /// per run rather than once per signature.
-    names: Vec<[(&'static str, Option<globset::Candidate<'a>>); 3]>,
-    /// Per process, the name predicates that match and which name matched first (0 comm,
-    /// 1 exe basename, 2 argv[0] basename), from one pass of the set's name globs (`None`:
-    /// try each list on its own).
-    name_hits: Option<Vec<Vec<(usize, u8)>>>,
-    /// Each process's executable path, prepared likewise.
-    exes: Vec<Option<globset::Candidate<'a>>>,
+    /// Per process (same index as `snap.processes`), computed when first needed.
+    per: Vec<PerProc<'a>>,
+}
+
+/// What one run prepares for one process, once, when first needed.
+#[derive(Default)]
+struct PerProc<'a> {
+    /// The command line joined by spaces.
+    cmdline: OnceCell<String>,
+    /// comm, exe basename and argv[0] basename, prepared for glob matching.
+    names: OnceCell<[(&'static str, Option<globset::Candidate<'a>>); 3]>,
+    /// The executable path, prepared likewise.
+    exe: OnceCell<Option<globset::Candidate<'a>>>,
+    /// The name predicates that match and which name matched first (0 comm, 1 exe
+    /// basename, 2 argv[0] basename), from one pass of the set's name globs.
+    name_hits: OnceCell<Vec<(usize, u8)>>,
+    /// Which `cmdline` regexes of the set match, from one pass of the whole set.
+    cmdline_hits: OnceCell<Bits>,
+    /// Signatures the process may match (from the cache); `None`: all.
+    possible: Option<Bits>,
 }
 
 impl<'a> Ctx<'a> {
-    fn new(snap: &'a Snapshot, history: &'a History, set: &SignatureSet) -> Ctx<'a> {
+    fn new(snap: &'a Snapshot, history: &'a History, set: &'a SignatureSet) -> Ctx<'a> {
         let mut sockets_of: HashMap<i32, Vec<usize>> = HashMap::new();
         for (i, s) in snap.sockets.iter().enumerate() {
             for &pid in &s.owners {
                 sockets_of.entry(pid).or_default().push(i);
             }
         }
-        let mut ctx = Ctx {
+        Ctx {
             snap,
             history,
+            set,
             sockets_of,
-            cmdline_hits: None,
-            name_hits: None,
-            cmdlines: snap.processes.iter().map(Process::cmdline_joined).collect(),
-            names: snap
-                .processes
-                .iter()
-                .map(|p| {
-                    [
-                        ("comm", Some(globset::Candidate::new(p.comm.as_str()))),
-                        (
-                            "exe basename",
-                            p.exe_basename().map(globset::Candidate::new),
-                        ),
-                        (
-                            "argv[0] basename",
-                            p.argv0_basename().map(globset::Candidate::new),
-                        ),
-                    ]
-                })
+            per: (0..snap.processes.len())
+                .map(|_| PerProc::default())
                 .collect(),
-            exes: snap
-                .processes
-                .iter()
-                .map(|p| p.exe.as_deref().map(globset::Candidate::new))
-                .collect(),
-        };
-        ctx.name_hits = set.names.as_ref().map(|(globs, owner)| {
-            let mut found = Vec::new();
-            ctx.names
-                .iter()
-                .map(|slots| {
-                    let mut hits: Vec<(usize, u8)> = Vec::new();
-                    for (slot, (_, c)) in slots.iter().enumerate() {
-                        let Some(c) = c else { continue };
-                        globs.matches_candidate_into(c, &mut found);
-                        for &g in &found {
-                            let pred = owner[g];
-                            if !hits.iter().any(|(p, _)| *p == pred) {
-                                hits.push((pred, slot as u8));
-                            }
-                        }
-                    }
-                    hits
-                })
-                .collect()
-        });
-        ctx.cmdline_hits = set
-            .cmdlines
+        }
+    }
+
+    fn cmdline(&self, pi: usize) -> &str {
+        self.per[pi]
+            .cmdline
+            .get_or_init(|| self.snap.processes[pi].cmdline_joined())
+    }
+
+    fn names(&self, pi: usize) -> &[(&'static str, Option<globset::Candidate<'a>>); 3] {
+        self.per[pi].names.get_or_init(|| {
+            let p: &'a Process = &self.snap.processes[pi];
+            [
+                ("comm", Some(globset::Candidate::new(p.comm.as_str()))),
+                (
+                    "exe basename",
+                    p.exe_basename().map(globset::Candidate::new),
+                ),
+                (
+                    "argv[0] basename",
+                    p.argv0_basename().map(globset::Candidate::new),
+                ),
+            ]
+        })
+    }
+
+    fn exe(&self, pi: usize) -> Option<&globset::Candidate<'a>> {
+        self.per[pi]
+            .exe
+            .get_or_init(|| {
+                let p: &'a Process = &self.snap.processes[pi];
+                p.exe.as_deref().map(globset::Candidate::new)
+            })
             .as_ref()
-            .map(|rs| ctx.cmdlines.iter().map(|line| rs.matches(line)).collect());
-        ctx
+    }
+
+    /// The set's name predicates matching process `pi`, from one pass of all its globs
+    /// (`None`: the set has no combined glob set; try each list on its own).
+    fn name_hits(&self, pi: usize) -> Option<&[(usize, u8)]> {
+        let (globs, owner) = self.set.names.as_ref()?;
+        Some(self.per[pi].name_hits.get_or_init(|| {
+            let mut found = Vec::new();
+            let mut hits: Vec<(usize, u8)> = Vec::new();
+            for (slot, (_, c)) in self.names(pi).iter().enumerate() {
+                let Some(c) = c else { continue };
+                globs.matches_candidate_into(c, &mut found);
+                for &g in &found {
+                    let pred = owner[g];
+                    if !hits.iter().any(|(p, _)| *p == pred) {
+                        hits.push((pred, slot as u8));
+                    }
+                }
+            }
+            hits
+        }))
+    }
+
+    /// Whether the set's `index`th command-line regex matches process `pi`, from one pass
+    /// of the whole set (`None`: the set has no combined regex set).
+    fn cmdline_hit(&self, pi: usize, index: usize) -> Option<bool> {
+        let rs = self.set.cmdlines.as_ref()?;
+        let bits = self.per[pi].cmdline_hits.get_or_init(|| {
+            let mut bits = Bits::new(rs.len());
+            for i in rs.matches(self.cmdline(pi)).iter() {
+                bits.set(i);
+            }
+            bits
+        });
+        Some(bits.get(index))
     }
 
     fn sockets(&self, pid: i32) -> impl Iterator<Item = (usize, &'a Socket)> + '_ {
@@ -223,15 +256,86 @@ impl<'a> Ctx<'a> {
             .iter()
             .map(move |&i| (i, &snap.sockets[i]))
     }
+
+    /// Fills each process's text matches and possible signatures from `cache` where the
+    /// process did not change, computes them where it did, and leaves in `cache` exactly
+    /// the processes of this snapshot.
+    fn use_cache(&mut self, cache: &mut Cache) {
+        cache.for_set(&self.set.digest);
+        let mut old = std::mem::take(&mut cache.entries);
+        let mut next = HashMap::with_capacity(self.snap.processes.len());
+        for (pi, p) in self.snap.processes.iter().enumerate() {
+            if p.kernel_thread {
+                continue;
+            }
+            let k = history::key(p);
+            let fingerprint = cache.fingerprint(p);
+            let entry = match old.remove(&k) {
+                Some(e) if e.fingerprint == fingerprint => e,
+                _ => self.learn(pi, fingerprint),
+            };
+            let per = &mut self.per[pi];
+            let _ = per.name_hits.set(entry.name_hits.clone());
+            let _ = per.cmdline_hits.set(entry.cmdline_hits.clone());
+            per.possible = Some(entry.possible.clone());
+            next.insert(k, entry);
+        }
+        cache.entries = next;
+    }
+
+    /// What the unchanging facts of process `pi` say, for the cache.
+    fn learn(&self, pi: usize, fingerprint: u64) -> cache::Entry {
+        let mut possible = Bits::new(self.set.signatures.len());
+        for (si, sig) in self.set.signatures.iter().enumerate() {
+            if sig.subject != Subject::Process {
+                continue;
+            }
+            let verdict = cache::decided(&sig.matcher, &mut |pred| {
+                try_predicate(self, pi, pred, false).matched
+            });
+            if verdict != Some(false) {
+                possible.set(si);
+            }
+        }
+        cache::Entry {
+            fingerprint,
+            name_hits: self.name_hits(pi).map(<[_]>::to_vec).unwrap_or_default(),
+            cmdline_hits: match &self.set.cmdlines {
+                Some(_) => {
+                    let _ = self.cmdline_hit(pi, 0);
+                    self.per[pi].cmdline_hits.get().cloned().unwrap_or_default()
+                }
+                None => Bits::default(),
+            },
+            possible,
+        }
+    }
 }
 
 /// Runs every signature of `set` against `snap`.
 pub fn run(snap: &Snapshot, history: &History, set: &SignatureSet) -> Vec<Finding> {
-    let ctx = Ctx::new(snap, history, set);
+    run_in(Ctx::new(snap, history, set))
+}
+
+/// Like [`run`], remembering in `cache` what cannot change for a process until it does (its
+/// text matches, and the signatures its unchanging facts rule out), so that a steady-state
+/// scan re-judges only sockets, CPU and scheduling. Same findings as [`run`].
+pub fn run_cached(
+    snap: &Snapshot,
+    history: &History,
+    set: &SignatureSet,
+    cache: &mut Cache,
+) -> Vec<Finding> {
+    let mut ctx = Ctx::new(snap, history, set);
+    ctx.use_cache(cache);
+    run_in(ctx)
+}
+
+fn run_in(ctx: Ctx) -> Vec<Finding> {
     let mut findings = Vec::new();
-    for sig in &set.signatures {
+    for (si, sig) in ctx.set.signatures.iter().enumerate() {
         match sig.subject {
-            Subject::Process => findings.extend(process_findings(&ctx, sig)),
+            Subject::Process => findings.extend(process_findings(&ctx, si, sig)),
             Subject::Interface => findings.extend(interface_findings(&ctx, sig)),
         }
     }
@@ -301,10 +405,10 @@ impl Hit {
     }
 }
 
-fn process_findings(ctx: &Ctx, sig: &Signature) -> Vec<Finding> {
+fn process_findings(ctx: &Ctx, si: usize, sig: &Signature) -> Vec<Finding> {
     let mut hits: Vec<(usize, Hit)> = Vec::new();
     for (i, p) in ctx.snap.processes.iter().enumerate() {
-        if p.kernel_thread {
+        if p.kernel_thread || ctx.per[i].possible.as_ref().is_some_and(|b| !b.get(si)) {
             continue;
         }
         if let Some(hit) = eval(ctx, i, &sig.matcher, &mut None) {
@@ -573,18 +677,19 @@ fn try_predicate(ctx: &Ctx, pi: usize, pred: &Predicate, detail: bool) -> Trial 
     let mut sockets = Vec::new();
     let (matched, seen): (bool, Box<dyn FnOnce() -> String + '_>) = match pred {
         Predicate::Name { globs, index } => {
-            let hit = match &ctx.name_hits {
-                Some(hits) => hits[pi]
+            let hit = match ctx.name_hits(pi) {
+                Some(hits) => hits
                     .iter()
                     .find(|(p, _)| p == index)
                     .map(|(_, slot)| usize::from(*slot)),
-                None => ctx.names[pi]
+                None => ctx
+                    .names(pi)
                     .iter()
                     .position(|(_, c)| c.as_ref().is_some_and(|c| globs.is_match_candidate(c))),
             };
             match hit {
                 Some(at) => {
-                    let what = ctx.names[pi][at].0;
+                    let what = ctx.names(pi)[at].0;
                     let v = match at {
                         0 => Some(p.comm.as_str()),
                         1 => p.exe_basename(),
@@ -606,7 +711,7 @@ fn try_predicate(ctx: &Ctx, pi: usize, pred: &Predicate, detail: bool) -> Trial 
                 ),
             }
         }
-        Predicate::Exe(globs) => match (p.exe.as_deref(), &ctx.exes[pi]) {
+        Predicate::Exe(globs) => match (p.exe.as_deref(), ctx.exe(pi)) {
             (Some(exe), Some(c)) => (
                 globs.is_match_candidate(c),
                 Box::new(move || {
@@ -616,9 +721,9 @@ fn try_predicate(ctx: &Ctx, pi: usize, pred: &Predicate, detail: bool) -> Trial 
             _ => (false, Box::new(|| "no executable".into())),
         },
         Predicate::Cmdline { re, index } => {
-            let line = ctx.cmdlines[pi].as_str();
-            let hit = match &ctx.cmdline_hits {
-                Some(hits) => hits[pi].matched(*index),
+            let line = ctx.cmdline(pi);
+            let hit = match ctx.cmdline_hit(pi, *index) {
+                Some(hit) => hit,
                 None => re.is_match(line),
             };
             match hit.then(|| re.find(line)).flatten() {

@@ -986,3 +986,55 @@ fn history_does_not_grow_with_uptime() {
     }
     assert_eq!(sizes[0], sizes[1], "after 1 h vs after 24 h");
 }
+
+#[test]
+fn the_cache_gives_the_same_findings_and_notices_a_changed_process() {
+    let s = crate::signatures::load_bundled().expect("bundled packs");
+    let mut cache = Cache::new();
+    let mut h = History::new(600);
+    h.set_connection_filters(s.connection_filters.clone());
+    // the real host, three scans: cached and uncached agree every time
+    let mut inv = crate::inventory::Inventory::new(crate::inventory::Options {
+        exe_strings: s.exe_strings.clone(),
+        ..crate::inventory::Options::default()
+    });
+    for _ in 0..3 {
+        let snap = inv.take().expect("inventory");
+        h.observe(&snap);
+        assert_eq!(run_cached(&snap, &h, &s, &mut cache), run(&snap, &h, &s));
+        assert_eq!(
+            cache.len(),
+            snap.processes.iter().filter(|p| !p.kernel_thread).count()
+        );
+    }
+    // a fixture process that changes its command line under the same pid and start time
+    let quiet = proc(4242, 1, "worker", "/usr/bin/worker", &["worker", "--serve"]);
+    let snap = snapshot(vec![quiet.clone()], vec![]);
+    let h = History::default();
+    assert!(run_cached(&snap, &h, &s, &mut cache).is_empty());
+    let mut loud = quiet;
+    loud.cmdline = vec!["worker".into(), "--donate-level=1".into()];
+    let snap = snapshot(vec![loud], vec![]);
+    let cached = run_cached(&snap, &h, &s, &mut cache);
+    assert!(!cached.is_empty(), "a changed command line is judged again");
+    assert_eq!(cached, run(&snap, &h, &s));
+    // a socket appearing on an unchanged process is judged again too
+    let tor = proc(4343, 1, "tor", "/usr/bin/tor", &["tor"]);
+    let snap = snapshot(vec![tor.clone()], vec![]);
+    let before = run_cached(&snap, &h, &s, &mut cache);
+    let snap = snapshot(
+        vec![tor],
+        vec![socket(
+            4343,
+            Protocol::Tcp,
+            "0.0.0.0:9001",
+            None,
+            SocketState::Listen,
+        )],
+    );
+    let after = run_cached(&snap, &h, &s, &mut cache);
+    assert_eq!(after, run(&snap, &h, &s));
+    let sigs = |f: &[Finding]| f.iter().map(|f| f.signature.clone()).collect::<Vec<_>>();
+    assert_eq!(sigs(&before), vec!["tor.client".to_string()]);
+    assert!(sigs(&after).contains(&"tor.relay-listener".to_string()));
+}

@@ -17,8 +17,8 @@ use std::os::fd::BorrowedFd;
 /// Executables larger than this are not hashed (recorded as a gap instead).
 pub(super) const MAX_HASH_BYTES: i64 = 256 * 1024 * 1024;
 /// Only this much of an executable is searched for indicator strings: a miner's strings
-/// live in its read-only data, well inside the first tens of MiB.
-pub(super) const MAX_STRINGS_BYTES: i64 = 64 * 1024 * 1024;
+/// live in its read-only data, inside the first 16 MiB (a static XMRig build is ~8 MB).
+pub(super) const MAX_STRINGS_BYTES: i64 = 16 * 1024 * 1024;
 
 /// What is read from executables, from the inventory's options.
 #[derive(Debug, Default)]
