@@ -8,8 +8,24 @@ fn main() -> ExitCode {
     match cli::run() {
         Ok(code) => code.into(),
         Err(e) => {
-            eprintln!("aupwatch: error: {e:#}");
+            eprintln!("aupwatch: error: {}", chain(&e));
             ExitCode::from(cli::EXIT_ERROR)
         }
     }
+}
+
+/// The error and its causes joined by ": ", leaving out a cause whose text the message
+/// before it already shows (library errors often name their source in their own text).
+fn chain(e: &anyhow::Error) -> String {
+    let mut out = e.to_string();
+    let mut last = out.clone();
+    for cause in e.chain().skip(1) {
+        let text = cause.to_string();
+        if !last.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        last = text;
+    }
+    out
 }
