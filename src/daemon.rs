@@ -649,7 +649,8 @@ struct AgentInfo {
     interval_secs: u64,
     cpu_ms: f64,
     max_rss_kib: u64,
-    /// (processes tracked, CPU samples held)
+    /// (processes and interfaces tracked, samples and connections held): bounded by the
+    /// longest signature window, not by uptime.
     history: (usize, usize),
 }
 

@@ -1336,3 +1336,85 @@ fn config_check_reports_an_unknown_key_and_a_bad_interval_together() {
         show(&out)
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// History-only rules
+
+/// Steadiness (`cpu.max_variation`) and long-lived connections (`remote.min_age`) need the
+/// agent's history: a busy process that holds one loopback connection is found by the agent
+/// after a few intervals, while a one-shot `aupwatch scan` with the same signature cannot
+/// show either and does not find it.
+#[test]
+fn history_rules_fire_in_the_agent_not_in_a_one_shot_scan() {
+    const T: &str = "history_rules_fire_in_the_agent_not_in_a_one_shot_scan";
+    if ready(T, &[]).is_none() {
+        return;
+    }
+    let Some(python) = common::python3() else {
+        skip(T, "python3 is not installed");
+        return;
+    };
+    let mut lab = Lab::new(T, "aghi");
+    let mut s = Setup::new(lab.dir(), "hi");
+    s.replace_shipped();
+    let sig = s.sig_id("steady");
+    let sigs = s.local_signatures(
+        "steady.toml",
+        &format!(
+            "[[signature]]\nid = \"{sig}\"\ncategory = \"mining\"\nseverity = \"high\"\n\
+             description = \"steady busy process on a long connection\"\naup = \"test rule\"\n\
+             [signature.match]\nall = [\n  {{ name = [\"{}*\"] }},\n  \
+             {{ cpu = {{ min_percent = 30, for = \"4s\", max_variation = 0.6 }} }},\n  \
+             {{ remote = {{ protocol = \"tcp\", min_age = \"4s\" }} }},\n]\n",
+            s.base
+        ),
+    );
+    s.write_config(&Opts::default());
+    // A busy loop holding one connection to its own listener, under the test's name.
+    let exe = lab.dir().join(s.name("b"));
+    std::os::unix::fs::symlink(&python, &exe).expect("symlink python3");
+    let script = lab.write(
+        "busy.py",
+        "import socket\nl = socket.socket()\nl.bind(('127.0.0.1', 0))\nl.listen(1)\n\
+         c = socket.create_connection(l.getsockname())\na, _ = l.accept()\nprint('ready', flush=True)\n\
+         n = 0\nwhile True:\n    n = (n * 31 + 7) % 1000003\n",
+    );
+    let pid = lab.start("busy", common::Spawn::new(&exe).arg(&script));
+    lab.wait_log("busy", "ready");
+
+    let mut agent = Agent::start(T, &lab, &s);
+    let doc = agent.wait_status("the steady process is found", |d| {
+        finding(d, &sig, pid).is_some()
+    });
+    let t = finding(&doc, &sig, pid).expect("found");
+    let ev = t["finding"]["evidence"].to_string();
+    assert!(ev.contains("variation"), "{ev}");
+    assert!(ev.contains("open for at least 4s"), "{ev}");
+    assert!(
+        doc["agent"]["history"][1].as_u64() > Some(0),
+        "status shows what the history holds: {}",
+        brief(&doc)
+    );
+
+    let mut cmd = Command::new(bin());
+    cmd.args([
+        "scan",
+        "--json",
+        "--no-probe",
+        "--sample",
+        "1",
+        "--signatures",
+    ])
+    .arg(sigs.parent().expect("dir"));
+    let out = run(cmd);
+    let scan: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("scan --json is not JSON ({e}): {}", show(&out)));
+    let hit = scan["findings"].as_array().is_some_and(|a| {
+        a.iter()
+            .any(|f| f["signature"] == sig && f["process"]["pid"].as_u64() == Some(u64::from(pid)))
+    });
+    assert!(
+        !hit,
+        "a one-shot scan has no history for these rules: {scan}"
+    );
+}
