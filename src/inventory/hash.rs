@@ -4,9 +4,7 @@
 //! the same path (new inode) or rewritten in place (new mtime/size) is hashed again.
 
 use super::model::Gap;
-use super::procdir::{file_key, is_vanished, FileKey};
-use nix::fcntl::{openat, OFlag};
-use nix::sys::stat::Mode;
+use super::procdir::{file_key, is_vanished, open_at, read_fd, FileKey};
 use sha2::{Digest, Sha256};
 use std::collections::{HashMap, HashSet};
 use std::os::fd::BorrowedFd;
@@ -48,12 +46,7 @@ impl Hashes {
         if key.size > MAX_HASH_BYTES {
             return gap("executable too large to hash".into());
         }
-        let fd = match openat(
-            dir,
-            c"exe",
-            OFlag::O_RDONLY | OFlag::O_CLOEXEC,
-            Mode::empty(),
-        ) {
+        let fd = match open_at(dir, c"exe", rustix::fs::OFlags::empty()) {
             Ok(fd) => fd,
             Err(e) if is_vanished(e) => return Hashed::Nothing,
             Err(e) => return gap(e.to_string()),
@@ -64,7 +57,7 @@ impl Hashes {
         let mut hasher = Sha256::new();
         let mut total: i64 = 0;
         loop {
-            match nix::unistd::read(&fd, &mut self.buf) {
+            match read_fd(&fd, &mut self.buf) {
                 Ok(0) => break,
                 Ok(n) => {
                     hasher.update(&self.buf[..n]);
@@ -73,7 +66,6 @@ impl Hashes {
                         return gap("executable too large to hash".into());
                     }
                 }
-                Err(nix::errno::Errno::EINTR) => {}
                 Err(e) => return gap(e.to_string()),
             }
         }

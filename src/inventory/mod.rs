@@ -49,8 +49,6 @@ pub use model::{
 pub use rates::{cpu_percent, cpu_percent_of_ticks, InterfaceRate};
 
 use nix::errno::Errno;
-use nix::fcntl::OFlag;
-use nix::sys::stat::Mode;
 use procdir::{is_vanished, open_pid_dir, Buf, FdError, FileKey};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::hash::{BuildHasherDefault, Hasher};
@@ -283,13 +281,14 @@ impl Inventory {
         self.scan += 1;
         let taken_at_unix_ms = crate::usage::now_unix_ms();
         let root = self.opts.proc_root.clone();
-        let uptime_secs = read_uptime(&root)?;
+        let uptime_secs = read_uptime(&root, &mut self.buf)?;
         self.users.refresh(&self.opts.passwd);
         let mut snap = Snapshot {
             taken_at_unix_ms,
             uptime_secs,
             ticks_per_second: self.ticks_per_second,
-            hostname: read_trimmed(&root.join("sys/kernel/hostname")).unwrap_or_default(),
+            hostname: read_trimmed(&root.join("sys/kernel/hostname"), &mut self.buf)
+                .unwrap_or_default(),
             cpus: std::thread::available_parallelism()
                 .map(|n| n.get() as u32)
                 .unwrap_or(1),
@@ -299,12 +298,8 @@ impl Inventory {
             path: root.clone(),
             source: e.into(),
         };
-        let proc_dir: OwnedFd = nix::fcntl::open(
-            &root,
-            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
-            Mode::empty(),
-        )
-        .map_err(list_err)?;
+        let proc_dir: OwnedFd =
+            procdir::open_path(&root, rustix::fs::OFlags::DIRECTORY).map_err(list_err)?;
         let pids = list_pids(&proc_dir, &mut self.dents).map_err(list_err)?;
 
         let mut prev = std::mem::take(&mut self.procs);
@@ -492,8 +487,9 @@ impl Inventory {
         let path = PidPath::new(pid);
         let owner = match &dir {
             Some(d) => procdir::dir_owner(d.as_fd()),
-            None => nix::sys::stat::fstatat(proc_dir, path.dir(), nix::fcntl::AtFlags::empty())
-                .map(|st| st.st_uid),
+            None => rustix::fs::statat(proc_dir, path.dir(), rustix::fs::AtFlags::empty())
+                .map(|st| st.st_uid)
+                .map_err(procdir::errno),
         };
         let owner = match owner {
             Ok(uid) => uid,
@@ -877,7 +873,7 @@ pub fn take(opts: &Options) -> Result<Snapshot, InventoryError> {
 /// The numeric entries of the procfs root.
 fn list_pids(proc_dir: &OwnedFd, buf: &mut Vec<u8>) -> Result<Vec<i32>, Errno> {
     use rustix::fs::{openat, Mode, OFlags, RawDir};
-    let errno = |e: rustix::io::Errno| Errno::from_raw(e.raw_os_error());
+    let errno = procdir::errno;
     // A descriptor of its own: getdents moves the offset of the one it reads.
     let dir = openat(
         proc_dir,
@@ -926,14 +922,15 @@ impl Users {
     }
 }
 
-fn read_uptime(proc_root: &Path) -> Result<f64, InventoryError> {
+fn read_uptime(proc_root: &Path, buf: &mut Buf) -> Result<f64, InventoryError> {
     let path = proc_root.join("uptime");
-    let text = std::fs::read_to_string(&path).map_err(|source| InventoryError::Read {
+    let bytes = buf.read_path(&path).map_err(|e| InventoryError::Read {
         path: path.clone(),
-        source,
+        source: e.into(),
     })?;
-    text.split_whitespace()
-        .next()
+    std::str::from_utf8(bytes)
+        .ok()
+        .and_then(|t| t.split_whitespace().next())
         .and_then(|v| v.parse().ok())
         .ok_or_else(|| InventoryError::Read {
             path,
@@ -941,10 +938,11 @@ fn read_uptime(proc_root: &Path) -> Result<f64, InventoryError> {
         })
 }
 
-fn read_trimmed(path: &Path) -> Option<String> {
-    std::fs::read_to_string(path)
+/// A small procfs or sysfs file as text, trailing whitespace removed (direct system calls).
+fn read_trimmed(path: &Path, buf: &mut Buf) -> Option<String> {
+    buf.read_path(path)
         .ok()
-        .map(|s| s.trim_end().to_string())
+        .map(|b| String::from_utf8_lossy(b).trim_end().to_string())
 }
 
 /// uid → name from a passwd file; an unreadable file gives an empty map (uids stay numeric).
