@@ -36,6 +36,7 @@
 //!   namespace without `execve`, a descriptor passed to a known process, one of two holders
 //!   closing its copy) is at most that many scans old.
 
+mod crosscheck;
 mod diag;
 mod hash;
 mod model;
@@ -44,7 +45,8 @@ mod procdir;
 mod rates;
 
 pub use model::{
-    Gap, Interface, NetnsSource, Process, Protocol, Snapshot, Socket, SocketSource, SocketState,
+    CgroupWalk, Gap, HiddenHow, HiddenProcess, HostState, HugePages, Interface, Msr, NetnsSource,
+    ProcMount, Process, Protocol, Snapshot, Socket, SocketSource, SocketState, TaskCount,
 };
 pub use rates::{cpu_percent, cpu_percent_of_ticks, InterfaceRate};
 
@@ -64,6 +66,10 @@ pub struct Options {
     pub passwd: PathBuf,
     /// Compute the SHA-256 of every executable (only when a signature uses `sha256`).
     pub hash_exes: bool,
+    /// The sysfs mount (huge page pools, the `msr` module).
+    pub sys_root: PathBuf,
+    /// The dynamic loader's preload list.
+    pub preload_file: PathBuf,
 }
 
 impl Default for Options {
@@ -72,7 +78,17 @@ impl Default for Options {
             proc_root: PathBuf::from("/proc"),
             passwd: PathBuf::from("/etc/passwd"),
             hash_exes: false,
+            sys_root: PathBuf::from("/sys"),
+            preload_file: PathBuf::from("/etc/ld.so.preload"),
         }
+    }
+}
+
+impl Options {
+    /// Whether `proc_root` is the live host's procfs: only then do the cgroup file system
+    /// and `kill(pid, 0)` speak of the same processes (a fixture tree skips the cross-check).
+    fn live(&self) -> bool {
+        self.proc_root == Path::new("/proc")
     }
 }
 
@@ -300,12 +316,13 @@ impl Inventory {
         };
         let proc_dir: OwnedFd =
             procdir::open_path(&root, rustix::fs::OFlags::DIRECTORY).map_err(list_err)?;
-        let pids = list_pids(&proc_dir, &mut self.dents).map_err(list_err)?;
+        let tasks_before = self.loadavg_tasks();
+        let listed = list_pids(&proc_dir, &mut self.dents).map_err(list_err)?;
 
         let mut prev = std::mem::take(&mut self.procs);
         let mut next: IdMap<i32, Box<Entry>> =
-            IdMap::with_capacity_and_hasher(pids.len(), IdBuild::default());
-        for &pid in &pids {
+            IdMap::with_capacity_and_hasher(listed.len(), IdBuild::default());
+        for &pid in &listed {
             let outcome = match prev.remove(&pid) {
                 Some(e) => self.read_known(proc_dir.as_fd(), pid, e),
                 None => self.read_new(proc_dir.as_fd(), pid),
@@ -323,6 +340,23 @@ impl Inventory {
             }
         }
         drop(prev);
+        snap.host = self.host_state(proc_dir.as_fd(), &mut next, &mut snap.gaps);
+        // A masked process was listed and counted as vanished: it is not.
+        let masked_listed = snap
+            .host
+            .hidden
+            .iter()
+            .filter(|h| h.how == HiddenHow::Masked && listed.contains(&h.pid))
+            .count();
+        snap.vanished = snap.vanished.saturating_sub(masked_listed as u32);
+        if let Some(before) = tasks_before {
+            let after = self.loadavg_tasks().unwrap_or(before);
+            let listed = next.values().map(|e| e.p.threads.max(1) as u64).sum();
+            snap.host.tasks = Some(TaskCount {
+                kernel: before.min(after),
+                listed,
+            });
+        }
         let mut pids: Vec<i32> = next.keys().copied().collect();
         pids.sort_unstable();
 
@@ -552,6 +586,112 @@ impl Inventory {
             }
         }
         Outcome::Live(e)
+    }
+
+    /// The kernel's task count from `<proc>/loadavg`.
+    fn loadavg_tasks(&mut self) -> Option<u64> {
+        let path = self.opts.proc_root.join("loadavg");
+        self.buf
+            .read_path(&path)
+            .ok()
+            .and_then(crosscheck::loadavg_tasks)
+    }
+
+    /// Host artefacts, and the cross-check of the processes read (`procs`) against the
+    /// cgroup file system (see `crosscheck.rs`). A process hidden from the listing whose
+    /// `/proc/<pid>` still reads is added to `procs`.
+    fn host_state(
+        &mut self,
+        proc_dir: BorrowedFd<'_>,
+        procs: &mut IdMap<i32, Box<Entry>>,
+        gaps: &mut Vec<Gap>,
+    ) -> HostState {
+        let mut host = HostState::default();
+        let preload_file = self.opts.preload_file.clone();
+        match self.buf.read_path(&preload_file) {
+            Ok(text) => host.preload = crosscheck::preload_entries(text),
+            Err(Errno::ENOENT) => {}
+            Err(e) => gaps.push(Gap {
+                what: preload_file.display().to_string(),
+                error: e.to_string(),
+            }),
+        }
+        let root = self.opts.proc_root.clone();
+        if let Ok(env) = self.buf.read_path(root.join("self/environ")) {
+            host.preload_env = crosscheck::environ_var(env, "LD_PRELOAD");
+        }
+        let sys = self.opts.sys_root.clone();
+        host.hugepages = crosscheck::hugepages(&sys, &root, &mut self.buf, &mut self.dents);
+        host.msr = crosscheck::msr(&sys, &mut self.buf);
+        let mounts = match self.buf.read_path(root.join("self/mountinfo")) {
+            Ok(text) => crosscheck::parse_mountinfo(text, &root.to_string_lossy()),
+            Err(_) => crosscheck::Mounts::default(),
+        };
+        host.proc_mounts = mounts.proc_mounts;
+        if !self.opts.live() {
+            return host;
+        }
+        let Some((mount, version)) = mounts.cgroup else {
+            gaps.push(Gap {
+                what: "cgroup file system".into(),
+                error: "not mounted: the process list is not cross-checked".into(),
+            });
+            return host;
+        };
+        let Some((cg, walk)) = crosscheck::walk_cgroups(
+            Path::new(&mount),
+            version,
+            &mut self.buf,
+            &mut self.dents,
+            gaps,
+        ) else {
+            return host;
+        };
+        host.cgroups = Some(walk);
+        let mut candidates: Vec<(i32, u32)> = cg
+            .pids
+            .into_iter()
+            .filter(|(pid, _)| !procs.contains_key(pid))
+            .collect();
+        candidates.sort_unstable();
+        candidates.dedup_by_key(|(pid, _)| *pid);
+        if candidates.is_empty() {
+            return host;
+        }
+        // Started after the first listing, gone, or hidden: a second listing (after the
+        // walk) tells a new process from one the listing hides.
+        let relisted: IdSet<i32> = list_pids(proc_dir, &mut self.dents)
+            .map(|v| v.into_iter().collect())
+            .unwrap_or_default();
+        for (pid, cgroup) in candidates {
+            let cgroup = cg.names.get(cgroup as usize).cloned().unwrap_or_default();
+            match self.read_new(proc_dir, pid) {
+                Outcome::Live(e) => {
+                    if !relisted.contains(&pid) {
+                        host.hidden.push(HiddenProcess {
+                            pid,
+                            how: HiddenHow::Unlisted,
+                            cgroup,
+                            inventoried: true,
+                        });
+                    }
+                    procs.insert(pid, e);
+                }
+                Outcome::Vanished => {
+                    if process_exists(pid, mounts.hidepid) {
+                        host.hidden.push(HiddenProcess {
+                            pid,
+                            how: HiddenHow::Masked,
+                            cgroup,
+                            inventoried: false,
+                        });
+                    }
+                }
+                // Not readable for another reason (permission): a gap, not evidence.
+                Outcome::Gap(g) => gaps.push(g),
+            }
+        }
+        host
     }
 
     /// The per-scan values: from `stat`, and the uid from the directory owner.
@@ -870,8 +1010,22 @@ pub fn take(opts: &Options) -> Result<Snapshot, InventoryError> {
     Inventory::new(opts.clone()).take()
 }
 
+/// Whether process `pid` exists, by `kill(pid, 0)`: it does unless the kernel says `ESRCH`
+/// (`EPERM` is another user's process). With `hidepid` on procfs, another user's process is
+/// invisible by design, so only a process this reader may signal counts.
+fn process_exists(pid: i32, hidepid: bool) -> bool {
+    let Some(p) = rustix::process::Pid::from_raw(pid) else {
+        return false;
+    };
+    match rustix::process::test_kill_process(p) {
+        Ok(()) => true,
+        Err(rustix::io::Errno::PERM) => !hidepid,
+        Err(_) => false,
+    }
+}
+
 /// The numeric entries of the procfs root.
-fn list_pids(proc_dir: &OwnedFd, buf: &mut Vec<u8>) -> Result<Vec<i32>, Errno> {
+fn list_pids<Fd: AsFd>(proc_dir: Fd, buf: &mut Vec<u8>) -> Result<Vec<i32>, Errno> {
     use rustix::fs::{openat, Mode, OFlags, RawDir};
     let errno = procdir::errno;
     // A descriptor of its own: getdents moves the offset of the one it reads.
