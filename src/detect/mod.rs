@@ -4,6 +4,7 @@
 //! The output is sorted, so the same input always gives the same findings.
 
 mod history;
+mod host;
 
 pub use history::{
     key as process_key, CpuWindow, History, InterfaceKey, ProcessKey, TrafficWindow, MAX_SAMPLES,
@@ -29,6 +30,8 @@ pub struct Finding {
     pub process: Option<ProcessRef>,
     /// The interface, for interface signatures.
     pub interface: Option<InterfaceRef>,
+    /// A host signature's finding: about the host as a whole, no process or interface.
+    pub host: bool,
     /// Descendants of `process` that matched the same signature, folded into this finding.
     pub related_pids: Vec<i32>,
     pub sockets: Vec<SocketRef>,
@@ -229,6 +232,7 @@ pub fn run(snap: &Snapshot, history: &History, set: &SignatureSet) -> Vec<Findin
         match sig.subject {
             Subject::Process => findings.extend(process_findings(&ctx, sig)),
             Subject::Interface => findings.extend(interface_findings(&ctx, sig)),
+            Subject::Host => findings.extend(host::host_findings(&ctx, sig)),
         }
     }
     findings.sort_by(|a, b| {
@@ -360,7 +364,8 @@ fn process_findings(ctx: &Ctx, sig: &Signature) -> Vec<Finding> {
                 .iter()
                 .map(|&s| SocketRef::of(&ctx.snap.sockets[s]))
                 .collect();
-            let evidence: BTreeSet<Evidence> = hit.evidence.into_iter().collect();
+            let mut evidence: BTreeSet<Evidence> = hit.evidence.into_iter().collect();
+            evidence.extend(host::hidden_evidence(ctx.snap, p.pid));
             Finding {
                 signature: sig.id.clone(),
                 category: sig.category,
@@ -369,6 +374,7 @@ fn process_findings(ctx: &Ctx, sig: &Signature) -> Vec<Finding> {
                 aup: sig.aup.clone(),
                 process: Some(ProcessRef::of(p)),
                 interface: None,
+                host: false,
                 related_pids: related,
                 sockets: sockets.into_iter().collect(),
                 evidence: evidence.into_iter().collect(),
@@ -395,6 +401,7 @@ fn interface_findings(ctx: &Ctx, sig: &Signature) -> Vec<Finding> {
                     netns: iface.netns,
                     name: iface.name.clone(),
                 }),
+                host: false,
                 related_pids: Vec::new(),
                 sockets: Vec::new(),
                 evidence: hit.evidence,
@@ -675,9 +682,14 @@ fn try_predicate(ctx: &Ctx, pi: usize, pred: &Predicate, detail: bool) -> Trial 
             min_percent,
             for_secs,
         } => cpu(ctx, p, *min_percent, *for_secs),
-        Predicate::Interface(_) | Predicate::Traffic { .. } => {
-            (false, Box::new(|| "not a process predicate".into()))
-        }
+        Predicate::Interface(_)
+        | Predicate::Traffic { .. }
+        | Predicate::Preload
+        | Predicate::HiddenProcesses { .. }
+        | Predicate::ProcMounts
+        | Predicate::UnlistedTasks { .. }
+        | Predicate::HugePages { .. }
+        | Predicate::Msr { .. } => (false, Box::new(|| "not a process predicate".into())),
     };
     let seen = if matched || detail {
         seen()

@@ -351,7 +351,12 @@ impl Inventory {
         snap.vanished = snap.vanished.saturating_sub(masked_listed as u32);
         if let Some(before) = tasks_before {
             let after = self.loadavg_tasks().unwrap_or(before);
-            let listed = next.values().map(|e| e.p.threads.max(1) as u64).sum();
+            // A process that exited while being read was listed: at least one task.
+            let listed = next
+                .values()
+                .map(|e| e.p.threads.max(1) as u64)
+                .sum::<u64>()
+                + u64::from(snap.vanished);
             snap.host.tasks = Some(TaskCount {
                 kernel: before.min(after),
                 listed,
@@ -678,7 +683,7 @@ impl Inventory {
                     procs.insert(pid, e);
                 }
                 Outcome::Vanished => {
-                    if process_exists(pid, mounts.hidepid) {
+                    if self.masked(proc_dir, pid) && process_exists(pid, mounts.hidepid) {
                         host.hidden.push(HiddenProcess {
                             pid,
                             how: HiddenHow::Masked,
@@ -692,6 +697,26 @@ impl Inventory {
             }
         }
         host
+    }
+
+    /// Whether `/proc/<pid>` is not the process's own directory: another file system is
+    /// mounted on it, or it has no `stat`, or a `stat` of another pid (a bind mount of a
+    /// decoy's directory). A process that is merely exiting shows none of these: its
+    /// directory is procfs, and it reads until it is gone (then `kill(pid, 0)` fails too).
+    fn masked(&mut self, proc_dir: BorrowedFd<'_>, pid: i32) -> bool {
+        /// `PROC_SUPER_MAGIC` of `statfs(2)`.
+        const PROC_SUPER_MAGIC: i64 = 0x9fa0;
+        let Ok(dir) = open_pid_dir(proc_dir, pid) else {
+            return false;
+        };
+        let foreign = rustix::fs::fstatfs(&dir)
+            .map(|st| st.f_type as i64 != PROC_SUPER_MAGIC)
+            .unwrap_or(false);
+        foreign
+            || match self.buf.read_at(dir.as_fd(), c"stat", true) {
+                Ok(b) => procdir::parse_stat(b).is_none_or(|st| st.pid != pid),
+                Err(e) => e == Errno::ENOENT,
+            }
     }
 
     /// The per-scan values: from `stat`, and the uid from the directory owner.

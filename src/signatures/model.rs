@@ -117,6 +117,8 @@ impl std::fmt::Display for Severity {
 pub enum Subject {
     Process,
     Interface,
+    /// The host as a whole (`Snapshot.host`): one finding per signature at most.
+    Host,
 }
 
 #[derive(Debug, Clone)]
@@ -200,6 +202,26 @@ pub enum Predicate {
         max_avg_packet_bytes: f64,
         for_secs: u64,
     },
+    /// `/etc/ld.so.preload` has entries, or the agent runs with `LD_PRELOAD`.
+    Preload,
+    /// At least `min` processes hidden from the `/proc` listing.
+    HiddenProcesses {
+        min: u32,
+    },
+    /// Something is mounted on a `/proc/<pid>` directory.
+    ProcMounts,
+    /// The kernel counts at least `min` more tasks than the listed processes have threads.
+    UnlistedTasks {
+        min: u32,
+    },
+    /// At least `min_mib` MiB reserved in huge pages (all page sizes together).
+    HugePages {
+        min_mib: u64,
+    },
+    /// The `msr` module is loaded; with `allow_writes`, its parameter is one of them.
+    Msr {
+        allow_writes: Vec<String>,
+    },
 }
 
 impl Predicate {
@@ -217,12 +239,24 @@ impl Predicate {
             Predicate::Cpu { .. } => "cpu",
             Predicate::Interface(_) => "interface",
             Predicate::Traffic { .. } => "traffic",
+            Predicate::Preload => "preload",
+            Predicate::HiddenProcesses { .. } => "hidden_processes",
+            Predicate::ProcMounts => "proc_mounts",
+            Predicate::UnlistedTasks { .. } => "unlisted_tasks",
+            Predicate::HugePages { .. } => "hugepages",
+            Predicate::Msr { .. } => "msr",
         }
     }
 
     pub fn subject(&self) -> Subject {
         match self {
             Predicate::Interface(_) | Predicate::Traffic { .. } => Subject::Interface,
+            Predicate::Preload
+            | Predicate::HiddenProcesses { .. }
+            | Predicate::ProcMounts
+            | Predicate::UnlistedTasks { .. }
+            | Predicate::HugePages { .. }
+            | Predicate::Msr { .. } => Subject::Host,
             _ => Subject::Process,
         }
     }
