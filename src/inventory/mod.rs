@@ -704,13 +704,11 @@ impl Inventory {
     /// decoy's directory). A process that is merely exiting shows none of these: its
     /// directory is procfs, and it reads until it is gone (then `kill(pid, 0)` fails too).
     fn masked(&mut self, proc_dir: BorrowedFd<'_>, pid: i32) -> bool {
-        /// `PROC_SUPER_MAGIC` of `statfs(2)`.
-        const PROC_SUPER_MAGIC: i64 = 0x9fa0;
         let Ok(dir) = open_pid_dir(proc_dir, pid) else {
             return false;
         };
         let foreign = rustix::fs::fstatfs(&dir)
-            .map(|st| st.f_type as i64 != PROC_SUPER_MAGIC)
+            .map(|st| st.f_type != rustix::fs::PROC_SUPER_MAGIC)
             .unwrap_or(false);
         foreign
             || match self.buf.read_at(dir.as_fd(), c"stat", true) {
