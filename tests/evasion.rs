@@ -21,14 +21,15 @@ use std::process::Command;
 
 const HIDER_C: &str = include_str!("common/hider.c");
 
-/// Starts the impostor as `xmrig` (a miner's name: `mining.xmrig` matches it by name).
-fn miner(lab: &mut Lab) -> u32 {
-    let path = lab.impostor("xmrig");
+/// Starts the impostor as `name` with a miner's flags (`xmrig`, `xmrig-*`: `mining.xmrig`
+/// matches it by name).
+fn miner(lab: &mut Lab, name: &str) -> u32 {
+    let path = lab.impostor(name);
     let pid = lab.start(
-        "xmrig",
+        name,
         Spawn::new(&path).args(["--donate-level", "1", "-o", "stratum+tcp://127.0.0.1:3333"]),
     );
-    lab.wait_log("xmrig", "impostor ready");
+    lab.wait_log(name, "impostor ready");
     pid
 }
 
@@ -85,7 +86,7 @@ fn a_preload_library_that_hides_a_miner_does_not_hide_it_from_aupwatch() {
     };
     let (ls, cat) = (tools[1].to_string_lossy(), tools[2].to_string_lossy());
     let mut lab = Lab::new(T, "hide");
-    let pid = miner(&mut lab);
+    let pid = miner(&mut lab, "xmrig");
     let lib = build_hider(&lab, "xmrig");
     let stat = format!("/proc/{pid}/stat");
 
@@ -142,52 +143,66 @@ fn a_preload_library_that_hides_a_miner_does_not_hide_it_from_aupwatch() {
 }
 
 #[test]
-fn a_process_masked_by_a_mount_over_its_proc_directory_is_reported_hidden() {
-    const T: &str = "a_process_masked_by_a_mount_over_its_proc_directory_is_reported_hidden";
+fn processes_masked_by_mounts_over_their_proc_directories_are_reported_hidden() {
+    const T: &str = "processes_masked_by_mounts_over_their_proc_directories_are_reported_hidden";
     let Some(tools) = prerequisites(T, &["cc", "unshare", "mount", "sh"]) else {
         return;
     };
     let mut lab = Lab::new(T, "mask");
-    let pid = miner(&mut lab);
+    // One miner masked with an empty directory, one with a decoy's /proc directory.
+    let empty_masked = miner(&mut lab, "xmrig");
+    let decoy_masked = miner(&mut lab, "xmrig-2");
+    let decoy_path = lab.impostor("decoy");
+    let decoy = lab.start("decoy", Spawn::new(&decoy_path));
+    lab.wait_log("decoy", "impostor ready");
     let empty = lab.dir().join("empty");
     std::fs::create_dir_all(&empty).expect("create the empty directory");
 
-    // Control: without the mount, no hidden process and no /proc mount names this pid.
+    // Control: without the mounts, no hidden process and no /proc mount names these pids,
+    // and both miners are reported.
     let before = scan(&[]);
     for id in ["evasion.hidden-process", "evasion.proc-mount"] {
         if let Some(f) = before.host_finding(id) {
             let ev = Report::evidence_text(f);
-            assert!(
-                !ev.contains(&format!("pid {pid}")),
-                "{T}: {id} names pid {pid} before anything hides it: {ev}"
-            );
+            for pid in [empty_masked, decoy_masked] {
+                assert!(
+                    !ev.contains(&format!("pid {pid}")),
+                    "{T}: {id} names pid {pid} before anything hides it: {ev}"
+                );
+            }
         }
     }
-    before.expect(&lab, "xmrig (not hidden yet)", pid, "mining");
+    before.expect(&lab, "xmrig (not hidden yet)", empty_masked, "mining");
+    before.expect(&lab, "xmrig-2 (not hidden yet)", decoy_masked, "mining");
 
-    // In a private mount namespace: mask /proc/<pid> with the empty directory, check that
-    // it is masked there, then scan from inside that namespace.
+    // In a private mount namespace: mask both /proc/<pid>, check that they are masked there,
+    // then scan from inside that namespace.
     let script = r#"set -e
 mount --bind "$1" "/proc/$2"
+mount --bind "/proc/$4" "/proc/$3"
 if [ -e "/proc/$2/stat" ]; then echo "the mount did not mask /proc/$2" >&2; exit 3; fi
-shift 2
+if [ "$(cut -d' ' -f1 "/proc/$3/stat")" != "$4" ]; then echo "/proc/$3 is not the decoy's" >&2; exit 3; fi
+shift 4
 exec "$@""#;
     let mut cmd = Command::new(&tools[1]);
     cmd.args(["-m", "--propagation", "private"])
         .arg(&tools[3])
         .args(["-c", script, "sh"])
         .arg(&empty)
-        .arg(pid.to_string())
+        .arg(empty_masked.to_string())
+        .arg(decoy_masked.to_string())
+        .arg(decoy.to_string())
         .arg(aupwatch_bin())
         .args(["scan", "--json", "--sample", "1"]);
     let report = scan_command(
         cmd,
-        "unshare -m: mount over /proc/<pid>; aupwatch scan --json",
+        "unshare -m: mounts over /proc/<pid>; aupwatch scan --json",
     );
 
     let Some(hidden) = report.host_finding("evasion.hidden-process") else {
         lab.fail(&format!(
-            "pid {pid}, masked by a mount over /proc/{pid}, was not reported hidden; findings: {:?}",
+            "pids {empty_masked} and {decoy_masked}, masked by mounts over their /proc \
+             directories, were not reported hidden; findings: {:?}",
             report
                 .findings()
                 .iter()
@@ -196,28 +211,51 @@ exec "$@""#;
         ));
     };
     let ev = Report::evidence_text(hidden);
+    for pid in [empty_masked, decoy_masked] {
+        assert!(
+            ev.contains(&format!("pid {pid} (its /proc/<pid> cannot be read")),
+            "{T}: the hidden-process evidence must name pid {pid} as masked: {ev}"
+        );
+    }
     assert!(
-        ev.contains(&format!("pid {pid} (its /proc/<pid> cannot be read")),
-        "{T}: the hidden-process evidence must name pid {pid} as masked: {ev}"
+        !ev.contains(&format!("pid {decoy} ")),
+        "{T}: the decoy (pid {decoy}) is not hidden: {ev}"
     );
+    // The masked pid is not reported with the decoy's identity.
+    for f in report.involving(decoy_masked) {
+        panic!(
+            "{T}: pid {decoy_masked} reads as the decoy's directory and must not be reported as a process: {}",
+            common::describe(f)
+        );
+    }
     let Some(mount) = report.host_finding("evasion.proc-mount") else {
-        panic!("{T}: the mount over /proc/{pid} was not reported");
+        panic!("{T}: the mounts over /proc/<pid> were not reported");
     };
     let ev = Report::evidence_text(mount);
     // The mount's root is the directory's path inside its own file system (/tmp may be one).
     assert!(
-        ev.contains(&format!("/empty over /proc/{pid} (pid {pid})")),
-        "{T}: the proc-mount evidence must name the mount: {ev}"
+        ev.contains(&format!(
+            "/empty over /proc/{empty_masked} (pid {empty_masked})"
+        )),
+        "{T}: the proc-mount evidence must name the empty-directory mount: {ev}"
+    );
+    assert!(
+        ev.contains(&format!(
+            "/{decoy} over /proc/{decoy_masked} (pid {decoy_masked}): proc"
+        )),
+        "{T}: the proc-mount evidence must name the decoy mount: {ev}"
     );
 
-    // The machine's /proc was never changed: the miner reads here, and no mount is on it.
-    assert!(
-        common::alive(pid),
-        "{T}: /proc/{pid} must still read outside the private namespace"
-    );
+    // The machine's /proc was never changed: the miners read here, and no mount is on it.
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
-    assert!(
-        !mounts.contains(&format!(" /proc/{pid} ")),
-        "{T}: the mount leaked out of its namespace"
-    );
+    for pid in [empty_masked, decoy_masked] {
+        assert!(
+            common::alive(pid) && common::comm(pid).is_some_and(|c| c.starts_with("xmrig")),
+            "{T}: /proc/{pid} must still read as the miner outside the private namespace"
+        );
+        assert!(
+            !mounts.contains(&format!(" /proc/{pid} ")),
+            "{T}: a mount leaked out of its namespace"
+        );
+    }
 }

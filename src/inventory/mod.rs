@@ -465,6 +465,9 @@ impl Inventory {
         };
         let (vals, comm) = match self.buf.read_at(dir.as_fd(), c"stat", true) {
             Ok(b) => match procdir::parse_stat(b) {
+                // Another process's directory mounted over this one (a decoy): not this
+                // process; the cross-check tells whether it is masked.
+                Some(st) if st.pid != pid => return Outcome::Vanished,
                 Some(st) => (
                     StatVals::of(&st),
                     String::from_utf8_lossy(st.comm).into_owned(),
