@@ -222,7 +222,7 @@ exec "$@""#;
         "{T}: the decoy (pid {decoy}) is not hidden: {ev}"
     );
     // The masked pid is not reported with the decoy's identity.
-    for f in report.involving(decoy_masked) {
+    if let Some(f) = report.involving(decoy_masked).first() {
         panic!(
             "{T}: pid {decoy_masked} reads as the decoy's directory and must not be reported as a process: {}",
             common::describe(f)
