@@ -329,3 +329,44 @@ fn the_live_host_is_cross_checked_and_this_process_is_not_hidden() {
     assert!(h.tasks.is_some());
     process(&snap, me());
 }
+
+#[test]
+fn a_process_missing_from_the_listing_is_found_through_the_cgroups_and_inventoried() {
+    let child = Kill(
+        Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .expect("start sleep"),
+    );
+    let pid = child.0.id() as i32;
+    wait_for("sleep to exec", || {
+        std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c == "sleep\n")
+    });
+    let mut inv = Inventory::new(Options::default());
+    // As a rootkit filtering getdents would: the pid is in no listing of /proc.
+    inv.unlisted = vec![pid];
+    for round in 0..2 {
+        let snap = inv.take().expect("inventory");
+        let h = snap
+            .host
+            .hidden
+            .iter()
+            .find(|h| h.pid == pid)
+            .unwrap_or_else(|| {
+                panic!(
+                    "round {round}: pid {pid} is missing from the listing but not reported hidden: {:?}, cgroups {:?}, gaps {:?}",
+                    snap.host.hidden, snap.host.cgroups, snap.gaps
+                )
+            });
+        assert_eq!(h.how, HiddenHow::Unlisted);
+        assert!(h.inventoried);
+        let p = process(&snap, pid);
+        assert_eq!(p.comm, "sleep");
+        assert_eq!(p.cmdline, vec!["sleep", "30"]);
+    }
+    // Listed again, it is an ordinary process.
+    inv.unlisted.clear();
+    let snap = inv.take().expect("inventory");
+    assert!(snap.host.hidden.iter().all(|h| h.pid != pid));
+    process(&snap, pid);
+}
