@@ -31,7 +31,8 @@ pub enum Place {
 
 /// (device, inode) of the calling thread's network namespace.
 pub fn own() -> Option<(u64, u64)> {
-    nix::sys::stat::stat("/proc/thread-self/ns/net")
+    // Direct system call, like the inventory's /proc reads (no libc hook in the path).
+    rustix::fs::stat("/proc/thread-self/ns/net")
         .ok()
         .map(|st| (st.st_dev, st.st_ino))
 }

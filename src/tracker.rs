@@ -272,6 +272,7 @@ mod tests {
                 container: None,
             }),
             interface: None,
+            host: false,
             related_pids: vec![],
             sockets: remote_port
                 .map(|p| SocketRef {

@@ -756,3 +756,110 @@ fn the_one_pass_name_set_agrees_with_each_glob_list() {
         }
     }
 }
+
+/// The host signatures of the packs (`subject = "host"`) found on `host`, by id.
+fn host_findings(host: aupwatch::inventory::HostState) -> Vec<String> {
+    let mut snap = snapshot(vec![p(100, &["/usr/sbin/sshd", "-D"])]);
+    snap.host = host;
+    let mut ids: Vec<String> = run(&snap, &History::default(), packs())
+        .into_iter()
+        .filter(|f| f.host)
+        .map(|f| f.signature)
+        .collect();
+    ids.sort();
+    ids
+}
+
+#[test]
+fn host_evasion_and_miner_tuning() {
+    use aupwatch::inventory::{
+        HiddenHow, HiddenProcess, HostState, HugePages, Msr, ProcMount, TaskCount,
+    };
+    let plain = HostState {
+        tasks: Some(TaskCount {
+            kernel: 403,
+            listed: 404,
+        }),
+        ..HostState::default()
+    };
+    assert_eq!(host_findings(plain.clone()), Vec::<String>::new());
+
+    // Benign look-alikes: a database's 2 GiB of huge pages, the msr module loaded by a
+    // monitoring tool with the kernel's default, a few tasks of churn.
+    let benign = HostState {
+        hugepages: vec![HugePages {
+            size_kb: 2048,
+            total: 1024,
+        }],
+        msr: Some(Msr {
+            allow_writes: Some("default".into()),
+        }),
+        tasks: Some(TaskCount {
+            kernel: 410,
+            listed: 400,
+        }),
+        ..plain.clone()
+    };
+    assert_eq!(host_findings(benign), Vec::<String>::new());
+
+    // XMRig's tuning: 1280 × 2 MiB pages and msr writes on.
+    let tuned = HostState {
+        hugepages: vec![HugePages {
+            size_kb: 2048,
+            total: 1280,
+        }],
+        msr: Some(Msr {
+            allow_writes: Some("on".into()),
+        }),
+        ..plain.clone()
+    };
+    assert_eq!(
+        host_findings(tuned),
+        vec![
+            "mining.hugepages-randomx",
+            "mining.msr-writes",
+            "mining.randomx-tuning"
+        ]
+    );
+    // Three 1 GiB pages alone (enable_1gb_pages.sh on one NUMA node).
+    let gb = HostState {
+        hugepages: vec![HugePages {
+            size_kb: 1048576,
+            total: 3,
+        }],
+        ..plain.clone()
+    };
+    assert_eq!(host_findings(gb), vec!["mining.hugepages-randomx"]);
+
+    // A hiding host.
+    let hiding = HostState {
+        preload: vec!["/usr/local/lib/libprocesshider.so".into()],
+        hidden: vec![HiddenProcess {
+            pid: 4242,
+            how: HiddenHow::Masked,
+            cgroup: "/".into(),
+            inventoried: false,
+        }],
+        proc_mounts: vec![ProcMount {
+            pid: 4242,
+            mount_point: "/proc/4242".into(),
+            fstype: "ext4".into(),
+            source: "/dev/vda1".into(),
+            root: "/tmp/.x".into(),
+        }],
+        tasks: Some(TaskCount {
+            kernel: 460,
+            listed: 400,
+        }),
+        ..plain
+    };
+    assert_eq!(
+        host_findings(hiding),
+        vec![
+            "evasion.hidden-process",
+            "evasion.ld-preload",
+            "evasion.proc-mount",
+            "evasion.unlisted-tasks"
+        ]
+    );
+}

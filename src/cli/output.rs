@@ -165,7 +165,7 @@ pub fn table(r: &ScanReport) -> Result<()> {
                         "-".into(),
                         format!("interface {}", clean(&i.name)),
                     ),
-                    (None, None) => ("-".into(), "-".into(), "-".into()),
+                    (None, None) => ("-".into(), "-".into(), "host".into()),
                 };
                 [
                     f.severity.as_str().to_string(),
@@ -590,7 +590,9 @@ pub fn status(doc: &serde_json::Value) -> Result<()> {
             .map(|t| {
                 let f = &t["finding"];
                 let p = &f["process"];
-                let (pid, what) = if p.is_null() {
+                let (pid, what) = if f["host"] == Value::Bool(true) {
+                    ("-".to_string(), "host".to_string())
+                } else if p.is_null() {
                     (
                         "-".to_string(),
                         format!("interface {}", s(&f["interface"]["name"])),

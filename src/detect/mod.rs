@@ -5,6 +5,7 @@
 
 mod cache;
 mod history;
+mod host;
 pub mod probe;
 
 pub use history::{
@@ -35,6 +36,8 @@ pub struct Finding {
     pub process: Option<ProcessRef>,
     /// The interface, for interface signatures.
     pub interface: Option<InterfaceRef>,
+    /// A host signature's finding: about the host as a whole, no process or interface.
+    pub host: bool,
     /// Descendants of `process` that matched the same signature, folded into this finding.
     pub related_pids: Vec<i32>,
     pub sockets: Vec<SocketRef>,
@@ -337,6 +340,7 @@ fn run_in(ctx: Ctx) -> Vec<Finding> {
         match sig.subject {
             Subject::Process => findings.extend(process_findings(&ctx, si, sig)),
             Subject::Interface => findings.extend(interface_findings(&ctx, sig)),
+            Subject::Host => findings.extend(host::host_findings(&ctx, sig)),
         }
     }
     sort(&mut findings);
@@ -479,7 +483,8 @@ fn process_findings(ctx: &Ctx, si: usize, sig: &Signature) -> Vec<Finding> {
                 .iter()
                 .map(|&s| SocketRef::of(&ctx.snap.sockets[s]))
                 .collect();
-            let evidence: BTreeSet<Evidence> = hit.evidence.into_iter().collect();
+            let mut evidence: BTreeSet<Evidence> = hit.evidence.into_iter().collect();
+            evidence.extend(host::hidden_evidence(ctx.snap, p.pid));
             Finding {
                 signature: sig.id.clone(),
                 category: sig.category,
@@ -488,6 +493,7 @@ fn process_findings(ctx: &Ctx, si: usize, sig: &Signature) -> Vec<Finding> {
                 aup: sig.aup.clone(),
                 process: Some(ProcessRef::of(p)),
                 interface: None,
+                host: false,
                 related_pids: related,
                 sockets: sockets.into_iter().collect(),
                 evidence: evidence.into_iter().collect(),
@@ -515,6 +521,7 @@ fn interface_findings(ctx: &Ctx, sig: &Signature) -> Vec<Finding> {
                     netns: iface.netns,
                     name: iface.name.clone(),
                 }),
+                host: false,
                 related_pids: Vec::new(),
                 sockets: Vec::new(),
                 evidence: hit.evidence,
@@ -997,9 +1004,15 @@ fn try_predicate(ctx: &Ctx, pi: usize, pred: &Predicate, detail: bool) -> Trial 
                 )
             }
         }
-        Predicate::Interface(_) | Predicate::Traffic { .. } | Predicate::MulticastGroups { .. } => {
-            (false, Box::new(|| "not a process predicate".into()))
-        }
+        Predicate::Interface(_)
+        | Predicate::Traffic { .. }
+        | Predicate::MulticastGroups { .. }
+        | Predicate::Preload
+        | Predicate::HiddenProcesses { .. }
+        | Predicate::ProcMounts
+        | Predicate::UnlistedTasks { .. }
+        | Predicate::HugePages { .. }
+        | Predicate::Msr { .. } => (false, Box::new(|| "not a process predicate".into())),
     };
     let seen = if matched || detail {
         seen()

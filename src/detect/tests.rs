@@ -1038,3 +1038,185 @@ fn the_cache_gives_the_same_findings_and_notices_a_changed_process() {
     assert_eq!(sigs(&before), vec!["tor.client".to_string()]);
     assert!(sigs(&after).contains(&"tor.relay-listener".to_string()));
 }
+
+fn host_sig(id: &str, matcher: &str) -> String {
+    let cat = id.split('.').next().unwrap_or("evasion");
+    format!("[[signature]]\nid = \"{id}\"\ncategory = \"{cat}\"\nseverity = \"high\"\ndescription = \"d\"\naup = \"a\"\nsubject = \"host\"\nmatch = {matcher}\n\n")
+}
+
+fn host_found(snap: &Snapshot, set: &SignatureSet) -> Vec<String> {
+    run(snap, &History::default(), set)
+        .into_iter()
+        .inspect(|f| {
+            assert!(f.host, "a host finding says so: {f:?}");
+            assert!(f.process.is_none() && f.interface.is_none(), "{f:?}");
+            assert!(!f.evidence.is_empty(), "a host finding has evidence: {f:?}");
+        })
+        .map(|f| f.signature)
+        .collect()
+}
+
+#[test]
+fn host_predicates_match_the_host_state() {
+    use crate::inventory::{
+        HiddenHow, HiddenProcess, HostState, HugePages, Msr, ProcMount, TaskCount,
+    };
+    let s = set(&[
+        host_sig("evasion.preload", "{ preload = {} }"),
+        host_sig("evasion.hidden", "{ hidden_processes = { min = 2 } }"),
+        host_sig("evasion.mounts", "{ proc_mounts = {} }"),
+        host_sig("evasion.tasks", "{ unlisted_tasks = { min = 16 } }"),
+        host_sig("mining.pages", "{ hugepages = { min_mib = 2336 } }"),
+        host_sig("mining.msr-on", "{ msr = { allow_writes = [\"on\"] } }"),
+        host_sig("mining.msr", "{ msr = {} }"),
+        host_sig(
+            "mining.both",
+            "{ all = [{ hugepages = { min_mib = 2336 } }, { not = { msr = {} } }] }",
+        ),
+    ]
+    .concat());
+    // A clean host: nothing, not even with an msr module that refuses writes.
+    let mut snap = snapshot(vec![], vec![]);
+    snap.host = HostState {
+        tasks: Some(TaskCount {
+            kernel: 400,
+            listed: 390,
+        }),
+        hugepages: vec![HugePages {
+            size_kb: 2048,
+            total: 1024,
+        }],
+        ..HostState::default()
+    };
+    assert_eq!(host_found(&snap, &s), Vec::<String>::new());
+    snap.host.msr = Some(Msr {
+        allow_writes: Some("off".into()),
+    });
+    assert_eq!(host_found(&snap, &s), vec!["mining.msr".to_string()]);
+
+    // Everything at once.
+    snap.host = HostState {
+        preload: vec!["/usr/local/lib/libprocesshider.so".into()],
+        preload_env: None,
+        hidden: vec![
+            HiddenProcess {
+                pid: 4242,
+                how: HiddenHow::Masked,
+                cgroup: "/user.slice".into(),
+                inventoried: false,
+            },
+            HiddenProcess {
+                pid: 4343,
+                how: HiddenHow::Unlisted,
+                cgroup: "/".into(),
+                inventoried: true,
+            },
+        ],
+        proc_mounts: vec![ProcMount {
+            pid: 4242,
+            mount_point: "/proc/4242".into(),
+            fstype: "tmpfs".into(),
+            source: "none".into(),
+            root: "/".into(),
+        }],
+        tasks: Some(TaskCount {
+            kernel: 420,
+            listed: 400,
+        }),
+        cgroups: None,
+        hugepages: vec![
+            HugePages {
+                size_kb: 2048,
+                total: 16,
+            },
+            HugePages {
+                size_kb: 1048576,
+                total: 3,
+            },
+        ],
+        msr: Some(Msr {
+            allow_writes: Some("on".into()),
+        }),
+    };
+    let f = run(&snap, &History::default(), &s);
+    let by_id = |id: &str| {
+        f.iter()
+            .find(|f| f.signature == id)
+            .unwrap_or_else(|| panic!("{id} not found in {f:?}"))
+    };
+    assert_eq!(
+        host_found(&snap, &s),
+        // Sorted by severity, then category (mining before evasion), then id.
+        vec![
+            "mining.msr",
+            "mining.msr-on",
+            "mining.pages",
+            "evasion.hidden",
+            "evasion.mounts",
+            "evasion.preload",
+            "evasion.tasks",
+        ]
+    );
+    let ev = |id: &str| by_id(id).evidence[0].value.clone();
+    assert_eq!(
+        ev("evasion.preload"),
+        "/etc/ld.so.preload: /usr/local/lib/libprocesshider.so"
+    );
+    assert!(ev("evasion.hidden").starts_with("2 hidden: pid 4242 (its /proc/<pid> cannot be read; cgroup /user.slice), pid 4343 (missing from the /proc listing"), "{}", ev("evasion.hidden"));
+    assert!(ev("evasion.mounts").contains("/ over /proc/4242 (pid 4242): tmpfs none"));
+    assert!(
+        ev("evasion.tasks").ends_with("20 unlisted"),
+        "{}",
+        ev("evasion.tasks")
+    );
+    assert_eq!(
+        ev("mining.pages"),
+        "3104 MiB reserved in huge pages: 16 × 2048 kB, 3 × 1048576 kB"
+    );
+    assert_eq!(ev("mining.msr-on"), "msr module loaded, allow_writes=on");
+
+    // One hidden process is below `min = 2`; the agent's own LD_PRELOAD is a preload.
+    snap.host.hidden.truncate(1);
+    snap.host.preload.clear();
+    snap.host.preload_env = Some("/tmp/h.so".into());
+    let ids = host_found(&snap, &s);
+    assert!(!ids.contains(&"evasion.hidden".to_string()), "{ids:?}");
+    assert!(ids.contains(&"evasion.preload".to_string()), "{ids:?}");
+    let f = run(&snap, &History::default(), &s);
+    let pre = f.iter().find(|f| f.signature == "evasion.preload");
+    assert_eq!(
+        pre.map(|f| f.evidence[0].value.as_str()),
+        Some("LD_PRELOAD of the agent: /tmp/h.so")
+    );
+}
+
+#[test]
+fn a_hidden_process_is_matched_and_its_findings_say_it_was_hidden() {
+    use crate::inventory::{HiddenHow, HiddenProcess};
+    let s = set(&sig("mining.xmrig", "{ name = [\"xmrig\"] }"));
+    let mut snap = snapshot(
+        vec![
+            proc(50, 1, "xmrig", "/tmp/xmrig", &["xmrig"]),
+            proc(51, 1, "xmrig", "/tmp/xmrig", &["xmrig"]),
+        ],
+        vec![],
+    );
+    snap.host.hidden = vec![HiddenProcess {
+        pid: 51,
+        how: HiddenHow::Unlisted,
+        cgroup: "/".into(),
+        inventoried: true,
+    }];
+    let f = run(&snap, &History::default(), &s);
+    assert_eq!(
+        ids(&f),
+        vec![("mining.xmrig".into(), 50), ("mining.xmrig".into(), 51)]
+    );
+    let hidden = |i: usize| {
+        f[i].evidence
+            .iter()
+            .any(|e| e.predicate == "hidden" && e.value.starts_with("hidden from /proc listing"))
+    };
+    assert!(!hidden(0), "{:?}", f[0].evidence);
+    assert!(hidden(1), "{:?}", f[1].evidence);
+}

@@ -6,10 +6,8 @@
 //! mtime/size) is read again.
 
 use super::model::Gap;
-use super::procdir::{file_key, is_vanished, FileKey};
+use super::procdir::{file_key, is_vanished, open_at, read_fd, FileKey};
 use aho_corasick::AhoCorasick;
-use nix::fcntl::{openat, OFlag};
-use nix::sys::stat::Mode;
 use sha2::{Digest, Sha256};
 use std::collections::{HashMap, HashSet};
 use std::os::fd::BorrowedFd;
@@ -103,12 +101,7 @@ impl Hashes {
         } else {
             MAX_STRINGS_BYTES
         };
-        let fd = match openat(
-            dir,
-            c"exe",
-            OFlag::O_RDONLY | OFlag::O_CLOEXEC,
-            Mode::empty(),
-        ) {
+        let fd = match open_at(dir, c"exe", rustix::fs::OFlags::empty()) {
             Ok(fd) => fd,
             Err(e) if is_vanished(e) => return Hashed::Nothing,
             Err(e) => return gap(e.to_string()),
@@ -125,7 +118,7 @@ impl Hashes {
         let mut total: i64 = 0;
         let mut kept = 0;
         loop {
-            match nix::unistd::read(&fd, &mut self.buf[kept..kept + CHUNK]) {
+            match read_fd(&fd, &mut self.buf[kept..kept + CHUNK]) {
                 Ok(0) => break,
                 Ok(n) => {
                     let data = &self.buf[kept..kept + n];
@@ -150,7 +143,6 @@ impl Hashes {
                     kept = overlap.min(end);
                     self.buf.copy_within(end - kept..end, 0);
                 }
-                Err(nix::errno::Errno::EINTR) => {}
                 Err(e) => return gap(e.to_string()),
             }
         }

@@ -36,6 +36,7 @@
 //!   namespace without `execve`, a descriptor passed to a known process, one of two holders
 //!   closing its copy) is at most that many scans old.
 
+mod crosscheck;
 mod diag;
 mod hash;
 mod model;
@@ -44,13 +45,12 @@ mod procdir;
 mod rates;
 
 pub use model::{
-    Gap, Interface, NetnsSource, Process, Protocol, Snapshot, Socket, SocketSource, SocketState,
+    CgroupWalk, Gap, HiddenHow, HiddenProcess, HostState, HugePages, Interface, Msr, NetnsSource,
+    ProcMount, Process, Protocol, Snapshot, Socket, SocketSource, SocketState, TaskCount,
 };
 pub use rates::{cpu_percent, cpu_percent_of_ticks, InterfaceRate};
 
 use nix::errno::Errno;
-use nix::fcntl::OFlag;
-use nix::sys::stat::Mode;
 use procdir::{is_vanished, open_pid_dir, Buf, FdError, FileKey};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::hash::{BuildHasherDefault, Hasher};
@@ -69,6 +69,10 @@ pub struct Options {
     /// Search every executable for these strings, ignoring ASCII case (the `exe_strings`
     /// of the loaded signatures); found ones land in [`Process::exe_strings`].
     pub exe_strings: Vec<String>,
+    /// The sysfs mount (huge page pools, the `msr` module).
+    pub sys_root: PathBuf,
+    /// The dynamic loader's preload list.
+    pub preload_file: PathBuf,
 }
 
 impl Default for Options {
@@ -78,7 +82,17 @@ impl Default for Options {
             passwd: PathBuf::from("/etc/passwd"),
             hash_exes: false,
             exe_strings: Vec::new(),
+            sys_root: PathBuf::from("/sys"),
+            preload_file: PathBuf::from("/etc/ld.so.preload"),
         }
+    }
+}
+
+impl Options {
+    /// Whether `proc_root` is the live host's procfs: only then do the cgroup file system
+    /// and `kill(pid, 0)` speak of the same processes (a fixture tree skips the cross-check).
+    fn live(&self) -> bool {
+        self.proc_root == Path::new("/proc")
     }
 }
 
@@ -242,6 +256,10 @@ pub struct Inventory {
     dents: Vec<u8>,
     ticks_per_second: u64,
     page_size: u64,
+    /// Tests: pids left out of every listing of `/proc`, as a rootkit filtering `getdents`
+    /// would (the cross-check must still find them).
+    #[cfg(test)]
+    unlisted: Vec<i32>,
 }
 
 impl std::fmt::Debug for Inventory {
@@ -279,6 +297,8 @@ impl Inventory {
             dents: Vec::new(),
             ticks_per_second: sysconf(nix::unistd::SysconfVar::CLK_TCK).unwrap_or(100),
             page_size: sysconf(nix::unistd::SysconfVar::PAGE_SIZE).unwrap_or(4096),
+            #[cfg(test)]
+            unlisted: Vec::new(),
         }
     }
 
@@ -292,13 +312,14 @@ impl Inventory {
         self.scan += 1;
         let taken_at_unix_ms = crate::usage::now_unix_ms();
         let root = self.opts.proc_root.clone();
-        let uptime_secs = read_uptime(&root)?;
+        let uptime_secs = read_uptime(&root, &mut self.buf)?;
         self.users.refresh(&self.opts.passwd);
         let mut snap = Snapshot {
             taken_at_unix_ms,
             uptime_secs,
             ticks_per_second: self.ticks_per_second,
-            hostname: read_trimmed(&root.join("sys/kernel/hostname")).unwrap_or_default(),
+            hostname: read_trimmed(&root.join("sys/kernel/hostname"), &mut self.buf)
+                .unwrap_or_default(),
             cpus: std::thread::available_parallelism()
                 .map(|n| n.get() as u32)
                 .unwrap_or(1),
@@ -308,18 +329,15 @@ impl Inventory {
             path: root.clone(),
             source: e.into(),
         };
-        let proc_dir: OwnedFd = nix::fcntl::open(
-            &root,
-            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
-            Mode::empty(),
-        )
-        .map_err(list_err)?;
-        let pids = list_pids(&proc_dir, &mut self.dents).map_err(list_err)?;
+        let proc_dir: OwnedFd =
+            procdir::open_path(&root, rustix::fs::OFlags::DIRECTORY).map_err(list_err)?;
+        let tasks_before = self.loadavg_tasks();
+        let listed = self.list(proc_dir.as_fd()).map_err(list_err)?;
 
         let mut prev = std::mem::take(&mut self.procs);
         let mut next: IdMap<i32, Box<Entry>> =
-            IdMap::with_capacity_and_hasher(pids.len(), IdBuild::default());
-        for &pid in &pids {
+            IdMap::with_capacity_and_hasher(listed.len(), IdBuild::default());
+        for &pid in &listed {
             let outcome = match prev.remove(&pid) {
                 Some(e) => self.read_known(proc_dir.as_fd(), pid, e),
                 None => self.read_new(proc_dir.as_fd(), pid),
@@ -337,6 +355,28 @@ impl Inventory {
             }
         }
         drop(prev);
+        snap.host = self.host_state(proc_dir.as_fd(), &mut next, &mut snap.gaps);
+        // A masked process was listed and counted as vanished: it is not.
+        let masked_listed = snap
+            .host
+            .hidden
+            .iter()
+            .filter(|h| h.how == HiddenHow::Masked && listed.contains(&h.pid))
+            .count();
+        snap.vanished = snap.vanished.saturating_sub(masked_listed as u32);
+        if let Some(before) = tasks_before {
+            let after = self.loadavg_tasks().unwrap_or(before);
+            // A process that exited while being read was listed: at least one task.
+            let listed = next
+                .values()
+                .map(|e| e.p.threads.max(1) as u64)
+                .sum::<u64>()
+                + u64::from(snap.vanished);
+            snap.host.tasks = Some(TaskCount {
+                kernel: before.min(after),
+                listed,
+            });
+        }
         let mut pids: Vec<i32> = next.keys().copied().collect();
         pids.sort_unstable();
 
@@ -440,6 +480,9 @@ impl Inventory {
         };
         let (vals, comm) = match self.buf.read_at(dir.as_fd(), c"stat", true) {
             Ok(b) => match procdir::parse_stat(b) {
+                // Another process's directory mounted over this one (a decoy): not this
+                // process; the cross-check tells whether it is masked.
+                Some(st) if st.pid != pid => return Outcome::Vanished,
                 Some(st) => (
                     StatVals::of(&st),
                     String::from_utf8_lossy(st.comm).into_owned(),
@@ -501,8 +544,9 @@ impl Inventory {
         let path = PidPath::new(pid);
         let owner = match &dir {
             Some(d) => procdir::dir_owner(d.as_fd()),
-            None => nix::sys::stat::fstatat(proc_dir, path.dir(), nix::fcntl::AtFlags::empty())
-                .map(|st| st.st_uid),
+            None => rustix::fs::statat(proc_dir, path.dir(), rustix::fs::AtFlags::empty())
+                .map(|st| st.st_uid)
+                .map_err(procdir::errno),
         };
         let owner = match owner {
             Ok(uid) => uid,
@@ -565,6 +609,140 @@ impl Inventory {
             }
         }
         Outcome::Live(e)
+    }
+
+    /// The pids of the procfs root.
+    fn list(&mut self, proc_dir: BorrowedFd<'_>) -> Result<Vec<i32>, Errno> {
+        #[allow(unused_mut)]
+        let mut pids = list_pids(proc_dir, &mut self.dents)?;
+        #[cfg(test)]
+        pids.retain(|p| !self.unlisted.contains(p));
+        Ok(pids)
+    }
+
+    /// The kernel's task count from `<proc>/loadavg`.
+    fn loadavg_tasks(&mut self) -> Option<u64> {
+        let path = self.opts.proc_root.join("loadavg");
+        self.buf
+            .read_path(&path)
+            .ok()
+            .and_then(crosscheck::loadavg_tasks)
+    }
+
+    /// Host artefacts, and the cross-check of the processes read (`procs`) against the
+    /// cgroup file system (see `crosscheck.rs`). A process hidden from the listing whose
+    /// `/proc/<pid>` still reads is added to `procs`.
+    fn host_state(
+        &mut self,
+        proc_dir: BorrowedFd<'_>,
+        procs: &mut IdMap<i32, Box<Entry>>,
+        gaps: &mut Vec<Gap>,
+    ) -> HostState {
+        let mut host = HostState::default();
+        let preload_file = self.opts.preload_file.clone();
+        match self.buf.read_path(&preload_file) {
+            Ok(text) => host.preload = crosscheck::preload_entries(text),
+            Err(Errno::ENOENT) => {}
+            Err(e) => gaps.push(Gap {
+                what: preload_file.display().to_string(),
+                error: e.to_string(),
+            }),
+        }
+        let root = self.opts.proc_root.clone();
+        if let Ok(env) = self.buf.read_path(root.join("self/environ")) {
+            host.preload_env = crosscheck::environ_var(env, "LD_PRELOAD");
+        }
+        let sys = self.opts.sys_root.clone();
+        host.hugepages = crosscheck::hugepages(&sys, &root, &mut self.buf, &mut self.dents);
+        host.msr = crosscheck::msr(&sys, &mut self.buf);
+        let mounts = match self.buf.read_path(root.join("self/mountinfo")) {
+            Ok(text) => crosscheck::parse_mountinfo(text, &root.to_string_lossy()),
+            Err(_) => crosscheck::Mounts::default(),
+        };
+        host.proc_mounts = mounts.proc_mounts;
+        if !self.opts.live() {
+            return host;
+        }
+        let Some((mount, version)) = mounts.cgroup else {
+            gaps.push(Gap {
+                what: "cgroup file system".into(),
+                error: "not mounted: the process list is not cross-checked".into(),
+            });
+            return host;
+        };
+        let Some((cg, walk)) = crosscheck::walk_cgroups(
+            Path::new(&mount),
+            version,
+            &mut self.buf,
+            &mut self.dents,
+            gaps,
+        ) else {
+            return host;
+        };
+        host.cgroups = Some(walk);
+        let mut candidates: Vec<(i32, u32)> = cg
+            .pids
+            .into_iter()
+            .filter(|(pid, _)| !procs.contains_key(pid))
+            .collect();
+        candidates.sort_unstable();
+        candidates.dedup_by_key(|(pid, _)| *pid);
+        if candidates.is_empty() {
+            return host;
+        }
+        // Started after the first listing, gone, or hidden: a second listing (after the
+        // walk) tells a new process from one the listing hides.
+        let relisted: IdSet<i32> = self
+            .list(proc_dir)
+            .map(|v| v.into_iter().collect())
+            .unwrap_or_default();
+        for (pid, cgroup) in candidates {
+            let cgroup = cg.names.get(cgroup as usize).cloned().unwrap_or_default();
+            match self.read_new(proc_dir, pid) {
+                Outcome::Live(e) => {
+                    if !relisted.contains(&pid) {
+                        host.hidden.push(HiddenProcess {
+                            pid,
+                            how: HiddenHow::Unlisted,
+                            cgroup,
+                            inventoried: true,
+                        });
+                    }
+                    procs.insert(pid, e);
+                }
+                Outcome::Vanished => {
+                    if self.masked(proc_dir, pid) && process_exists(pid, mounts.hidepid) {
+                        host.hidden.push(HiddenProcess {
+                            pid,
+                            how: HiddenHow::Masked,
+                            cgroup,
+                            inventoried: false,
+                        });
+                    }
+                }
+                // Not readable for another reason (permission): a gap, not evidence.
+                Outcome::Gap(g) => gaps.push(g),
+            }
+        }
+        host
+    }
+
+    /// Whether `/proc/<pid>` is not the process's own directory: another file system is
+    /// mounted on it, or it has no `stat`, or a `stat` of another pid (a bind mount of a
+    /// decoy's directory). A process that is merely exiting shows none of these: its
+    /// directory is procfs, and it reads until it is gone (then `kill(pid, 0)` fails too).
+    fn masked(&mut self, proc_dir: BorrowedFd<'_>, pid: i32) -> bool {
+        let Ok(dir) = open_pid_dir(proc_dir, pid) else {
+            return false;
+        };
+        let foreign = rustix::fs::fstatfs(&dir)
+            .map(|st| st.f_type != rustix::fs::PROC_SUPER_MAGIC)
+            .unwrap_or(false);
+        foreign
+            || match self.buf.read_at(dir.as_fd(), c"stat", true) {
+                Ok(b) => procdir::parse_stat(b).is_none_or(|st| st.pid != pid),
+                Err(e) => e == Errno::ENOENT,
+            }
     }
 
     /// The per-scan values: from `stat`, and the uid from the directory owner.
@@ -895,19 +1073,34 @@ pub fn open_netns(
     netns: u64,
     pids: &[i32],
 ) -> Result<(OwnedFd, (u64, u64)), String> {
-    let proc_dir = nix::fcntl::open(
+    // Directly by system call, like every other /proc read (no libc hook in the path).
+    let proc_dir = rustix::fs::open(
         proc_root,
-        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
-        Mode::empty(),
+        rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
     )
     .map_err(|e| format!("{}: {e}", proc_root.display()))?;
     net::open_ns_file(proc_dir.as_fd(), netns, pids)
 }
 
+/// Whether process `pid` exists, by `kill(pid, 0)`: it does unless the kernel says `ESRCH`
+/// (`EPERM` is another user's process). With `hidepid` on procfs, another user's process is
+/// invisible by design, so only a process this reader may signal counts.
+fn process_exists(pid: i32, hidepid: bool) -> bool {
+    let Some(p) = rustix::process::Pid::from_raw(pid) else {
+        return false;
+    };
+    match rustix::process::test_kill_process(p) {
+        Ok(()) => true,
+        Err(rustix::io::Errno::PERM) => !hidepid,
+        Err(_) => false,
+    }
+}
+
 /// The numeric entries of the procfs root.
-fn list_pids(proc_dir: &OwnedFd, buf: &mut Vec<u8>) -> Result<Vec<i32>, Errno> {
+fn list_pids<Fd: AsFd>(proc_dir: Fd, buf: &mut Vec<u8>) -> Result<Vec<i32>, Errno> {
     use rustix::fs::{openat, Mode, OFlags, RawDir};
-    let errno = |e: rustix::io::Errno| Errno::from_raw(e.raw_os_error());
+    let errno = procdir::errno;
     // A descriptor of its own: getdents moves the offset of the one it reads.
     let dir = openat(
         proc_dir,
@@ -956,14 +1149,15 @@ impl Users {
     }
 }
 
-fn read_uptime(proc_root: &Path) -> Result<f64, InventoryError> {
+fn read_uptime(proc_root: &Path, buf: &mut Buf) -> Result<f64, InventoryError> {
     let path = proc_root.join("uptime");
-    let text = std::fs::read_to_string(&path).map_err(|source| InventoryError::Read {
+    let bytes = buf.read_path(&path).map_err(|e| InventoryError::Read {
         path: path.clone(),
-        source,
+        source: e.into(),
     })?;
-    text.split_whitespace()
-        .next()
+    std::str::from_utf8(bytes)
+        .ok()
+        .and_then(|t| t.split_whitespace().next())
         .and_then(|v| v.parse().ok())
         .ok_or_else(|| InventoryError::Read {
             path,
@@ -971,10 +1165,11 @@ fn read_uptime(proc_root: &Path) -> Result<f64, InventoryError> {
         })
 }
 
-fn read_trimmed(path: &Path) -> Option<String> {
-    std::fs::read_to_string(path)
+/// A small procfs or sysfs file as text, trailing whitespace removed (direct system calls).
+fn read_trimmed(path: &Path, buf: &mut Buf) -> Option<String> {
+    buf.read_path(path)
         .ok()
-        .map(|s| s.trim_end().to_string())
+        .map(|b| String::from_utf8_lossy(b).trim_end().to_string())
 }
 
 /// uid → name from a passwd file; an unreadable file gives an empty map (uids stay numeric).

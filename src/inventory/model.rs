@@ -27,6 +27,133 @@ pub struct Snapshot {
     /// Where the socket tables of each network namespace came from, ascending by namespace.
     #[serde(default)]
     pub socket_sources: Vec<NetnsSource>,
+    /// Host-wide state: what hides processes and what miners tune (`crosscheck.rs`).
+    #[serde(default)]
+    pub host: HostState,
+}
+
+/// What the host says beyond its processes: preload libraries, processes hidden from the
+/// `/proc` listing, mounts over `/proc/<pid>`, huge pages, the `msr` module.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct HostState {
+    /// Entries of `/etc/ld.so.preload`: libraries every dynamically linked program loads.
+    #[serde(default)]
+    pub preload: Vec<String>,
+    /// `LD_PRELOAD` in the agent's own environment (from `/proc/self/environ`), when set.
+    #[serde(default)]
+    pub preload_env: Option<String>,
+    /// Processes the cgroup file system knows that the `/proc` listing hid, ascending by pid.
+    #[serde(default)]
+    pub hidden: Vec<HiddenProcess>,
+    /// Mounts on a `/proc/<pid>` directory (or below one), which hide that process.
+    #[serde(default)]
+    pub proc_mounts: Vec<ProcMount>,
+    /// The kernel's count of tasks against the threads of the processes listed.
+    #[serde(default)]
+    pub tasks: Option<TaskCount>,
+    /// The cgroup hierarchy the process list was checked against, when it was.
+    #[serde(default)]
+    pub cgroups: Option<CgroupWalk>,
+    /// Huge page pools with pages reserved, ascending by page size.
+    #[serde(default)]
+    pub hugepages: Vec<HugePages>,
+    /// The `msr` module (CPU model-specific registers), when loaded or built in.
+    #[serde(default)]
+    pub msr: Option<Msr>,
+}
+
+/// A process hidden from the `/proc` directory listing.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct HiddenProcess {
+    pub pid: i32,
+    pub how: HiddenHow,
+    /// The cgroup (relative to the hierarchy walked) whose `cgroup.procs` lists it.
+    pub cgroup: String,
+    /// Its `/proc/<pid>` could still be read: it is among the snapshot's processes.
+    pub inventoried: bool,
+}
+
+/// How a process was hidden.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash)]
+#[serde(rename_all = "snake_case")]
+pub enum HiddenHow {
+    /// Missing from the listing of `/proc`, yet `/proc/<pid>` opens by name (a hook on the
+    /// kernel's `getdents`: a rootkit module).
+    Unlisted,
+    /// Its `/proc/<pid>` cannot be read (something is mounted over it, say), yet the process
+    /// exists (`kill(pid, 0)`).
+    Masked,
+}
+
+impl HiddenHow {
+    pub fn describe(self) -> &'static str {
+        match self {
+            HiddenHow::Unlisted => "missing from the /proc listing, /proc/<pid> readable by name",
+            HiddenHow::Masked => "its /proc/<pid> cannot be read but the process exists",
+        }
+    }
+}
+
+/// A mount on `/proc/<pid>` or below it, from `/proc/self/mountinfo`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ProcMount {
+    pub pid: i32,
+    pub mount_point: String,
+    pub fstype: String,
+    pub source: String,
+    /// The directory of the source file system that is mounted there.
+    pub root: String,
+}
+
+/// The number of tasks (threads) the kernel counts against those the inventory saw.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub struct TaskCount {
+    /// The lower of `/proc/loadavg`'s total before and after the listing.
+    pub kernel: u64,
+    /// The sum of the threads of every process read, kernel threads included.
+    pub listed: u64,
+}
+
+impl TaskCount {
+    /// Tasks the kernel counts and the listing did not show (0 when it showed more).
+    pub fn unlisted(&self) -> u64 {
+        self.kernel.saturating_sub(self.listed)
+    }
+}
+
+/// The cgroup hierarchy walked for the cross-check.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct CgroupWalk {
+    /// Where it is mounted.
+    pub mount: String,
+    /// 2 for the unified hierarchy, 1 for a v1 one.
+    pub version: u8,
+    /// Cgroups (directories) read.
+    pub cgroups: u32,
+    /// Pids their `cgroup.procs` listed.
+    pub pids: u32,
+}
+
+/// One huge page pool.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub struct HugePages {
+    pub size_kb: u64,
+    /// Pages reserved (`nr_hugepages`).
+    pub total: u64,
+}
+
+impl HugePages {
+    pub fn mib(&self) -> u64 {
+        self.size_kb.saturating_mul(self.total) / 1024
+    }
+}
+
+/// The `msr` module.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Msr {
+    /// Its `allow_writes` parameter: `on`, `off` or `default` (writes allowed, with a kernel
+    /// warning); `None` when it could not be read.
+    pub allow_writes: Option<String>,
 }
 
 /// How the sockets of one network namespace were read.

@@ -15,8 +15,7 @@ use super::model::{
 use super::procdir::{self, open_pid_dir, parse_u64, Buf};
 use super::IdSet;
 use nix::errno::Errno;
-use nix::fcntl::{openat, OFlag};
-use nix::sys::stat::{fstat, Mode};
+use rustix::fs::OFlags;
 use std::collections::{BTreeMap, HashMap};
 use std::ffi::CStr;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -228,15 +227,14 @@ pub(super) fn open_ns_file(
 ) -> Result<(OwnedFd, (u64, u64)), String> {
     let mut last = String::from("no process to enter it through");
     for &pid in pids {
-        let opened = open_pid_dir(proc_dir, pid).and_then(|dir| {
-            openat(
-                dir.as_fd(),
-                c"ns/net",
-                OFlag::O_RDONLY | OFlag::O_CLOEXEC,
-                Mode::empty(),
-            )
-        });
-        match opened.and_then(|fd| fstat(&fd).map(|st| (fd, st))) {
+        let opened = open_pid_dir(proc_dir, pid)
+            .and_then(|dir| procdir::open_at(dir.as_fd(), c"ns/net", OFlags::empty()));
+        let stat = |fd: OwnedFd| {
+            rustix::fs::fstat(&fd)
+                .map(|st| (fd, st))
+                .map_err(procdir::errno)
+        };
+        match opened.and_then(stat) {
             Ok((fd, st)) if st.st_ino == netns => return Ok((fd, (st.st_dev, st.st_ino))),
             Ok(_) => last = format!("/proc/{pid}/ns/net is another namespace now"),
             Err(e) => last = format!("/proc/{pid}/ns/net: {e}"),
@@ -274,12 +272,7 @@ fn read_text_tables(
         let mut skipped = 0;
         let mut malformed = 0;
         for (name, protocol, v6) in FILES {
-            let fd = match openat(
-                dir.as_fd(),
-                name,
-                OFlag::O_RDONLY | OFlag::O_CLOEXEC,
-                Mode::empty(),
-            ) {
+            let fd = match procdir::open_at(dir.as_fd(), name, OFlags::empty()) {
                 Ok(fd) => fd,
                 // A kernel without IPv6 has no tcp6/udp6.
                 Err(Errno::ENOENT) if v6 && still_in(dir.as_fd(), netns) => continue,
@@ -815,12 +808,7 @@ mod tests {
         ];
         ports.extend(tcp6.iter().map(|l| l.local_addr().expect("addr").port()));
         let netns = own_netns();
-        let proc_dir = nix::fcntl::open(
-            "/proc",
-            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
-            Mode::empty(),
-        )
-        .expect("/proc");
+        let proc_dir = procdir::open_path("/proc", OFlags::DIRECTORY).expect("/proc");
         let me = std::process::id() as i32;
         let mut text = Vec::new();
         let skipped = read_text_tables(

@@ -5,13 +5,59 @@
 //! The directory descriptor also pins the process: once `/proc/<pid>` is open, every read
 //! through it is of that process, or fails with `ESRCH`/`ENOENT` if it has exited, even if
 //! the pid is reused meanwhile.
+//!
+//! Every system call here is made by rustix's `linux_raw` backend, directly, never through
+//! the C library: a library in `LD_PRELOAD` or `/etc/ld.so.preload` that hooks `readdir`,
+//! `open`, `openat`, `read` or `fopen` to hide processes (libprocesshider and its kin) does
+//! not see these calls (ARCHITECTURE.md, Decisions; `tests/evasion.rs`). Errors are carried
+//! as nix's `Errno` (a plain number), the type the rest of the inventory matches on.
 
 use nix::errno::Errno;
-use nix::fcntl::{openat, readlinkat, OFlag};
-use nix::sys::stat::{fstat, fstatat, Mode};
+use rustix::fs::{AtFlags, Mode, OFlags};
 use std::ffi::{CStr, OsString};
 use std::mem::MaybeUninit;
 use std::os::fd::{BorrowedFd, OwnedFd};
+use std::os::unix::ffi::OsStringExt;
+
+/// rustix's error as the inventory's `Errno` (the same number).
+pub(super) fn errno(e: rustix::io::Errno) -> Errno {
+    Errno::from_raw(e.raw_os_error())
+}
+
+/// Opens `name` relative to `dir` read-only, by a direct `openat` system call.
+pub(super) fn open_at<P: rustix::path::Arg>(
+    dir: BorrowedFd<'_>,
+    name: P,
+    flags: OFlags,
+) -> Result<OwnedFd, Errno> {
+    rustix::fs::openat(
+        dir,
+        name,
+        OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOCTTY | flags,
+        Mode::empty(),
+    )
+    .map_err(errno)
+}
+
+/// Opens an absolute path read-only, by a direct `open` system call.
+pub(super) fn open_path<P: rustix::path::Arg>(path: P, flags: OFlags) -> Result<OwnedFd, Errno> {
+    rustix::fs::open(
+        path,
+        OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOCTTY | flags,
+        Mode::empty(),
+    )
+    .map_err(errno)
+}
+
+/// `read(2)`, direct, retried on `EINTR`.
+pub(super) fn read_fd(fd: &OwnedFd, buf: &mut [u8]) -> Result<usize, Errno> {
+    loop {
+        match rustix::io::read(fd, &mut *buf) {
+            Err(rustix::io::Errno::INTR) => continue,
+            r => return r.map_err(errno),
+        }
+    }
+}
 
 /// `PF_KTHREAD` in the `flags` field of `stat`.
 pub(super) const PF_KTHREAD: u32 = 0x0020_0000;
@@ -45,23 +91,28 @@ impl Buf {
     /// `single_open` seq files: `stat`, `status`, `cgroup`) return their whole content in
     /// the first read when the buffer is larger than it, so a short read is the end and the
     /// extra `read` that would return 0 is skipped.
-    pub(super) fn read_at<P: ?Sized + nix::NixPath>(
+    pub(super) fn read_at<P: rustix::path::Arg>(
         &mut self,
         dir: BorrowedFd<'_>,
-        name: &P,
+        name: P,
         single_record: bool,
     ) -> Result<&[u8], Errno> {
-        let fd = openat(
-            dir,
-            name,
-            OFlag::O_RDONLY | OFlag::O_CLOEXEC | OFlag::O_NOCTTY,
-            Mode::empty(),
-        )?;
+        let fd = open_at(dir, name, OFlags::empty())?;
+        self.read_fd(&fd, single_record)
+    }
+
+    /// Reads an absolute path whole (a small host file: `/proc/loadavg`, `/etc/ld.so.preload`).
+    pub(super) fn read_path<P: rustix::path::Arg>(&mut self, path: P) -> Result<&[u8], Errno> {
+        let fd = open_path(path, OFlags::empty())?;
+        self.read_fd(&fd, false)
+    }
+
+    fn read_fd(&mut self, fd: &OwnedFd, single_record: bool) -> Result<&[u8], Errno> {
         self.len = 0;
         loop {
             self.room(4096);
             let space = self.data.len() - self.len;
-            let n = nix::unistd::read(&fd, &mut self.data[self.len..])?;
+            let n = read_fd(fd, &mut self.data[self.len..])?;
             self.len += n;
             if n == 0 || (single_record && n < space) {
                 break;
@@ -81,7 +132,7 @@ impl Buf {
         self.len = 0;
         loop {
             self.room(CHUNK);
-            let n = nix::unistd::read(fd, &mut self.data[self.len..])?;
+            let n = read_fd(fd, &mut self.data[self.len..])?;
             if n == 0 {
                 if self.len > 0 {
                     line(&self.data[..self.len]);
@@ -113,12 +164,7 @@ fn memchr(needle: u8, hay: &[u8]) -> Option<usize> {
 pub(super) fn open_pid_dir(proc_dir: BorrowedFd<'_>, pid: i32) -> Result<OwnedFd, Errno> {
     let mut name = itoa_buf();
     let name = format_pid(&mut name, pid);
-    openat(
-        proc_dir,
-        name,
-        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
-        Mode::empty(),
-    )
+    open_at(proc_dir, name, OFlags::DIRECTORY)
 }
 
 fn itoa_buf() -> [u8; 12] {
@@ -143,12 +189,14 @@ fn format_pid(buf: &mut [u8; 12], pid: i32) -> &[u8] {
 /// non-dumpable processes (setuid programs, `prctl(PR_SET_DUMPABLE, 0)`), whose directory
 /// the kernel shows as owned by root.
 pub(super) fn dir_owner(dir: BorrowedFd<'_>) -> Result<u32, Errno> {
-    fstat(dir).map(|st| st.st_uid)
+    rustix::fs::fstat(dir).map(|st| st.st_uid).map_err(errno)
 }
 
 /// Target of a symbolic link in the directory (`exe`, `ns/net`).
 pub(super) fn readlink(dir: BorrowedFd<'_>, name: &CStr) -> Result<OsString, Errno> {
-    readlinkat(dir, name)
+    rustix::fs::readlinkat(dir, name, Vec::new())
+        .map(|t| OsString::from_vec(t.into_bytes()))
+        .map_err(errno)
 }
 
 /// Identity of a file, the key of the executable hash cache.
@@ -164,13 +212,13 @@ pub(super) struct FileKey {
 /// `stat` of the file a link points to (`/proc/<pid>/exe` follows to the executable, even a
 /// deleted one).
 pub(super) fn file_key(dir: BorrowedFd<'_>, name: &CStr) -> Result<FileKey, Errno> {
-    let st = fstatat(dir, name, nix::fcntl::AtFlags::empty())?;
+    let st = rustix::fs::statat(dir, name, AtFlags::empty()).map_err(errno)?;
     Ok(FileKey {
         dev: st.st_dev,
         ino: st.st_ino,
         size: st.st_size,
         mtime: st.st_mtime,
-        mtime_nsec: st.st_mtime_nsec,
+        mtime_nsec: st.st_mtime_nsec as i64,
     })
 }
 
@@ -196,7 +244,7 @@ pub(super) fn socket_inodes(
     dents: &mut Vec<u8>,
     out: &mut Vec<u64>,
 ) -> Result<(), FdError> {
-    use rustix::fs::{openat as ropenat, readlinkat_raw, Mode as RMode, OFlags, RawDir};
+    use rustix::fs::{openat as ropenat, readlinkat_raw, Mode as RMode, RawDir};
     let vanished =
         |e: rustix::io::Errno| e == rustix::io::Errno::NOENT || e == rustix::io::Errno::SRCH;
     let fd_dir = match ropenat(
@@ -207,7 +255,7 @@ pub(super) fn socket_inodes(
     ) {
         Ok(d) => d,
         Err(e) if vanished(e) => return Err(FdError::Vanished),
-        Err(e) => return Err(FdError::Unreadable(Errno::from_raw(e.raw_os_error()))),
+        Err(e) => return Err(FdError::Unreadable(errno(e))),
     };
     if dents.capacity() < DENTS_BUF {
         *dents = Vec::with_capacity(DENTS_BUF);
@@ -246,7 +294,7 @@ pub(super) fn socket_inodes(
     match first_err {
         None => Ok(()),
         Some(e) if vanished(e) => Err(FdError::Vanished),
-        Some(e) => Err(FdError::Unreadable(Errno::from_raw(e.raw_os_error()))),
+        Some(e) => Err(FdError::Unreadable(errno(e))),
     }
 }
 
@@ -562,8 +610,7 @@ mod tests {
         }
         text.push_str("tail without newline");
         std::fs::write(dir.path().join("f"), &text).expect("write");
-        let fd =
-            nix::fcntl::open(&dir.path().join("f"), OFlag::O_RDONLY, Mode::empty()).expect("open");
+        let fd = open_path(dir.path().join("f"), OFlags::empty()).expect("open");
         let mut buf = Buf::default();
         let mut got = Vec::new();
         buf.for_each_line(&fd, |l| got.push(String::from_utf8_lossy(l).into_owned()))

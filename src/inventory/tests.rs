@@ -287,3 +287,150 @@ fn executables_are_searched_for_strings_across_reads_and_after_deletion() {
         "read through /proc/<pid>/exe"
     );
 }
+
+#[test]
+fn host_state_from_a_fixture_tree() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path().join("proc");
+    let sys = dir.path().join("sys");
+    let write = |path: &Path, text: &str| {
+        std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+        std::fs::write(path, text).expect("write");
+    };
+    write(&root.join("uptime"), "123.45 67.8\n");
+    write(&root.join("loadavg"), "0.10 0.20 0.30 1/7 999\n");
+    write(
+        &root.join("self/environ"),
+        "PATH=/bin\0LD_PRELOAD=/opt/x/libx.so\0",
+    );
+    write(
+        &root.join("self/mountinfo"),
+        "22 1 0:21 / /proc rw - proc proc rw\n\
+         90 22 0:50 / /proc/4242 rw - tmpfs none rw\n",
+    );
+    write(
+        &sys.join("kernel/mm/hugepages/hugepages-2048kB/nr_hugepages"),
+        "1280\n",
+    );
+    write(&sys.join("module/msr/parameters/allow_writes"), "on\n");
+    let preload = dir.path().join("ld.so.preload");
+    write(&preload, "/usr/local/lib/libprocesshider.so\n");
+    let snap = take(&Options {
+        proc_root: root.clone(),
+        sys_root: sys,
+        preload_file: preload,
+        ..Options::default()
+    })
+    .expect("inventory");
+    let h = &snap.host;
+    assert_eq!(h.preload, vec!["/usr/local/lib/libprocesshider.so"]);
+    assert_eq!(h.preload_env.as_deref(), Some("/opt/x/libx.so"));
+    assert_eq!(h.proc_mounts.len(), 1);
+    assert_eq!(h.proc_mounts[0].pid, 4242);
+    assert_eq!(
+        h.hugepages,
+        vec![HugePages {
+            size_kb: 2048,
+            total: 1280
+        }]
+    );
+    assert_eq!(
+        h.msr,
+        Some(Msr {
+            allow_writes: Some("on".into())
+        })
+    );
+    // No processes in the fixture: the kernel's 7 tasks are all unlisted.
+    assert_eq!(
+        h.tasks,
+        Some(TaskCount {
+            kernel: 7,
+            listed: 0
+        })
+    );
+    // A fixture is not the live host: no cgroup walk, so nothing is called hidden.
+    assert_eq!(h.cgroups, None);
+    assert!(h.hidden.is_empty());
+    // A missing preload file is no entry and no gap; an unreadable one is a gap.
+    let snap = take(&Options {
+        proc_root: root.clone(),
+        preload_file: dir.path().join("missing"),
+        ..Options::default()
+    })
+    .expect("inventory");
+    assert!(snap.host.preload.is_empty());
+    assert!(snap.gaps.iter().all(|g| !g.what.contains("missing")));
+    let snap = take(&Options {
+        proc_root: root,
+        preload_file: dir.path().to_path_buf(), // a directory: EISDIR
+        ..Options::default()
+    })
+    .expect("inventory");
+    assert!(
+        snap.gaps
+            .iter()
+            .any(|g| g.what == dir.path().display().to_string()),
+        "{:?}",
+        snap.gaps
+    );
+}
+
+#[test]
+fn the_live_host_is_cross_checked_and_this_process_is_not_hidden() {
+    let snap = take(&Options::default()).expect("inventory");
+    let h = &snap.host;
+    // Every test host has a cgroup file system; CI must not silently skip the cross-check.
+    let walk = h
+        .cgroups
+        .as_ref()
+        .unwrap_or_else(|| panic!("no cgroup hierarchy was walked; gaps: {:?}", snap.gaps));
+    assert!(walk.cgroups >= 1 && walk.pids >= 1, "{walk:?}");
+    assert!(
+        h.hidden.iter().all(|x| x.pid != me()),
+        "this test process is not hidden: {:?}",
+        h.hidden
+    );
+    assert!(h.tasks.is_some());
+    process(&snap, me());
+}
+
+#[test]
+fn a_process_missing_from_the_listing_is_found_through_the_cgroups_and_inventoried() {
+    let child = Kill(
+        Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .expect("start sleep"),
+    );
+    let pid = child.0.id() as i32;
+    wait_for("sleep to exec", || {
+        std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c == "sleep\n")
+    });
+    let mut inv = Inventory::new(Options::default());
+    // As a rootkit filtering getdents would: the pid is in no listing of /proc.
+    inv.unlisted = vec![pid];
+    for round in 0..2 {
+        let snap = inv.take().expect("inventory");
+        let h = snap
+            .host
+            .hidden
+            .iter()
+            .find(|h| h.pid == pid)
+            .unwrap_or_else(|| {
+                panic!(
+                    "round {round}: pid {pid} is missing from the listing but not reported hidden: {:?}, cgroups {:?}, gaps {:?}",
+                    snap.host.hidden, snap.host.cgroups, snap.gaps
+                )
+            });
+        assert_eq!(h.how, HiddenHow::Unlisted);
+        assert!(h.inventoried);
+        let p = process(&snap, pid);
+        assert_eq!(p.comm, "sleep");
+        assert_eq!(p.cmdline, vec!["sleep", "30"]);
+    }
+    // Listed again, it is an ordinary process.
+    inv.unlisted.clear();
+    let snap = inv.take().expect("inventory");
+    assert!(snap.host.hidden.iter().all(|h| h.pid != pid));
+    process(&snap, pid);
+}

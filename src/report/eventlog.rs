@@ -102,6 +102,7 @@ mod tests {
                 netns: 1,
                 name: "wg0".into(),
             }),
+            host: false,
             related_pids: vec![],
             sockets: vec![],
             evidence: vec![],

@@ -204,6 +204,7 @@ mod tests {
             aup: "a".into(),
             process: None,
             interface: None,
+            host: false,
             related_pids: vec![],
             sockets: vec![],
             evidence: vec![],

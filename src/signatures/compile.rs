@@ -53,8 +53,15 @@ enum RawMatch {
     Interface(Vec<Spanned<String>>),
     MulticastGroups(RawMin),
     Traffic(RawTraffic),
+    Preload(RawEmpty),
+    HiddenProcesses(RawMin),
+    ProcMounts(RawEmpty),
+    UnlistedTasks(RawMin),
+    Hugepages(RawHugePages),
+    Msr(RawMsr),
 }
 
+/// A predicate written as `{}`: no keys.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawEmpty {}
@@ -63,6 +70,19 @@ struct RawEmpty {}
 #[serde(deny_unknown_fields)]
 struct RawMin {
     min: Spanned<i64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHugePages {
+    min_mib: Spanned<i64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMsr {
+    #[serde(default)]
+    allow_writes: Vec<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -157,6 +177,8 @@ const MAX_CPU_WINDOW_SECS: u64 = 24 * 3600;
 const REGEX_SIZE_LIMIT: usize = 1 << 20;
 const MAX_EXE_STRING: usize = 128;
 const POLICIES: [&str; 6] = ["other", "batch", "idle", "fifo", "rr", "deadline"];
+/// What the kernel shows in `/sys/module/msr/parameters/allow_writes`.
+const MSR_ALLOW_WRITES: [&str; 3] = ["on", "off", "default"];
 
 /// Compiles one file, appending its signatures and its errors.
 pub(super) fn file(name: &str, text: &str, out: &mut Vec<Signature>, errors: &mut Vec<LoadError>) {
@@ -347,10 +369,11 @@ impl Ctx<'_> {
         {
             None | Some(("process", _)) => Subject::Process,
             Some(("interface", _)) => Subject::Interface,
+            Some(("host", _)) => Subject::Host,
             Some((other, span)) => {
                 self.error(
                     span.start,
-                    format!("unknown subject `{other}` (process or interface)"),
+                    format!("unknown subject `{other}` (process, interface or host)"),
                 );
                 Subject::Process
             }
@@ -453,6 +476,48 @@ impl Ctx<'_> {
                     min_pps: pps,
                     max_avg_packet_bytes: size,
                     for_secs,
+                }
+            }
+            RawMatch::Preload(RawEmpty {}) => Predicate::Preload,
+            RawMatch::ProcMounts(RawEmpty {}) => Predicate::ProcMounts,
+            RawMatch::HiddenProcesses(m) => Predicate::HiddenProcesses {
+                min: self.count(&m.min)?,
+            },
+            RawMatch::UnlistedTasks(m) => Predicate::UnlistedTasks {
+                min: self.count(&m.min)?,
+            },
+            RawMatch::Hugepages(h) => match u64::try_from(*h.min_mib.get_ref()) {
+                Ok(min_mib) if min_mib >= 1 => Predicate::HugePages { min_mib },
+                _ => {
+                    self.error(
+                        h.min_mib.span().start,
+                        format!(
+                            "hugepages.min_mib {} is impossible: must be 1 or more",
+                            h.min_mib.get_ref()
+                        ),
+                    );
+                    return None;
+                }
+            },
+            RawMatch::Msr(m) => {
+                let mut ok = true;
+                for v in &m.allow_writes {
+                    if !MSR_ALLOW_WRITES.contains(&v.get_ref().as_str()) {
+                        self.error(
+                            v.span().start,
+                            format!(
+                                "unknown msr.allow_writes `{}` (the module parameter's values: on, off, default)",
+                                v.get_ref()
+                            ),
+                        );
+                        ok = false;
+                    }
+                }
+                if !ok {
+                    return None;
+                }
+                Predicate::Msr {
+                    allow_writes: m.allow_writes.iter().map(|v| v.get_ref().clone()).collect(),
                 }
             }
             RawMatch::Cmdline(re) => Predicate::Cmdline {
@@ -630,13 +695,15 @@ impl Ctx<'_> {
             }
         };
         if pred.subject() != subject {
-            let allowed = match subject {
-                Subject::Process => {
+            let allowed = match (subject, pred.subject()) {
+                (_, Subject::Host) => "it is a host predicate (set subject = \"host\")",
+                (Subject::Process, _) => {
                     "a process signature cannot use `interface`, `traffic` or `multicast_groups` (set subject = \"interface\")"
                 }
-                Subject::Interface => {
+                (Subject::Interface, _) => {
                     "an interface signature can use only `interface`, `traffic` and `multicast_groups`"
                 }
+                (Subject::Host, _) => "a host signature can use only `preload`, `hidden_processes`, `proc_mounts`, `unlisted_tasks`, `hugepages` and `msr`",
             };
             self.error(at, format!("`{}` does not fit: {allowed}", pred.key()));
             return None;

@@ -117,6 +117,8 @@ impl std::fmt::Display for Severity {
 pub enum Subject {
     Process,
     Interface,
+    /// The host as a whole (`Snapshot.host`): one finding per signature at most.
+    Host,
 }
 
 /// An active check a signature asks for on what it matched (`probe = "…"`).
@@ -264,6 +266,26 @@ pub enum Predicate {
         max_avg_packet_bytes: f64,
         for_secs: u64,
     },
+    /// `/etc/ld.so.preload` has entries, or the agent runs with `LD_PRELOAD`.
+    Preload,
+    /// At least `min` processes hidden from the `/proc` listing.
+    HiddenProcesses {
+        min: u32,
+    },
+    /// Something is mounted on a `/proc/<pid>` directory.
+    ProcMounts,
+    /// The kernel counts at least `min` more tasks than the listed processes have threads.
+    UnlistedTasks {
+        min: u32,
+    },
+    /// At least `min_mib` MiB reserved in huge pages (all page sizes together).
+    HugePages {
+        min_mib: u64,
+    },
+    /// The `msr` module is loaded; with `allow_writes`, its parameter is one of them.
+    Msr {
+        allow_writes: Vec<String>,
+    },
 }
 
 impl Predicate {
@@ -289,6 +311,12 @@ impl Predicate {
             Predicate::Interface(_) => "interface",
             Predicate::MulticastGroups { .. } => "multicast_groups",
             Predicate::Traffic { .. } => "traffic",
+            Predicate::Preload => "preload",
+            Predicate::HiddenProcesses { .. } => "hidden_processes",
+            Predicate::ProcMounts => "proc_mounts",
+            Predicate::UnlistedTasks { .. } => "unlisted_tasks",
+            Predicate::HugePages { .. } => "hugepages",
+            Predicate::Msr { .. } => "msr",
         }
     }
 
@@ -297,6 +325,12 @@ impl Predicate {
             Predicate::Interface(_)
             | Predicate::Traffic { .. }
             | Predicate::MulticastGroups { .. } => Subject::Interface,
+            Predicate::Preload
+            | Predicate::HiddenProcesses { .. }
+            | Predicate::ProcMounts
+            | Predicate::UnlistedTasks { .. }
+            | Predicate::HugePages { .. }
+            | Predicate::Msr { .. } => Subject::Host,
             _ => Subject::Process,
         }
     }

@@ -138,6 +138,34 @@ fn every_invalid_input_names_its_line_and_problem() {
             "subject = \"interface\"\nprobe = \"proxy\"\nmatch = { interface = [\"x\"] }\n",
             "8: `probe` checks a process's listening sockets: it needs `subject = \"process\"`",
         ),
+        (
+            "match = { preload = {} }\n",
+            "7: `preload` does not fit: it is a host predicate (set subject = \"host\")",
+        ),
+        (
+            "subject = \"host\"\nmatch = { name = [\"x\"] }\n",
+            "8: `name` does not fit: a host signature can use only",
+        ),
+        (
+            "subject = \"host\"\nmatch = { hidden_processes = { min = 0 } }\n",
+            "8: min 0 is impossible",
+        ),
+        (
+            "subject = \"host\"\nmatch = { hidden_processes = {} }\n",
+            "8: missing field `min`",
+        ),
+        (
+            "subject = \"host\"\nmatch = { hugepages = { min_mib = 0 } }\n",
+            "8: hugepages.min_mib 0 is impossible",
+        ),
+        (
+            "subject = \"host\"\nmatch = { msr = { allow_writes = [\"yes\"] } }\n",
+            "8: unknown msr.allow_writes `yes`",
+        ),
+        (
+            "subject = \"host\"\nmatch = { proc_mounts = { any = 1 } }\n",
+            "8: unknown field `any`",
+        ),
     ];
     for (rest, want) in cases {
         let got = one_error(rest);

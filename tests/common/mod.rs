@@ -804,15 +804,25 @@ pub fn scan(extra: &[&str]) -> Report {
 /// Like [`scan`] but returns whatever exit code it had (2 included); the JSON is `Null` when
 /// stdout is not JSON and the code is 2.
 pub fn scan_raw(extra: &[&str]) -> Report {
-    let bin = env!("CARGO_BIN_EXE_aupwatch");
-    let child = Command::new(bin)
-        .args(["scan", "--json", "--sample", "1"])
-        .args(extra)
+    let mut cmd = Command::new(aupwatch_bin());
+    cmd.args(["scan", "--json", "--sample", "1"]).args(extra);
+    scan_command(cmd, &format!("aupwatch scan {extra:?}"))
+}
+
+/// The aupwatch binary under test.
+pub fn aupwatch_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_aupwatch")
+}
+
+/// Runs `cmd`, an `aupwatch scan --json …` (possibly wrapped: `unshare … aupwatch scan`, an
+/// environment set), with the checks of [`scan_raw`]. `what` names it in failure messages.
+pub fn scan_command(mut cmd: Command, what: &str) -> Report {
+    let child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .unwrap_or_else(|e| panic!("cannot run {bin}: {e}"));
+        .unwrap_or_else(|e| panic!("cannot run {what}: {e}"));
     let pid = child.id();
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
@@ -823,7 +833,7 @@ pub fn scan_raw(extra: &[&str]) -> Report {
         Ok(Err(e)) => panic!("waiting for aupwatch scan: {e}"),
         Err(_) => {
             kill_quietly(&[pid.to_string()]);
-            panic!("aupwatch scan {extra:?} did not finish within {SCAN_TIMEOUT:?}");
+            panic!("{what} did not finish within {SCAN_TIMEOUT:?}");
         }
     };
     let code = output.status.code().unwrap_or(-1);
@@ -925,9 +935,15 @@ pub fn shape_problems(json: &Value) -> Vec<String> {
         );
         let proc_ = &f["process"];
         let iface = &f["interface"];
+        let host = f["host"].as_bool();
+        need(host.is_some(), at("host") + ": bool");
         need(
-            proc_.is_object() || iface.is_object(),
-            format!("findings[{i}]: a process or an interface"),
+            if host == Some(true) {
+                proc_.is_null() && iface.is_null()
+            } else {
+                proc_.is_object() || iface.is_object()
+            },
+            format!("findings[{i}]: a process or an interface, or neither with host: true"),
         );
         need(
             proc_.is_null() || proc_.is_object(),
@@ -1016,10 +1032,16 @@ pub fn shape_problems(json: &Value) -> Vec<String> {
     p
 }
 
+fn s_of(v: &Value) -> String {
+    v.as_str().map_or_else(|| v.to_string(), str::to_string)
+}
+
 /// One line about a finding, for failure messages.
 pub fn describe(f: &Value) -> String {
     let p = &f["process"];
-    let who = if p.is_object() {
+    let who = if f["host"] == Value::Bool(true) {
+        "host".to_string()
+    } else if p.is_object() {
         format!(
             "pid {} comm {} netns {} cmdline {}",
             p["pid"], p["comm"], p["netns"], p["cmdline"]
@@ -1051,6 +1073,24 @@ impl Report {
         self.json["findings"]
             .as_array()
             .map_or(Vec::new(), |a| a.iter().collect())
+    }
+
+    /// The host finding (`subject = "host"`) of signature `id`, if any.
+    pub fn host_finding(&self, id: &str) -> Option<&Value> {
+        self.findings()
+            .into_iter()
+            .find(|f| f["host"] == Value::Bool(true) && f["signature"] == id)
+    }
+
+    /// The values of a finding's evidence, joined by " | " (for assertions and messages).
+    pub fn evidence_text(f: &Value) -> String {
+        f["evidence"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|e| format!("{}: {}", s_of(&e["predicate"]), s_of(&e["value"])))
+            .collect::<Vec<_>>()
+            .join(" | ")
     }
 
     /// Findings of processes or interfaces in network namespace `ino`.
