@@ -16,7 +16,6 @@
 mod common;
 
 use common::{prerequisites, python3, scan, skip, Lab, Spawn};
-use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -49,24 +48,6 @@ fn evidence(f: &serde_json::Value) -> Vec<String> {
         .unwrap_or_default()
 }
 
-fn compile(lab: &Lab, cc: &Path, src: &str, out: &str) -> std::path::PathBuf {
-    let src = lab.write(&format!("build/{out}.c"), src);
-    let bin = lab.dir().join("build").join(out);
-    let res = Command::new(cc)
-        .args(["-O2", "-Wall", "-o"])
-        .arg(&bin)
-        .arg(&src)
-        .output()
-        .unwrap_or_else(|e| lab.fail(&format!("cannot run the C compiler: {e}")));
-    if !res.status.success() {
-        lab.fail(&format!(
-            "compiling {out}.c failed: {}",
-            String::from_utf8_lossy(&res.stderr)
-        ));
-    }
-    bin
-}
-
 #[test]
 fn a_hidden_miner_is_found_by_behaviour_and_busy_benign_jobs_are_not() {
     const T: &str = "a_hidden_miner_is_found_by_behaviour_and_busy_benign_jobs_are_not";
@@ -85,7 +66,7 @@ fn a_hidden_miner_is_found_by_behaviour_and_busy_benign_jobs_are_not() {
 
     // Innocent name, dropped in a hidden directory, deleted once running.
     let source = std::fs::read_to_string(MINER_C).expect("read miner.c");
-    let built = compile(&lab, cc, &source, "miner");
+    let built = lab.compile_c("miner", &source, &["-O2", "-Wall"], &[]);
     let hidden = lab.dir().join(".cache");
     std::fs::create_dir_all(&hidden).expect("mkdir .cache");
     let exe = hidden.join("dbus-session-helper");

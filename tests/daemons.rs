@@ -8,9 +8,8 @@
 
 mod common;
 
-use common::{prerequisites, python3, scan, skip, Lab, Spawn};
+use common::{fill, prerequisites, python3, scan, setup, skip, Lab, Spawn};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 const TORRC: &str = include_str!("common/daemons/torrc");
 const NGIRCD_CONF: &str = include_str!("common/daemons/ngircd.conf");
@@ -18,29 +17,6 @@ const IRC_CLIENT: &str = include_str!("common/daemons/irc_client.py");
 const SQUID_CONF: &str = include_str!("common/daemons/squid.conf");
 const DANTED_CONF: &str = include_str!("common/daemons/danted.conf");
 const OPENVPN_SERVER_CONF: &str = include_str!("common/daemons/openvpn-server.conf");
-
-fn fill(template: &str, dir: &Path) -> String {
-    template.replace("@DIR@", &dir.to_string_lossy())
-}
-
-/// Runs a setup command to completion (config checks, PKI); fails the test with its output.
-fn setup(lab: &Lab, what: &str, program: &Path, args: &[&str]) {
-    let out = Command::new(program)
-        .args(args)
-        .current_dir(lab.dir())
-        .output()
-        .unwrap_or_else(|e| lab.fail(&format!("{what}: cannot run {}: {e}", program.display())));
-    if !out.status.success() {
-        lab.fail(&format!(
-            "{what}: `{} {}` failed ({}):\n{}\n{}",
-            program.display(),
-            args.join(" "),
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ));
-    }
-}
 
 #[test]
 fn tor_relay_is_reported_as_tor() {

@@ -15,7 +15,7 @@
 
 mod common;
 
-use common::{aupwatch_bin, prerequisites, scan, scan_command, which, Lab, Report, Spawn};
+use common::{aupwatch_bin, prerequisites, scan, scan_command, Lab, Report, Spawn};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -35,27 +35,13 @@ fn miner(lab: &mut Lab, name: &str) -> u32 {
 
 /// Builds the hiding library for processes whose comm is `name`.
 fn build_hider(lab: &Lab, name: &str) -> PathBuf {
-    let src = lab.write("hider/hider.c", HIDER_C);
-    let lib = lab.dir().join("hider/libhide.so");
-    let cc = which("cc")
-        .or_else(|| which("gcc"))
-        .unwrap_or_else(|| lab.fail("no C compiler (cc/gcc) for the preload library"));
-    let out = Command::new(cc)
-        .args(["-shared", "-fPIC", "-O2", "-Wall"])
-        .arg(format!("-DHIDE_NAME=\"{name}\""))
-        .arg("-o")
-        .arg(&lib)
-        .arg(&src)
-        .arg("-ldl")
-        .output()
-        .expect("run the C compiler");
-    if !out.status.success() {
-        lab.fail(&format!(
-            "compiling hider.c failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        ));
-    }
-    lib
+    let define = format!("-DHIDE_NAME=\"{name}\"");
+    lab.compile_c(
+        "libhide.so",
+        HIDER_C,
+        &["-shared", "-fPIC", "-O2", "-Wall", &define],
+        &["-ldl"],
+    )
 }
 
 /// Runs `program args` with `LD_PRELOAD=lib` (when given); stdout, and whether it succeeded.

@@ -14,36 +14,13 @@ mod agent_util;
 mod common;
 
 use agent_util::{brief, finding, Agent, Opts, Setup};
-use common::{prerequisites, python3, scan, skip, Lab, Report, Spawn};
+use common::{fill, prerequisites, python3, scan, setup, skip, Lab, Report, Spawn};
 use serde_json::Value;
 use std::path::Path;
 use std::process::Command;
 
 const SQUID_CONF: &str = include_str!("common/daemons/squid.conf");
 const DANTED_CONF: &str = include_str!("common/daemons/danted.conf");
-
-fn fill(template: &str, dir: &Path) -> String {
-    template.replace("@DIR@", &dir.to_string_lossy())
-}
-
-/// Runs a setup command to completion (config checks); fails the test with its output.
-fn setup(lab: &Lab, what: &str, program: &Path, args: &[&str]) {
-    let out = Command::new(program)
-        .args(args)
-        .current_dir(lab.dir())
-        .output()
-        .unwrap_or_else(|e| lab.fail(&format!("{what}: cannot run {}: {e}", program.display())));
-    if !out.status.success() {
-        lab.fail(&format!(
-            "{what}: `{} {}` failed ({}):\n{}\n{}",
-            program.display(),
-            args.join(" "),
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ));
-    }
-}
 
 /// The finding of signature `sig` for `pid` in the lab, checked against /proc like every
 /// daemon test's, with its probe result: verdict, protocol, the address probed (`port` on

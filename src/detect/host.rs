@@ -17,18 +17,8 @@ pub(super) fn host_findings(ctx: &Ctx, sig: &Signature) -> Option<Finding> {
     evidence.sort();
     evidence.dedup();
     Some(Finding {
-        signature: sig.id.clone(),
-        category: sig.category,
-        severity: sig.severity,
-        description: sig.description.clone(),
-        aup: sig.aup.clone(),
-        process: None,
-        interface: None,
         host: true,
-        related_pids: Vec::new(),
-        sockets: Vec::new(),
-        evidence,
-        probe: None,
+        ..Finding::of(sig, evidence)
     })
 }
 

@@ -46,6 +46,26 @@ pub struct Finding {
     pub probe: Option<crate::probe::ProbeReport>,
 }
 
+impl Finding {
+    /// A finding of `sig` with `evidence` and no subject yet (no process, interface or host).
+    fn of(sig: &Signature, evidence: Vec<Evidence>) -> Finding {
+        Finding {
+            signature: sig.id.clone(),
+            category: sig.category,
+            severity: sig.severity,
+            description: sig.description.clone(),
+            aup: sig.aup.clone(),
+            process: None,
+            interface: None,
+            host: false,
+            related_pids: Vec::new(),
+            sockets: Vec::new(),
+            evidence,
+            probe: None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct ProcessRef {
     pub pid: i32,
@@ -486,18 +506,10 @@ fn process_findings(ctx: &Ctx, si: usize, sig: &Signature) -> Vec<Finding> {
             let mut evidence: BTreeSet<Evidence> = hit.evidence.into_iter().collect();
             evidence.extend(host::hidden_evidence(ctx.snap, p.pid));
             Finding {
-                signature: sig.id.clone(),
-                category: sig.category,
-                severity: sig.severity,
-                description: sig.description.clone(),
-                aup: sig.aup.clone(),
                 process: Some(ProcessRef::of(p)),
-                interface: None,
-                host: false,
                 related_pids: related,
                 sockets: sockets.into_iter().collect(),
-                evidence: evidence.into_iter().collect(),
-                probe: None,
+                ..Finding::of(sig, evidence.into_iter().collect())
             }
         })
         .collect()
@@ -511,21 +523,11 @@ fn interface_findings(ctx: &Ctx, sig: &Signature) -> Vec<Finding> {
         });
         if let Some(hit) = hit {
             out.push(Finding {
-                signature: sig.id.clone(),
-                category: sig.category,
-                severity: sig.severity,
-                description: sig.description.clone(),
-                aup: sig.aup.clone(),
-                process: None,
                 interface: Some(InterfaceRef {
                     netns: iface.netns,
                     name: iface.name.clone(),
                 }),
-                host: false,
-                related_pids: Vec::new(),
-                sockets: Vec::new(),
-                evidence: hit.evidence,
-                probe: None,
+                ..Finding::of(sig, hit.evidence)
             });
         }
     }

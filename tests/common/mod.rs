@@ -441,6 +441,31 @@ struct Started {
     child: Child,
 }
 
+/// A daemon configuration template with `@DIR@` replaced by `dir`.
+pub fn fill(template: &str, dir: &Path) -> String {
+    template.replace("@DIR@", &dir.to_string_lossy())
+}
+
+/// Runs a setup command to completion (config checks, PKI) in the lab directory; fails the
+/// test with its output.
+pub fn setup(lab: &Lab, what: &str, program: &Path, args: &[&str]) {
+    let out = Command::new(program)
+        .args(args)
+        .current_dir(lab.dir())
+        .output()
+        .unwrap_or_else(|e| lab.fail(&format!("{what}: cannot run {}: {e}", program.display())));
+    if !out.status.success() {
+        lab.fail(&format!(
+            "{what}: `{} {}` failed ({}):\n{}\n{}",
+            program.display(),
+            args.join(" "),
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+}
+
 /// A loopback-only network namespace, a temporary directory and the processes started in the
 /// namespace. Dropping it kills the processes, reaps them and deletes the namespace.
 pub struct Lab {
@@ -691,29 +716,38 @@ impl Lab {
         panic!("{}: {msg}\nlogs:{}", self.test, self.logs());
     }
 
+    /// Compiles C source `text` with the system compiler into `<lab>/build/<name>`:
+    /// `cc FLAGS -o OUT SRC LIBS`. Fails the test with the compiler's output.
+    pub fn compile_c(&self, name: &str, text: &str, flags: &[&str], libs: &[&str]) -> PathBuf {
+        let src = self.write(&format!("build/{name}.c"), text);
+        let out_path = self.dir.path().join("build").join(name);
+        let cc = which("cc")
+            .or_else(|| which("gcc"))
+            .unwrap_or_else(|| self.fail(&format!("no C compiler (cc/gcc) for {name}.c")));
+        let out = Command::new(cc)
+            .args(flags)
+            .arg("-o")
+            .arg(&out_path)
+            .arg(&src)
+            .args(libs)
+            .output()
+            .unwrap_or_else(|e| self.fail(&format!("cannot run the C compiler: {e}")));
+        if !out.status.success() {
+            self.fail(&format!(
+                "compiling {name}.c failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
+        out_path
+    }
+
     /// The impostor program (tests/common/impostor.c) compiled once per lab and copied as
     /// `<lab>/bin/<name>`: a process that has exactly that name for comm, exe and argv[0].
     pub fn impostor(&mut self, name: &str) -> PathBuf {
         let built = match &self.impostor {
             Some(p) => p.clone(),
             None => {
-                let src = self.write("impostor-build/impostor.c", IMPOSTOR_C);
-                let bin = self.dir.path().join("impostor-build/impostor");
-                let cc = which("cc")
-                    .or_else(|| which("gcc"))
-                    .unwrap_or_else(|| self.fail("no C compiler (cc/gcc) for the impostor"));
-                let out = Command::new(cc)
-                    .args(["-O2", "-Wall", "-o"])
-                    .arg(&bin)
-                    .arg(&src)
-                    .output()
-                    .expect("run the C compiler");
-                if !out.status.success() {
-                    self.fail(&format!(
-                        "compiling impostor.c failed: {}",
-                        String::from_utf8_lossy(&out.stderr)
-                    ));
-                }
+                let bin = self.compile_c("impostor", IMPOSTOR_C, &["-O2", "-Wall"], &[]);
                 self.impostor = Some(bin.clone());
                 bin
             }
