@@ -506,6 +506,46 @@ fn public_proxy_signatures_ask_for_the_proxy_probe() {
 }
 
 #[test]
+fn a_vpn_server_is_judged_by_its_number_of_clients() {
+    let server = |pid: i32, clients: u8| {
+        let mut p = p(
+            pid,
+            &["/usr/sbin/openvpn", "--config", "/etc/openvpn/server.conf"],
+        )
+        .listen(Udp, "0.0.0.0:1194");
+        for c in 1..=clients {
+            p = p.connect(Tcp, "10.0.0.5:1194", &format!("198.51.100.{c}:40000"));
+        }
+        p
+    };
+    let severities = |clients: u8| -> Vec<(String, String)> {
+        scan(vec![server(520, clients)])
+            .iter()
+            .filter(|f| f.signature.ends_with("-clients") || f.signature == "vpn.openvpn-server")
+            .map(|f| (f.signature.clone(), f.severity.to_string()))
+            .collect()
+    };
+    let alone = severities(1);
+    assert_eq!(
+        alone,
+        vec![("vpn.openvpn-server".to_string(), "medium".to_string())],
+        "one client: may be personal use"
+    );
+    let several = severities(4);
+    assert!(
+        several.contains(&("vpn.several-clients".into(), "high".into()))
+            && !several.iter().any(|(s, _)| s == "vpn.many-clients"),
+        "{several:?}"
+    );
+    let many = severities(12);
+    assert!(
+        many.contains(&("vpn.many-clients".into(), "critical".into()))
+            && !many.iter().any(|(s, _)| s == "vpn.several-clients"),
+        "{many:?}"
+    );
+}
+
+#[test]
 fn scanners_and_dos_tools() {
     found_as("scanner", p(800, &["nmap", "-sT", "-p-", "192.0.2.0/24"]));
     found_as(
