@@ -987,9 +987,12 @@ pub fn shape_problems(json: &Value) -> Vec<String> {
             for k in ["pid", "ppid", "uid", "netns"] {
                 need(proc_[k].is_u64(), at("process.") + k + ": integer");
             }
-            for k in ["user", "comm"] {
-                need(proc_[k].is_string(), at("process.") + k + ": string");
-            }
+            need(proc_["comm"].is_string(), at("process.comm") + ": string");
+            // A uid without a passwd entry has no name.
+            need(
+                proc_["user"].is_string() || proc_["user"].is_null(),
+                at("process.user") + ": string or null",
+            );
             need(
                 proc_["exe"].is_string() || proc_["exe"].is_null(),
                 at("process.exe") + ": string or null",
