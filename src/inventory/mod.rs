@@ -1143,8 +1143,16 @@ impl Users {
         if self.generation > 0 && key.is_some() && key == self.key {
             return;
         }
-        self.key = key;
-        self.map = read_passwd(path);
+        match read_passwd(path) {
+            Some(map) => {
+                self.key = key;
+                self.map = map;
+            }
+            // Unreadable for a moment (being replaced, say): keep the names we had and
+            // try again next scan.
+            None if self.generation > 0 => return,
+            None => self.map.clear(),
+        }
         self.generation += 1;
     }
 }
@@ -1173,10 +1181,8 @@ fn read_trimmed(path: &Path, buf: &mut Buf) -> Option<String> {
 }
 
 /// uid → name from a passwd file; an unreadable file gives an empty map (uids stay numeric).
-fn read_passwd(path: &Path) -> HashMap<u32, String> {
-    let Ok(text) = std::fs::read_to_string(path) else {
-        return HashMap::new();
-    };
+fn read_passwd(path: &Path) -> Option<HashMap<u32, String>> {
+    let text = std::fs::read_to_string(path).ok()?;
     let mut users = HashMap::new();
     for line in text.lines() {
         let mut f = line.split(':');
@@ -1186,7 +1192,7 @@ fn read_passwd(path: &Path) -> HashMap<u32, String> {
             }
         }
     }
-    users
+    Some(users)
 }
 
 #[cfg(test)]
