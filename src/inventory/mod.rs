@@ -29,7 +29,13 @@
 //!   uid; a socket still unowned one scan later widens to the root processes of its
 //!   namespace (to all of them if the socket's uid is 0: a daemon that dropped privileges
 //!   holds sockets root created), then to every process. A socket nobody holds after that
-//!   (a kernel socket, a process that cannot be read) is not searched again while it exists;
+//!   (a kernel socket, a process that cannot be read) is not searched again while it exists.
+//!   The last step is skipped for a socket that a process whose `fd/` cannot be read may
+//!   hold (in the socket's namespace or one unknown, running as the socket's uid or the
+//!   socket being root's): such a socket (pid 1's listeners in a sandbox where even root
+//!   cannot read `/proc/1/fd`) is not searched again until it closes or the set of
+//!   unreadable processes changes. A new process is read whole, so its sockets are found
+//!   regardless;
 //! - everything but `fd/` for 1/[`REFRESH_SCANS`] of the processes per scan, in turn, and
 //!   `fd/` too for 1/[`FD_REFRESH_SCANS`]: what the cache can miss (argv rewritten without
 //!   renaming — `setproctitle`, a binary deleted after start, a move to another cgroup or
@@ -230,6 +236,12 @@ pub struct Inventory {
     pending: IdSet<u64>,
     /// Sockets no process holds after a search of every process; not searched again.
     orphans: IdSet<u64>,
+    /// Sockets still unowned after the search of their namespace that a process whose `fd/`
+    /// cannot be read may hold (see [`Unreadable::explains`]): not searched again while they
+    /// exist and the set of such processes stays the same.
+    explained: IdSet<u64>,
+    /// The processes whose `fd/` could not be read in the last scan.
+    unreadable: Vec<Unreadable>,
     buf: Buf,
     dents: Vec<u8>,
     ticks_per_second: u64,
@@ -266,6 +278,8 @@ impl Inventory {
             spare_index: IdMap::default(),
             pending: IdSet::default(),
             orphans: IdSet::default(),
+            explained: IdSet::default(),
+            unreadable: Vec::new(),
             buf: Buf::default(),
             dents: Vec::new(),
             ticks_per_second: sysconf(nix::unistd::SysconfVar::CLK_TCK).unwrap_or(100),
@@ -367,10 +381,17 @@ impl Inventory {
             &index,
             Some(&prev_index),
         );
+        // A process whose descriptors cannot be read appeared, went or changed: the sockets
+        // it was taken to explain are searched for again.
+        let unreadable = Unreadable::of(&pids, &next);
+        if unreadable != self.unreadable {
+            self.explained.clear();
+            self.unreadable = unreadable;
+        }
         let unknown = snap
             .sockets
             .iter()
-            .any(|s| s.inode != 0 && s.owners.is_empty() && !self.orphans.contains(&s.inode));
+            .any(|s| s.inode != 0 && s.owners.is_empty() && !self.settled(s.inode));
         if unknown && !cold {
             self.find_holders(proc_dir.as_fd(), &mut next, &snap.sockets, &index);
             for s in &mut snap.sockets {
@@ -385,10 +406,8 @@ impl Inventory {
             .map(|s| s.inode)
             .collect();
         self.orphans.retain(|i| unowned.contains(i));
-        self.pending = unowned
-            .into_iter()
-            .filter(|i| !self.orphans.contains(i))
-            .collect();
+        self.explained.retain(|i| unowned.contains(i));
+        self.pending = unowned.into_iter().filter(|i| !self.settled(*i)).collect();
         self.prev_index = index;
         self.spare_index = prev_index;
 
@@ -404,6 +423,12 @@ impl Inventory {
         }
         self.procs = next;
         Ok(snap)
+    }
+
+    /// Not searched for: no process holds it after a search of every process, or one whose
+    /// descriptors cannot be read may.
+    fn settled(&self, inode: u64) -> bool {
+        self.orphans.contains(&inode) || self.explained.contains(&inode)
     }
 
     fn gap(&self, pid: i32, what: &str, error: String) -> Gap {
@@ -709,9 +734,7 @@ impl Inventory {
     ) {
         let mut owned: Vec<bool> = sockets.iter().map(|s| !s.owners.is_empty()).collect();
         let mut unknown: Vec<usize> = (0..sockets.len())
-            .filter(|&k| {
-                !owned[k] && sockets[k].inode != 0 && !self.orphans.contains(&sockets[k].inode)
-            })
+            .filter(|&k| !owned[k] && sockets[k].inode != 0 && !self.settled(sockets[k].inode))
             .collect();
         if unknown.is_empty() {
             return;
@@ -778,6 +801,17 @@ impl Inventory {
             self.walk(proc_dir, procs, candidates, &mut walked, index, &mut owned);
             unknown.retain(|&k| !owned[k]);
         }
+        // A socket that a process whose `fd/` cannot be read may hold (pid 1 in some
+        // sandboxes) would send every scan to step 4, to find nothing: it is left alone.
+        let unreadable = &self.unreadable;
+        let explained: Vec<u64> = unknown
+            .iter()
+            .map(|&k| &sockets[k])
+            .filter(|s| unreadable.iter().any(|u| u.explains(s)))
+            .map(|s| s.inode)
+            .collect();
+        self.explained.extend(explained);
+        unknown.retain(|&k| !self.explained.contains(&sockets[k].inode));
         if !unknown.is_empty() {
             let candidates = procs.keys().copied().collect();
             self.walk(proc_dir, procs, candidates, &mut walked, index, &mut owned);
@@ -866,6 +900,40 @@ impl PidPath {
         let n = end - self.dir_len - 1;
         self.buf[self.dir_len + 1..end].copy_from_slice(&name[..n]);
         &self.buf[..end]
+    }
+}
+
+/// A process whose `fd/` could not be read (wholly or in part): it may hold sockets that no
+/// search can attribute to it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Unreadable {
+    pid: i32,
+    start_ticks: u64,
+    uid: u32,
+    /// 0 when its namespace could not be read either.
+    netns: u64,
+}
+
+impl Unreadable {
+    /// The unreadable processes among `procs`, in `pids` order (ascending).
+    fn of(pids: &[i32], procs: &IdMap<i32, Box<Entry>>) -> Vec<Unreadable> {
+        pids.iter()
+            .filter_map(|pid| procs.get(pid))
+            .filter(|e| !e.p.kernel_thread && e.gaps.iter().any(|(part, _)| *part == Part::Fds))
+            .map(|e| Unreadable {
+                pid: e.p.pid,
+                start_ticks: e.p.start_ticks,
+                uid: e.p.uid,
+                netns: e.p.netns,
+            })
+            .collect()
+    }
+
+    /// Whether it may hold `s`: in the socket's namespace (or one it cannot be told apart
+    /// from), and a candidate by uid as the search's own steps choose them: the socket's
+    /// owner, or any process for a socket root created (a daemon that dropped privileges).
+    fn explains(&self, s: &Socket) -> bool {
+        (self.netns == 0 || self.netns == s.netns) && (self.uid == s.uid || s.uid == 0)
     }
 }
 
