@@ -443,6 +443,7 @@ impl Agent {
             gaps: snap.gaps.len(),
             findings: count,
         });
+        self.inventory.recycle(snap);
         self.publish();
         let active = self.tracker.as_ref().map_or(0, |t| t.active().len());
         self.notify(&format!(

@@ -16,7 +16,10 @@
 //!
 //! An [`Inventory`] kept between scans remembers per process, keyed by pid, start time and
 //! the addresses of its program image, what does not change without an `execve`, and reads
-//! per scan only `stat` and the directory owner of each process and the socket tables:
+//! per scan only `/proc/uptime`, `stat` and the directory owner of each process and the
+//! socket tables (the host name and the CPU count every [`REFRESH_SCANS`] scans). A caller
+//! that hands each snapshot back ([`Inventory::recycle`]) lets the next one reuse its
+//! memory: no per-process or per-socket allocation in steady state. Beyond that:
 //!
 //! - `exe` (and its hash), `cmdline`, `cgroup`, `ns/net` and the socket list are read for a
 //!   new process or a new program image (start time, or code/stack/argv addresses in `stat`
@@ -246,6 +249,15 @@ pub struct Inventory {
     dents: Vec<u8>,
     ticks_per_second: u64,
     page_size: u64,
+    /// Host name and CPU count, re-read every [`REFRESH_SCANS`] scans (finding the CPU
+    /// count reads the cgroup's CPU quota: several files).
+    hostname: String,
+    cpus: u32,
+    /// What a recycled snapshot gave back: its process list (whose strings `clone_from`
+    /// reuses), its socket list (emptied) and its sockets' owner lists (emptied).
+    spare_processes: Vec<Process>,
+    spare_sockets: Vec<Socket>,
+    spare_owners: Vec<Vec<i32>>,
 }
 
 impl std::fmt::Debug for Inventory {
@@ -284,7 +296,32 @@ impl Inventory {
             dents: Vec::new(),
             ticks_per_second: sysconf(nix::unistd::SysconfVar::CLK_TCK).unwrap_or(100),
             page_size: sysconf(nix::unistd::SysconfVar::PAGE_SIZE).unwrap_or(4096),
+            hostname: String::new(),
+            cpus: 1,
+            spare_processes: Vec::new(),
+            spare_sockets: Vec::new(),
+            spare_owners: Vec::new(),
         }
+    }
+
+    /// Hands a snapshot this inventory took back once the caller is done with it, so that
+    /// the next one reuses its memory instead of allocating every process's strings and
+    /// every socket's owner list again. Optional: without it the next snapshot allocates.
+    pub fn recycle(&mut self, snap: Snapshot) {
+        let Snapshot {
+            processes,
+            mut sockets,
+            ..
+        } = snap;
+        self.spare_processes = processes;
+        for s in sockets.drain(..) {
+            let mut owners = s.owners;
+            if owners.capacity() > 0 {
+                owners.clear();
+                self.spare_owners.push(owners);
+            }
+        }
+        self.spare_sockets = sockets;
     }
 
     pub fn options(&self) -> &Options {
@@ -296,29 +333,36 @@ impl Inventory {
         let cold = self.scan == 0;
         self.scan += 1;
         let taken_at_unix_ms = crate::usage::now_unix_ms();
-        let root = self.opts.proc_root.clone();
-        let uptime_secs = read_uptime(&root)?;
-        self.users.refresh(&self.opts.passwd);
-        let mut snap = Snapshot {
-            taken_at_unix_ms,
-            uptime_secs,
-            ticks_per_second: self.ticks_per_second,
-            hostname: read_trimmed(&root.join("sys/kernel/hostname")).unwrap_or_default(),
-            cpus: std::thread::available_parallelism()
-                .map(|n| n.get() as u32)
-                .unwrap_or(1),
-            ..Snapshot::default()
-        };
+        let root = &self.opts.proc_root;
         let list_err = |e: Errno| InventoryError::ListProcesses {
             path: root.clone(),
             source: e.into(),
         };
         let proc_dir: OwnedFd = nix::fcntl::open(
-            &root,
+            root,
             OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
             Mode::empty(),
         )
         .map_err(list_err)?;
+        let uptime_secs = read_uptime(proc_dir.as_fd(), root, &mut self.buf)?;
+        if self.scan % REFRESH_SCANS == 1 {
+            self.hostname = read_trimmed(&root.join("sys/kernel/hostname")).unwrap_or_default();
+            self.cpus = std::thread::available_parallelism()
+                .map(|n| n.get() as u32)
+                .unwrap_or(1);
+        }
+        self.users.refresh(&self.opts.passwd);
+        let mut sockets = std::mem::take(&mut self.spare_sockets);
+        sockets.clear();
+        let mut snap = Snapshot {
+            taken_at_unix_ms,
+            uptime_secs,
+            ticks_per_second: self.ticks_per_second,
+            hostname: self.hostname.clone(),
+            cpus: self.cpus,
+            sockets,
+            ..Snapshot::default()
+        };
         let pids = list_pids(&proc_dir, &mut self.dents).map_err(list_err)?;
 
         let mut prev = std::mem::take(&mut self.procs);
@@ -411,12 +455,19 @@ impl Inventory {
         self.prev_index = index;
         self.spare_index = prev_index;
 
-        snap.processes.reserve(pids.len());
-        for pid in &pids {
+        // Into the recycled list when there is one: `clone_from` reuses its strings.
+        let mut processes = std::mem::take(&mut self.spare_processes);
+        processes.truncate(pids.len());
+        processes.reserve(pids.len() - processes.len());
+        for (i, pid) in pids.iter().enumerate() {
             let e = &next[pid];
             snap.gaps.extend(e.gaps.iter().map(|(_, g)| g.clone()));
-            snap.processes.push(e.p.clone());
+            match processes.get_mut(i) {
+                Some(p) => p.clone_from(&e.p),
+                None => processes.push(e.p.clone()),
+            }
         }
+        snap.processes = processes;
         if self.opts.hash_exes {
             let live: HashSet<FileKey> = next.values().filter_map(|e| e.exe_key).collect();
             self.hashes.retain(&live);
@@ -702,20 +753,27 @@ impl Inventory {
     /// drops the sockets that closed since (other kinds of socket, never in the tables,
     /// stay until the process's next walk).
     fn join(
-        &self,
+        &mut self,
         pids: &[i32],
         procs: &mut IdMap<i32, Box<Entry>>,
         sockets: &mut [Socket],
         index: &IdMap<u64, usize>,
         prev: Option<&IdMap<u64, usize>>,
     ) {
+        let spare = &mut self.spare_owners;
         for pid in pids {
             let Some(e) = procs.get_mut(pid) else {
                 continue;
             };
             e.p.socket_inodes.retain(|inode| match index.get(inode) {
                 Some(&i) => {
-                    sockets[i].owners.push(*pid);
+                    let owners = &mut sockets[i].owners;
+                    if owners.capacity() == 0 {
+                        if let Some(v) = spare.pop() {
+                            *owners = v;
+                        }
+                    }
+                    owners.push(*pid);
                     true
                 }
                 None => prev.is_none_or(|prev| !prev.contains_key(inode)),
@@ -994,18 +1052,27 @@ impl Users {
     }
 }
 
-fn read_uptime(proc_root: &Path) -> Result<f64, InventoryError> {
-    let path = proc_root.join("uptime");
-    let text = std::fs::read_to_string(&path).map_err(|source| InventoryError::Read {
-        path: path.clone(),
+fn read_uptime(
+    proc_dir: BorrowedFd<'_>,
+    root: &Path,
+    buf: &mut Buf,
+) -> Result<f64, InventoryError> {
+    let err = |source| InventoryError::Read {
+        path: root.join("uptime"),
         source,
-    })?;
-    text.split_whitespace()
-        .next()
+    };
+    let text = buf
+        .read_at(proc_dir, c"uptime", false)
+        .map_err(|e| err(e.into()))?;
+    std::str::from_utf8(text)
+        .ok()
+        .and_then(|t| t.split_whitespace().next())
         .and_then(|v| v.parse().ok())
-        .ok_or_else(|| InventoryError::Read {
-            path,
-            source: std::io::Error::new(std::io::ErrorKind::InvalidData, "not a number"),
+        .ok_or_else(|| {
+            err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                "not a number",
+            ))
         })
 }
 

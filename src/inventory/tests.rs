@@ -328,3 +328,73 @@ fn which_sockets_an_unreadable_process_explains() {
     assert!(nowhere.explains(&sock(8, 1000)), "namespace unknown");
     assert!(!nowhere.explains(&sock(8, 1001)));
 }
+
+#[test]
+fn clone_from_copies_every_field() {
+    let full = Process {
+        pid: 7,
+        ppid: 1,
+        uid: 1000,
+        user: Some("alice".into()),
+        comm: "xmrig".into(),
+        exe: Some("/tmp/xmrig".into()),
+        exe_deleted: true,
+        cmdline: vec!["xmrig".into(), "-o".into(), "pool:3333".into()],
+        start_ticks: 42,
+        cpu_ticks: 4242,
+        threads: 4,
+        nice: 19,
+        rss_bytes: 1 << 20,
+        kernel_thread: false,
+        cgroup: Some("/user.slice".into()),
+        container: Some("c".repeat(64)),
+        netns: 4026531840,
+        socket_inodes: vec![1, 2, 3],
+        exe_sha256: Some("0".repeat(64)),
+    };
+    // Into an empty process, and from a sparser one into a fuller one.
+    let mut p = Process::default();
+    p.clone_from(&full);
+    assert_eq!(p, full);
+    assert_eq!(full.clone(), full);
+    let sparse = Process {
+        pid: 8,
+        comm: "sh".into(),
+        cmdline: vec!["sh".into()],
+        ..Process::default()
+    };
+    p.clone_from(&sparse);
+    assert_eq!(p, sparse);
+}
+
+#[test]
+fn a_recycled_snapshot_gives_the_same_inventory() {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let mut inv = Inventory::new(Options::default());
+    let mut fresh = Inventory::new(Options::default());
+    for round in 0..3 {
+        let a = inv.take().expect("recycling inventory");
+        let b = fresh.take().expect("fresh inventory");
+        let (pa, pb) = (process(&a, me()), process(&b, me()));
+        // (Not the descriptor lists: each inventory holds netlink sockets of its own.)
+        assert_eq!(
+            (&pa.comm, &pa.cmdline, &pa.exe, &pa.cgroup, pa.netns, pa.uid),
+            (&pb.comm, &pb.cmdline, &pb.exe, &pb.cgroup, pb.netns, pb.uid),
+            "round {round}"
+        );
+        let (sa, sb) = (
+            socket_of(&a, port, Protocol::Tcp).expect("listener"),
+            socket_of(&b, port, Protocol::Tcp).expect("listener"),
+        );
+        assert_eq!(sa, sb, "round {round}");
+        assert_eq!(sa.owners, vec![me()]);
+        // No socket keeps an owner list from the snapshot it was recycled from.
+        assert!(a
+            .sockets
+            .iter()
+            .all(|s| s.inode != 0 || s.owners.is_empty()));
+        inv.recycle(a);
+    }
+    drop(listener);
+}
