@@ -363,7 +363,7 @@ impl Inventory {
             sockets,
             ..Snapshot::default()
         };
-        let pids = list_pids(&proc_dir, &mut self.dents).map_err(list_err)?;
+        let pids = list_pids(&proc_dir, &mut self.dents, self.procs.len()).map_err(list_err)?;
 
         let mut prev = std::mem::take(&mut self.procs);
         let mut next: IdMap<i32, Box<Entry>> =
@@ -1000,8 +1000,8 @@ pub fn take(opts: &Options) -> Result<Snapshot, InventoryError> {
     Inventory::new(opts.clone()).take()
 }
 
-/// The numeric entries of the procfs root.
-fn list_pids(proc_dir: &OwnedFd, buf: &mut Vec<u8>) -> Result<Vec<i32>, Errno> {
+/// The numeric entries of the procfs root (`expect`: about how many, the last count).
+fn list_pids(proc_dir: &OwnedFd, buf: &mut Vec<u8>, expect: usize) -> Result<Vec<i32>, Errno> {
     use rustix::fs::{openat, Mode, OFlags, RawDir};
     let errno = |e: rustix::io::Errno| Errno::from_raw(e.raw_os_error());
     // A descriptor of its own: getdents moves the offset of the one it reads.
@@ -1016,7 +1016,7 @@ fn list_pids(proc_dir: &OwnedFd, buf: &mut Vec<u8>) -> Result<Vec<i32>, Errno> {
         *buf = Vec::with_capacity(procdir::DENTS_BUF);
     }
     let mut entries = RawDir::new(&dir, buf.spare_capacity_mut());
-    let mut pids = Vec::new();
+    let mut pids = Vec::with_capacity(expect + expect / 8 + 16);
     while let Some(entry) = entries.next() {
         let entry = entry.map_err(errno)?;
         if let Some(pid) =
