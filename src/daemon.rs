@@ -477,6 +477,7 @@ impl Agent {
             findings: count,
             probe_candidates,
         });
+        self.inventory.recycle(snap);
         self.publish();
         let active = self.tracker.as_ref().map_or(0, |t| t.active().len());
         self.notify(&format!(

@@ -306,7 +306,9 @@ fn scan(args: ScanArgs) -> Result<u8> {
     let pause = Duration::from_secs_f64(args.sample);
     if args.sample > 0.0 {
         // A first inventory to sample CPU use against.
-        history.observe(&inv.take()?);
+        let first = inv.take()?;
+        history.observe(&first);
+        inv.recycle(first);
         std::thread::sleep(pause);
     }
     let mut prober = (!args.no_probe).then(|| {
@@ -348,7 +350,9 @@ fn scan(args: ScanArgs) -> Result<u8> {
                 std::thread::sleep(pause);
             }
         }
-        last = Some((snap, findings));
+        if let Some((done, _)) = last.replace((snap, findings)) {
+            inv.recycle(done);
+        }
     }
     let Some((snap, findings)) = last else {
         bail!("no scan ran")

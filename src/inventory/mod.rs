@@ -16,7 +16,10 @@
 //!
 //! An [`Inventory`] kept between scans remembers per process, keyed by pid, start time and
 //! the addresses of its program image, what does not change without an `execve`, and reads
-//! per scan only `stat` and the directory owner of each process and the socket tables:
+//! per scan only `/proc/uptime`, `stat` and the directory owner of each process and the
+//! socket tables (the host name and the CPU count every [`REFRESH_SCANS`] scans). A caller
+//! that hands each snapshot back ([`Inventory::recycle`]) lets the next one reuse its
+//! memory: no per-process or per-socket allocation in steady state. Beyond that:
 //!
 //! - `exe` (and its hash), `cmdline`, `cgroup`, `ns/net` and the socket list are read for a
 //!   new process or a new program image (start time, or code/stack/argv addresses in `stat`
@@ -29,7 +32,13 @@
 //!   uid; a socket still unowned one scan later widens to the root processes of its
 //!   namespace (to all of them if the socket's uid is 0: a daemon that dropped privileges
 //!   holds sockets root created), then to every process. A socket nobody holds after that
-//!   (a kernel socket, a process that cannot be read) is not searched again while it exists;
+//!   (a kernel socket, a process that cannot be read) is not searched again while it exists.
+//!   The last step is skipped for a socket that a process whose `fd/` cannot be read may
+//!   hold (in the socket's namespace or one unknown, running as the socket's uid or the
+//!   socket being root's): such a socket (pid 1's listeners in a sandbox where even root
+//!   cannot read `/proc/1/fd`) is not searched again until it closes or the set of
+//!   unreadable processes changes. A new process is read whole, so its sockets are found
+//!   regardless;
 //! - everything but `fd/` for 1/[`REFRESH_SCANS`] of the processes per scan, in turn, and
 //!   `fd/` too for 1/[`FD_REFRESH_SCANS`]: what the cache can miss (argv rewritten without
 //!   renaming — `setproctitle`, a binary deleted after start, a move to another cgroup or
@@ -252,6 +261,12 @@ pub struct Inventory {
     pending: IdSet<u64>,
     /// Sockets no process holds after a search of every process; not searched again.
     orphans: IdSet<u64>,
+    /// Sockets still unowned after the search of their namespace that a process whose `fd/`
+    /// cannot be read may hold (see [`Unreadable::explains`]): not searched again while they
+    /// exist and the set of such processes stays the same.
+    explained: IdSet<u64>,
+    /// The processes whose `fd/` could not be read in the last scan.
+    unreadable: Vec<Unreadable>,
     buf: Buf,
     dents: Vec<u8>,
     ticks_per_second: u64,
@@ -260,6 +275,15 @@ pub struct Inventory {
     /// would (the cross-check must still find them).
     #[cfg(test)]
     unlisted: Vec<i32>,
+    /// Host name and CPU count, re-read every [`REFRESH_SCANS`] scans (finding the CPU
+    /// count reads the cgroup's CPU quota: several files).
+    hostname: String,
+    cpus: u32,
+    /// What a recycled snapshot gave back: its process list (whose strings `clone_from`
+    /// reuses), its socket list (emptied) and its sockets' owner lists (emptied).
+    spare_processes: Vec<Process>,
+    spare_sockets: Vec<Socket>,
+    spare_owners: Vec<Vec<i32>>,
 }
 
 impl std::fmt::Debug for Inventory {
@@ -293,13 +317,40 @@ impl Inventory {
             spare_index: IdMap::default(),
             pending: IdSet::default(),
             orphans: IdSet::default(),
+            explained: IdSet::default(),
+            unreadable: Vec::new(),
             buf: Buf::default(),
             dents: Vec::new(),
             ticks_per_second: sysconf(nix::unistd::SysconfVar::CLK_TCK).unwrap_or(100),
             page_size: sysconf(nix::unistd::SysconfVar::PAGE_SIZE).unwrap_or(4096),
             #[cfg(test)]
             unlisted: Vec::new(),
+            hostname: String::new(),
+            cpus: 1,
+            spare_processes: Vec::new(),
+            spare_sockets: Vec::new(),
+            spare_owners: Vec::new(),
         }
+    }
+
+    /// Hands a snapshot this inventory took back once the caller is done with it, so that
+    /// the next one reuses its memory instead of allocating every process's strings and
+    /// every socket's owner list again. Optional: without it the next snapshot allocates.
+    pub fn recycle(&mut self, snap: Snapshot) {
+        let Snapshot {
+            processes,
+            mut sockets,
+            ..
+        } = snap;
+        self.spare_processes = processes;
+        for s in sockets.drain(..) {
+            let mut owners = s.owners;
+            if owners.capacity() > 0 {
+                owners.clear();
+                self.spare_owners.push(owners);
+            }
+        }
+        self.spare_sockets = sockets;
     }
 
     pub fn options(&self) -> &Options {
@@ -313,16 +364,23 @@ impl Inventory {
         let taken_at_unix_ms = crate::usage::now_unix_ms();
         let root = self.opts.proc_root.clone();
         let uptime_secs = read_uptime(&root, &mut self.buf)?;
+        if self.scan % REFRESH_SCANS == 1 {
+            self.hostname =
+                read_trimmed(&root.join("sys/kernel/hostname"), &mut self.buf).unwrap_or_default();
+            self.cpus = std::thread::available_parallelism()
+                .map(|n| n.get() as u32)
+                .unwrap_or(1);
+        }
         self.users.refresh(&self.opts.passwd);
+        let mut sockets = std::mem::take(&mut self.spare_sockets);
+        sockets.clear();
         let mut snap = Snapshot {
             taken_at_unix_ms,
             uptime_secs,
             ticks_per_second: self.ticks_per_second,
-            hostname: read_trimmed(&root.join("sys/kernel/hostname"), &mut self.buf)
-                .unwrap_or_default(),
-            cpus: std::thread::available_parallelism()
-                .map(|n| n.get() as u32)
-                .unwrap_or(1),
+            hostname: self.hostname.clone(),
+            cpus: self.cpus,
+            sockets,
             ..Snapshot::default()
         };
         let list_err = |e: Errno| InventoryError::ListProcesses {
@@ -416,10 +474,17 @@ impl Inventory {
             &index,
             Some(&prev_index),
         );
+        // A process whose descriptors cannot be read appeared, went or changed: the sockets
+        // it was taken to explain are searched for again.
+        let unreadable = Unreadable::of(&pids, &next);
+        if unreadable != self.unreadable {
+            self.explained.clear();
+            self.unreadable = unreadable;
+        }
         let unknown = snap
             .sockets
             .iter()
-            .any(|s| s.inode != 0 && s.owners.is_empty() && !self.orphans.contains(&s.inode));
+            .any(|s| s.inode != 0 && s.owners.is_empty() && !self.settled(s.inode));
         if unknown && !cold {
             self.find_holders(proc_dir.as_fd(), &mut next, &snap.sockets, &index);
             for s in &mut snap.sockets {
@@ -434,25 +499,36 @@ impl Inventory {
             .map(|s| s.inode)
             .collect();
         self.orphans.retain(|i| unowned.contains(i));
-        self.pending = unowned
-            .into_iter()
-            .filter(|i| !self.orphans.contains(i))
-            .collect();
+        self.explained.retain(|i| unowned.contains(i));
+        self.pending = unowned.into_iter().filter(|i| !self.settled(*i)).collect();
         self.prev_index = index;
         self.spare_index = prev_index;
 
-        snap.processes.reserve(pids.len());
-        for pid in &pids {
+        // Into the recycled list when there is one: `clone_from` reuses its strings.
+        let mut processes = std::mem::take(&mut self.spare_processes);
+        processes.truncate(pids.len());
+        processes.reserve(pids.len() - processes.len());
+        for (i, pid) in pids.iter().enumerate() {
             let e = &next[pid];
             snap.gaps.extend(e.gaps.iter().map(|(_, g)| g.clone()));
-            snap.processes.push(e.p.clone());
+            match processes.get_mut(i) {
+                Some(p) => p.clone_from(&e.p),
+                None => processes.push(e.p.clone()),
+            }
         }
+        snap.processes = processes;
         if self.wanted.any() {
             let live: HashSet<FileKey> = next.values().filter_map(|e| e.exe_key).collect();
             self.hashes.retain(&live);
         }
         self.procs = next;
         Ok(snap)
+    }
+
+    /// Not searched for: no process holds it after a search of every process, or one whose
+    /// descriptors cannot be read may.
+    fn settled(&self, inode: u64) -> bool {
+        self.orphans.contains(&inode) || self.explained.contains(&inode)
     }
 
     fn gap(&self, pid: i32, what: &str, error: String) -> Gap {
@@ -614,7 +690,7 @@ impl Inventory {
     /// The pids of the procfs root.
     fn list(&mut self, proc_dir: BorrowedFd<'_>) -> Result<Vec<i32>, Errno> {
         #[allow(unused_mut)]
-        let mut pids = list_pids(proc_dir, &mut self.dents)?;
+        let mut pids = list_pids(proc_dir, &mut self.dents, self.procs.len())?;
         #[cfg(test)]
         pids.retain(|p| !self.unlisted.contains(p));
         Ok(pids)
@@ -868,20 +944,27 @@ impl Inventory {
     /// drops the sockets that closed since (other kinds of socket, never in the tables,
     /// stay until the process's next walk).
     fn join(
-        &self,
+        &mut self,
         pids: &[i32],
         procs: &mut IdMap<i32, Box<Entry>>,
         sockets: &mut [Socket],
         index: &IdMap<u64, usize>,
         prev: Option<&IdMap<u64, usize>>,
     ) {
+        let spare = &mut self.spare_owners;
         for pid in pids {
             let Some(e) = procs.get_mut(pid) else {
                 continue;
             };
             e.p.socket_inodes.retain(|inode| match index.get(inode) {
                 Some(&i) => {
-                    sockets[i].owners.push(*pid);
+                    let owners = &mut sockets[i].owners;
+                    if owners.capacity() == 0 {
+                        if let Some(v) = spare.pop() {
+                            *owners = v;
+                        }
+                    }
+                    owners.push(*pid);
                     true
                 }
                 None => prev.is_none_or(|prev| !prev.contains_key(inode)),
@@ -900,9 +983,7 @@ impl Inventory {
     ) {
         let mut owned: Vec<bool> = sockets.iter().map(|s| !s.owners.is_empty()).collect();
         let mut unknown: Vec<usize> = (0..sockets.len())
-            .filter(|&k| {
-                !owned[k] && sockets[k].inode != 0 && !self.orphans.contains(&sockets[k].inode)
-            })
+            .filter(|&k| !owned[k] && sockets[k].inode != 0 && !self.settled(sockets[k].inode))
             .collect();
         if unknown.is_empty() {
             return;
@@ -969,6 +1050,17 @@ impl Inventory {
             self.walk(proc_dir, procs, candidates, &mut walked, index, &mut owned);
             unknown.retain(|&k| !owned[k]);
         }
+        // A socket that a process whose `fd/` cannot be read may hold (pid 1 in some
+        // sandboxes) would send every scan to step 4, to find nothing: it is left alone.
+        let unreadable = &self.unreadable;
+        let explained: Vec<u64> = unknown
+            .iter()
+            .map(|&k| &sockets[k])
+            .filter(|s| unreadable.iter().any(|u| u.explains(s)))
+            .map(|s| s.inode)
+            .collect();
+        self.explained.extend(explained);
+        unknown.retain(|&k| !self.explained.contains(&sockets[k].inode));
         if !unknown.is_empty() {
             let candidates = procs.keys().copied().collect();
             self.walk(proc_dir, procs, candidates, &mut walked, index, &mut owned);
@@ -1060,6 +1152,40 @@ impl PidPath {
     }
 }
 
+/// A process whose `fd/` could not be read (wholly or in part): it may hold sockets that no
+/// search can attribute to it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Unreadable {
+    pid: i32,
+    start_ticks: u64,
+    uid: u32,
+    /// 0 when its namespace could not be read either.
+    netns: u64,
+}
+
+impl Unreadable {
+    /// The unreadable processes among `procs`, in `pids` order (ascending).
+    fn of(pids: &[i32], procs: &IdMap<i32, Box<Entry>>) -> Vec<Unreadable> {
+        pids.iter()
+            .filter_map(|pid| procs.get(pid))
+            .filter(|e| !e.p.kernel_thread && e.gaps.iter().any(|(part, _)| *part == Part::Fds))
+            .map(|e| Unreadable {
+                pid: e.p.pid,
+                start_ticks: e.p.start_ticks,
+                uid: e.p.uid,
+                netns: e.p.netns,
+            })
+            .collect()
+    }
+
+    /// Whether it may hold `s`: in the socket's namespace (or one it cannot be told apart
+    /// from), and a candidate by uid as the search's own steps choose them: the socket's
+    /// owner, or any process for a socket root created (a daemon that dropped privileges).
+    fn explains(&self, s: &Socket) -> bool {
+        (self.netns == 0 || self.netns == s.netns) && (self.uid == s.uid || s.uid == 0)
+    }
+}
+
 /// Takes one inventory of the host, remembering nothing.
 pub fn take(opts: &Options) -> Result<Snapshot, InventoryError> {
     Inventory::new(opts.clone()).take()
@@ -1097,8 +1223,8 @@ fn process_exists(pid: i32, hidepid: bool) -> bool {
     }
 }
 
-/// The numeric entries of the procfs root.
-fn list_pids<Fd: AsFd>(proc_dir: Fd, buf: &mut Vec<u8>) -> Result<Vec<i32>, Errno> {
+/// The numeric entries of the procfs root (`expect`: about how many, the last count).
+fn list_pids<Fd: AsFd>(proc_dir: Fd, buf: &mut Vec<u8>, expect: usize) -> Result<Vec<i32>, Errno> {
     use rustix::fs::{openat, Mode, OFlags, RawDir};
     let errno = procdir::errno;
     // A descriptor of its own: getdents moves the offset of the one it reads.
@@ -1113,7 +1239,7 @@ fn list_pids<Fd: AsFd>(proc_dir: Fd, buf: &mut Vec<u8>) -> Result<Vec<i32>, Errn
         *buf = Vec::with_capacity(procdir::DENTS_BUF);
     }
     let mut entries = RawDir::new(&dir, buf.spare_capacity_mut());
-    let mut pids = Vec::new();
+    let mut pids = Vec::with_capacity(expect + expect / 8 + 16);
     while let Some(entry) = entries.next() {
         let entry = entry.map_err(errno)?;
         if let Some(pid) =

@@ -179,7 +179,11 @@ pub enum SocketSource {
 }
 
 /// A process, identified across snapshots by `(pid, start_ticks)`.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+///
+/// `Clone` is written out so that `clone_from` reuses the strings and vectors of the
+/// target: the inventory copies every process into each snapshot, and with a recycled
+/// snapshot ([`super::Inventory::recycle`]) that costs no allocation in steady state.
+#[derive(Debug, Default, Serialize, Deserialize, PartialEq)]
 pub struct Process {
     pub pid: i32,
     pub ppid: i32,
@@ -222,6 +226,62 @@ pub struct Process {
     /// executable contains, lowercased, in the order the set lists them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub exe_strings: Vec<String>,
+}
+
+impl Clone for Process {
+    fn clone(&self) -> Process {
+        let mut p = Process::default();
+        p.clone_from(self);
+        p
+    }
+
+    fn clone_from(&mut self, source: &Process) {
+        // Destructured, so that a new field does not compile until it is copied here.
+        let Process {
+            pid,
+            ppid,
+            uid,
+            user,
+            comm,
+            exe,
+            exe_deleted,
+            cmdline,
+            start_ticks,
+            cpu_ticks,
+            threads,
+            nice,
+            rss_bytes,
+            kernel_thread,
+            cgroup,
+            container,
+            netns,
+            socket_inodes,
+            exe_sha256,
+            sched_policy,
+            exe_strings,
+        } = source;
+        self.pid = *pid;
+        self.ppid = *ppid;
+        self.uid = *uid;
+        self.user.clone_from(user);
+        self.comm.clone_from(comm);
+        self.exe.clone_from(exe);
+        self.exe_deleted = *exe_deleted;
+        self.cmdline.clone_from(cmdline);
+        self.start_ticks = *start_ticks;
+        self.cpu_ticks = *cpu_ticks;
+        self.threads = *threads;
+        self.nice = *nice;
+        self.rss_bytes = *rss_bytes;
+        self.kernel_thread = *kernel_thread;
+        self.cgroup.clone_from(cgroup);
+        self.container.clone_from(container);
+        self.netns = *netns;
+        self.socket_inodes.clone_from(socket_inodes);
+        self.exe_sha256.clone_from(exe_sha256);
+        self.sched_policy = *sched_policy;
+        self.exe_strings.clone_from(exe_strings);
+    }
 }
 
 impl Process {

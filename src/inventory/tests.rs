@@ -434,3 +434,180 @@ fn a_process_missing_from_the_listing_is_found_through_the_cgroups_and_inventori
     assert!(snap.host.hidden.iter().all(|h| h.pid != pid));
     process(&snap, pid);
 }
+
+/// A child that prints the port of a listener it opens when told to (a line on stdin).
+fn listener_on_request() -> Option<(Kill, std::process::ChildStdin, std::process::ChildStdout)> {
+    let mut py = Command::new("python3")
+        .args([
+            "-c",
+            "import socket,sys,time\nsys.stdin.readline()\ns=socket.socket()\ns.bind(('127.0.0.1',0))\ns.listen()\nprint(s.getsockname()[1],flush=True)\ntime.sleep(60)",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .ok()?;
+    let stdin = py.stdin.take()?;
+    let stdout = py.stdout.take()?;
+    Some((Kill(py), stdin, stdout))
+}
+
+fn read_port(out: &mut std::process::ChildStdout) -> u16 {
+    let mut line = String::new();
+    let mut byte = [0u8; 1];
+    while out.read(&mut byte).expect("read") == 1 && byte[0] != b'\n' {
+        line.push(byte[0] as char);
+    }
+    line.trim().parse().expect("port")
+}
+
+#[test]
+fn a_socket_an_unreadable_process_may_hold_is_not_searched_for_everywhere() {
+    use std::io::Write;
+    let Some((child, mut stdin, mut stdout)) = listener_on_request() else {
+        eprintln!("no python3; skipped");
+        return;
+    };
+    let pid = child.0.id() as i32;
+    wait_for("python", || {
+        std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.starts_with("python"))
+    });
+    let mut inv = Inventory::new(Options::default());
+    inv.take().expect("first");
+    // Keep the 1/32 refresh away from the child for the scans below (it would re-read its
+    // descriptors and find the socket by another way).
+    inv.scan = (1 - i64::from(pid)).rem_euclid(REFRESH_SCANS as i64) as u64 + REFRESH_SCANS;
+    inv.take().expect("second");
+    // Pretend its fd/ cannot be read (as /proc/1/fd in some sandboxes, even for root).
+    let unreadable = |inv: &mut Inventory, yes: bool| {
+        let e = inv.procs.get_mut(&pid).expect("child known");
+        e.fds_unreadable = yes;
+        let gap = yes.then(|| Gap {
+            what: format!("/proc/{pid}/fd"),
+            error: "EACCES: Permission denied".into(),
+        });
+        e.set_gap(Part::Fds, gap);
+    };
+    unreadable(&mut inv, true);
+    stdin.write_all(b"go\n").expect("tell the child");
+    let port = read_port(&mut stdout);
+    let snap = inv.take().expect("third");
+    let s = socket_of(&snap, port, Protocol::Tcp).expect("child's listener");
+    let inode = s.inode;
+    assert!(s.owners.is_empty(), "{s:?}");
+    assert!(inv.pending.contains(&inode));
+    // Still unowned after the search of its namespace: explained by the child, not an
+    // orphan of a search of every process, and not pending any more.
+    let snap = inv.take().expect("fourth");
+    assert!(socket_of(&snap, port, Protocol::Tcp).is_some_and(|s| s.owners.is_empty()));
+    assert!(inv.explained.contains(&inode), "explained");
+    assert!(!inv.orphans.contains(&inode) && !inv.pending.contains(&inode));
+    inv.take().expect("fifth");
+    assert!(inv.explained.contains(&inode));
+    // The child's fd/ becomes readable: the set of unreadable processes changed, so the
+    // socket is searched for again and found.
+    unreadable(&mut inv, false);
+    let snap = inv.take().expect("sixth");
+    let s = socket_of(&snap, port, Protocol::Tcp).expect("child's listener");
+    assert_eq!(s.owners, vec![pid]);
+    assert!(inv.explained.is_empty());
+    drop(child);
+}
+
+#[test]
+fn which_sockets_an_unreadable_process_explains() {
+    let u = Unreadable {
+        pid: 1,
+        start_ticks: 1,
+        uid: 1000,
+        netns: 7,
+    };
+    let sock = |netns, uid| Socket {
+        netns,
+        protocol: Protocol::Tcp,
+        local: "127.0.0.1:80".parse().expect("addr"),
+        remote: None,
+        state: SocketState::Listen,
+        uid,
+        inode: 9,
+        owners: Vec::new(),
+    };
+    assert!(u.explains(&sock(7, 1000)));
+    assert!(u.explains(&sock(7, 0)), "root's socket, privileges dropped");
+    assert!(!u.explains(&sock(7, 1001)), "another user's");
+    assert!(!u.explains(&sock(8, 1000)), "another namespace");
+    let nowhere = Unreadable { netns: 0, ..u };
+    assert!(nowhere.explains(&sock(8, 1000)), "namespace unknown");
+    assert!(!nowhere.explains(&sock(8, 1001)));
+}
+
+#[test]
+fn clone_from_copies_every_field() {
+    let full = Process {
+        pid: 7,
+        ppid: 1,
+        uid: 1000,
+        user: Some("alice".into()),
+        comm: "xmrig".into(),
+        exe: Some("/tmp/xmrig".into()),
+        exe_deleted: true,
+        cmdline: vec!["xmrig".into(), "-o".into(), "pool:3333".into()],
+        start_ticks: 42,
+        cpu_ticks: 4242,
+        threads: 4,
+        nice: 19,
+        rss_bytes: 1 << 20,
+        kernel_thread: false,
+        cgroup: Some("/user.slice".into()),
+        container: Some("c".repeat(64)),
+        netns: 4026531840,
+        socket_inodes: vec![1, 2, 3],
+        exe_sha256: Some("0".repeat(64)),
+        sched_policy: 5,
+        exe_strings: vec!["randomx".into()],
+    };
+    // Into an empty process, and from a sparser one into a fuller one.
+    let mut p = Process::default();
+    p.clone_from(&full);
+    assert_eq!(p, full);
+    assert_eq!(full.clone(), full);
+    let sparse = Process {
+        pid: 8,
+        comm: "sh".into(),
+        cmdline: vec!["sh".into()],
+        ..Process::default()
+    };
+    p.clone_from(&sparse);
+    assert_eq!(p, sparse);
+}
+
+#[test]
+fn a_recycled_snapshot_gives_the_same_inventory() {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let mut inv = Inventory::new(Options::default());
+    let mut fresh = Inventory::new(Options::default());
+    for round in 0..3 {
+        let a = inv.take().expect("recycling inventory");
+        let b = fresh.take().expect("fresh inventory");
+        let (pa, pb) = (process(&a, me()), process(&b, me()));
+        // (Not the descriptor lists: each inventory holds netlink sockets of its own.)
+        assert_eq!(
+            (&pa.comm, &pa.cmdline, &pa.exe, &pa.cgroup, pa.netns, pa.uid),
+            (&pb.comm, &pb.cmdline, &pb.exe, &pb.cgroup, pb.netns, pb.uid),
+            "round {round}"
+        );
+        let (sa, sb) = (
+            socket_of(&a, port, Protocol::Tcp).expect("listener"),
+            socket_of(&b, port, Protocol::Tcp).expect("listener"),
+        );
+        assert_eq!(sa, sb, "round {round}");
+        assert_eq!(sa.owners, vec![me()]);
+        // No socket keeps an owner list from the snapshot it was recycled from.
+        assert!(a
+            .sockets
+            .iter()
+            .all(|s| s.inode != 0 || s.owners.is_empty()));
+        inv.recycle(a);
+    }
+    drop(listener);
+}
