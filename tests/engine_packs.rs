@@ -747,7 +747,7 @@ fn the_one_pass_regex_set_agrees_with_each_regex() {
         for (re, index) in &regexes {
             assert_eq!(
                 hits.matched(*index),
-                re.is_match(line),
+                re.regex().is_some_and(|r| r.is_match(line)),
                 "regex {:?} on {line:?}",
                 re.as_str()
             );

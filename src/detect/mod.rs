@@ -733,9 +733,9 @@ fn try_predicate(ctx: &Ctx, pi: usize, pred: &Predicate, detail: bool) -> Trial 
             let line = ctx.cmdline(pi);
             let hit = match ctx.cmdline_hit(pi, *index) {
                 Some(hit) => hit,
-                None => re.is_match(line),
+                None => re.regex().is_some_and(|r| r.is_match(line)),
             };
-            match hit.then(|| re.find(line)).flatten() {
+            match hit.then(|| re.regex().and_then(|r| r.find(line))).flatten() {
                 Some(m) => (
                     true,
                     Box::new(move || format!("{:?} in {:?}", m.as_str(), cut(line, SHOWN_CMDLINE))),

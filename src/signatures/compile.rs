@@ -1,7 +1,7 @@
 //! TOML text → compiled signatures, collecting every error with its line.
 
 use super::model::{
-    BindFilter, Category, GlobList, Match, PeerCount, PortSet, Predicate, ProbeKind,
+    BindFilter, Category, CmdlineRegex, GlobList, Match, PeerCount, PortSet, Predicate, ProbeKind,
     ProtocolFilter, Severity, Signature, SocketFilter, StateFilter, Subject,
 };
 use super::LoadError;
@@ -174,7 +174,6 @@ enum RawPort {
 /// Limits that make a value impossible rather than merely unusual.
 const MAX_CPU_PERCENT: f64 = 6400.0;
 const MAX_CPU_WINDOW_SECS: u64 = 24 * 3600;
-const REGEX_SIZE_LIMIT: usize = 1 << 20;
 const MAX_EXE_STRING: usize = 128;
 const POLICIES: [&str; 6] = ["other", "batch", "idle", "fifo", "rr", "deadline"];
 /// What the kernel shows in `/sys/module/msr/parameters/allow_writes`.
@@ -449,11 +448,15 @@ impl Ctx<'_> {
                 return Some(Match::Not(Box::new(self.matcher(inner, subject)?)))
             }
             RawMatch::Name(pats) => Predicate::Name {
-                globs: self.globs(pats, true, false, at)?,
+                // Matched through the set's one combined glob set; this list's own set is
+                // built only should that fail (SignatureSet::new).
+                globs: self.globs(pats, true, false, false, at)?,
                 index: 0,
             },
-            RawMatch::Exe(pats) => Predicate::Exe(self.globs(pats, false, true, at)?),
-            RawMatch::Interface(pats) => Predicate::Interface(self.globs(pats, true, false, at)?),
+            RawMatch::Exe(pats) => Predicate::Exe(self.globs(pats, false, true, true, at)?),
+            RawMatch::Interface(pats) => {
+                Predicate::Interface(self.globs(pats, true, false, true, at)?)
+            }
             RawMatch::Traffic(t) => {
                 let pps = *t.min_pps.get_ref();
                 if !(pps > 0.0 && pps.is_finite()) {
@@ -719,11 +722,14 @@ impl Ctx<'_> {
         Some(())
     }
 
+    /// Checks every glob of `pats`; with `build_set`, compiles them into the list's set
+    /// (`name` lists leave it empty: the signature set's combined glob set matches them).
     fn globs(
         &mut self,
         pats: &[Spanned<String>],
         ignore_case: bool,
         path: bool,
+        build_set: bool,
         at: usize,
     ) -> Option<GlobList> {
         self.non_empty(pats, "glob list", at)?;
@@ -735,11 +741,7 @@ impl Ctx<'_> {
                 ok = false;
                 continue;
             }
-            match globset::GlobBuilder::new(p.get_ref())
-                .case_insensitive(ignore_case)
-                .literal_separator(path)
-                .build()
-            {
+            match GlobList::glob(p.get_ref(), ignore_case, path) {
                 Ok(g) => {
                     builder.add(g);
                 }
@@ -755,11 +757,12 @@ impl Ctx<'_> {
         if !ok {
             return None;
         }
+        let patterns: Vec<String> = pats.iter().map(|p| p.get_ref().clone()).collect();
+        if !build_set {
+            return Some(GlobList::new(patterns, ignore_case, path, None));
+        }
         match builder.build() {
-            Ok(set) => Some(GlobList {
-                patterns: pats.iter().map(|p| p.get_ref().clone()).collect(),
-                set,
-            }),
+            Ok(set) => Some(GlobList::new(patterns, ignore_case, path, Some(set))),
             Err(e) => {
                 self.error(at, format!("bad glob list: {e}"));
                 None
@@ -767,7 +770,7 @@ impl Ctx<'_> {
         }
     }
 
-    fn regex(&mut self, re: &Spanned<String>) -> Option<regex::Regex> {
+    fn regex(&mut self, re: &Spanned<String>) -> Option<CmdlineRegex> {
         if re.get_ref().is_empty() {
             self.error(
                 re.span().start,
@@ -775,11 +778,9 @@ impl Ctx<'_> {
             );
             return None;
         }
-        match regex::RegexBuilder::new(re.get_ref())
-            .size_limit(REGEX_SIZE_LIMIT)
-            .build()
-        {
-            Ok(r) => Some(r),
+        match CmdlineRegex::builder(re.get_ref()).build() {
+            // Checked; compiled again only when needed (see CmdlineRegex).
+            Ok(_) => Some(CmdlineRegex::checked(re.get_ref().clone())),
             Err(e) => {
                 let msg = e
                     .to_string()

@@ -10,8 +10,9 @@ mod model;
 pub(crate) use compile::parse_duration;
 
 pub use model::{
-    BindFilter, Category, ConnFilter, GlobList, Match, PeerCount, PortSet, Predicate, ProbeKind,
-    ProtocolFilter, Severity, Signature, SignatureSet, SocketFilter, StateFilter, Subject,
+    BindFilter, Category, CmdlineRegex, ConnFilter, GlobList, Match, PeerCount, PortSet, Predicate,
+    ProbeKind, ProtocolFilter, Severity, Signature, SignatureSet, SocketFilter, StateFilter,
+    Subject,
 };
 
 use std::path::{Path, PathBuf};

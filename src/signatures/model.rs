@@ -199,7 +199,7 @@ pub enum Predicate {
     /// `index` is its place in [`SignatureSet::cmdlines`], which tries every command-line
     /// regex of the set in one pass.
     Cmdline {
-        re: regex::Regex,
+        re: CmdlineRegex,
         index: usize,
     },
     Sha256(Vec<String>),
@@ -336,21 +336,109 @@ impl Predicate {
     }
 }
 
-/// Compiled globs plus the patterns they came from (for evidence and listing).
+/// A `cmdline` regex: its text, compiled on first use. Matching goes through the set's one
+/// combined `RegexSet`; the regex alone is needed only for a match's evidence (or when the
+/// combined set did not build), so most are never compiled twice — loading compiles each
+/// once to check it and keeps only the text.
+#[derive(Debug, Clone)]
+pub struct CmdlineRegex {
+    pattern: String,
+    compiled: std::sync::OnceLock<Option<regex::Regex>>,
+}
+
+impl CmdlineRegex {
+    /// Compile options of every `cmdline` regex (loading checks with the same).
+    pub(crate) fn builder(pattern: &str) -> regex::RegexBuilder {
+        let mut b = regex::RegexBuilder::new(pattern);
+        b.size_limit(REGEX_SIZE_LIMIT);
+        b
+    }
+
+    /// A regex that `builder` has already compiled once.
+    pub(crate) fn checked(pattern: String) -> CmdlineRegex {
+        CmdlineRegex {
+            pattern,
+            compiled: std::sync::OnceLock::new(),
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.pattern
+    }
+
+    /// The compiled regex (`None` only if it no longer compiles, which loading rules out).
+    pub fn regex(&self) -> Option<&regex::Regex> {
+        self.compiled
+            .get_or_init(|| Self::builder(&self.pattern).build().ok())
+            .as_ref()
+    }
+}
+
+/// The size limit of one compiled `cmdline` regex.
+pub(crate) const REGEX_SIZE_LIMIT: usize = 1 << 20;
+
+/// Globs plus the patterns they came from (for evidence and listing). The compiled set is
+/// built when first used: `name` lists are matched through the signature set's one combined
+/// glob set and, most of the time, never need their own.
 #[derive(Debug, Clone)]
 pub struct GlobList {
     pub patterns: Vec<String>,
-    pub set: globset::GlobSet,
+    ignore_case: bool,
+    literal_separator: bool,
+    set: std::sync::OnceLock<globset::GlobSet>,
 }
 
 impl GlobList {
+    /// The glob of `pattern` with this kind of list's options.
+    pub(crate) fn glob(
+        pattern: &str,
+        ignore_case: bool,
+        literal_separator: bool,
+    ) -> Result<globset::Glob, globset::Error> {
+        globset::GlobBuilder::new(pattern)
+            .case_insensitive(ignore_case)
+            .literal_separator(literal_separator)
+            .build()
+    }
+
+    /// A list of patterns that [`GlobList::glob`] accepted; `set`, when already built.
+    pub(crate) fn new(
+        patterns: Vec<String>,
+        ignore_case: bool,
+        literal_separator: bool,
+        set: Option<globset::GlobSet>,
+    ) -> GlobList {
+        let cell = std::sync::OnceLock::new();
+        if let Some(set) = set {
+            let _ = cell.set(set);
+        }
+        GlobList {
+            patterns,
+            ignore_case,
+            literal_separator,
+            set: cell,
+        }
+    }
+
+    fn set(&self) -> &globset::GlobSet {
+        self.set.get_or_init(|| {
+            let mut b = globset::GlobSetBuilder::new();
+            for p in &self.patterns {
+                if let Ok(g) = Self::glob(p, self.ignore_case, self.literal_separator) {
+                    b.add(g);
+                }
+            }
+            b.build().unwrap_or_else(|_| globset::GlobSet::empty())
+        })
+    }
+
     pub fn is_match(&self, s: &str) -> bool {
-        self.set.is_match(s)
+        self.set().is_match(s)
     }
 
     /// Like `is_match`, for a candidate prepared once and tried against many lists.
     pub fn is_match_candidate(&self, c: &globset::Candidate) -> bool {
-        self.set.is_match_candidate(c)
+        self.set().is_match_candidate(c)
     }
 }
 
@@ -485,12 +573,8 @@ impl SignatureSet {
                 Predicate::Name { globs, index } => {
                     *index = name_predicates;
                     for pat in &globs.patterns {
-                        // The same options the predicate's own list was compiled with.
-                        match globset::GlobBuilder::new(pat)
-                            .case_insensitive(true)
-                            .literal_separator(false)
-                            .build()
-                        {
+                        // The same options the predicate's own list uses.
+                        match GlobList::glob(pat, true, false) {
                             Ok(g) => {
                                 names.add(g);
                                 name_owner.push(name_predicates);
@@ -503,7 +587,8 @@ impl SignatureSet {
                 _ => {}
             });
         }
-        // Should the combined set not build, detection tries each list on its own.
+        // Should the combined set not build, detection tries each list on its own (each
+        // compiles its set on first use).
         let names = names
             .build()
             .ok()
