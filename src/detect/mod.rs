@@ -306,6 +306,38 @@ impl<'a> Ctx<'a> {
         cache.entries = next;
     }
 
+    /// Whether static predicate `pred` ([`cache::is_static`]) holds for process `pi`: the
+    /// same answers as [`try_predicate`], without preparing any evidence.
+    fn static_match(&self, pi: usize, pred: &Predicate) -> bool {
+        let p = &self.snap.processes[pi];
+        match pred {
+            Predicate::Name { globs, index } => match self.name_hits(pi) {
+                Some(hits) => hits.iter().any(|(h, _)| h == index),
+                None => self
+                    .names(pi)
+                    .iter()
+                    .any(|(_, c)| c.as_ref().is_some_and(|c| globs.is_match_candidate(c))),
+            },
+            Predicate::Exe(globs) => {
+                p.exe.is_some() && self.exe(pi).is_some_and(|c| globs.is_match_candidate(c))
+            }
+            Predicate::Cmdline { re, index } => match self.cmdline_hit(pi, *index) {
+                Some(hit) => hit,
+                None => re.regex().is_some_and(|r| r.is_match(self.cmdline(pi))),
+            },
+            Predicate::Sha256(hashes) => p.exe_sha256.as_ref().is_some_and(|h| hashes.contains(h)),
+            Predicate::User(users) => users.iter().any(|u| {
+                Some(u.as_str()) == p.user.as_deref() || u.parse::<u32>().ok() == Some(p.uid)
+            }),
+            Predicate::ExeDeleted(want) => p.exe.is_some() && p.exe_deleted == *want,
+            Predicate::ExeStrings { strings, min } => {
+                strings.iter().filter(|s| p.exe_strings.contains(s)).count() >= *min as usize
+            }
+            Predicate::CommMismatch(want) => comm_mismatch(p) == *want,
+            _ => try_predicate(self, pi, pred, false).matched,
+        }
+    }
+
     /// What the unchanging facts of process `pi` say, for the cache.
     fn learn(&self, pi: usize, fingerprint: u64) -> cache::Entry {
         let mut possible = Bits::new(self.set.signatures.len());
@@ -313,9 +345,7 @@ impl<'a> Ctx<'a> {
             if sig.subject != Subject::Process {
                 continue;
             }
-            let verdict = cache::decided(&sig.matcher, &mut |pred| {
-                try_predicate(self, pi, pred, false).matched
-            });
+            let verdict = cache::decided(&sig.matcher, &mut |pred| self.static_match(pi, pred));
             if verdict != Some(false) {
                 possible.set(si);
             }
