@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::{fill, prerequisites, python3, scan, setup, skip, Lab, Spawn};
+use common::{fill, prerequisites, python3, scan, setup, skip, start_danted, Lab, Spawn};
 use std::path::{Path, PathBuf};
 
 const TORRC: &str = include_str!("common/daemons/torrc");
@@ -120,15 +120,7 @@ fn danted_is_reported_as_proxy() {
     let danted = &bins[0];
     let mut lab = Lab::new(T, "dante");
     let dir = lab.writable_dir("danted");
-    let conf = lab.write("danted/danted.conf", &fill(DANTED_CONF, &dir));
-    let pidfile = dir.join("danted.pid");
-    let conf = conf.to_string_lossy();
-    setup(&lab, "danted -V", danted, &["-V", "-f", &conf]);
-    let pid = lab.start(
-        "danted",
-        Spawn::new(danted).args(["-f", &*conf, "-p"]).arg(&pidfile),
-    );
-    lab.wait_listening("danted", pid, "tcp", 1080);
+    let pid = start_danted(&mut lab, danted, &dir, &fill(DANTED_CONF, &dir));
 
     let report = scan(&[]);
     let finding = report.expect(&lab, "danted (SOCKS on 1080)", pid, "proxy");

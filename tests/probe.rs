@@ -14,7 +14,7 @@ mod agent_util;
 mod common;
 
 use agent_util::{brief, finding, Agent, Opts, Setup};
-use common::{fill, prerequisites, python3, scan, setup, skip, Lab, Report, Spawn};
+use common::{fill, prerequisites, python3, scan, setup, skip, start_danted, Lab, Report, Spawn};
 use serde_json::Value;
 use std::path::Path;
 use std::process::Command;
@@ -144,15 +144,7 @@ fn danted(test: &str, short: &str, method: &str) -> Option<(Lab, u32)> {
     let dir = lab.writable_dir("danted");
     let conf =
         fill(DANTED_CONF, &dir).replace("socksmethod: none", &format!("socksmethod: {method}"));
-    let conf = lab.write("danted/danted.conf", &conf);
-    let pidfile = dir.join("danted.pid");
-    let conf = conf.to_string_lossy();
-    setup(&lab, "danted -V", danted, &["-V", "-f", &conf]);
-    let pid = lab.start(
-        "danted",
-        Spawn::new(danted).args(["-f", &*conf, "-p"]).arg(&pidfile),
-    );
-    lab.wait_listening("danted", pid, "tcp", 1080);
+    let pid = start_danted(&mut lab, danted, &dir, &conf);
     Some((lab, pid))
 }
 

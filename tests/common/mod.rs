@@ -466,6 +466,22 @@ pub fn setup(lab: &Lab, what: &str, program: &Path, args: &[&str]) {
     }
 }
 
+/// Starts Dante (`danted`) in `lab` with configuration `conf` (`@DIR@` already filled; see
+/// `tests/common/daemons/danted.conf`), its pid file in `dir`, and waits for it to listen on
+/// 1080. Returns its pid.
+pub fn start_danted(lab: &mut Lab, danted: &Path, dir: &Path, conf: &str) -> u32 {
+    let conf = lab.write("danted/danted.conf", conf);
+    let pidfile = dir.join("danted.pid");
+    let conf = conf.to_string_lossy();
+    setup(lab, "danted -V", danted, &["-V", "-f", &conf]);
+    let pid = lab.start(
+        "danted",
+        Spawn::new(danted).args(["-f", &*conf, "-p"]).arg(&pidfile),
+    );
+    lab.wait_listening("danted", pid, "tcp", 1080);
+    pid
+}
+
 /// A loopback-only network namespace, a temporary directory and the processes started in the
 /// namespace. Dropping it kills the processes, reaps them and deletes the namespace.
 pub struct Lab {
