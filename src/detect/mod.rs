@@ -281,12 +281,14 @@ impl<'a> Ctx<'a> {
     }
 
     /// Fills each process's text matches and possible signatures from `cache` where the
-    /// process did not change, computes them where it did, and leaves in `cache` exactly
-    /// the processes of this snapshot.
-    fn use_cache(&mut self, cache: &mut Cache) {
+    /// process did not change, and computes them where it did. The entries move into this
+    /// run (no copies); [`Ctx::return_to`] moves them back, so that `cache` then holds
+    /// exactly the processes of this snapshot. Returns (key, fingerprint, process index) of
+    /// each.
+    fn use_cache(&mut self, cache: &mut Cache) -> Vec<(history::ProcessKey, u64, usize)> {
         cache.for_set(&self.set.digest);
         let mut old = std::mem::take(&mut cache.entries);
-        let mut next = HashMap::with_capacity(self.snap.processes.len());
+        let mut taken = Vec::with_capacity(self.snap.processes.len());
         for (pi, p) in self.snap.processes.iter().enumerate() {
             if p.kernel_thread {
                 continue;
@@ -298,12 +300,30 @@ impl<'a> Ctx<'a> {
                 _ => self.learn(pi, fingerprint),
             };
             let per = &mut self.per[pi];
-            let _ = per.name_hits.set(entry.name_hits.clone());
-            let _ = per.cmdline_hits.set(entry.cmdline_hits.clone());
-            per.possible = Some(entry.possible.clone());
-            next.insert(k, entry);
+            // Set already when `learn` just computed them: the same values.
+            let _ = per.name_hits.set(entry.name_hits);
+            let _ = per.cmdline_hits.set(entry.cmdline_hits);
+            per.possible = Some(entry.possible);
+            taken.push((k, fingerprint, pi));
         }
-        cache.entries = next;
+        taken
+    }
+
+    /// Moves what [`Ctx::use_cache`] took back into `cache`.
+    fn return_to(mut self, cache: &mut Cache, taken: Vec<(history::ProcessKey, u64, usize)>) {
+        cache.entries = taken
+            .into_iter()
+            .map(|(k, fingerprint, pi)| {
+                let per = &mut self.per[pi];
+                let entry = cache::Entry {
+                    fingerprint,
+                    name_hits: per.name_hits.take().unwrap_or_default(),
+                    cmdline_hits: per.cmdline_hits.take().unwrap_or_default(),
+                    possible: per.possible.take().unwrap_or_default(),
+                };
+                (k, entry)
+            })
+            .collect();
     }
 
     /// Whether static predicate `pred` ([`cache::is_static`]) holds for process `pi`: the
@@ -367,7 +387,7 @@ impl<'a> Ctx<'a> {
 
 /// Runs every signature of `set` against `snap`.
 pub fn run(snap: &Snapshot, history: &History, set: &SignatureSet) -> Vec<Finding> {
-    run_in(Ctx::new(snap, history, set))
+    run_in(&Ctx::new(snap, history, set))
 }
 
 /// Like [`run`], remembering in `cache` what cannot change for a process until it does (its
@@ -380,17 +400,19 @@ pub fn run_cached(
     cache: &mut Cache,
 ) -> Vec<Finding> {
     let mut ctx = Ctx::new(snap, history, set);
-    ctx.use_cache(cache);
-    run_in(ctx)
+    let taken = ctx.use_cache(cache);
+    let findings = run_in(&ctx);
+    ctx.return_to(cache, taken);
+    findings
 }
 
-fn run_in(ctx: Ctx) -> Vec<Finding> {
+fn run_in(ctx: &Ctx) -> Vec<Finding> {
     let mut findings = Vec::new();
     for (si, sig) in ctx.set.signatures.iter().enumerate() {
         match sig.subject {
-            Subject::Process => findings.extend(process_findings(&ctx, si, sig)),
-            Subject::Interface => findings.extend(interface_findings(&ctx, sig)),
-            Subject::Host => findings.extend(host::host_findings(&ctx, sig)),
+            Subject::Process => findings.extend(process_findings(ctx, si, sig)),
+            Subject::Interface => findings.extend(interface_findings(ctx, sig)),
+            Subject::Host => findings.extend(host::host_findings(ctx, sig)),
         }
     }
     sort(&mut findings);
