@@ -326,8 +326,10 @@ impl<'a> Ctx<'a> {
             .collect();
     }
 
-    /// Whether static predicate `pred` ([`cache::is_static`]) holds for process `pi`: the
-    /// same answers as [`try_predicate`], without preparing any evidence.
+    /// Whether static predicate `pred` ([`cache::is_static`]) holds for process `pi`, without
+    /// preparing any evidence: the one place these are decided ([`try_predicate`] asks here
+    /// and adds the evidence; `name` and `cmdline`, whose evidence needs the match itself,
+    /// read the same per-run matches).
     fn static_match(&self, pi: usize, pred: &Predicate) -> bool {
         let p = &self.snap.processes[pi];
         match pred {
@@ -354,7 +356,8 @@ impl<'a> Ctx<'a> {
                 strings.iter().filter(|s| p.exe_strings.contains(s)).count() >= *min as usize
             }
             Predicate::CommMismatch(want) => comm_mismatch(p) == *want,
-            _ => try_predicate(self, pi, pred, false).matched,
+            // Not static: `cache::decided` never asks about these.
+            _ => false,
         }
     }
 
@@ -772,9 +775,9 @@ fn try_predicate(ctx: &Ctx, pi: usize, pred: &Predicate, detail: bool) -> Trial 
                 ),
             }
         }
-        Predicate::Exe(globs) => match (p.exe.as_deref(), ctx.exe(pi)) {
-            (Some(exe), Some(c)) => (
-                globs.is_match_candidate(c),
+        Predicate::Exe(_) => match p.exe.as_deref() {
+            Some(exe) => (
+                ctx.static_match(pi, pred),
                 Box::new(move || {
                     format!("{exe:?}{}", if p.exe_deleted { " (deleted)" } else { "" })
                 }),
@@ -798,17 +801,14 @@ fn try_predicate(ctx: &Ctx, pi: usize, pred: &Predicate, detail: bool) -> Trial 
                 ),
             }
         }
-        Predicate::Sha256(hashes) => match &p.exe_sha256 {
-            Some(h) => (hashes.iter().any(|x| x == h), Box::new(move || h.clone())),
+        Predicate::Sha256(_) => match &p.exe_sha256 {
+            Some(h) => (ctx.static_match(pi, pred), Box::new(move || h.clone())),
             None => (false, Box::new(|| "executable not hashed".into())),
         },
-        Predicate::User(users) => {
+        Predicate::User(_) => {
             let name = p.user.as_deref();
-            let hit = users
-                .iter()
-                .any(|u| Some(u.as_str()) == name || u.parse::<u32>().ok() == Some(p.uid));
             (
-                hit,
+                ctx.static_match(pi, pred),
                 Box::new(move || format!("{} (uid {})", name.unwrap_or("?"), p.uid)),
             )
         }
@@ -990,9 +990,9 @@ fn try_predicate(ctx: &Ctx, pi: usize, pred: &Predicate, detail: bool) -> Trial 
             Box::new(move || format!("{} threads", p.threads)),
         ),
         Predicate::Nice { min } => (p.nice >= *min, Box::new(move || format!("nice {}", p.nice))),
-        Predicate::ExeDeleted(want) => match p.exe.as_deref() {
+        Predicate::ExeDeleted(_) => match p.exe.as_deref() {
             Some(exe) => (
-                p.exe_deleted == *want,
+                ctx.static_match(pi, pred),
                 Box::new(move || {
                     if exe.starts_with("/memfd:") {
                         format!("runs from a memfd {exe:?}")
@@ -1005,7 +1005,7 @@ fn try_predicate(ctx: &Ctx, pi: usize, pred: &Predicate, detail: bool) -> Trial 
             ),
             None => (false, Box::new(|| "no executable".into())),
         },
-        Predicate::ExeStrings { strings, min } => {
+        Predicate::ExeStrings { strings, .. } => {
             let found: Vec<&str> = strings
                 .iter()
                 .filter(|s| p.exe_strings.contains(s))
@@ -1013,7 +1013,7 @@ fn try_predicate(ctx: &Ctx, pi: usize, pred: &Predicate, detail: bool) -> Trial 
                 .collect();
             let n = found.len();
             (
-                n >= *min as usize,
+                ctx.static_match(pi, pred),
                 Box::new(move || {
                     if n == 0 {
                         "none of the strings in the executable".into()
@@ -1023,20 +1023,17 @@ fn try_predicate(ctx: &Ctx, pi: usize, pred: &Predicate, detail: bool) -> Trial 
                 }),
             )
         }
-        Predicate::CommMismatch(want) => {
-            let mismatch = comm_mismatch(p);
-            (
-                mismatch == *want,
-                Box::new(move || {
-                    format!(
-                        "comm {:?}, exe {:?}, argv[0] {:?}",
-                        p.comm,
-                        p.exe_basename().unwrap_or(""),
-                        p.argv0_basename().unwrap_or("")
-                    )
-                }),
-            )
-        }
+        Predicate::CommMismatch(_) => (
+            ctx.static_match(pi, pred),
+            Box::new(move || {
+                format!(
+                    "comm {:?}, exe {:?}, argv[0] {:?}",
+                    p.comm,
+                    p.exe_basename().unwrap_or(""),
+                    p.argv0_basename().unwrap_or("")
+                )
+            }),
+        ),
         Predicate::Multicast => {
             let found: Vec<(usize, &Socket)> = ctx
                 .sockets(p.pid)
