@@ -295,15 +295,16 @@ impl<'a> Ctx<'a> {
             }
             let k = history::key(p);
             let fingerprint = cache.fingerprint(p);
-            let entry = match old.remove(&k) {
-                Some(e) if e.fingerprint == fingerprint => e,
-                _ => self.learn(pi, fingerprint),
+            let possible = match old.remove(&k) {
+                Some(e) if e.fingerprint == fingerprint => {
+                    let per = &mut self.per[pi];
+                    let _ = per.name_hits.set(e.name_hits);
+                    let _ = per.cmdline_hits.set(e.cmdline_hits);
+                    e.possible
+                }
+                _ => self.learn(pi),
             };
-            let per = &mut self.per[pi];
-            // Set already when `learn` just computed them: the same values.
-            let _ = per.name_hits.set(entry.name_hits);
-            let _ = per.cmdline_hits.set(entry.cmdline_hits);
-            per.possible = Some(entry.possible);
+            self.per[pi].possible = Some(possible);
             taken.push((k, fingerprint, pi));
         }
         taken
@@ -361,8 +362,11 @@ impl<'a> Ctx<'a> {
         }
     }
 
-    /// What the unchanging facts of process `pi` say, for the cache.
-    fn learn(&self, pi: usize, fingerprint: u64) -> cache::Entry {
+    /// What the unchanging facts of process `pi` say, for the cache: the signatures they do
+    /// not rule out. Also fills the process's text matches, which the cache keeps too.
+    fn learn(&self, pi: usize) -> Bits {
+        let _ = self.name_hits(pi);
+        let _ = self.cmdline_hit(pi, 0);
         let mut possible = Bits::new(self.set.signatures.len());
         for (si, sig) in self.set.signatures.iter().enumerate() {
             if sig.subject != Subject::Process {
@@ -373,18 +377,7 @@ impl<'a> Ctx<'a> {
                 possible.set(si);
             }
         }
-        cache::Entry {
-            fingerprint,
-            name_hits: self.name_hits(pi).map(<[_]>::to_vec).unwrap_or_default(),
-            cmdline_hits: match &self.set.cmdlines {
-                Some(_) => {
-                    let _ = self.cmdline_hit(pi, 0);
-                    self.per[pi].cmdline_hits.get().cloned().unwrap_or_default()
-                }
-                None => Bits::default(),
-            },
-            possible,
-        }
+        possible
     }
 }
 
