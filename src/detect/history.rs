@@ -250,21 +250,11 @@ impl History {
         for conns in next.values_mut() {
             conns.retain(|_, c| c.last_seen >= start);
             if conns.len() > MAX_CONNECTIONS {
-                let mut ages: Vec<f64> = conns.values().map(|c| c.last_seen).collect();
-                ages.sort_by(f64::total_cmp);
-                let cut = ages[ages.len() - MAX_CONNECTIONS];
-                conns.retain(|_, c| c.last_seen >= cut);
-                // Ties at the cut may leave a few over; drop arbitrary ones among them.
-                let over = conns.len().saturating_sub(MAX_CONNECTIONS);
-                let drop: Vec<ConnKey> = conns
-                    .iter()
-                    .filter(|(_, c)| c.last_seen == cut)
-                    .take(over)
-                    .map(|(k, _)| *k)
-                    .collect();
-                for k in drop {
-                    conns.remove(&k);
-                }
+                // The most recently seen stay (ties at the cut go either way).
+                let mut all: Vec<(ConnKey, SeenConn)> = conns.drain().collect();
+                all.sort_by(|a, b| b.1.last_seen.total_cmp(&a.1.last_seen));
+                all.truncate(MAX_CONNECTIONS);
+                conns.extend(all);
             }
         }
         next.retain(|_, c| !c.is_empty());
