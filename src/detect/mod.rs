@@ -7,6 +7,7 @@ mod cache;
 mod history;
 mod host;
 pub mod probe;
+mod probe_types;
 
 pub use history::{
     key as process_key, CpuWindow, History, InterfaceKey, ProcessKey, TrafficWindow, MAX_SAMPLES,
@@ -43,7 +44,7 @@ pub struct Finding {
     pub sockets: Vec<SocketRef>,
     pub evidence: Vec<Evidence>,
     /// The active probe's result for the signature's `probe`, set by [`probe::apply`].
-    pub probe: Option<crate::probe::ProbeReport>,
+    pub probe: Option<probe::ProbeReport>,
 }
 
 impl Finding {
