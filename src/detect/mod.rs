@@ -15,8 +15,8 @@ pub use history::{
 
 use crate::inventory::{Process, Snapshot, Socket};
 use crate::signatures::{
-    BindFilter, Category, Match, PeerCount, Predicate, Severity, Signature, SignatureSet,
-    SocketFilter, StateFilter, Subject,
+    BindFilter, Category, ConnFilter, Match, PeerCount, Predicate, Severity, Signature,
+    SignatureSet, SocketFilter, Subject,
 };
 use cache::Bits;
 pub use cache::Cache;
@@ -819,15 +819,11 @@ fn try_predicate(ctx: &Ctx, pi: usize, pred: &Predicate, detail: bool) -> Trial 
             }
         }
         Predicate::Remote {
-            filter,
-            states,
+            conn,
             min,
             for_secs,
             min_age_secs,
         } => {
-            let fits_conn = |protocol, remote: std::net::SocketAddr| {
-                filter.protocol.allows(protocol) && filter.ports.contains(remote.port())
-            };
             let old_enough = |s: &Socket| {
                 *min_age_secs == 0
                     || s.remote.is_some_and(|remote| {
@@ -844,12 +840,7 @@ fn try_predicate(ctx: &Ctx, pi: usize, pred: &Predicate, detail: bool) -> Trial 
             };
             let found: Vec<(usize, &Socket)> = ctx
                 .sockets(p.pid)
-                .filter(|(_, s)| {
-                    s.is_connected()
-                        && states.allows(s.state)
-                        && s.remote.is_some_and(|r| fits_conn(s.protocol, r))
-                        && old_enough(s)
-                })
+                .filter(|(_, s)| s.is_connected() && conn.fits(s) && old_enough(s))
                 .collect();
             sockets = found.iter().map(|(i, _)| *i).collect();
             if *for_secs == 0 {
@@ -870,9 +861,7 @@ fn try_predicate(ctx: &Ctx, pi: usize, pred: &Predicate, detail: bool) -> Trial 
                     }),
                 )
             } else {
-                let seen = windowed(ctx, p, *for_secs, states, |k| {
-                    fits_conn(k.protocol, k.remote)
-                });
+                let seen = windowed(ctx, p, *for_secs, conn);
                 let n = seen.len();
                 let w = *for_secs as f64;
                 (
@@ -900,35 +889,21 @@ fn try_predicate(ctx: &Ctx, pi: usize, pred: &Predicate, detail: bool) -> Trial 
         Predicate::Peers {
             min,
             count,
-            local_ports,
-            remote_ports,
-            protocol,
-            states,
+            conn,
             for_secs,
         } => {
-            let fits_conn = |proto, local: std::net::SocketAddr, remote: std::net::SocketAddr| {
-                protocol.allows(proto)
-                    && local_ports.contains(local.port())
-                    && remote_ports.contains(remote.port())
-            };
             let found: Vec<(usize, &Socket)> = ctx
                 .sockets(p.pid)
-                .filter(|(_, s)| {
-                    s.is_connected()
-                        && states.allows(s.state)
-                        && s.remote.is_some_and(|r| fits_conn(s.protocol, s.local, r))
-                })
+                .filter(|(_, s)| s.is_connected() && conn.fits(s))
                 .collect();
             sockets = found.iter().map(|(i, _)| *i).collect();
             let remotes: Vec<std::net::SocketAddr> = if *for_secs == 0 {
                 found.iter().filter_map(|(_, s)| s.remote).collect()
             } else {
-                windowed(ctx, p, *for_secs, states, |k| {
-                    fits_conn(k.protocol, k.local, k.remote)
-                })
-                .iter()
-                .map(|k| k.remote)
-                .collect()
+                windowed(ctx, p, *for_secs, conn)
+                    .iter()
+                    .map(|k| k.remote)
+                    .collect()
             };
             let (n, shown, what) = match count {
                 PeerCount::Addresses => {
@@ -1091,15 +1066,10 @@ fn fits(filter: &SocketFilter, s: &Socket) -> bool {
         }
 }
 
-/// The distinct connections of `p` seen over the last `for_secs` (history) in one of
-/// `states` that `fits`, sorted.
-fn windowed(
-    ctx: &Ctx,
-    p: &Process,
-    for_secs: u64,
-    states: &StateFilter,
-    fits: impl Fn(&ConnKey) -> bool,
-) -> Vec<ConnKey> {
+/// The distinct connections of `p` seen over the last `for_secs` (history) that fit `conn`
+/// (seen at least once in one of its states), sorted.
+fn windowed(ctx: &Ctx, p: &Process, for_secs: u64, conn: &ConnFilter) -> Vec<ConnKey> {
+    let states = &conn.states;
     let start = ctx.snap.uptime_secs - for_secs as f64;
     let mut out: Vec<ConnKey> = ctx
         .history
@@ -1107,7 +1077,7 @@ fn windowed(
         .filter(|(k, c)| {
             c.last_seen >= start
                 && (states.0.is_empty() || states.0.iter().any(|&s| c.was(s)))
-                && fits(k)
+                && conn.fits_ends(k.protocol, k.local, k.remote)
         })
         .map(|(k, _)| *k)
         .collect();

@@ -1,8 +1,8 @@
 //! TOML text → compiled signatures, collecting every error with its line.
 
 use super::model::{
-    BindFilter, Category, CmdlineRegex, GlobList, Match, PeerCount, PortSet, Predicate, ProbeKind,
-    ProtocolFilter, Severity, Signature, SocketFilter, StateFilter, Subject,
+    BindFilter, Category, CmdlineRegex, ConnFilter, GlobList, Match, PeerCount, PortSet, Predicate,
+    ProbeKind, ProtocolFilter, Severity, Signature, SocketFilter, StateFilter, Subject,
 };
 use super::LoadError;
 use crate::inventory::Protocol;
@@ -542,12 +542,17 @@ impl Ctx<'_> {
                 return None;
             }
             RawMatch::Remote(r) => Predicate::Remote {
-                filter: SocketFilter {
-                    ports: self.ports(&r.port)?,
-                    protocol: self.protocol(r.protocol.as_ref())?,
-                    bind: BindFilter::Any,
+                conn: {
+                    // Checked in this order: the first error stops the predicate.
+                    let remote_ports = self.ports(&r.port)?;
+                    let protocol = self.protocol(r.protocol.as_ref())?;
+                    ConnFilter {
+                        protocol,
+                        local_ports: PortSet::default(),
+                        remote_ports,
+                        states: self.states(&r.state)?,
+                    }
                 },
-                states: self.states(&r.state)?,
                 min: match &r.min {
                     Some(m) => self.count(m)?,
                     None => 1,
@@ -568,10 +573,16 @@ impl Ctx<'_> {
                         return None;
                     }
                 },
-                local_ports: self.ports(&p.local_port)?,
-                remote_ports: self.ports(&p.remote_port)?,
-                protocol: self.protocol(p.protocol.as_ref())?,
-                states: self.states(&p.state)?,
+                conn: {
+                    let local_ports = self.ports(&p.local_port)?;
+                    let remote_ports = self.ports(&p.remote_port)?;
+                    ConnFilter {
+                        protocol: self.protocol(p.protocol.as_ref())?,
+                        local_ports,
+                        remote_ports,
+                        states: self.states(&p.state)?,
+                    }
+                },
                 for_secs: self.window("peers.for", p.duration.as_ref())?,
             },
             RawMatch::Policy(names) => {

@@ -2,6 +2,7 @@
 
 use crate::inventory::Protocol;
 use serde::Serialize;
+use std::net::SocketAddr;
 
 /// Categories of AUP abuse. The id prefix of a signature must be its category.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -208,8 +209,8 @@ pub enum Predicate {
     /// At least `min` connected sockets that fit; with `for_secs`, distinct connections
     /// seen over that window of history.
     Remote {
-        filter: SocketFilter,
-        states: StateFilter,
+        /// Its `local_ports` are always any: `remote` names only the remote port.
+        conn: ConnFilter,
         min: u32,
         for_secs: u64,
         /// Only connections open, in every scan, for at least this long (0: any).
@@ -220,10 +221,7 @@ pub enum Predicate {
     Peers {
         min: u32,
         count: PeerCount,
-        local_ports: PortSet,
-        remote_ports: PortSet,
-        protocol: ProtocolFilter,
-        states: StateFilter,
+        conn: ConnFilter,
         for_secs: u64,
     },
     Cpu {
@@ -497,7 +495,9 @@ pub enum PeerCount {
     Ports,
 }
 
-/// The connections one windowed `remote` / `peers` predicate counts.
+/// The connections a `remote` or `peers` predicate counts: the one connection filter, used
+/// by detection on the sockets of a scan and on the connections of its history, and by the
+/// history to choose which connections to remember.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ConnFilter {
     pub protocol: ProtocolFilter,
@@ -507,12 +507,18 @@ pub struct ConnFilter {
 }
 
 impl ConnFilter {
+    /// Whether a connection with these ends fits (its state aside).
+    pub fn fits_ends(&self, protocol: Protocol, local: SocketAddr, remote: SocketAddr) -> bool {
+        self.protocol.allows(protocol)
+            && self.local_ports.contains(local.port())
+            && self.remote_ports.contains(remote.port())
+    }
+
+    /// Whether socket `s` fits: a remote end, the ends fit, and its state is one counted.
     pub fn fits(&self, s: &crate::inventory::Socket) -> bool {
-        self.protocol.allows(s.protocol)
-            && self.states.allows(s.state)
-            && self.local_ports.contains(s.local.port())
+        self.states.allows(s.state)
             && s.remote
-                .is_some_and(|r| self.remote_ports.contains(r.port()))
+                .is_some_and(|r| self.fits_ends(s.protocol, s.local, r))
     }
 }
 
@@ -629,8 +635,7 @@ impl SignatureSet {
                     longest = longest.max(*for_secs)
                 }
                 Predicate::Remote {
-                    filter,
-                    states,
+                    conn,
                     for_secs,
                     min_age_secs,
                     ..
@@ -638,31 +643,14 @@ impl SignatureSet {
                     longest = longest.max(*for_secs).max(*min_age_secs);
                     if *for_secs > 0 || *min_age_secs > 0 {
                         needs_connection_history = true;
-                        connection_filters.push(ConnFilter {
-                            protocol: filter.protocol,
-                            local_ports: PortSet::default(),
-                            remote_ports: filter.ports.clone(),
-                            states: states.clone(),
-                        });
+                        connection_filters.push(conn.clone());
                     }
                 }
-                Predicate::Peers {
-                    local_ports,
-                    remote_ports,
-                    protocol,
-                    states,
-                    for_secs,
-                    ..
-                } => {
+                Predicate::Peers { conn, for_secs, .. } => {
                     longest = longest.max(*for_secs);
                     if *for_secs > 0 {
                         needs_connection_history = true;
-                        connection_filters.push(ConnFilter {
-                            protocol: *protocol,
-                            local_ports: local_ports.clone(),
-                            remote_ports: remote_ports.clone(),
-                            states: states.clone(),
-                        });
+                        connection_filters.push(conn.clone());
                     }
                 }
                 _ => {}
