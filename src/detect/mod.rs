@@ -328,7 +328,7 @@ impl<'a> Ctx<'a> {
             .collect();
     }
 
-    /// Whether static predicate `pred` ([`cache::is_static`]) holds for process `pi`, without
+    /// Whether static predicate `pred` ([`Predicate::is_static`]) holds for process `pi`, without
     /// preparing any evidence: the one place these are decided ([`try_predicate`] asks here
     /// and adds the evidence; `name` and `cmdline`, whose evidence needs the match itself,
     /// read the same per-run matches).
@@ -358,8 +358,24 @@ impl<'a> Ctx<'a> {
                 strings.iter().filter(|s| p.exe_strings.contains(s)).count() >= *min as usize
             }
             Predicate::CommMismatch(want) => comm_mismatch(p) == *want,
-            // Not static: `cache::decided` never asks about these.
-            _ => false,
+            // Not static ([`Predicate::is_static`]): `cache::decided` never asks about these.
+            Predicate::Listen(_)
+            | Predicate::Remote { .. }
+            | Predicate::Peers { .. }
+            | Predicate::Cpu { .. }
+            | Predicate::Policy(_)
+            | Predicate::Nice { .. }
+            | Predicate::Threads { .. }
+            | Predicate::Multicast
+            | Predicate::Interface(_)
+            | Predicate::MulticastGroups { .. }
+            | Predicate::Traffic { .. }
+            | Predicate::Preload
+            | Predicate::HiddenProcesses { .. }
+            | Predicate::ProcMounts
+            | Predicate::UnlistedTasks { .. }
+            | Predicate::HugePages { .. }
+            | Predicate::Msr { .. } => false,
         }
     }
 
@@ -635,7 +651,28 @@ fn try_interface(ctx: &Ctx, iface: &crate::inventory::Interface, pred: &Predicat
                 },
             )
         }
-        _ => (false, "not an interface predicate".into()),
+        Predicate::Name { .. }
+        | Predicate::Exe(_)
+        | Predicate::Cmdline { .. }
+        | Predicate::Sha256(_)
+        | Predicate::User(_)
+        | Predicate::Listen(_)
+        | Predicate::Remote { .. }
+        | Predicate::Peers { .. }
+        | Predicate::Cpu { .. }
+        | Predicate::Policy(_)
+        | Predicate::Nice { .. }
+        | Predicate::Threads { .. }
+        | Predicate::ExeDeleted(_)
+        | Predicate::ExeStrings { .. }
+        | Predicate::CommMismatch(_)
+        | Predicate::Multicast
+        | Predicate::Preload
+        | Predicate::HiddenProcesses { .. }
+        | Predicate::ProcMounts
+        | Predicate::UnlistedTasks { .. }
+        | Predicate::HugePages { .. }
+        | Predicate::Msr { .. } => (false, "not an interface predicate".into()),
     };
     Trial {
         predicate: pred.key(),

@@ -134,7 +134,9 @@ pub fn apply(
         let severity = match report.verdict {
             Verdict::Open => f.severity.max(Severity::High),
             Verdict::Authenticated | Verdict::Restricted => f.severity.min(Severity::Low),
-            _ => f.severity,
+            Verdict::Inconclusive | Verdict::NotProxy | Verdict::NoAnswer | Verdict::NotProbed => {
+                f.severity
+            }
         };
         changed |= severity != f.severity;
         f.severity = severity;

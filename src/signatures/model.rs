@@ -318,20 +318,67 @@ impl Predicate {
         }
     }
 
-    pub fn subject(&self) -> Subject {
+    /// What decides this predicate: the one list of which predicates are static (decided by
+    /// a process's names, executable, command line and user, which the detection cache
+    /// fingerprints), which judge what a process does, and which are about interfaces or
+    /// the host. No wildcard: a new predicate must be placed here.
+    pub fn decided_by(&self) -> DecidedBy {
         match self {
+            Predicate::Name { .. }
+            | Predicate::Exe(_)
+            | Predicate::Cmdline { .. }
+            | Predicate::Sha256(_)
+            | Predicate::User(_)
+            | Predicate::ExeDeleted(_)
+            | Predicate::ExeStrings { .. }
+            | Predicate::CommMismatch(_) => DecidedBy::ProcessFacts,
+            Predicate::Listen(_)
+            | Predicate::Remote { .. }
+            | Predicate::Peers { .. }
+            | Predicate::Cpu { .. }
+            | Predicate::Policy(_)
+            | Predicate::Nice { .. }
+            | Predicate::Threads { .. }
+            | Predicate::Multicast => DecidedBy::ProcessActivity,
             Predicate::Interface(_)
             | Predicate::Traffic { .. }
-            | Predicate::MulticastGroups { .. } => Subject::Interface,
+            | Predicate::MulticastGroups { .. } => DecidedBy::Interface,
             Predicate::Preload
             | Predicate::HiddenProcesses { .. }
             | Predicate::ProcMounts
             | Predicate::UnlistedTasks { .. }
             | Predicate::HugePages { .. }
-            | Predicate::Msr { .. } => Subject::Host,
-            _ => Subject::Process,
+            | Predicate::Msr { .. } => DecidedBy::Host,
         }
     }
+
+    /// Static: decided by what the detection cache fingerprints of a process (its names,
+    /// executable, command line, user and executable facts), so the same until they change.
+    pub fn is_static(&self) -> bool {
+        self.decided_by() == DecidedBy::ProcessFacts
+    }
+
+    pub fn subject(&self) -> Subject {
+        match self.decided_by() {
+            DecidedBy::ProcessFacts | DecidedBy::ProcessActivity => Subject::Process,
+            DecidedBy::Interface => Subject::Interface,
+            DecidedBy::Host => Subject::Host,
+        }
+    }
+}
+
+/// What decides a predicate ([`Predicate::decided_by`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DecidedBy {
+    /// A process's unchanging facts: names, executable (and its hash, strings, whether
+    /// deleted), command line, user. Static: the detection cache keeps their results.
+    ProcessFacts,
+    /// What a process does: sockets, connections, CPU, scheduling, threads.
+    ProcessActivity,
+    /// An interface: its name, traffic, multicast groups.
+    Interface,
+    /// The host as a whole.
+    Host,
 }
 
 /// A `cmdline` regex: its text, compiled on first use. Matching goes through the set's one
@@ -590,7 +637,29 @@ impl SignatureSet {
                     }
                     name_predicates += 1;
                 }
-                _ => {}
+                Predicate::Exe(_)
+                | Predicate::Sha256(_)
+                | Predicate::User(_)
+                | Predicate::Listen(_)
+                | Predicate::Remote { .. }
+                | Predicate::Peers { .. }
+                | Predicate::Cpu { .. }
+                | Predicate::Policy(_)
+                | Predicate::Nice { .. }
+                | Predicate::Threads { .. }
+                | Predicate::ExeDeleted(_)
+                | Predicate::ExeStrings { .. }
+                | Predicate::CommMismatch(_)
+                | Predicate::Multicast
+                | Predicate::Interface(_)
+                | Predicate::MulticastGroups { .. }
+                | Predicate::Traffic { .. }
+                | Predicate::Preload
+                | Predicate::HiddenProcesses { .. }
+                | Predicate::ProcMounts
+                | Predicate::UnlistedTasks { .. }
+                | Predicate::HugePages { .. }
+                | Predicate::Msr { .. } => {}
             });
         }
         // Should the combined set not build, detection tries each list on its own (each
@@ -653,7 +722,25 @@ impl SignatureSet {
                         connection_filters.push(conn.clone());
                     }
                 }
-                _ => {}
+                Predicate::Name { .. }
+                | Predicate::Exe(_)
+                | Predicate::Cmdline { .. }
+                | Predicate::User(_)
+                | Predicate::Listen(_)
+                | Predicate::Policy(_)
+                | Predicate::Nice { .. }
+                | Predicate::Threads { .. }
+                | Predicate::ExeDeleted(_)
+                | Predicate::CommMismatch(_)
+                | Predicate::Multicast
+                | Predicate::Interface(_)
+                | Predicate::MulticastGroups { .. }
+                | Predicate::Preload
+                | Predicate::HiddenProcesses { .. }
+                | Predicate::ProcMounts
+                | Predicate::UnlistedTasks { .. }
+                | Predicate::HugePages { .. }
+                | Predicate::Msr { .. } => {}
             });
         }
         SignatureSet {
