@@ -10,7 +10,7 @@
 
 use super::diag::{self, DiagSocket, RECV_BUF};
 use super::model::{
-    Gap, Interface, NetnsSource, Protocol, Snapshot, Socket, SocketSource, SocketState,
+    socket_from_parts, Gap, Interface, NetnsSource, Protocol, Snapshot, Socket, SocketSource,
 };
 use super::procdir::{self, open_pid_dir, parse_u64, Buf};
 use super::IdSet;
@@ -389,62 +389,6 @@ fn dedup_inodes(sockets: &mut Vec<Socket>, from: usize) {
     sockets.truncate(keep);
 }
 
-/// A peer address, or `None` for the all-zero "no peer".
-fn peer(addr: SocketAddr) -> Option<SocketAddr> {
-    (addr.port() != 0 || !addr.ip().is_unspecified()).then_some(addr)
-}
-
-/// A [`Socket`] from the kernel's numbers, shared by both readers. `state` is the kernel's
-/// TCP state number (UDP uses 1, connected, and 7, not). `None` for an unknown TCP state.
-pub(super) fn socket_from_parts(
-    netns: u64,
-    protocol: Protocol,
-    local: SocketAddr,
-    remote: SocketAddr,
-    state: u8,
-    uid: u32,
-    inode: u64,
-) -> Option<Socket> {
-    let (state, remote) = match protocol {
-        Protocol::Tcp => {
-            let state = match state {
-                1 => SocketState::Established,
-                2 => SocketState::SynSent,
-                3 | 12 => SocketState::SynRecv, // 12: TCP_NEW_SYN_RECV (request socket)
-                4 => SocketState::FinWait1,
-                5 => SocketState::FinWait2,
-                6 => SocketState::TimeWait,
-                7 => SocketState::Close,
-                8 => SocketState::CloseWait,
-                9 => SocketState::LastAck,
-                10 => SocketState::Listen,
-                11 => SocketState::Closing,
-                _ => return None,
-            };
-            let remote = if state == SocketState::Listen {
-                None
-            } else {
-                peer(remote)
-            };
-            (state, remote)
-        }
-        Protocol::Udp => match (state, peer(remote)) {
-            (1, Some(r)) => (SocketState::Established, Some(r)),
-            _ => (SocketState::Unconnected, None),
-        },
-    };
-    Some(Socket {
-        netns,
-        protocol,
-        local,
-        remote,
-        state,
-        uid,
-        inode,
-        owners: Vec::new(),
-    })
-}
-
 /// One line of `/proc/net/{tcp,tcp6,udp,udp6}` after the header.
 #[derive(Debug, PartialEq)]
 pub(super) enum TableLine {
@@ -617,6 +561,7 @@ pub(super) fn parse_dev_line(line: &[u8], netns: u64) -> Option<Interface> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::inventory::model::SocketState;
 
     fn sock(line: &str, protocol: Protocol, v6: bool) -> Socket {
         match parse_table_line(line.as_bytes(), protocol, v6, 7) {
