@@ -48,6 +48,7 @@
 mod crosscheck;
 mod diag;
 mod hash;
+mod holders;
 mod model;
 mod net;
 mod procdir;
@@ -59,6 +60,7 @@ pub use model::{
 };
 pub use rates::{cpu_percent, cpu_percent_of_ticks, InterfaceRate};
 
+use holders::Unreadable;
 use nix::errno::Errno;
 use procdir::{is_vanished, open_pid_dir, Buf, FdError, FileKey};
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -528,7 +530,7 @@ impl Inventory {
     /// Not searched for: no process holds it after a search of every process, or one whose
     /// descriptors cannot be read may.
     fn settled(&self, inode: u64) -> bool {
-        self.orphans.contains(&inode) || self.explained.contains(&inode)
+        holders::settled(&self.orphans, &self.explained, inode)
     }
 
     fn gap(&self, pid: i32, what: &str, error: String) -> Gap {
@@ -973,7 +975,8 @@ impl Inventory {
     }
 
     /// Finds the holders of sockets that appeared since the last scan, walking the `fd/` of
-    /// candidate processes only (see the module documentation for the order).
+    /// candidate processes only (`holders.rs` chooses them; see the module documentation for
+    /// the order).
     fn find_holders(
         &mut self,
         proc_dir: BorrowedFd<'_>,
@@ -981,113 +984,49 @@ impl Inventory {
         sockets: &[Socket],
         index: &IdMap<u64, usize>,
     ) {
-        let mut owned: Vec<bool> = sockets.iter().map(|s| !s.owners.is_empty()).collect();
-        let mut unknown: Vec<usize> = (0..sockets.len())
-            .filter(|&k| !owned[k] && sockets[k].inode != 0 && !self.settled(sockets[k].inode))
+        let candidates: Vec<holders::Proc> = procs
+            .values()
+            .map(|e| holders::Proc {
+                pid: e.p.pid,
+                netns: e.p.netns,
+                uid: e.p.uid,
+            })
             .collect();
-        if unknown.is_empty() {
-            return;
-        }
-        let mut walked: IdSet<i32> = IdSet::default();
-
-        // 1. Accepted connections: the holders of a listener on the same local port.
-        let mut listeners: HashMap<(u64, u16), Vec<usize>, IdBuild> = HashMap::default();
-        for (i, s) in sockets.iter().enumerate() {
-            if s.protocol == Protocol::Tcp && s.state == SocketState::Listen && s.inode != 0 {
-                listeners
-                    .entry((s.netns, s.local.port()))
-                    .or_default()
-                    .push(i);
-            }
-        }
-        let mut candidates: IdSet<i32> = IdSet::default();
-        for &k in &unknown {
-            let s = &sockets[k];
-            if s.protocol != Protocol::Tcp || s.state == SocketState::Listen {
-                continue;
-            }
-            for l in listeners
-                .get(&(s.netns, s.local.port()))
-                .into_iter()
-                .flatten()
-            {
-                candidates.extend(&sockets[*l].owners);
-            }
-        }
-        self.walk(proc_dir, procs, candidates, &mut walked, index, &mut owned);
-        unknown.retain(|&k| !owned[k]);
-
-        // 2. The processes of the socket's namespace running as the socket's uid.
-        if !unknown.is_empty() {
-            let keys: HashSet<(u64, u32), IdBuild> = unknown
-                .iter()
-                .map(|&k| (sockets[k].netns, sockets[k].uid))
-                .collect();
-            let candidates = procs
-                .values()
-                .filter(|e| keys.contains(&(e.p.netns, e.p.uid)))
-                .map(|e| e.p.pid)
-                .collect();
-            self.walk(proc_dir, procs, candidates, &mut walked, index, &mut owned);
-            unknown.retain(|&k| !owned[k]);
-        }
-
-        // Sockets already unowned in the last scan: 3. the root processes of the namespace
-        // (every process of it if the socket is root's), 4. every process.
-        unknown.retain(|&k| self.pending.contains(&sockets[k].inode));
-        if !unknown.is_empty() {
-            let any: IdSet<u64> = unknown
-                .iter()
-                .filter(|&&k| sockets[k].uid == 0)
-                .map(|&k| sockets[k].netns)
-                .collect();
-            let root: IdSet<u64> = unknown.iter().map(|&k| sockets[k].netns).collect();
-            let candidates = procs
-                .values()
-                .filter(|e| any.contains(&e.p.netns) || (e.p.uid == 0 && root.contains(&e.p.netns)))
-                .map(|e| e.p.pid)
-                .collect();
-            self.walk(proc_dir, procs, candidates, &mut walked, index, &mut owned);
-            unknown.retain(|&k| !owned[k]);
-        }
-        // A socket that a process whose `fd/` cannot be read may hold (pid 1 in some
-        // sandboxes) would send every scan to step 4, to find nothing: it is left alone.
-        let unreadable = &self.unreadable;
-        let explained: Vec<u64> = unknown
-            .iter()
-            .map(|&k| &sockets[k])
-            .filter(|s| unreadable.iter().any(|u| u.explains(s)))
-            .map(|s| s.inode)
-            .collect();
-        self.explained.extend(explained);
-        unknown.retain(|&k| !self.explained.contains(&sockets[k].inode));
-        if !unknown.is_empty() {
-            let candidates = procs.keys().copied().collect();
-            self.walk(proc_dir, procs, candidates, &mut walked, index, &mut owned);
-            unknown.retain(|&k| !owned[k]);
-            self.orphans
-                .extend(unknown.iter().map(|&k| sockets[k].inode));
-        }
+        // The search's memory, out of `self` while `walk` reads descriptors through it.
+        let pending = std::mem::take(&mut self.pending);
+        let mut orphans = std::mem::take(&mut self.orphans);
+        let mut explained = std::mem::take(&mut self.explained);
+        let unreadable = std::mem::take(&mut self.unreadable);
+        let memory = holders::Memory {
+            pending: &pending,
+            orphans: &mut orphans,
+            explained: &mut explained,
+            unreadable: &unreadable,
+        };
+        holders::search(sockets, &candidates, memory, &mut |pids, owned| {
+            self.walk(proc_dir, procs, pids, index, owned)
+        });
+        self.pending = pending;
+        self.orphans = orphans;
+        self.explained = explained;
+        self.unreadable = unreadable;
     }
 
-    /// Re-reads the socket lists of `candidates` not walked yet in this search, marking the
-    /// sockets they hold as owned.
+    /// Re-reads the socket lists of `pids` (each once per search, `holders::search` sees to
+    /// that), marking the sockets they hold as owned.
     fn walk(
         &mut self,
         proc_dir: BorrowedFd<'_>,
         procs: &mut IdMap<i32, Box<Entry>>,
-        candidates: IdSet<i32>,
-        walked: &mut IdSet<i32>,
+        pids: &[i32],
         index: &IdMap<u64, usize>,
         owned: &mut [bool],
     ) {
-        let mut candidates: Vec<i32> = candidates.into_iter().collect();
-        candidates.sort_unstable();
-        for pid in candidates {
+        for &pid in pids {
             let Some(e) = procs.get_mut(&pid) else {
                 continue;
             };
-            if e.p.kernel_thread || e.fds_unreadable || !walked.insert(pid) {
+            if e.p.kernel_thread || e.fds_unreadable {
                 continue;
             }
             // The same process? (The pid may have been reused since it was read.)
@@ -1149,40 +1088,6 @@ impl PidPath {
         let n = end - self.dir_len - 1;
         self.buf[self.dir_len + 1..end].copy_from_slice(&name[..n]);
         &self.buf[..end]
-    }
-}
-
-/// A process whose `fd/` could not be read (wholly or in part): it may hold sockets that no
-/// search can attribute to it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Unreadable {
-    pid: i32,
-    start_ticks: u64,
-    uid: u32,
-    /// 0 when its namespace could not be read either.
-    netns: u64,
-}
-
-impl Unreadable {
-    /// The unreadable processes among `procs`, in `pids` order (ascending).
-    fn of(pids: &[i32], procs: &IdMap<i32, Box<Entry>>) -> Vec<Unreadable> {
-        pids.iter()
-            .filter_map(|pid| procs.get(pid))
-            .filter(|e| !e.p.kernel_thread && e.gaps.iter().any(|(part, _)| *part == Part::Fds))
-            .map(|e| Unreadable {
-                pid: e.p.pid,
-                start_ticks: e.p.start_ticks,
-                uid: e.p.uid,
-                netns: e.p.netns,
-            })
-            .collect()
-    }
-
-    /// Whether it may hold `s`: in the socket's namespace (or one it cannot be told apart
-    /// from), and a candidate by uid as the search's own steps choose them: the socket's
-    /// owner, or any process for a socket root created (a daemon that dropped privileges).
-    fn explains(&self, s: &Socket) -> bool {
-        (self.netns == 0 || self.netns == s.netns) && (self.uid == s.uid || s.uid == 0)
     }
 }
 
