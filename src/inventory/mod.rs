@@ -52,6 +52,7 @@ mod holders;
 mod host;
 mod model;
 mod net;
+mod nettext;
 mod procdir;
 mod process;
 mod rates;
