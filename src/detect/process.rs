@@ -424,15 +424,12 @@ fn fits_listen(filter: &SocketFilter, s: &Socket) -> bool {
 /// The distinct connections of `p` seen over the last `for_secs` (history) that fit `conn`
 /// (seen at least once in one of its states), sorted.
 fn windowed(ctx: &Ctx, p: &Process, for_secs: u64, conn: &ConnFilter) -> Vec<ConnKey> {
-    let states = &conn.states;
     let start = ctx.snap.uptime_secs - for_secs as f64;
     let mut out: Vec<ConnKey> = ctx
         .history
         .connections(p)
         .filter(|(k, c)| {
-            c.last_seen >= start
-                && (states.0.is_empty() || states.0.iter().any(|&s| c.was(s)))
-                && conn.fits_ends(k.protocol, k.local, k.remote)
+            c.last_seen >= start && conn.fits_seen(k.protocol, k.local, k.remote, |s| c.was(s))
         })
         .map(|(k, _)| *k)
         .collect();

@@ -561,6 +561,19 @@ impl ConnFilter {
             && self.remote_ports.contains(remote.port())
     }
 
+    /// Whether a connection remembered by the history fits: the ends fit, and it was seen
+    /// (`was`) in one of the states counted.
+    pub fn fits_seen(
+        &self,
+        protocol: Protocol,
+        local: SocketAddr,
+        remote: SocketAddr,
+        was: impl Fn(crate::inventory::SocketState) -> bool,
+    ) -> bool {
+        (self.states.0.is_empty() || self.states.0.iter().any(|&s| was(s)))
+            && self.fits_ends(protocol, local, remote)
+    }
+
     /// Whether socket `s` fits: a remote end, the ends fit, and its state is one counted.
     pub fn fits(&self, s: &crate::inventory::Socket) -> bool {
         self.states.allows(s.state)
