@@ -2,6 +2,13 @@
 //!
 //! No clock, no file system, no network, no logging here: time arrives in the snapshot.
 //! The output is sorted, so the same input always gives the same findings.
+//!
+//! Here: the finding types, [`run`], [`run_cached`], [`explain`] and the all / any / not walk
+//! shared by the three subjects. `ctx.rs`: what one run prepares (per process text matches,
+//! sockets, the cache's entries moved in and back); `process.rs`: process signatures (the
+//! yes/no test of each predicate, and the folding of process trees); `evidence.rs`: what a
+//! test saw, in words; `interface.rs` and `host.rs`: the other two subjects; `cache.rs`,
+//! `history.rs`; `probe.rs` (with `probe_types.rs`): probes as input.
 
 mod cache;
 mod ctx;

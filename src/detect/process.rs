@@ -211,80 +211,13 @@ fn test<'c>(ctx: &'c Ctx, pi: usize, pred: &'c Predicate) -> Outcome<'c> {
             min,
             for_secs,
             min_age_secs,
-        } => {
-            let old_enough = |s: &Socket| {
-                *min_age_secs == 0
-                    || s.remote.is_some_and(|remote| {
-                        let k = ConnKey {
-                            protocol: s.protocol,
-                            local: s.local,
-                            remote,
-                        };
-                        ctx.history.connections(p).any(|(c, seen)| {
-                            *c == k
-                                && seen.first_seen <= ctx.snap.uptime_secs - *min_age_secs as f64
-                        })
-                    })
-            };
-            let found: Vec<(usize, &Socket)> = ctx
-                .sockets(p.pid)
-                .filter(|(_, s)| s.is_connected() && conn.fits(s) && old_enough(s))
-                .collect();
-            let sockets = found.iter().map(|(i, _)| *i).collect();
-            if *for_secs == 0 {
-                Outcome {
-                    matched: found.len() >= *min as usize,
-                    sockets,
-                    seen: Seen::Connections {
-                        found,
-                        min_age_secs: *min_age_secs,
-                    },
-                }
-            } else {
-                let seen = windowed(ctx, p, *for_secs, conn);
-                Outcome {
-                    matched: seen.len() >= *min as usize,
-                    sockets,
-                    seen: Seen::Window {
-                        seen,
-                        for_secs: *for_secs,
-                    },
-                }
-            }
-        }
+        } => remote(ctx, p, conn, *min, *for_secs, *min_age_secs),
         Predicate::Peers {
             min,
             count,
             conn,
             for_secs,
-        } => {
-            let found: Vec<(usize, &Socket)> = ctx
-                .sockets(p.pid)
-                .filter(|(_, s)| s.is_connected() && conn.fits(s))
-                .collect();
-            let remotes: Vec<SocketAddr> = if *for_secs == 0 {
-                found.iter().filter_map(|(_, s)| s.remote).collect()
-            } else {
-                windowed(ctx, p, *for_secs, conn)
-                    .iter()
-                    .map(|k| k.remote)
-                    .collect()
-            };
-            let peers = match count {
-                PeerCount::Addresses => {
-                    PeerSet::Addresses(remotes.iter().map(|r| r.ip()).collect())
-                }
-                PeerCount::Ports => PeerSet::Ports(remotes.iter().map(|r| r.port()).collect()),
-            };
-            Outcome::on(
-                peers.len() >= *min as usize,
-                &found,
-                Seen::Peers {
-                    peers,
-                    for_secs: *for_secs,
-                },
-            )
-        }
+        } => peers(ctx, p, *min, *count, conn, *for_secs),
         Predicate::Cpu {
             min_percent,
             for_secs,
@@ -339,6 +272,86 @@ fn test<'c>(ctx: &'c Ctx, pi: usize, pred: &'c Predicate) -> Outcome<'c> {
         | Predicate::HugePages { .. }
         | Predicate::Msr { .. } => Outcome::of(false, Seen::Words("not a process predicate")),
     }
+}
+
+/// `remote`: at least `min` connections of `p` that fit `conn` (open for `min_age_secs`),
+/// now, or with `for_secs`, distinct ones seen over that window of history.
+fn remote<'c>(
+    ctx: &'c Ctx,
+    p: &'c Process,
+    conn: &ConnFilter,
+    min: u32,
+    for_secs: u64,
+    min_age_secs: u64,
+) -> Outcome<'c> {
+    let old_enough = |s: &Socket| {
+        min_age_secs == 0
+            || s.remote.is_some_and(|remote| {
+                let k = ConnKey {
+                    protocol: s.protocol,
+                    local: s.local,
+                    remote,
+                };
+                ctx.history.connections(p).any(|(c, seen)| {
+                    *c == k && seen.first_seen <= ctx.snap.uptime_secs - min_age_secs as f64
+                })
+            })
+    };
+    let found: Vec<(usize, &Socket)> = ctx
+        .sockets(p.pid)
+        .filter(|(_, s)| s.is_connected() && conn.fits(s) && old_enough(s))
+        .collect();
+    let sockets = found.iter().map(|(i, _)| *i).collect();
+    if for_secs == 0 {
+        Outcome {
+            matched: found.len() >= min as usize,
+            sockets,
+            seen: Seen::Connections {
+                found,
+                min_age_secs,
+            },
+        }
+    } else {
+        let seen = windowed(ctx, p, for_secs, conn);
+        Outcome {
+            matched: seen.len() >= min as usize,
+            sockets,
+            seen: Seen::Window { seen, for_secs },
+        }
+    }
+}
+
+/// `peers`: at least `min` distinct remote addresses (or ports) over the connections of `p`
+/// that fit `conn`, now, or with `for_secs`, over that window of history.
+fn peers<'c>(
+    ctx: &'c Ctx,
+    p: &'c Process,
+    min: u32,
+    count: PeerCount,
+    conn: &ConnFilter,
+    for_secs: u64,
+) -> Outcome<'c> {
+    let found: Vec<(usize, &Socket)> = ctx
+        .sockets(p.pid)
+        .filter(|(_, s)| s.is_connected() && conn.fits(s))
+        .collect();
+    let remotes: Vec<SocketAddr> = if for_secs == 0 {
+        found.iter().filter_map(|(_, s)| s.remote).collect()
+    } else {
+        windowed(ctx, p, for_secs, conn)
+            .iter()
+            .map(|k| k.remote)
+            .collect()
+    };
+    let peers = match count {
+        PeerCount::Addresses => PeerSet::Addresses(remotes.iter().map(|r| r.ip()).collect()),
+        PeerCount::Ports => PeerSet::Ports(remotes.iter().map(|r| r.port()).collect()),
+    };
+    Outcome::on(
+        peers.len() >= min as usize,
+        &found,
+        Seen::Peers { peers, for_secs },
+    )
 }
 
 impl Ctx<'_> {
