@@ -12,8 +12,7 @@
 //! file an attacker wrote. Only the kernel (netlink port 0) may answer: the socket is
 //! connected to it, so the kernel refuses other senders, and every reply's sender is checked.
 
-use super::model::{Protocol, Socket};
-use super::net::socket_from_parts;
+use super::model::{socket_from_parts, Protocol, Socket};
 use crate::netns::{self, Place};
 use nix::sys::socket::{
     connect, recvfrom, send, setsockopt, socket, sockopt, AddressFamily, MsgFlags, NetlinkAddr,

@@ -452,3 +452,60 @@ pub struct Gap {
     pub what: String,
     pub error: String,
 }
+
+/// A peer address, or `None` for the all-zero "no peer".
+fn peer(addr: SocketAddr) -> Option<SocketAddr> {
+    (addr.port() != 0 || !addr.ip().is_unspecified()).then_some(addr)
+}
+
+/// A [`Socket`] from the kernel's numbers, shared by both readers (sock_diag, `diag.rs`, and
+/// the `/proc/<pid>/net` text, `net.rs`). `state` is the kernel's
+/// TCP state number (UDP uses 1, connected, and 7, not). `None` for an unknown TCP state.
+pub(super) fn socket_from_parts(
+    netns: u64,
+    protocol: Protocol,
+    local: SocketAddr,
+    remote: SocketAddr,
+    state: u8,
+    uid: u32,
+    inode: u64,
+) -> Option<Socket> {
+    let (state, remote) = match protocol {
+        Protocol::Tcp => {
+            let state = match state {
+                1 => SocketState::Established,
+                2 => SocketState::SynSent,
+                3 | 12 => SocketState::SynRecv, // 12: TCP_NEW_SYN_RECV (request socket)
+                4 => SocketState::FinWait1,
+                5 => SocketState::FinWait2,
+                6 => SocketState::TimeWait,
+                7 => SocketState::Close,
+                8 => SocketState::CloseWait,
+                9 => SocketState::LastAck,
+                10 => SocketState::Listen,
+                11 => SocketState::Closing,
+                _ => return None,
+            };
+            let remote = if state == SocketState::Listen {
+                None
+            } else {
+                peer(remote)
+            };
+            (state, remote)
+        }
+        Protocol::Udp => match (state, peer(remote)) {
+            (1, Some(r)) => (SocketState::Established, Some(r)),
+            _ => (SocketState::Unconnected, None),
+        },
+    };
+    Some(Socket {
+        netns,
+        protocol,
+        local,
+        remote,
+        state,
+        uid,
+        inode,
+        owners: Vec::new(),
+    })
+}

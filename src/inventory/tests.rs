@@ -514,33 +514,6 @@ fn a_socket_an_unreadable_process_may_hold_is_not_searched_for_everywhere() {
 }
 
 #[test]
-fn which_sockets_an_unreadable_process_explains() {
-    let u = Unreadable {
-        pid: 1,
-        start_ticks: 1,
-        uid: 1000,
-        netns: 7,
-    };
-    let sock = |netns, uid| Socket {
-        netns,
-        protocol: Protocol::Tcp,
-        local: "127.0.0.1:80".parse().expect("addr"),
-        remote: None,
-        state: SocketState::Listen,
-        uid,
-        inode: 9,
-        owners: Vec::new(),
-    };
-    assert!(u.explains(&sock(7, 1000)));
-    assert!(u.explains(&sock(7, 0)), "root's socket, privileges dropped");
-    assert!(!u.explains(&sock(7, 1001)), "another user's");
-    assert!(!u.explains(&sock(8, 1000)), "another namespace");
-    let nowhere = Unreadable { netns: 0, ..u };
-    assert!(nowhere.explains(&sock(8, 1000)), "namespace unknown");
-    assert!(!nowhere.explains(&sock(8, 1001)));
-}
-
-#[test]
 fn clone_from_copies_every_field() {
     let full = Process {
         pid: 7,
