@@ -21,6 +21,9 @@ use agent_util::{
     run, run_as, show, signature, write_atomic, Agent, As, Launch, Offender, Opts, Received,
     Rfc5424, Setup, Sink, TIMEOUT,
 };
+// Control and format characters made visible the way the agent documents (the cases are
+// unit tests of `report::printable`).
+use aupwatch::report::printable;
 use common::{comm, netns_of, prerequisites, skip, Lab};
 use serde_json::Value;
 use std::ffi::OsStr;
@@ -49,20 +52,6 @@ fn stderr(out: &std::process::Output) -> String {
 /// The tracked finding with id `id` in `list` (`findings` or `recently_resolved`).
 fn by_id<'a>(list: &'a Value, id: &str) -> Option<&'a Value> {
     list.as_array()?.iter().find(|t| t["id"] == id)
-}
-
-/// Control characters made visible the way the agent documents (`report::printable`: Rust's
-/// `escape_default` of each control character).
-fn printable(s: &str) -> String {
-    s.chars()
-        .flat_map(|c| {
-            if c.is_control() {
-                c.escape_default().collect::<Vec<_>>()
-            } else {
-                vec![c]
-            }
-        })
-        .collect()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -620,11 +609,15 @@ fn syslog_rfc5424_priorities_and_escaped_structured_data() {
     let agent = Agent::start(T, &lab, &s);
 
     // comm is attacker-chosen: the kernel takes any bytes but NUL and `/` in a file name.
-    let hostile = format!("o]\"\\\n{}", s.base);
+    // A right-to-left override (a Unicode format character) too.
+    let hostile = format!("o]\"\\\n\u{202e}{}", s.base);
     let mut off = Offender::start(&s.dir, &hostile);
     let pid = off.pid;
     let kernel_comm = comm(pid).expect("comm");
-    assert!(kernel_comm.starts_with("o]\"\\\n"), "{kernel_comm:?}");
+    assert!(
+        kernel_comm.starts_with("o]\"\\\n\u{202e}"),
+        "{kernel_comm:?}"
+    );
     let ours = |m: &[Received], event: &str| -> Vec<(Received, Rfc5424)> {
         m.iter()
             .filter_map(|r| Some((r.clone(), parse_rfc5424(&r.text()).ok()?)))
@@ -649,8 +642,8 @@ fn syslog_rfc5424_priorities_and_escaped_structured_data() {
             panic!("not RFC 5424 ({e}): {text:?}");
         }
         assert!(
-            !text.chars().any(char::is_control),
-            "a syslog message is one line without control characters: {text:?}"
+            !text.chars().any(|c| c.is_control() || c == '\u{202e}'),
+            "a syslog message is one line without control or format characters: {text:?}"
         );
     }
     let news = ours(&got, "new");
