@@ -178,6 +178,20 @@ fn scan_table_and_explain_of_a_hostile_process() {
     let explained = text(&explain.stdout);
     assert_escaped("scan --explain", &explained);
 
+    // JSON for machines: the same escapes as JSON `\u` escapes, the data unchanged.
+    let json = aupwatch(&[&scan[..], &["--json"]].concat());
+    assert_eq!(json.status.code(), Some(1), "{json:?}");
+    let json_text = text(&json.stdout);
+    assert_escaped("scan --json", &json_text);
+    let doc: serde_json::Value = serde_json::from_str(&json_text).expect("scan --json");
+    let comms: Vec<&str> = doc["findings"]
+        .as_array()
+        .expect("findings")
+        .iter()
+        .filter_map(|f| f["process"]["comm"].as_str())
+        .collect();
+    assert_eq!(comms, [HOSTILE_NAME, HOSTILE_NAME], "{json_text}");
+
     with_filters(scan_filters(dir.path(), offender.pid()), || {
         insta::assert_snapshot!("scan_table", shown);
         insta::assert_snapshot!("scan_explain", explained);

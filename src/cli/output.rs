@@ -63,8 +63,9 @@ impl<'a> ScanReport<'a> {
 
 pub fn json<T: Serialize>(value: &T) -> Result<()> {
     let mut out = std::io::stdout().lock();
-    // An I/O error stays one (a broken pipe is the end of the output, not an error).
-    serde_json::to_writer_pretty(&mut out, value).map_err(std::io::Error::from)?;
+    // Format and control characters as \u escapes too. An I/O error stays one (a broken pipe
+    // is the end of the output, not an error).
+    aupwatch::report::write_json_pretty(&mut out, value).map_err(std::io::Error::from)?;
     writeln!(out)?;
     Ok(())
 }

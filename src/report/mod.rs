@@ -81,6 +81,64 @@ fn is_format(c: char) -> bool {
         .is_ok()
 }
 
+/// Writes `value` as pretty-printed JSON (`serde_json::to_writer_pretty`'s layout) in which
+/// the characters [`printable`] escapes and JSON leaves raw (DEL, C1 controls, Unicode format
+/// characters) are `\uXXXX` escapes too: the same data, safe on a terminal.
+pub fn write_json_pretty<W, T>(writer: W, value: &T) -> serde_json::Result<()>
+where
+    W: std::io::Write,
+    T: serde::Serialize + ?Sized,
+{
+    let formatter = TerminalJson(serde_json::ser::PrettyFormatter::new());
+    value.serialize(&mut serde_json::Serializer::with_formatter(
+        writer, formatter,
+    ))
+}
+
+/// serde_json's pretty formatter, escaping what [`needs_escape`] says in strings.
+struct TerminalJson<'a>(serde_json::ser::PrettyFormatter<'a>);
+
+macro_rules! delegate {
+    ($($name:ident($($arg:ident: $ty:ty),*)),* $(,)?) => {
+        $(fn $name<W: ?Sized + std::io::Write>(&mut self, writer: &mut W $(, $arg: $ty)*) -> std::io::Result<()> {
+            self.0.$name(writer $(, $arg)*)
+        })*
+    };
+}
+
+impl serde_json::ser::Formatter for TerminalJson<'_> {
+    delegate!(
+        begin_array(),
+        end_array(),
+        begin_array_value(first: bool),
+        end_array_value(),
+        begin_object(),
+        end_object(),
+        begin_object_key(first: bool),
+        begin_object_value(),
+        end_object_value(),
+    );
+
+    /// The unescaped runs of a string (serde_json has escaped `"`, `\\` and C0 already).
+    fn write_string_fragment<W: ?Sized + std::io::Write>(
+        &mut self,
+        writer: &mut W,
+        fragment: &str,
+    ) -> std::io::Result<()> {
+        let mut start = 0;
+        for (i, c) in fragment.char_indices() {
+            if needs_escape(c) {
+                writer.write_all(&fragment.as_bytes()[start..i])?;
+                for unit in c.encode_utf16(&mut [0; 2]) {
+                    write!(writer, "\\u{unit:04x}")?;
+                }
+                start = i + c.len_utf8();
+            }
+        }
+        writer.write_all(&fragment.as_bytes()[start..])
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Level {
     Error,
@@ -171,6 +229,35 @@ mod tests {
         assert_eq!(
             super::printable_lines("a\u{202e}b\nc\rd"),
             "a\\u{202e}b\nc\\rd"
+        );
+    }
+
+    #[test]
+    fn json_escapes_what_printable_escapes_and_keeps_the_data() {
+        let value = serde_json::json!({
+            "comm": "gpj\u{202e}xcod\u{1b}[2J\u{7f}\u{9b}",
+            "tag": "\u{e0041}",
+            "plain": ["héllo \"wörld\"", 1, null],
+        });
+        let mut out = Vec::new();
+        super::write_json_pretty(&mut out, &value).expect("write");
+        let text = String::from_utf8(out).expect("UTF-8");
+        assert!(
+            text.contains(r#""gpj\u202excod\u001b[2J\u007f\u009b""#),
+            "{text}"
+        );
+        assert!(text.contains(r#""\udb40\udc41""#), "{text}");
+        assert!(text.contains(r#""héllo \"wörld\"""#), "{text}");
+        assert!(!text.chars().any(|c| c != '\n' && super::needs_escape(c)));
+        let back: serde_json::Value = serde_json::from_str(&text).expect("valid JSON");
+        assert_eq!(back, value);
+        // The same layout as serde_json's own pretty printer.
+        let plain = serde_json::json!({"a": [1, {"b": "c"}], "d": {}});
+        let mut out = Vec::new();
+        super::write_json_pretty(&mut out, &plain).expect("write");
+        assert_eq!(
+            String::from_utf8(out).expect("UTF-8"),
+            serde_json::to_string_pretty(&plain).expect("pretty")
         );
     }
 
