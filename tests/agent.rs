@@ -21,6 +21,9 @@ use agent_util::{
     run, run_as, show, signature, write_atomic, Agent, As, Launch, Offender, Opts, Received,
     Rfc5424, Setup, Sink, TIMEOUT,
 };
+// Control and format characters made visible the way the agent documents (the cases are
+// unit tests of `report::printable`).
+use aupwatch::report::printable;
 use common::{comm, netns_of, prerequisites, skip, Lab};
 use serde_json::Value;
 use std::ffi::OsStr;
@@ -29,8 +32,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-/// Root, `ip`, `nsenter`, `kill` and `programs`; `None` after printing why (or failing under CI).
-fn ready(test: &str, programs: &[&str]) -> Option<Vec<PathBuf>> {
+/// Root, `ip`, `nsenter`, `kill` and `programs` (the test fails without them).
+fn ready(test: &str, programs: &[&str]) -> Vec<PathBuf> {
     prerequisites(test, programs)
 }
 
@@ -51,20 +54,6 @@ fn by_id<'a>(list: &'a Value, id: &str) -> Option<&'a Value> {
     list.as_array()?.iter().find(|t| t["id"] == id)
 }
 
-/// Control characters made visible the way the agent documents (`report::printable`: Rust's
-/// `escape_default` of each control character).
-fn printable(s: &str) -> String {
-    s.chars()
-        .flat_map(|c| {
-            if c.is_control() {
-                c.escape_default().collect::<Vec<_>>()
-            } else {
-                vec![c]
-            }
-        })
-        .collect()
-}
-
 // ---------------------------------------------------------------------------------------------
 // 1. Lifecycle
 
@@ -72,11 +61,10 @@ fn printable(s: &str) -> String {
 /// is in `recently_resolved` and gone from `findings`; the status CLI agrees (exit 1 while it
 /// runs); SIGINT stops the agent with exit 0.
 #[test]
+#[ignore = "needs root, network namespaces and the packages .ci/run installs; run with --include-ignored (CI does)"]
 fn lifecycle_new_then_ongoing_then_resolved() {
     const T: &str = "lifecycle_new_then_ongoing_then_resolved";
-    if ready(T, &[]).is_none() {
-        return;
-    }
+    ready(T, &[]);
     let lab = Lab::new(T, "aglc");
     let s = Setup::new(lab.dir(), "lc");
     let sig = s.sig_id("sleeper");
@@ -178,11 +166,10 @@ fn lifecycle_new_then_ongoing_then_resolved() {
 /// reason. Removing the exception from the running config (hot reload) un-excepts the finding
 /// and logs `exception_changed`.
 #[test]
+#[ignore = "needs root, network namespaces and the packages .ci/run installs; run with --include-ignored (CI does)"]
 fn exceptions_mark_findings_and_decide_the_exit_code() {
     const T: &str = "exceptions_mark_findings_and_decide_the_exit_code";
-    if ready(T, &[]).is_none() {
-        return;
-    }
+    ready(T, &[]);
     let lab = Lab::new(T, "agex");
     let mut s = Setup::new(lab.dir(), "ex");
     // Only this test's signatures: no other finding on the machine can change the exit code.
@@ -314,11 +301,10 @@ fn exceptions_mark_findings_and_decide_the_exit_code() {
 /// rejection. (b) Fixing the file (a new, good signature) is picked up without a restart. (c)
 /// SIGHUP reloads (`trigger = "SIGHUP"`).
 #[test]
+#[ignore = "needs root, network namespaces and the packages .ci/run installs; run with --include-ignored (CI does)"]
 fn reload_rejects_a_broken_set_and_picks_up_a_fixed_one() {
     const T: &str = "reload_rejects_a_broken_set_and_picks_up_a_fixed_one";
-    if ready(T, &[]).is_none() {
-        return;
-    }
+    ready(T, &[]);
     let lab = Lab::new(T, "agrl");
     let s = Setup::new(lab.dir(), "rl");
     let sig_a = s.sig_id("first");
@@ -431,11 +417,10 @@ fn reload_rejects_a_broken_set_and_picks_up_a_fixed_one() {
 /// Guards a fixed bug: for a bare file name the watched directory was `""`, so config
 /// edits were ignored until SIGHUP (the daemon now makes the path absolute).
 #[test]
+#[ignore = "needs root, network namespaces and the packages .ci/run installs; run with --include-ignored (CI does)"]
 fn config_change_reloads_when_the_config_path_is_relative() {
     const T: &str = "config_change_reloads_when_the_config_path_is_relative";
-    if ready(T, &[]).is_none() {
-        return;
-    }
+    ready(T, &[]);
     let lab = Lab::new(T, "agrc");
     let s = Setup::new(lab.dir(), "rc");
     s.write_config(&Opts::default());
@@ -471,11 +456,10 @@ fn config_change_reloads_when_the_config_path_is_relative() {
 /// on SIGHUP `RELOADING=1` with a current `MONOTONIC_USEC`, then READY=1; on SIGTERM STOPPING=1,
 /// exit 0 within 30 s, and the status socket removed.
 #[test]
+#[ignore = "needs root, network namespaces and the packages .ci/run installs; run with --include-ignored (CI does)"]
 fn sd_notify_ready_watchdog_reloading_stopping() {
     const T: &str = "sd_notify_ready_watchdog_reloading_stopping";
-    if ready(T, &[]).is_none() {
-        return;
-    }
+    ready(T, &[]);
     let lab = Lab::new(T, "agsn");
     let s = Setup::new(lab.dir(), "sn");
     s.write_config(&Opts::default());
@@ -596,11 +580,10 @@ fn sd_notify_ready_watchdog_reloading_stopping() {
 /// configured hostname, PROCID the agent's pid, and the structured data stays parseable with
 /// an attacker-chosen process name: `]`, `"`, `\` and a newline in comm and exe.
 #[test]
+#[ignore = "needs root, network namespaces and the packages .ci/run installs; run with --include-ignored (CI does)"]
 fn syslog_rfc5424_priorities_and_escaped_structured_data() {
     const T: &str = "syslog_rfc5424_priorities_and_escaped_structured_data";
-    if ready(T, &[]).is_none() {
-        return;
-    }
+    ready(T, &[]);
     let lab = Lab::new(T, "agsy");
     let s = Setup::new(lab.dir(), "sy");
     let severities = [
@@ -626,11 +609,15 @@ fn syslog_rfc5424_priorities_and_escaped_structured_data() {
     let agent = Agent::start(T, &lab, &s);
 
     // comm is attacker-chosen: the kernel takes any bytes but NUL and `/` in a file name.
-    let hostile = format!("o]\"\\\n{}", s.base);
+    // A right-to-left override (a Unicode format character) too.
+    let hostile = format!("o]\"\\\n\u{202e}{}", s.base);
     let mut off = Offender::start(&s.dir, &hostile);
     let pid = off.pid;
     let kernel_comm = comm(pid).expect("comm");
-    assert!(kernel_comm.starts_with("o]\"\\\n"), "{kernel_comm:?}");
+    assert!(
+        kernel_comm.starts_with("o]\"\\\n\u{202e}"),
+        "{kernel_comm:?}"
+    );
     let ours = |m: &[Received], event: &str| -> Vec<(Received, Rfc5424)> {
         m.iter()
             .filter_map(|r| Some((r.clone(), parse_rfc5424(&r.text()).ok()?)))
@@ -655,8 +642,8 @@ fn syslog_rfc5424_priorities_and_escaped_structured_data() {
             panic!("not RFC 5424 ({e}): {text:?}");
         }
         assert!(
-            !text.chars().any(char::is_control),
-            "a syslog message is one line without control characters: {text:?}"
+            !text.chars().any(|c| c.is_control() || c == '\u{202e}'),
+            "a syslog message is one line without control or format characters: {text:?}"
         );
     }
     let news = ours(&got, "new");
@@ -728,11 +715,10 @@ fn syslog_rfc5424_priorities_and_escaped_structured_data() {
 /// `state_dir/events.jsonl`: one JSON object per line; the offender's finding has a `new` line
 /// and then a `resolved` line, under the same id.
 #[test]
+#[ignore = "needs root, network namespaces and the packages .ci/run installs; run with --include-ignored (CI does)"]
 fn event_log_records_new_then_resolved() {
     const T: &str = "event_log_records_new_then_resolved";
-    if ready(T, &[]).is_none() {
-        return;
-    }
+    ready(T, &[]);
     let lab = Lab::new(T, "agev");
     let s = Setup::new(lab.dir(), "ev");
     let sig = s.sig_id("sleeper");
@@ -795,11 +781,10 @@ fn event_log_records_new_then_resolved() {
 ///
 /// Guards a fixed bug: the event log's `sent` was a literal 0.
 #[test]
+#[ignore = "needs root, network namespaces and the packages .ci/run installs; run with --include-ignored (CI does)"]
 fn status_counts_what_each_sink_delivered() {
     const T: &str = "status_counts_what_each_sink_delivered";
-    if ready(T, &[]).is_none() {
-        return;
-    }
+    ready(T, &[]);
     let lab = Lab::new(T, "agsc");
     let mut s = Setup::new(lab.dir(), "sc");
     s.replace_shipped();
@@ -847,11 +832,10 @@ fn status_counts_what_each_sink_delivered() {
 /// Guards a fixed bug: one failure left the agent `degraded` (and `aupwatch_up` 0) for good,
 /// because neither sink cleared its last error after a later success.
 #[test]
+#[ignore = "needs root, network namespaces and the packages .ci/run installs; run with --include-ignored (CI does)"]
 fn health_recovers_when_failing_sinks_deliver_again() {
     const T: &str = "health_recovers_when_failing_sinks_deliver_again";
-    if ready(T, &[]).is_none() {
-        return;
-    }
+    ready(T, &[]);
     let lab = Lab::new(T, "aghr");
     let mut s = Setup::new(lab.dir(), "hr");
     s.replace_shipped();
@@ -907,11 +891,10 @@ fn health_recovers_when_failing_sinks_deliver_again() {
 /// Guards a fixed bug: any non-empty hostname went into the header as is, so one with a
 /// space shifted every later header field.
 #[test]
+#[ignore = "needs root, network namespaces and the packages .ci/run installs; run with --include-ignored (CI does)"]
 fn syslog_header_stays_valid_whatever_the_configured_hostname() {
     const T: &str = "syslog_header_stays_valid_whatever_the_configured_hostname";
-    if ready(T, &[]).is_none() {
-        return;
-    }
+    ready(T, &[]);
     let lab = Lab::new(T, "aghn");
     let mut s = Setup::new(lab.dir(), "hn");
     s.replace_shipped();
@@ -955,11 +938,10 @@ fn syslog_header_stays_valid_whatever_the_configured_hostname() {
 /// no status socket, no READY=1), nor on a status socket another agent answers (exit 2,
 /// "already answering"; the first agent keeps serving).
 #[test]
+#[ignore = "needs root, network namespaces and the packages .ci/run installs; run with --include-ignored (CI does)"]
 fn agent_refuses_to_start_on_a_broken_config_or_a_taken_socket() {
     const T: &str = "agent_refuses_to_start_on_a_broken_config_or_a_taken_socket";
-    if ready(T, &[]).is_none() {
-        return;
-    }
+    ready(T, &[]);
     let lab = Lab::new(T, "agst");
     let s = Setup::new(lab.dir(), "st");
     let good = s.config(&Opts::default());
@@ -1094,11 +1076,10 @@ fn assert_answered(out: &std::process::Output, who: &str, agent_pid: u32) {
 /// 2, permission denied); root can. With the file mode loosened to 0666 the agent's own
 /// peer-credential check still refuses `nobody` ("the agent refused: permission denied").
 #[test]
+#[ignore = "needs root, network namespaces and the packages .ci/run installs; run with --include-ignored (CI does)"]
 fn status_socket_without_group_is_root_only_and_checks_peer_credentials() {
     const T: &str = "status_socket_without_group_is_root_only_and_checks_peer_credentials";
-    let Some(tools) = ready(T, &["setpriv"]) else {
-        return;
-    };
+    let tools = ready(T, &["setpriv"]);
     let setpriv = &tools[0];
     let lab = Lab::new(T, "agpm");
     let mut s = Setup::new(lab.dir(), "pm");
@@ -1146,15 +1127,13 @@ fn status_socket_without_group_is_root_only_and_checks_peer_credentials() {
 /// host): the socket is 0660 group adm; a process of group adm reads the status, `nobody`
 /// without it is refused, root reads it.
 #[test]
+#[ignore = "needs root, network namespaces and the packages .ci/run installs; run with --include-ignored (CI does)"]
 fn status_socket_group_is_0660_and_its_members_may_read() {
     const T: &str = "status_socket_group_is_0660_and_its_members_may_read";
-    let Some(tools) = ready(T, &["setpriv"]) else {
-        return;
-    };
+    let tools = ready(T, &["setpriv"]);
     let setpriv = &tools[0];
     let Some(adm) = group_gid("adm") else {
         skip(T, "there is no group `adm`");
-        return;
     };
     let lab = Lab::new(T, "aggr");
     let mut s = Setup::new(lab.dir(), "gr");
@@ -1196,15 +1175,13 @@ fn status_socket_group_is_0660_and_its_members_may_read() {
 /// Guards a fixed bug: only the peer's primary gid and the group database's member list
 /// were checked (the peer's supplementary groups now come from its /proc status).
 #[test]
+#[ignore = "needs root, network namespaces and the packages .ci/run installs; run with --include-ignored (CI does)"]
 fn status_socket_answers_a_member_by_supplementary_group() {
     const T: &str = "status_socket_answers_a_member_by_supplementary_group";
-    let Some(tools) = ready(T, &["setpriv"]) else {
-        return;
-    };
+    let tools = ready(T, &["setpriv"]);
     let setpriv = &tools[0];
     let Some(adm) = group_gid("adm") else {
         skip(T, "there is no group `adm`");
-        return;
     };
     let (uid, gid) = nobody();
     let listed = nix::unistd::Group::from_gid(nix::unistd::Gid::from_raw(adm))
@@ -1213,7 +1190,6 @@ fn status_socket_answers_a_member_by_supplementary_group() {
         .is_some_and(|g| g.mem.iter().any(|m| m == "nobody"));
     if listed {
         skip(T, "`nobody` is listed in group adm: nothing to tell apart");
-        return;
     }
     let lab = Lab::new(T, "agsg");
     let mut s = Setup::new(lab.dir(), "sg");
@@ -1345,14 +1321,12 @@ fn config_check_reports_an_unknown_key_and_a_bad_interval_together() {
 /// after a few intervals, while a one-shot `aupwatch scan` with the same signature cannot
 /// show either and does not find it.
 #[test]
+#[ignore = "needs root, network namespaces and the packages .ci/run installs; run with --include-ignored (CI does)"]
 fn history_rules_fire_in_the_agent_not_in_a_one_shot_scan() {
     const T: &str = "history_rules_fire_in_the_agent_not_in_a_one_shot_scan";
-    if ready(T, &[]).is_none() {
-        return;
-    }
+    ready(T, &[]);
     let Some(python) = common::python3() else {
         skip(T, "python3 is not installed");
-        return;
     };
     let mut lab = Lab::new(T, "aghi");
     let mut s = Setup::new(lab.dir(), "hi");

@@ -6,8 +6,10 @@ use anyhow::{bail, Context, Result};
 use aupwatch::detect::{self, History};
 use aupwatch::inventory;
 use aupwatch::probe;
+use aupwatch::report::{printable, printable_lines, stderr_line};
 use aupwatch::signatures::{self, SignatureSet};
 use clap::{Args, Parser, Subcommand};
+use std::io::Write;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -177,7 +179,7 @@ pub fn run() -> Result<u8> {
         Command::Signatures(SignaturesCommand::Check { dir }) => check(dir),
         Command::Signatures(SignaturesCommand::List { source, json }) => {
             let set = load(&source)?;
-            output::list(&set, json)?;
+            printed(output::list(&set, json))?;
             Ok(EXIT_CLEAN)
         }
         Command::Agent(args) => {
@@ -189,13 +191,13 @@ pub fn run() -> Result<u8> {
         }
         Command::Status(args) => {
             let doc = aupwatch::report::status::query(&args.socket)?;
-            if args.json {
-                output::json(&doc)?;
+            printed(if args.json {
+                output::json(&doc)
             } else if args.prometheus {
-                output::prometheus(&doc)?;
+                output::prometheus(&doc)
             } else {
-                output::status(&doc)?;
-            }
+                output::status(&doc)
+            })?;
             let active = doc["findings"]
                 .as_array()
                 .map_or(0, |f| f.iter().filter(|t| t["excepted"].is_null()).count());
@@ -212,35 +214,40 @@ pub fn run() -> Result<u8> {
                         .path
                         .as_ref()
                         .map_or("built-in defaults".to_string(), |p| p.display().to_string());
-                    println!(
-                        "{from}: OK — interval {}s, {} signatures (version {}), {} exception(s)",
-                        cfg.interval.as_secs(),
-                        set.signatures.len(),
-                        set.version(),
-                        cfg.exceptions.len()
-                    );
+                    printed(
+                        writeln!(
+                            std::io::stdout(),
+                            "{}: OK — interval {}s, {} signatures (version {}), {} exception(s)",
+                            printable(&from),
+                            cfg.interval.as_secs(),
+                            set.signatures.len(),
+                            set.version(),
+                            cfg.exceptions.len()
+                        )
+                        .map_err(anyhow::Error::from),
+                    )?;
                     let now = aupwatch::usage::now_unix_ms();
                     for ex in &cfg.exceptions {
                         if ex.expires_unix_ms.is_some_and(|e| e <= now) {
-                            eprintln!(
+                            stderr_line(&format!(
                                 "warning: {}: exception has expired ({}) and no longer applies",
-                                ex.source,
-                                ex.expires_text.as_deref().unwrap_or("?")
-                            );
+                                printable(&ex.source),
+                                printable(ex.expires_text.as_deref().unwrap_or("?"))
+                            ));
                         }
                         let known = set.signatures.iter().any(|s| ex.signatures.is_match(&s.id));
                         if !known {
-                            eprintln!(
+                            stderr_line(&format!(
                                 "warning: {}: exception matches no loaded signature ({})",
-                                ex.source,
-                                ex.signature_patterns.join(", ")
-                            );
+                                printable(&ex.source),
+                                printable(&ex.signature_patterns.join(", "))
+                            ));
                         }
                     }
                     Ok(EXIT_CLEAN)
                 }
                 Err(e) => {
-                    eprintln!("{e}");
+                    stderr_line(&printable_lines(&e.to_string()));
                     Ok(EXIT_ERROR)
                 }
             }
@@ -250,7 +257,7 @@ pub fn run() -> Result<u8> {
                 proc_root: args.proc_root,
                 ..inventory::Options::default()
             })?;
-            output::json(&snap)?;
+            printed(output::json(&snap))?;
             Ok(EXIT_CLEAN)
         }
     }
@@ -273,15 +280,20 @@ fn check(dir: Option<PathBuf>) -> Result<u8> {
         .map_or("bundled packs".to_string(), |d| d.display().to_string());
     match result {
         Ok(set) => {
-            println!(
-                "{where_}: {} signatures OK (version {})",
-                set.signatures.len(),
-                set.version()
-            );
+            printed(
+                writeln!(
+                    std::io::stdout(),
+                    "{}: {} signatures OK (version {})",
+                    printable(&where_),
+                    set.signatures.len(),
+                    set.version()
+                )
+                .map_err(anyhow::Error::from),
+            )?;
             Ok(EXIT_CLEAN)
         }
         Err(e) => {
-            eprintln!("{where_}: {e}");
+            stderr_line(&printable_lines(&format!("{where_}: {e}")));
             Ok(EXIT_ERROR)
         }
     }
@@ -338,14 +350,14 @@ fn scan(args: ScanArgs) -> Result<u8> {
             }
         }
         if args.iterations > 1 {
-            eprintln!(
+            stderr_line(&format!(
                 "iteration {i}/{}: {} processes={} sockets={} detect_cpu_ms={:.3}",
                 args.iterations,
                 spent_line(&cost.stop()),
                 snap.processes.len(),
                 snap.sockets.len(),
                 aupwatch::usage::ms(judged.cpu())
-            );
+            ));
             if i < args.iterations && args.sample > 0.0 {
                 std::thread::sleep(pause);
             }
@@ -361,20 +373,38 @@ fn scan(args: ScanArgs) -> Result<u8> {
         let Some(explanations) = detect::explain(&snap, &history, &set, pid) else {
             bail!("no process {pid} in the inventory (it exited, or this user cannot see it)");
         };
-        output::explain(&snap, pid, &explanations, &findings)?;
+        printed(output::explain(&snap, pid, &explanations, &findings))?;
         let any = explanations.iter().any(|e| e.matched);
         return Ok(if any { EXIT_FINDINGS } else { EXIT_CLEAN });
     }
     let report = output::ScanReport::new(&snap, &set, &findings, args.sample);
-    if args.json {
-        output::json(&report)?;
+    printed(if args.json {
+        output::json(&report)
     } else {
-        output::table(&report)?;
-    }
+        output::table(&report)
+    })?;
     Ok(if findings.is_empty() {
         EXIT_CLEAN
     } else {
         EXIT_FINDINGS
+    })
+}
+
+/// Output that ended because its reader went away ended quietly: a broken pipe on stdout
+/// (`aupwatch scan | head -1`) is the end of the output, not an error, and the command exits
+/// with the status it would have had (ripgrep's rule).
+fn printed(result: Result<()>) -> Result<()> {
+    match result {
+        Err(e) if broken_pipe(&e) => Ok(()),
+        other => other,
+    }
+}
+
+fn broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
     })
 }
 

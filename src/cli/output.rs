@@ -63,7 +63,9 @@ impl<'a> ScanReport<'a> {
 
 pub fn json<T: Serialize>(value: &T) -> Result<()> {
     let mut out = std::io::stdout().lock();
-    serde_json::to_writer_pretty(&mut out, value)?;
+    // Format and control characters as \u escapes too. An I/O error stays one (a broken pipe
+    // is the end of the output, not an error).
+    aupwatch::report::write_json_pretty(&mut out, value).map_err(std::io::Error::from)?;
     writeln!(out)?;
     Ok(())
 }
@@ -170,7 +172,7 @@ pub fn table(r: &ScanReport) -> Result<()> {
                 [
                     f.severity.as_str().to_string(),
                     f.category.to_string(),
-                    f.signature.clone(),
+                    clean(&f.signature),
                     pid,
                     user,
                     what,
@@ -248,15 +250,16 @@ pub fn table(r: &ScanReport) -> Result<()> {
     )?;
     drop(out);
     if !r.gaps.is_empty() {
-        eprintln!(
+        use aupwatch::report::stderr_line;
+        stderr_line(&format!(
             "aupwatch: {} part(s) of the host could not be read:",
             r.gaps.len()
-        );
+        ));
         for g in r.gaps.iter().take(10) {
-            eprintln!("  {}: {}", clean(&g.what), clean(&g.error));
+            stderr_line(&format!("  {}: {}", clean(&g.what), clean(&g.error)));
         }
         if r.gaps.len() > 10 {
-            eprintln!("  … and {} more (see --json)", r.gaps.len() - 10);
+            stderr_line(&format!("  … and {} more (see --json)", r.gaps.len() - 10));
         }
     }
     Ok(())
@@ -311,7 +314,7 @@ pub fn explain(
             out,
             "{} {} [{} {}]",
             if e.matched { "MATCH" } else { "  -  " },
-            e.signature,
+            clean(&e.signature),
             e.category,
             e.severity
         )?;
@@ -376,7 +379,7 @@ pub fn list(set: &SignatureSet, as_json: bool) -> Result<()> {
     let w_id = set
         .signatures
         .iter()
-        .map(|s| s.id.len())
+        .map(|s| clean(&s.id).chars().count())
         .max()
         .unwrap_or(2)
         .max(2);
@@ -396,10 +399,10 @@ pub fn list(set: &SignatureSet, as_json: bool) -> Result<()> {
         writeln!(
             out,
             "{:<w_id$}  {:<w_cat$}  {:<8}  {}",
-            s.id,
+            clean(&s.id),
             s.category.as_str(),
             s.severity.as_str(),
-            s.description
+            clean(&s.description)
         )?;
     }
     writeln!(
@@ -435,16 +438,16 @@ pub fn status(doc: &serde_json::Value) -> Result<()> {
         })
     };
     let a = &doc["agent"];
-    let health = a["health"].as_str().unwrap_or("?");
+    let health = clean(a["health"].as_str().unwrap_or("?"));
     let health_shown = if style.color {
-        let code = match health {
+        let code = match health.as_str() {
             "ok" => "32",
             "starting" => "33",
             _ => "31",
         };
         format!("\x1b[{code}m{health}\x1b[0m")
     } else {
-        health.to_string()
+        health.clone()
     };
     let kv = |k: &str, v: String| format!("{:<12}{v}", format!("{k}:"));
     writeln!(

@@ -445,10 +445,9 @@ mod tests {
         )
         .expect("text tables");
         assert_eq!(skipped, 0);
-        let Ok(mut sock) = DiagSocket::open() else {
-            eprintln!("no NETLINK_SOCK_DIAG here; skipped");
-            return;
-        };
+        // The inventory's socket source on every Linux: without it the test fails rather
+        // than passes doing nothing.
+        let mut sock = DiagSocket::open().expect("a NETLINK_SOCK_DIAG socket");
         let mut diag = Vec::new();
         let mut recv = vec![0; RECV_BUF];
         let mut tcp_both = None;

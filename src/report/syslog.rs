@@ -236,6 +236,62 @@ mod tests {
         assert!(!message.contains('\u{1b}'), "{message}");
     }
 
+    /// A process name with a right-to-left override, a zero-width space and an escape
+    /// sequence: escaped in the structured data and the message alike.
+    #[test]
+    fn format_and_control_characters_are_escaped() {
+        let finding = crate::detect::Finding {
+            signature: "mining.xmrig".into(),
+            category: crate::signatures::Category::Mining,
+            severity: crate::signatures::Severity::High,
+            description: "d".into(),
+            aup: "a".into(),
+            process: Some(crate::detect::ProcessRef {
+                pid: 7,
+                ppid: 1,
+                start_ticks: 1,
+                uid: 0,
+                user: Some("r\u{200b}oot".into()),
+                comm: "gpj\u{202e}xcod\u{1b}[2J".into(),
+                exe: Some("/tmp/gpj\u{202e}xcod".into()),
+                exe_deleted: false,
+                cmdline: vec![],
+                netns: 1,
+                container: None,
+            }),
+            interface: None,
+            host: false,
+            related_pids: vec![],
+            sockets: vec![],
+            evidence: vec![crate::detect::Evidence {
+                predicate: "name".into(),
+                value: "comm \"gpj\u{202e}xcod\"".into(),
+            }],
+            probe: None,
+        };
+        let mut tracker = crate::tracker::Tracker::new("h");
+        let events = tracker.update(vec![finding], &[], 10);
+        let (_, sd, message) = super::render(&events[0]);
+        let sd = &sd[super::SD_ID];
+        assert_eq!(
+            sd.get("comm").map(String::as_str),
+            Some("gpj\\u{202e}xcod\\u{1b}[2J")
+        );
+        assert_eq!(
+            sd.get("exe").map(String::as_str),
+            Some("/tmp/gpj\\u{202e}xcod")
+        );
+        for text in sd.values().chain([&message]) {
+            assert!(
+                !text
+                    .chars()
+                    .any(|c| c.is_control() || "\u{202e}\u{200b}".contains(c)),
+                "{text:?}"
+            );
+        }
+        assert!(message.contains("user r\\u{200b}oot"), "{message}");
+    }
+
     #[test]
     fn header_hostnames_stay_one_token() {
         assert_eq!(super::header_hostname("web-17.example"), "web-17.example");
