@@ -250,9 +250,8 @@ pub struct Inventory {
     scan: u64,
     procs: IdMap<i32, Box<Entry>>,
     net: net::NetReader,
-    hashes: hash::Hashes,
-    /// What is read from executables (from `opts`).
-    wanted: hash::Wanted,
+    /// Reads executables (what `opts` wants of them) off this thread, with a deadline.
+    exes: hash::ExeReader,
     users: Users,
     /// Inodes of the TCP/UDP sockets of the last inventory (to their index in it).
     prev_index: IdMap<u64, usize>,
@@ -306,12 +305,14 @@ impl Inventory {
                 .filter(|&v| v > 0)
         };
         Inventory {
-            wanted: hash::Wanted::new(opts.hash_exes, &opts.exe_strings),
+            exes: hash::ExeReader::new(
+                hash::Wanted::new(opts.hash_exes, &opts.exe_strings),
+                hash::READ_TIMEOUT,
+            ),
             opts,
             scan: 0,
             procs: IdMap::default(),
             net: net::NetReader::new(),
-            hashes: hash::Hashes::default(),
             users: Users::default(),
             prev_index: IdMap::default(),
             spare_index: IdMap::default(),
@@ -517,9 +518,9 @@ impl Inventory {
             }
         }
         snap.processes = processes;
-        if self.wanted.any() {
+        if self.exes.wanted().any() {
             let live: HashSet<FileKey> = next.values().filter_map(|e| e.exe_key).collect();
-            self.hashes.retain(&live);
+            self.exes.retain(live);
         }
         self.procs = next;
         Ok(snap)
@@ -880,8 +881,8 @@ impl Inventory {
                 e.p.exe_sha256 = None;
                 e.p.exe_strings.clear();
                 e.exe_key = None;
-                if self.wanted.any() && e.p.exe.is_some() {
-                    match self.hashes.hash(dir, pid, &self.wanted) {
+                if let (true, Some(exe)) = (self.exes.wanted().any(), &e.p.exe) {
+                    match self.exes.hash(dir, pid, exe) {
                         hash::Hashed::Facts(key, facts, g) => {
                             e.exe_key = Some(key);
                             e.p.exe_sha256 = facts.sha256;
