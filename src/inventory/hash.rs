@@ -66,6 +66,8 @@ pub(super) struct ExeFacts {
 pub(super) struct Hashes {
     by_file: HashMap<FileKey, ExeFacts>,
     buf: Vec<u8>,
+    /// Bytes read so far, for a watcher telling a slow read from a hung one.
+    progress: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// What reading one process's executable gave.
@@ -125,6 +127,8 @@ impl Hashes {
             match read_fd(&fd, &mut self.buf[kept..kept + CHUNK]) {
                 Ok(0) => break,
                 Ok(n) => {
+                    self.progress
+                        .fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
                     if let Some(h) = hasher.as_mut() {
                         h.update(&self.buf[kept..kept + n]);
                     }
@@ -172,8 +176,9 @@ impl Hashes {
     }
 }
 
-/// How long one executable may take before the read is abandoned. Reading and hashing a
-/// static miner (~8 MB) takes ~30 ms; only a hung file system takes seconds.
+/// How long reading one executable may go without progress (no byte read) before it is
+/// abandoned. Reading and hashing a static miner (~8 MB) takes ~30 ms in all; only a hung
+/// file system makes no progress for seconds.
 pub(super) const READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 /// Readers left blocked in a read at once before executables are no longer read at all
 /// (each holds a thread the kernel will not wake until the file system answers).
@@ -187,6 +192,7 @@ enum Job {
 }
 
 struct Worker {
+    progress: std::sync::Arc<std::sync::atomic::AtomicU64>,
     jobs: std::sync::mpsc::Sender<Job>,
     replies: std::sync::mpsc::Receiver<Hashed>,
     /// Set by the thread when it ends: an abandoned reader that finished is not stuck.
@@ -199,10 +205,14 @@ impl Worker {
         let (reply_tx, replies) = std::sync::mpsc::channel();
         let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let finished = done.clone();
+        let progress = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let mut hashes = Hashes {
+            progress: progress.clone(),
+            ..Hashes::default()
+        };
         std::thread::Builder::new()
             .name("exe-reader".into())
             .spawn(move || {
-                let mut hashes = Hashes::default();
                 while let Ok(job) = job_rx.recv() {
                     match job {
                         Job::Hash(dir, pid) => {
@@ -217,6 +227,7 @@ impl Worker {
                 finished.store(true, std::sync::atomic::Ordering::Release);
             })?;
         Ok(Worker {
+            progress,
             jobs,
             replies,
             done,
@@ -309,7 +320,22 @@ impl ExeReader {
             self.worker = None;
             return gap("the executable reader ended".into());
         }
-        match w.replies.recv_timeout(self.timeout) {
+        // A read that goes on making progress (a large file, a slow disk, a loaded
+        // machine) is waited for; one that makes none for the timeout is abandoned.
+        let mut seen = w.progress.load(std::sync::atomic::Ordering::Relaxed);
+        let reply = loop {
+            match w.replies.recv_timeout(self.timeout) {
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                    let now = w.progress.load(std::sync::atomic::Ordering::Relaxed);
+                    if now == seen {
+                        break Err(std::sync::mpsc::RecvTimeoutError::Timeout);
+                    }
+                    seen = now;
+                }
+                other => break other,
+            }
+        };
+        match reply {
             Ok(r) => r,
             Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
                 if let Some(w) = self.worker.take() {
@@ -319,7 +345,7 @@ impl ExeReader {
                     self.timed_out.insert(exe.to_string());
                 }
                 gap(format!(
-                    "reading the executable took over {} ms and was abandoned (hung file system?)",
+                    "reading the executable made no progress for {} ms and was abandoned (hung file system?)",
                     self.timeout.as_millis()
                 ))
             }
