@@ -178,9 +178,8 @@ pub struct Inventory {
     scan: u64,
     procs: IdMap<i32, Box<Entry>>,
     net: net::NetReader,
-    hashes: hash::Hashes,
-    /// What is read from executables (from `opts`).
-    wanted: hash::Wanted,
+    /// Reads executables (what `opts` wants of them) off this thread, with a deadline.
+    exes: hash::ExeReader,
     users: Users,
     /// Inodes of the TCP/UDP sockets of the last inventory (to their index in it).
     prev_index: IdMap<u64, usize>,
@@ -234,12 +233,14 @@ impl Inventory {
                 .filter(|&v| v > 0)
         };
         Inventory {
-            wanted: hash::Wanted::new(opts.hash_exes, &opts.exe_strings),
+            exes: hash::ExeReader::new(
+                hash::Wanted::new(opts.hash_exes, &opts.exe_strings),
+                hash::READ_TIMEOUT,
+            ),
             opts,
             scan: 0,
             procs: IdMap::default(),
             net: net::NetReader::new(),
-            hashes: hash::Hashes::default(),
             users: Users::default(),
             prev_index: IdMap::default(),
             spare_index: IdMap::default(),
@@ -445,9 +446,9 @@ impl Inventory {
             }
         }
         snap.processes = processes;
-        if self.wanted.any() {
+        if self.exes.wanted().any() {
             let live: HashSet<FileKey> = next.values().filter_map(|e| e.exe_key).collect();
-            self.hashes.retain(&live);
+            self.exes.retain(live);
         }
         self.procs = next;
         Ok(snap)

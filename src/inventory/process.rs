@@ -303,8 +303,8 @@ impl Inventory {
                 e.p.exe_sha256 = None;
                 e.p.exe_strings.clear();
                 e.exe_key = None;
-                if self.wanted.any() && e.p.exe.is_some() {
-                    match self.hashes.hash(dir, pid, &self.wanted) {
+                if let (true, Some(exe)) = (self.exes.wanted().any(), &e.p.exe) {
+                    match self.exes.hash(dir, pid, exe) {
                         hash::Hashed::Facts(key, facts, g) => {
                             e.exe_key = Some(key);
                             e.p.exe_sha256 = facts.sha256;
