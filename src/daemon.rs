@@ -7,14 +7,13 @@
 //! status socket. They talk to the loop through one channel; the loop owns all state.
 
 use crate::config::{self, Config};
-use crate::detect::{self, History};
-use crate::inventory::{self, Inventory};
-use crate::probe::{self, Prober};
+use crate::inventory;
 use crate::report::eventlog::EventLog;
 use crate::report::notify::{monotonic_usec, Notifier};
 use crate::report::status::{Shared, StatusError, StatusServer};
 use crate::report::syslog::Syslog;
 use crate::report::{log, Level};
+use crate::scanner::{self, Scan, Scanner};
 use crate::signatures::{self, SignatureSet};
 use crate::tracker::{Event, Tracked, Tracker};
 use crate::usage::{ms, now_unix_ms, Cost, Usage};
@@ -89,8 +88,8 @@ pub fn run(mut launch: Launch) -> Result<(), DaemonError> {
         Level::Info,
         &format!(
             "agent started: {} signatures (version {}), interval {}s, status socket {}",
-            agent.set.signatures.len(),
-            agent.set.version(),
+            agent.scanner.set().signatures.len(),
+            agent.scanner.set().version(),
             agent.cfg.interval.as_secs(),
             agent.cfg.status.socket.display()
         ),
@@ -125,14 +124,8 @@ fn spawn_signals(tx: Sender<Msg>) -> std::io::Result<()> {
 struct Agent {
     launch: Launch,
     cfg: Config,
-    set: SignatureSet,
-    inventory: Inventory,
-    history: History,
-    /// What detection keeps for processes that did not change (resets itself when the set
-    /// changes).
-    detect_cache: detect::Cache,
-    /// Open-proxy probes and their cached results; `None` with `probes = false`.
-    prober: Option<Prober>,
+    /// Inventory, history, detection cache and prober: the same engine as `scan`.
+    scanner: Scanner,
     tracker: Option<Tracker>,
     notifier: Notifier,
     syslog: Option<Syslog>,
@@ -181,19 +174,11 @@ impl Agent {
     ) -> Result<Agent, DaemonError> {
         let status: Shared = Arc::new(Mutex::new("{}".to_string()));
         let server = StatusServer::start(&cfg.status.socket, &cfg.status.group, status.clone())?;
-        let inventory = inventory_for(&launch, &set);
+        let scanner = Scanner::new(set, scanner_options(&launch, &cfg));
         let mut agent = Agent {
-            history: {
-                let mut h = History::new(history_secs(&set, &cfg));
-                h.set_connection_filters(set.connection_filters.clone());
-                h
-            },
-            detect_cache: detect::Cache::new(),
-            prober: prober_for(&launch, &cfg),
+            scanner,
             launch,
             cfg,
-            set,
-            inventory,
             tracker: None,
             notifier,
             syslog: None,
@@ -329,21 +314,10 @@ impl Agent {
                         set.version()
                     ),
                 );
-                // CPU history and the inventory's cache outlive a reload: only the window may
-                // change, and only switching executable hashing needs a new inventory.
-                self.history.set_keep_secs(history_secs(&set, &cfg));
-                self.history
-                    .set_connection_filters(set.connection_filters.clone());
-                let opts = self.inventory.options();
-                if opts.hash_exes != set.needs_exe_hash || opts.exe_strings != set.exe_strings {
-                    self.inventory = inventory_for(&self.launch, &set);
-                }
-                // The probe cache outlives a reload too, unless probes are switched.
-                if self.prober.is_some() != cfg.probes {
-                    self.prober = prober_for(&self.launch, &cfg);
-                }
+                // CPU history, the inventory's cache and the probe cache outlive a reload.
+                self.scanner
+                    .reconfigure(set, scanner_options(&self.launch, &cfg));
                 self.cfg = cfg;
-                self.set = set;
                 self.configure_reporters();
                 if socket_changed {
                     self.server = None;
@@ -420,7 +394,11 @@ impl Agent {
 
     fn scan(&mut self) {
         let cost = Cost::start();
-        let snap = match self.inventory.take() {
+        let Scan {
+            snapshot: snap,
+            findings,
+            stats,
+        } = match self.scanner.scan(None) {
             Ok(s) => s,
             Err(e) => {
                 log(
@@ -430,20 +408,6 @@ impl Agent {
                 return;
             }
         };
-        self.history.observe(&snap);
-        let mut findings =
-            detect::run_cached(&snap, &self.history, &self.set, &mut self.detect_cache);
-        let mut probe_candidates = 0;
-        if let Some(prober) = self.prober.as_mut() {
-            // Bounded by the prober's budget (3 s); a namespace it cannot enter is a result
-            // that says so, never an error of the scan.
-            let targets = detect::probe::candidates(&findings, &snap, &self.set);
-            probe_candidates = targets.len();
-            if !targets.is_empty() {
-                let results = prober.run(&targets, now_unix_ms());
-                detect::probe::apply(&mut findings, &snap, &self.set, &results);
-            }
-        }
         let host = self
             .cfg
             .hostname
@@ -463,8 +427,6 @@ impl Agent {
         }
         let spent = cost.stop();
         let (duration_ms, cpu_ms) = (ms(spent.wall), ms(spent.cpu()));
-        let namespaces: std::collections::BTreeSet<u64> =
-            snap.processes.iter().map(|p| p.netns).collect();
         self.scans += 1;
         self.last_scan = Some(ScanInfo {
             at_unix_ms: snap.taken_at_unix_ms,
@@ -472,12 +434,12 @@ impl Agent {
             cpu_ms,
             processes: snap.processes.len(),
             sockets: snap.sockets.len(),
-            namespaces: namespaces.len(),
+            namespaces: stats.namespaces,
             gaps: snap.gaps.len(),
             findings: count,
-            probe_candidates,
+            probe_candidates: stats.probe_candidates,
         });
-        self.inventory.recycle(snap);
+        self.scanner.recycle(snap);
         self.publish();
         let active = self.tracker.as_ref().map_or(0, |t| t.active().len());
         self.notify(&format!(
@@ -561,14 +523,14 @@ impl Agent {
                 interval_secs: self.cfg.interval.as_secs(),
                 cpu_ms: ms(own.cpu()),
                 max_rss_kib: own.max_rss_kib,
-                history: self.history.size(),
+                history: self.scanner.history().size(),
             },
             last_scan: self.last_scan.clone(),
             scans: self.scans,
             last_reload: self.last_reload.clone(),
             signatures: SetInfo {
-                count: self.set.signatures.len(),
-                version: self.set.version().to_string(),
+                count: self.scanner.set().signatures.len(),
+                version: self.scanner.set().version().to_string(),
                 shipped: self
                     .cfg
                     .signatures_dir
@@ -601,29 +563,13 @@ impl Agent {
     }
 }
 
-/// The inventory the agent keeps: reading executables only when a signature needs it.
-fn inventory_for(launch: &Launch, set: &SignatureSet) -> Inventory {
-    Inventory::new(inventory::Options {
+/// The agent scans every interval, probing when the config says so.
+fn scanner_options(launch: &Launch, cfg: &Config) -> scanner::Options {
+    scanner::Options {
         proc_root: launch.proc_root.clone(),
-        hash_exes: set.needs_exe_hash,
-        exe_strings: set.exe_strings.clone(),
-        ..inventory::Options::default()
-    })
-}
-
-/// The agent's prober, when the config enables probes.
-fn prober_for(launch: &Launch, cfg: &Config) -> Option<Prober> {
-    cfg.probes.then(|| {
-        Prober::new(probe::Options {
-            proc_root: launch.proc_root.clone(),
-            ..probe::Options::default()
-        })
-    })
-}
-
-/// Keep CPU history for the longest signature window, and at least a few intervals.
-fn history_secs(set: &SignatureSet, cfg: &Config) -> u64 {
-    set.longest_window_secs.max(cfg.interval.as_secs() * 4)
+        probes: cfg.probes,
+        interval: cfg.interval,
+    }
 }
 
 #[derive(Serialize)]
