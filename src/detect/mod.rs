@@ -7,6 +7,7 @@ mod cache;
 mod history;
 mod host;
 pub mod probe;
+pub mod verdict;
 
 pub use history::{
     key as process_key, CpuWindow, History, InterfaceKey, ProcessKey, TrafficWindow, MAX_SAMPLES,
