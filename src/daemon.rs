@@ -10,14 +10,16 @@ use crate::config::{self, Config};
 use crate::inventory;
 use crate::report::eventlog::EventLog;
 use crate::report::notify::{monotonic_usec, Notifier};
+use crate::report::sink::Counters;
 use crate::report::status::{Shared, StatusError, StatusServer};
 use crate::report::syslog::Syslog;
 use crate::report::{log, Level};
 use crate::scanner::{self, Scan, Scanner};
 use crate::signatures::{self, SignatureSet};
-use crate::tracker::{Event, Tracked, Tracker};
+use crate::tracker::Tracker;
 use crate::usage::{ms, now_unix_ms, Cost, Usage};
-use serde::Serialize;
+use aupwatch_proto::status::{self as doc, Health, Status};
+use aupwatch_proto::{Event, SCHEMA_VERSION};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex};
@@ -130,39 +132,20 @@ struct Agent {
     notifier: Notifier,
     syslog: Option<Syslog>,
     eventlog: Option<EventLog>,
-    eventlog_sent: u64,
-    eventlog_errors: u64,
-    /// The error of the latest write; `None` once a write succeeds again.
-    eventlog_last_error: Option<String>,
+    /// Delivery counters since the agent started: kept apart from the sinks, so a reload
+    /// that rebuilds a sink keeps them.
+    syslog_counters: Counters,
+    eventlog_counters: Counters,
+    /// The collector's delivery state for the status document; `None` until the collector
+    /// sender exists (and whenever no collector is configured).
+    collector: Option<doc::Collector>,
     status: Shared,
     server: Option<StatusServer>,
     started: Instant,
     started_unix_ms: u64,
     scans: u64,
-    last_scan: Option<ScanInfo>,
-    last_reload: Option<ReloadInfo>,
-}
-
-#[derive(Debug, Clone, Serialize)]
-struct ScanInfo {
-    at_unix_ms: u64,
-    duration_ms: f64,
-    cpu_ms: f64,
-    processes: usize,
-    sockets: usize,
-    namespaces: usize,
-    gaps: usize,
-    findings: usize,
-    /// Listening sockets the proxy probe was asked about (most answered from its cache).
-    probe_candidates: usize,
-}
-
-#[derive(Debug, Clone, Serialize)]
-struct ReloadInfo {
-    at_unix_ms: u64,
-    trigger: &'static str,
-    ok: bool,
-    error: Option<String>,
+    last_scan: Option<doc::Scan>,
+    last_reload: Option<doc::Reload>,
 }
 
 impl Agent {
@@ -183,9 +166,9 @@ impl Agent {
             notifier,
             syslog: None,
             eventlog: None,
-            eventlog_sent: 0,
-            eventlog_errors: 0,
-            eventlog_last_error: None,
+            syslog_counters: Counters::default(),
+            eventlog_counters: Counters::default(),
+            collector: None,
             status,
             server: Some(server),
             started: Instant::now(),
@@ -330,9 +313,9 @@ impl Agent {
                         Err(e) => log(Level::Error, &format!("status socket: {e}")),
                     }
                 }
-                ReloadInfo {
+                doc::Reload {
                     at_unix_ms: now_unix_ms(),
-                    trigger,
+                    trigger: trigger.to_string(),
                     ok: true,
                     error: None,
                 }
@@ -349,9 +332,9 @@ impl Agent {
                 for line in lines {
                     log(Level::Error, line.trim());
                 }
-                ReloadInfo {
+                doc::Reload {
                     at_unix_ms: now_unix_ms(),
-                    trigger,
+                    trigger: trigger.to_string(),
                     ok: false,
                     error: Some(e.to_string()),
                 }
@@ -362,17 +345,26 @@ impl Agent {
         self.notify("READY=1");
     }
 
+    /// (Re)builds the sinks from the config. Their counters stay; a sink pointed at another
+    /// target forgets the old target's last error.
     fn configure_reporters(&mut self) {
         let host = self.host_name();
+        let syslog_target = self.syslog.as_ref().map(|s| s.socket().to_path_buf());
         self.syslog = self
             .cfg
             .syslog
             .enabled
             .then(|| Syslog::new(&self.cfg.syslog.socket, self.cfg.syslog.facility, &host));
+        if self.syslog.as_ref().map(|s| s.socket()) != syslog_target.as_deref() {
+            self.syslog_counters.retarget();
+        }
         let keep_log = self
             .eventlog
             .as_ref()
             .is_some_and(|l| l.path() == self.cfg.event_log.path);
+        if !keep_log {
+            self.eventlog_counters.retarget();
+        }
         if !self.cfg.event_log.enabled {
             self.eventlog = None;
         } else if !keep_log {
@@ -417,9 +409,11 @@ impl Agent {
             self.tracker = Some(Tracker::new(&host));
             self.configure_reporters();
         }
-        let count = findings.len();
+        // One verdict per offender and category: what the tracker, status and sinks carry.
+        let verdicts = crate::detect::verdict::roll_up(findings);
+        let count = verdicts.len();
         let events = match self.tracker.as_mut() {
-            Some(t) => t.update(findings, &self.cfg.exceptions, snap.taken_at_unix_ms),
+            Some(t) => t.update(verdicts, &self.cfg.exceptions, snap.taken_at_unix_ms),
             None => Vec::new(),
         };
         for e in &events {
@@ -428,16 +422,16 @@ impl Agent {
         let spent = cost.stop();
         let (duration_ms, cpu_ms) = (ms(spent.wall), ms(spent.cpu()));
         self.scans += 1;
-        self.last_scan = Some(ScanInfo {
+        self.last_scan = Some(doc::Scan {
             at_unix_ms: snap.taken_at_unix_ms,
             duration_ms,
             cpu_ms,
-            processes: snap.processes.len(),
-            sockets: snap.sockets.len(),
-            namespaces: stats.namespaces,
-            gaps: snap.gaps.len(),
-            findings: count,
-            probe_candidates: stats.probe_candidates,
+            processes: snap.processes.len() as u64,
+            sockets: snap.sockets.len() as u64,
+            namespaces: stats.namespaces as u64,
+            gaps: snap.gaps.len() as u64,
+            findings: count as u64,
+            probe_candidates: stats.probe_candidates as u64,
         });
         self.scanner.recycle(snap);
         self.publish();
@@ -449,32 +443,21 @@ impl Agent {
 
     fn emit(&mut self, event: &Event) {
         if let Some(s) = self.syslog.as_mut() {
-            let had_error = s.last_error.is_some();
-            if let Err(e) = s.send(event) {
-                if !had_error {
-                    log(
-                        Level::Warning,
-                        &format!("{e} (counting further failures in status)"),
-                    );
-                }
+            let result = s.send(event);
+            if let (Err(e), true) = (&result, self.syslog_counters.record(result.clone())) {
+                log(
+                    Level::Warning,
+                    &format!("{e} (counting further failures in status)"),
+                );
             }
         }
         if let Some(l) = self.eventlog.as_mut() {
-            match l.append(event) {
-                Ok(()) => {
-                    self.eventlog_sent += 1;
-                    self.eventlog_last_error = None;
-                }
-                Err(e) => {
-                    self.eventlog_errors += 1;
-                    if self.eventlog_last_error.is_none() {
-                        log(
-                            Level::Warning,
-                            &format!("event log {}: {e}", l.path().display()),
-                        );
-                    }
-                    self.eventlog_last_error = Some(e.to_string());
-                }
+            let result = l.append(event).map_err(|e| e.to_string());
+            if let (Err(e), true) = (&result, self.eventlog_counters.record(result.clone())) {
+                log(
+                    Level::Warning,
+                    &format!("event log {}: {e}", l.path().display()),
+                );
             }
         }
     }
@@ -490,32 +473,35 @@ impl Agent {
         }
     }
 
-    fn status_doc(&self) -> StatusDoc<'_> {
+    fn status_doc(&self) -> Status {
         let own = Usage::own();
-        let active: Vec<&Tracked> = self
+        let active = self
             .tracker
             .as_ref()
-            .map(|t| t.active())
+            .map(|t| t.active().into_iter().cloned().collect())
             .unwrap_or_default();
-        let resolved: Vec<&Tracked> = self
+        let resolved = self
             .tracker
             .as_ref()
-            .map(|t| t.recently_resolved().take(20).collect())
+            .map(|t| t.recently_resolved().take(20).cloned().collect())
             .unwrap_or_default();
-        let degraded = self.syslog.as_ref().is_some_and(|s| s.last_error.is_some())
-            || self.eventlog_last_error.is_some()
+        let degraded = (self.syslog.is_some() && self.syslog_counters.last_error.is_some())
+            || (self.eventlog.is_some() && self.eventlog_counters.last_error.is_some())
             || self.last_reload.as_ref().is_some_and(|r| !r.ok);
-        StatusDoc {
-            agent: AgentInfo {
-                version: env!("CARGO_PKG_VERSION"),
+        let (subjects, entries) = self.scanner.history().size();
+        let set = self.scanner.set();
+        Status {
+            schema_version: SCHEMA_VERSION,
+            agent: doc::Agent {
+                version: env!("CARGO_PKG_VERSION").to_string(),
                 pid: std::process::id(),
                 host: self.host_name(),
                 health: if self.scans == 0 {
-                    "starting"
+                    Health::Starting
                 } else if degraded {
-                    "degraded"
+                    Health::Degraded
                 } else {
-                    "ok"
+                    Health::Ok
                 },
                 started_at_unix_ms: self.started_unix_ms,
                 uptime_secs: self.started.elapsed().as_secs(),
@@ -523,14 +509,17 @@ impl Agent {
                 interval_secs: self.cfg.interval.as_secs(),
                 cpu_ms: ms(own.cpu()),
                 max_rss_kib: own.max_rss_kib,
-                history: self.scanner.history().size(),
+                history: doc::HistorySize {
+                    subjects: subjects as u64,
+                    entries: entries as u64,
+                },
             },
             last_scan: self.last_scan.clone(),
             scans: self.scans,
             last_reload: self.last_reload.clone(),
-            signatures: SetInfo {
-                count: self.scanner.set().signatures.len(),
-                version: self.scanner.set().version().to_string(),
+            signatures: doc::SignatureSet {
+                count: set.signatures.len() as u64,
+                version: set.version().to_string(),
                 shipped: self
                     .cfg
                     .signatures_dir
@@ -541,23 +530,20 @@ impl Agent {
                     .local_signatures_dir
                     .as_ref()
                     .map(|d| d.display().to_string()),
+                overridden: Vec::new(),
             },
             findings: active,
             recently_resolved: resolved,
-            reporting: Reporting {
-                syslog: self.syslog.as_ref().map(|s| SinkInfo {
-                    target: s.socket().display().to_string(),
-                    sent: s.sent,
-                    errors: s.errors,
-                    last_error: s.last_error.clone(),
-                }),
-                event_log: self.eventlog.as_ref().map(|l| SinkInfo {
-                    target: l.path().display().to_string(),
-                    sent: self.eventlog_sent,
-                    errors: self.eventlog_errors,
-                    last_error: self.eventlog_last_error.clone(),
-                }),
-                collector: "not configured",
+            reporting: doc::Reporting {
+                syslog: self
+                    .syslog
+                    .as_ref()
+                    .map(|s| self.syslog_counters.sink(s.socket().display().to_string())),
+                event_log: self
+                    .eventlog
+                    .as_ref()
+                    .map(|l| self.eventlog_counters.sink(l.path().display().to_string())),
+                collector: self.collector.clone(),
             },
         }
     }
@@ -570,56 +556,4 @@ fn scanner_options(launch: &Launch, cfg: &Config) -> scanner::Options {
         probes: cfg.probes,
         interval: cfg.interval,
     }
-}
-
-#[derive(Serialize)]
-struct StatusDoc<'a> {
-    agent: AgentInfo,
-    last_scan: Option<ScanInfo>,
-    scans: u64,
-    last_reload: Option<ReloadInfo>,
-    signatures: SetInfo,
-    findings: Vec<&'a Tracked>,
-    recently_resolved: Vec<&'a Tracked>,
-    reporting: Reporting,
-}
-
-#[derive(Serialize)]
-struct AgentInfo {
-    version: &'static str,
-    pid: u32,
-    host: String,
-    health: &'static str,
-    started_at_unix_ms: u64,
-    uptime_secs: u64,
-    config: Option<String>,
-    interval_secs: u64,
-    cpu_ms: f64,
-    max_rss_kib: u64,
-    /// (processes and interfaces tracked, samples and connections held): bounded by the
-    /// longest signature window, not by uptime.
-    history: (usize, usize),
-}
-
-#[derive(Serialize)]
-struct SetInfo {
-    count: usize,
-    version: String,
-    shipped: String,
-    local: Option<String>,
-}
-
-#[derive(Serialize)]
-struct Reporting {
-    syslog: Option<SinkInfo>,
-    event_log: Option<SinkInfo>,
-    collector: &'static str,
-}
-
-#[derive(Serialize)]
-struct SinkInfo {
-    target: String,
-    sent: u64,
-    errors: u64,
-    last_error: Option<String>,
 }

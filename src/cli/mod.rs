@@ -1,6 +1,7 @@
 //! Command line: flags → one command → an exit status. The only place that uses `anyhow`.
 
 mod output;
+mod status;
 
 use anyhow::{bail, Context, Result};
 use aupwatch::detect;
@@ -192,14 +193,12 @@ pub fn run() -> Result<u8> {
             if args.json {
                 output::json(&doc)?;
             } else if args.prometheus {
-                output::prometheus(&doc)?;
+                let mut out = std::io::stdout().lock();
+                status::prometheus(&doc, &mut out)?;
             } else {
-                output::status(&doc)?;
+                status::table(&doc)?;
             }
-            let active = doc["findings"]
-                .as_array()
-                .map_or(0, |f| f.iter().filter(|t| t["excepted"].is_null()).count());
-            Ok(if active > 0 {
+            Ok(if status::unexcepted(&doc) > 0 {
                 EXIT_FINDINGS
             } else {
                 EXIT_CLEAN
