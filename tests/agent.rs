@@ -829,9 +829,9 @@ fn event_log_records_new_then_resolved() {
 }
 
 /// `reporting.<sink>.sent` counts what each sink delivered: the syslog socket's datagrams and
-/// the event log's lines.
+/// the event log's lines, across a reload.
 ///
-/// Guards a fixed bug: the event log's `sent` was a literal 0.
+/// Guards fixed bugs: the event log's `sent` was a literal 0; a reload reset the counters.
 #[test]
 fn status_counts_what_each_sink_delivered() {
     const T: &str = "status_counts_what_each_sink_delivered";
@@ -876,6 +876,20 @@ fn status_counts_what_each_sink_delivered() {
         Some(lines),
         "event log: {lines} line(s) in {}, status says {rep:#}",
         s.events_path().display()
+    );
+    assert!(rep["collector"].is_null(), "no collector yet: {rep:#}");
+
+    // A reload rebuilds the sinks but keeps their counters (they count since the start).
+    let scans = doc["scans"].as_u64().unwrap_or(0);
+    agent.signal("HUP");
+    let doc = agent.wait_status("a scan after the SIGHUP reload", |d| {
+        d["last_reload"]["trigger"] == "SIGHUP" && d["scans"].as_u64() > Some(scans)
+    });
+    let rep = &doc["reporting"];
+    assert!(
+        rep["syslog"]["sent"].as_u64() >= Some(datagrams)
+            && rep["event_log"]["sent"].as_u64() >= Some(lines),
+        "the counters survive the reload ({datagrams} datagrams, {lines} lines before): {rep:#}"
     );
 }
 
