@@ -17,9 +17,9 @@ mod agent_util;
 mod common;
 
 use agent_util::{
-    bin, brief, finding, group_gid, has_id, monotonic_usec, now_unix_ms, parse_rfc5424, resolved,
-    run, run_as, show, signature, write_atomic, Agent, As, Launch, Offender, Opts, Received,
-    Rfc5424, Setup, Sink, TIMEOUT,
+    bin, brief, finding, group_gid, has_id, has_signature, match_of, monotonic_usec, now_unix_ms,
+    parse_rfc5424, pid_of, resolved, run, run_as, show, signature, write_atomic, Agent, As, Launch,
+    Offender, Opts, Received, Rfc5424, Setup, Sink, TIMEOUT,
 };
 // Control and format characters made visible the way the agent documents (the cases are
 // unit tests of `report::printable`).
@@ -104,7 +104,14 @@ fn lifecycle_new_then_ongoing_then_resolved() {
     let f = &t["finding"];
     assert_eq!(f["category"], "mining");
     assert_eq!(f["severity"], "high");
-    let p = &f["process"];
+    assert_eq!(
+        f["matches"].as_array().map(Vec::len),
+        Some(1),
+        "one signature matched: {f:#}"
+    );
+    assert_eq!(f["matches"][0]["signature"], sig.as_str(), "{f:#}");
+    let p = &f["subject"];
+    assert_eq!(p["kind"], "process", "{p:#}");
     assert_eq!(p["comm"].as_str(), comm(pid).as_deref(), "{p:#}");
     assert_eq!(p["exe"].as_str(), Some(off.path.to_string_lossy().as_ref()));
     assert_eq!(p["uid"], 0);
@@ -383,13 +390,26 @@ fn reload_rejects_a_broken_set_and_picks_up_a_fixed_one() {
     assert_ne!(doc["signatures"]["version"], version.as_str(), "a new set");
     assert_eq!(doc["agent"]["pid"].as_u64(), Some(u64::from(agent.pid())));
     assert!(agent.exited().is_none(), "no restart");
+    // One offender, one verdict: the new signature joins the first one's finding, which
+    // keeps its identity and the highest severity of its matches.
+    let f = &finding(&doc, &sig_b, pid).expect("found")["finding"];
     assert_eq!(
-        finding(&doc, &sig_b, pid).expect("found")["finding"]["severity"],
-        "medium"
+        match_of(f, &sig_b).map(|m| &m["severity"]),
+        Some(&Value::from("medium")),
+        "{f:#}"
     );
+    assert_eq!(f["severity"], "high", "{f:#}");
     let t = finding(&doc, &sig_a, pid).expect("the first finding survives the reload");
     assert_eq!(t["id"], id_a, "same identity across the reload");
     assert_eq!(t["state"], "ongoing");
+    assert!(has_signature(&t["finding"], &sig_b), "{t:#}");
+    let events = s.events();
+    assert!(
+        events
+            .iter()
+            .any(|e| e["kind"] == "changed" && e["tracked"]["id"] == id_a),
+        "a signature joining the finding is a `changed` event: {events:#?}"
+    );
     let doc = agent.wait_status("healthy again", |d| d["agent"]["health"] == "ok");
     let version_b = doc["signatures"]["version"].clone();
 
@@ -593,10 +613,23 @@ fn syslog_rfc5424_priorities_and_escaped_structured_data() {
         ("high", 3),
         ("critical", 2),
     ];
+    // One category per severity: a process's signatures of one category are one verdict,
+    // so five categories make five findings on the one offender.
+    let category_of = |sev: &str| match sev {
+        "info" => "mining",
+        "low" => "irc",
+        "medium" => "tor",
+        "high" => "vpn",
+        _ => "torrent",
+    };
+    let id_of = |sev: &str| s.sig_id(sev).replacen("mining", category_of(sev), 1);
     let glob = format!("*{}", s.base);
     let mut text = String::new();
     for (sev, _) in severities {
-        text.push_str(&signature(&s.sig_id(sev), sev, &glob));
+        text.push_str(&signature(&id_of(sev), sev, &glob).replace(
+            "category = \"mining\"",
+            &format!("category = \"{}\"", category_of(sev)),
+        ));
     }
     s.local_signatures("severities.toml", &text);
     let host = "aupwt-syslog-host";
@@ -648,8 +681,8 @@ fn syslog_rfc5424_priorities_and_escaped_structured_data() {
     }
     let news = ours(&got, "new");
     let gone = ours(&got, "resolved");
-    assert_eq!(news.len(), 5, "one `new` per signature");
-    assert_eq!(gone.len(), 5, "one `resolved` per signature");
+    assert_eq!(news.len(), 5, "one `new` per finding (one per category)");
+    assert_eq!(gone.len(), 5, "one `resolved` per finding");
     let netns = netns_of(std::process::id()).expect("our netns").to_string();
     let exe = printable(&off.path.to_string_lossy());
     for (event, list) in [("new", &news), ("resolved", &gone)] {
@@ -666,8 +699,8 @@ fn syslog_rfc5424_priorities_and_escaped_structured_data() {
             assert_eq!(m.host, host, "{m:?}");
             assert_eq!(m.app, "aupwatch", "{m:?}");
             assert_eq!(m.procid, agent.pid().to_string(), "{m:?}");
-            assert_eq!(p("signature"), s.sig_id(&sev), "{m:?}");
-            assert_eq!(p("category"), "mining", "{m:?}");
+            assert_eq!(p("signature"), id_of(&sev), "{m:?}");
+            assert_eq!(p("category"), category_of(&sev), "{m:?}");
             assert_eq!(p("uid"), "0", "{m:?}");
             assert_eq!(p("netns"), netns, "{m:?}");
             assert!(
@@ -746,7 +779,7 @@ fn event_log_records_new_then_resolved() {
         assert!(
             matches!(
                 e["kind"].as_str(),
-                Some("new" | "resolved" | "exception_changed")
+                Some("new" | "changed" | "resolved" | "exception_changed")
             ),
             "{e}"
         );
@@ -754,12 +787,17 @@ fn event_log_records_new_then_resolved() {
             e["at_unix_ms"].is_u64() && e["tracked"]["id"].is_string(),
             "{e}"
         );
+        assert_eq!(
+            e["schema_version"].as_u64(),
+            Some(u64::from(aupwatch_proto::SCHEMA_VERSION)),
+            "{e}"
+        );
     }
     let mine: Vec<&Value> = events
         .iter()
         .filter(|e| {
-            e["tracked"]["finding"]["signature"] == sig.as_str()
-                && e["tracked"]["finding"]["process"]["pid"].as_u64() == Some(u64::from(pid))
+            has_signature(&e["tracked"]["finding"], &sig)
+                && pid_of(&e["tracked"]["finding"]) == Some(pid)
         })
         .collect();
     let kinds: Vec<&str> = mine.iter().filter_map(|e| e["kind"].as_str()).collect();
@@ -777,9 +815,9 @@ fn event_log_records_new_then_resolved() {
 }
 
 /// `reporting.<sink>.sent` counts what each sink delivered: the syslog socket's datagrams and
-/// the event log's lines.
+/// the event log's lines, across a reload.
 ///
-/// Guards a fixed bug: the event log's `sent` was a literal 0.
+/// Guards fixed bugs: the event log's `sent` was a literal 0; a reload reset the counters.
 #[test]
 #[ignore = "needs root, network namespaces and the packages .ci/run installs; run with --include-ignored (CI does)"]
 fn status_counts_what_each_sink_delivered() {
@@ -823,6 +861,20 @@ fn status_counts_what_each_sink_delivered() {
         Some(lines),
         "event log: {lines} line(s) in {}, status says {rep:#}",
         s.events_path().display()
+    );
+    assert!(rep["collector"].is_null(), "no collector yet: {rep:#}");
+
+    // A reload rebuilds the sinks but keeps their counters (they count since the start).
+    let scans = doc["scans"].as_u64().unwrap_or(0);
+    agent.signal("HUP");
+    let doc = agent.wait_status("a scan after the SIGHUP reload", |d| {
+        d["last_reload"]["trigger"] == "SIGHUP" && d["scans"].as_u64() > Some(scans)
+    });
+    let rep = &doc["reporting"];
+    assert!(
+        rep["syslog"]["sent"].as_u64() >= Some(datagrams)
+            && rep["event_log"]["sent"].as_u64() >= Some(lines),
+        "the counters survive the reload ({datagrams} datagrams, {lines} lines before): {rep:#}"
     );
 }
 
@@ -874,7 +926,7 @@ fn health_recovers_when_failing_sinks_deliver_again() {
     assert!(
         lines
             .iter()
-            .any(|e| e["tracked"]["finding"]["process"]["pid"].as_u64() == Some(u64::from(b.pid))),
+            .any(|e| pid_of(&e["tracked"]["finding"]) == Some(b.pid)),
         "B's `new` reaches the event log: {lines:#?}"
     );
     agent.wait_status_within(
@@ -1361,11 +1413,13 @@ fn history_rules_fire_in_the_agent_not_in_a_one_shot_scan() {
         finding(d, &sig, pid).is_some()
     });
     let t = finding(&doc, &sig, pid).expect("found");
-    let ev = t["finding"]["evidence"].to_string();
+    let ev = match_of(&t["finding"], &sig)
+        .map(|m| m["evidence"].to_string())
+        .unwrap_or_default();
     assert!(ev.contains("variation"), "{ev}");
     assert!(ev.contains("open for at least 4s"), "{ev}");
     assert!(
-        doc["agent"]["history"][1].as_u64() > Some(0),
+        doc["agent"]["history"]["entries"].as_u64() > Some(0),
         "status shows what the history holds: {}",
         brief(&doc)
     );

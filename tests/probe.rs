@@ -13,7 +13,7 @@
 mod agent_util;
 mod common;
 
-use agent_util::{brief, finding, Agent, Opts, Setup};
+use agent_util::{brief, finding, has_signature, match_of, pid_of, Agent, Opts, Setup};
 use common::{fill, prerequisites, python3, scan, setup, skip, start_danted, Lab, Report, Spawn};
 use serde_json::Value;
 use std::path::Path;
@@ -342,15 +342,24 @@ fn agent_probes_its_own_and_other_namespaces() {
     let mut agent = Agent::start(T, &lab, &s);
     let sig = "proxy.software-public";
     let doc = agent.wait_status("both microsocks probed", |d| {
-        let verdict = |pid| finding(d, sig, pid).map(|t| t["finding"]["probe"]["verdict"].clone());
+        let verdict = |pid| {
+            finding(d, sig, pid)
+                .and_then(|t| match_of(&t["finding"], sig))
+                .map(|m| m["probe"]["verdict"].clone())
+        };
         verdict(open_pid) == Some("open".into())
             && verdict(auth_pid) == Some("authenticated".into())
     });
-    let open = &finding(&doc, sig, open_pid).expect("found")["finding"];
-    assert_eq!(open["severity"], "high", "{open:#}");
+    // The signature's match carries the probe and the severity it moved; the verdict is at
+    // least as severe as its match.
+    let open_f = &finding(&doc, sig, open_pid).expect("found")["finding"];
+    let open = match_of(open_f, sig).expect("the signature's match");
+    assert_eq!(open["severity"], "high", "{open_f:#}");
+    assert_eq!(open_f["severity"], "high", "{open_f:#}");
     assert_eq!(open["probe"]["netns"].as_u64(), Some(lab.netns()));
-    let auth = &finding(&doc, sig, auth_pid).expect("found")["finding"];
-    assert_eq!(auth["severity"], "low", "{auth:#}");
+    let auth_f = &finding(&doc, sig, auth_pid).expect("found")["finding"];
+    let auth = match_of(auth_f, sig).expect("the signature's match");
+    assert_eq!(auth["severity"], "low", "{auth_f:#}");
     assert_eq!(auth["probe"]["netns"].as_u64(), Some(other.netns()));
     assert!(
         doc["last_scan"]["probe_candidates"].as_u64() >= Some(2),
@@ -362,14 +371,15 @@ fn agent_probes_its_own_and_other_namespaces() {
     for (pid, verdict) in [(open_pid, "open"), (auth_pid, "authenticated")] {
         let new = events.iter().find(|e| {
             e["kind"] == "new"
-                && e["tracked"]["finding"]["signature"] == sig
-                && e["tracked"]["finding"]["process"]["pid"].as_u64() == Some(u64::from(pid))
+                && has_signature(&e["tracked"]["finding"], sig)
+                && pid_of(&e["tracked"]["finding"]) == Some(pid)
         });
         let Some(new) = new else {
             agent.fail(&format!("no `new` event for pid {pid} in {events:#?}"));
         };
         assert_eq!(
-            new["tracked"]["finding"]["probe"]["verdict"], verdict,
+            match_of(&new["tracked"]["finding"], sig).map(|m| &m["probe"]["verdict"]),
+            Some(&Value::from(verdict)),
             "{new:#}"
         );
     }

@@ -1,12 +1,13 @@
 //! Command line: flags → one command → an exit status. The only place that uses `anyhow`.
 
 mod output;
+mod status;
 
 use anyhow::{bail, Context, Result};
-use aupwatch::detect::{self, History};
+use aupwatch::detect;
 use aupwatch::inventory;
-use aupwatch::probe;
 use aupwatch::report::{printable, printable_lines, stderr_line};
+use aupwatch::scanner::{self, Scan, Scanner};
 use aupwatch::signatures::{self, SignatureSet};
 use clap::{Args, Parser, Subcommand};
 use std::io::Write;
@@ -194,14 +195,12 @@ pub fn run() -> Result<u8> {
             printed(if args.json {
                 output::json(&doc)
             } else if args.prometheus {
-                output::prometheus(&doc)
+                let mut out = std::io::stdout().lock();
+                status::prometheus(&doc, &mut out).map_err(anyhow::Error::from)
             } else {
-                output::status(&doc)
+                status::table(&doc)
             })?;
-            let active = doc["findings"]
-                .as_array()
-                .map_or(0, |f| f.iter().filter(|t| t["excepted"].is_null()).count());
-            Ok(if active > 0 {
+            Ok(if status::unexcepted(&doc) > 0 {
                 EXIT_FINDINGS
             } else {
                 EXIT_CLEAN
@@ -307,77 +306,60 @@ fn scan(args: ScanArgs) -> Result<u8> {
         );
     }
     let set = load(&args.source)?;
-    let mut inv = inventory::Inventory::new(inventory::Options {
-        proc_root: args.proc_root.clone(),
-        hash_exes: set.needs_exe_hash,
-        exe_strings: set.exe_strings.clone(),
-        ..inventory::Options::default()
-    });
-    let mut history = History::new(set.longest_window_secs.max(args.sample.ceil() as u64));
-    history.set_connection_filters(set.connection_filters.clone());
     let pause = Duration::from_secs_f64(args.sample);
+    let mut scanner = Scanner::new(
+        set,
+        scanner::Options {
+            proc_root: args.proc_root.clone(),
+            probes: !args.no_probe,
+            interval: pause,
+        },
+    );
     if args.sample > 0.0 {
         // A first inventory to sample CPU use against.
-        let first = inv.take()?;
-        history.observe(&first);
-        inv.recycle(first);
+        scanner.prime()?;
         std::thread::sleep(pause);
     }
-    let mut prober = (!args.no_probe).then(|| {
-        probe::Prober::new(probe::Options {
-            proc_root: args.proc_root.clone(),
-            ..probe::Options::default()
-        })
-    });
     let mut last = None;
-    let mut cache = detect::Cache::new();
     for i in 1..=args.iterations {
-        let cost = aupwatch::usage::Cost::start();
-        let snap = inv.take()?;
-        history.observe(&snap);
-        let judging = aupwatch::usage::Cost::start();
-        let mut findings = detect::run_cached(&snap, &history, &set, &mut cache);
-        let judged = judging.stop();
-        if let Some(pid) = args.explain {
-            // Only this process's findings: their probes are part of the explanation.
-            findings.retain(|f| f.process.as_ref().is_some_and(|p| p.pid == pid));
-        }
-        if let Some(prober) = prober.as_mut() {
-            let targets = detect::probe::candidates(&findings, &snap, &set);
-            if !targets.is_empty() {
-                let results = prober.run(&targets, aupwatch::usage::now_unix_ms());
-                detect::probe::apply(&mut findings, &snap, &set, &results);
-            }
-        }
+        // With --explain only this process's findings: their probes are part of the
+        // explanation.
+        let scan = scanner.scan(args.explain)?;
         if args.iterations > 1 {
             stderr_line(&format!(
                 "iteration {i}/{}: {} processes={} sockets={} detect_cpu_ms={:.3}",
                 args.iterations,
-                spent_line(&cost.stop()),
-                snap.processes.len(),
-                snap.sockets.len(),
-                aupwatch::usage::ms(judged.cpu())
+                spent_line(&scan.stats.spent),
+                scan.snapshot.processes.len(),
+                scan.snapshot.sockets.len(),
+                aupwatch::usage::ms(scan.stats.detect.cpu())
             ));
             if i < args.iterations && args.sample > 0.0 {
                 std::thread::sleep(pause);
             }
         }
-        if let Some((done, _)) = last.replace((snap, findings)) {
-            inv.recycle(done);
+        if let Some(done) = last.replace(scan) {
+            scanner.recycle(done.snapshot);
         }
     }
-    let Some((snap, findings)) = last else {
+    let Some(Scan {
+        snapshot: snap,
+        findings,
+        ..
+    }) = last
+    else {
         bail!("no scan ran")
     };
+    let (history, set) = (scanner.history(), scanner.set());
     if let Some(pid) = args.explain {
-        let Some(explanations) = detect::explain(&snap, &history, &set, pid) else {
+        let Some(explanations) = detect::explain(&snap, history, set, pid) else {
             bail!("no process {pid} in the inventory (it exited, or this user cannot see it)");
         };
         printed(output::explain(&snap, pid, &explanations, &findings))?;
         let any = explanations.iter().any(|e| e.matched);
         return Ok(if any { EXIT_FINDINGS } else { EXIT_CLEAN });
     }
-    let report = output::ScanReport::new(&snap, &set, &findings, args.sample);
+    let report = output::ScanReport::new(&snap, set, &findings, args.sample);
     printed(if args.json {
         output::json(&report)
     } else {

@@ -19,6 +19,7 @@ mod interface;
 pub mod probe;
 mod probe_types;
 mod process;
+pub mod verdict;
 
 pub use history::{
     key as process_key, CpuWindow, History, InterfaceKey, ProcessKey, TrafficWindow, MAX_SAMPLES,

@@ -329,59 +329,9 @@ fn basename(path: &str) -> &str {
     path.rsplit('/').next().unwrap_or(path)
 }
 
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash, PartialOrd, Ord)]
-#[serde(rename_all = "lowercase")]
-pub enum Protocol {
-    Tcp,
-    Udp,
-}
-
-impl std::fmt::Display for Protocol {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Protocol::Tcp => "tcp",
-            Protocol::Udp => "udp",
-        })
-    }
-}
-
-/// Socket state. UDP sockets are `Unconnected` (bound, no peer) or `Established` (connected).
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash, PartialOrd, Ord)]
-#[serde(rename_all = "snake_case")]
-pub enum SocketState {
-    Listen,
-    Established,
-    SynSent,
-    SynRecv,
-    FinWait1,
-    FinWait2,
-    TimeWait,
-    Close,
-    CloseWait,
-    LastAck,
-    Closing,
-    Unconnected,
-}
-
-impl std::fmt::Display for SocketState {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let s = match self {
-            SocketState::Listen => "listen",
-            SocketState::Established => "established",
-            SocketState::SynSent => "syn_sent",
-            SocketState::SynRecv => "syn_recv",
-            SocketState::FinWait1 => "fin_wait1",
-            SocketState::FinWait2 => "fin_wait2",
-            SocketState::TimeWait => "time_wait",
-            SocketState::Close => "close",
-            SocketState::CloseWait => "close_wait",
-            SocketState::LastAck => "last_ack",
-            SocketState::Closing => "closing",
-            SocketState::Unconnected => "unconnected",
-        };
-        f.write_str(s)
-    }
-}
+/// A socket's transport and state are the documents' words (`aupwatch-proto`). UDP sockets
+/// are `Unconnected` (bound, no peer) or `Established` (connected).
+pub use aupwatch_proto::{Protocol, SocketState};
 
 /// A TCP or UDP socket of one network namespace.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

@@ -3,6 +3,7 @@
 
 pub mod eventlog;
 pub mod notify;
+pub mod sink;
 pub mod status;
 pub mod syslog;
 
