@@ -257,6 +257,7 @@ const FIXTURE_NOW_MS: u64 = 1_796_662_500_000;
 /// escape sequence and a zero-width space in an interface name, a bidi isolate in an
 /// exception's reason, a reload error of several lines.
 const STATUS_BUSY: &str = r#"{
+  "schema_version": 1,
   "agent": {
     "version": "0.1.0",
     "pid": 2901,
@@ -268,7 +269,10 @@ const STATUS_BUSY: &str = r#"{
     "interval_secs": 15,
     "cpu_ms": 1022.559,
     "max_rss_kib": 23008,
-    "history": [32, 117]
+    "history": {
+      "subjects": 32,
+      "entries": 117
+    }
   },
   "last_scan": {
     "at_unix_ms": 1796661885000,
@@ -303,12 +307,10 @@ const STATUS_BUSY: &str = r#"{
       "scans": 480,
       "excepted": null,
       "finding": {
-        "signature": "mining.xmrig",
         "category": "mining",
         "severity": "critical",
-        "description": "XMRig CPU/GPU miner",
-        "aup": "Use of unused CPU: cryptocurrency mining",
-        "process": {
+        "subject": {
+          "kind": "process",
           "pid": 4242,
           "ppid": 1,
           "start_ticks": 69940,
@@ -317,16 +319,28 @@ const STATUS_BUSY: &str = r#"{
           "comm": "xmrig",
           "exe": "/home/alice/.cache/xmrig",
           "exe_deleted": false,
-          "cmdline": ["/home/alice/.cache/xmrig", "-o", "stratum+tcp://pool:3333"],
+          "cmdline": [
+            "/home/alice/.cache/xmrig",
+            "-o",
+            "stratum+tcp://pool:3333"
+          ],
           "netns": 4026531833,
           "container": null
         },
-        "interface": null,
-        "host": false,
-        "related_pids": [],
-        "sockets": [],
-        "evidence": [{ "predicate": "name", "value": "comm \"xmrig\"" }],
-        "probe": null
+        "matches": [
+          {
+            "signature": "mining.xmrig",
+            "severity": "critical",
+            "description": "XMRig CPU/GPU miner",
+            "aup": "Use of unused CPU: cryptocurrency mining",
+            "evidence": [
+              {
+                "predicate": "name",
+                "value": "comm \"xmrig\""
+              }
+            ]
+          }
+        ]
       }
     },
     {
@@ -337,12 +351,10 @@ const STATUS_BUSY: &str = r#"{
       "scans": 1,
       "excepted": null,
       "finding": {
-        "signature": "mining.exe-strings",
         "category": "mining",
         "severity": "high",
-        "description": "an executable with miner strings",
-        "aup": "Use of unused CPU: cryptocurrency mining",
-        "process": {
+        "subject": {
+          "kind": "process",
           "pid": 1605,
           "ppid": 1,
           "start_ticks": 123456,
@@ -351,16 +363,30 @@ const STATUS_BUSY: &str = r#"{
           "comm": "gpj\u202excod",
           "exe": null,
           "exe_deleted": true,
-          "cmdline": ["gpj\u202excod"],
+          "cmdline": [
+            "gpj\u202excod"
+          ],
           "netns": 4026532177,
           "container": null
         },
-        "interface": null,
-        "host": false,
-        "related_pids": [1606, 1607],
-        "sockets": [],
-        "evidence": [{ "predicate": "exe_strings", "value": "executable contains \"stratum+tcp://\"" }],
-        "probe": null
+        "matches": [
+          {
+            "signature": "mining.exe-strings",
+            "severity": "high",
+            "description": "an executable with miner strings",
+            "aup": "Use of unused CPU: cryptocurrency mining",
+            "related_pids": [
+              1606,
+              1607
+            ],
+            "evidence": [
+              {
+                "predicate": "exe_strings",
+                "value": "executable contains \"stratum+tcp://\""
+              }
+            ]
+          }
+        ]
       }
     },
     {
@@ -371,12 +397,10 @@ const STATUS_BUSY: &str = r#"{
       "scans": 480,
       "excepted": null,
       "finding": {
-        "signature": "proxy.software-public",
         "category": "proxy",
         "severity": "high",
-        "description": "a proxy listening publicly",
-        "aup": "Open proxies",
-        "process": {
+        "subject": {
+          "kind": "process",
           "pid": 1439,
           "ppid": 1,
           "start_ticks": 5000,
@@ -385,33 +409,47 @@ const STATUS_BUSY: &str = r#"{
           "comm": "microsocks",
           "exe": "/usr/bin/microsocks",
           "exe_deleted": false,
-          "cmdline": ["microsocks", "-i", "0.0.0.0"],
+          "cmdline": [
+            "microsocks",
+            "-i",
+            "0.0.0.0"
+          ],
           "netns": 4026532177,
           "container": null
         },
-        "interface": null,
-        "host": false,
-        "related_pids": [],
-        "sockets": [
+        "matches": [
           {
-            "protocol": "tcp",
-            "local": "0.0.0.0:1080",
-            "remote": null,
-            "state": "listen",
-            "netns": 4026532177,
-            "inode": 99887
+            "signature": "proxy.software-public",
+            "severity": "high",
+            "description": "a proxy listening publicly",
+            "aup": "Open proxies",
+            "sockets": [
+              {
+                "protocol": "tcp",
+                "local": "0.0.0.0:1080",
+                "remote": null,
+                "state": "listen",
+                "netns": 4026532177,
+                "inode": 99887
+              }
+            ],
+            "evidence": [
+              {
+                "predicate": "listen",
+                "value": "tcp 0.0.0.0:1080"
+              }
+            ],
+            "probe": {
+              "verdict": "open",
+              "protocol": "socks5",
+              "address": "127.0.0.1:1080",
+              "netns": 4026532177,
+              "inode": 99887,
+              "evidence": "server chose 0x00, no authentication",
+              "probed_at_unix_ms": 1796661885000
+            }
           }
-        ],
-        "evidence": [{ "predicate": "listen", "value": "tcp 0.0.0.0:1080" }],
-        "probe": {
-          "verdict": "open",
-          "protocol": "socks5",
-          "address": "127.0.0.1:1080",
-          "netns": 4026532177,
-          "inode": 99887,
-          "evidence": "server chose 0x00, no authentication",
-          "probed_at_unix_ms": 1796661885000
-        }
+        ]
       }
     },
     {
@@ -427,12 +465,10 @@ const STATUS_BUSY: &str = r#"{
         "source": "/etc/aupwatch/agent.toml:12"
       },
       "finding": {
-        "signature": "irc.client-connection",
         "category": "irc",
         "severity": "low",
-        "description": "an IRC client connection",
-        "aup": "IRC",
-        "process": {
+        "subject": {
+          "kind": "process",
           "pid": 1777,
           "ppid": 1700,
           "start_ticks": 777,
@@ -441,16 +477,26 @@ const STATUS_BUSY: &str = r#"{
           "comm": "irssi",
           "exe": "/usr/bin/irssi",
           "exe_deleted": false,
-          "cmdline": ["irssi"],
+          "cmdline": [
+            "irssi"
+          ],
           "netns": 4026531833,
           "container": null
         },
-        "interface": null,
-        "host": false,
-        "related_pids": [],
-        "sockets": [],
-        "evidence": [{ "predicate": "remote", "value": "1 connection(s): tcp 10.0.0.5:40000 -> 192.0.2.1:6667" }],
-        "probe": null
+        "matches": [
+          {
+            "signature": "irc.client-connection",
+            "severity": "low",
+            "description": "an IRC client connection",
+            "aup": "IRC",
+            "evidence": [
+              {
+                "predicate": "remote",
+                "value": "1 connection(s): tcp 10.0.0.5:40000 -> 192.0.2.1:6667"
+              }
+            ]
+          }
+        ]
       }
     },
     {
@@ -461,18 +507,27 @@ const STATUS_BUSY: &str = r#"{
       "scans": 480,
       "excepted": null,
       "finding": {
-        "signature": "traffic-shape.small-packets",
         "category": "traffic-shape",
         "severity": "medium",
-        "description": "more packets than the traffic rule allows",
-        "aup": "At most 1 packet/s per kbit/s",
-        "process": null,
-        "interface": { "netns": 4026531833, "name": "eth\u200b0\u001b[2J" },
-        "host": false,
-        "related_pids": [],
-        "sockets": [],
-        "evidence": [{ "predicate": "traffic", "value": "12000 packets/s at 800 kbit/s" }],
-        "probe": null
+        "subject": {
+          "kind": "interface",
+          "netns": 4026531833,
+          "name": "eth\u200b0\u001b[2J"
+        },
+        "matches": [
+          {
+            "signature": "traffic-shape.small-packets",
+            "severity": "medium",
+            "description": "more packets than the traffic rule allows",
+            "aup": "At most 1 packet/s per kbit/s",
+            "evidence": [
+              {
+                "predicate": "traffic",
+                "value": "12000 packets/s at 800 kbit/s"
+              }
+            ]
+          }
+        ]
       }
     },
     {
@@ -483,18 +538,25 @@ const STATUS_BUSY: &str = r#"{
       "scans": 480,
       "excepted": null,
       "finding": {
-        "signature": "evasion.ld-preload",
         "category": "evasion",
         "severity": "high",
-        "description": "a library preloaded into every process",
-        "aup": "Abuse that hides itself",
-        "process": null,
-        "interface": null,
-        "host": true,
-        "related_pids": [],
-        "sockets": [],
-        "evidence": [{ "predicate": "preload", "value": "/etc/ld.so.preload: /lib/libhide.so" }],
-        "probe": null
+        "subject": {
+          "kind": "host"
+        },
+        "matches": [
+          {
+            "signature": "evasion.ld-preload",
+            "severity": "high",
+            "description": "a library preloaded into every process",
+            "aup": "Abuse that hides itself",
+            "evidence": [
+              {
+                "predicate": "preload",
+                "value": "/etc/ld.so.preload: /lib/libhide.so"
+              }
+            ]
+          }
+        ]
       }
     }
   ],
@@ -507,12 +569,10 @@ const STATUS_BUSY: &str = r#"{
       "scans": 200,
       "excepted": null,
       "finding": {
-        "signature": "tor.relay",
         "category": "tor",
         "severity": "high",
-        "description": "a Tor relay",
-        "aup": "Tor",
-        "process": {
+        "subject": {
+          "kind": "process",
           "pid": 3000,
           "ppid": 1,
           "start_ticks": 3000,
@@ -521,28 +581,49 @@ const STATUS_BUSY: &str = r#"{
           "comm": "tor",
           "exe": "/usr/bin/tor",
           "exe_deleted": false,
-          "cmdline": ["tor"],
+          "cmdline": [
+            "tor"
+          ],
           "netns": 4026531833,
           "container": null
         },
-        "interface": null,
-        "host": false,
-        "related_pids": [],
-        "sockets": [],
-        "evidence": [{ "predicate": "name", "value": "comm \"tor\"" }],
-        "probe": null
+        "matches": [
+          {
+            "signature": "tor.relay",
+            "severity": "high",
+            "description": "a Tor relay",
+            "aup": "Tor",
+            "evidence": [
+              {
+                "predicate": "name",
+                "value": "comm \"tor\""
+              }
+            ]
+          }
+        ]
       }
     }
   ],
   "reporting": {
-    "syslog": { "target": "/dev/log", "sent": 40, "errors": 2, "last_error": "syslog write to /dev/log failed: Connection refused (os error 111)" },
-    "event_log": { "target": "/var/lib/aupwatch/events.jsonl", "sent": 41, "errors": 0, "last_error": null },
-    "collector": "not configured"
+    "syslog": {
+      "target": "/dev/log",
+      "sent": 40,
+      "errors": 2,
+      "last_error": "syslog write to /dev/log failed: Connection refused (os error 111)"
+    },
+    "event_log": {
+      "target": "/var/lib/aupwatch/events.jsonl",
+      "sent": 41,
+      "errors": 0,
+      "last_error": null
+    },
+    "collector": null
   }
 }"#;
 
 /// An agent that has just started: no scan yet, nothing found, no sinks.
 const STATUS_STARTING: &str = r#"{
+  "schema_version": 1,
   "agent": {
     "version": "0.1.0",
     "pid": 77,
@@ -554,15 +635,27 @@ const STATUS_STARTING: &str = r#"{
     "interval_secs": 15,
     "cpu_ms": 12.5,
     "max_rss_kib": 9000,
-    "history": [0, 0]
+    "history": {
+      "subjects": 0,
+      "entries": 0
+    }
   },
   "last_scan": null,
   "scans": 0,
   "last_reload": null,
-  "signatures": { "count": 146, "version": "89d4678a0426", "shipped": "bundled", "local": null },
+  "signatures": {
+    "count": 146,
+    "version": "89d4678a0426",
+    "shipped": "bundled",
+    "local": null
+  },
   "findings": [],
   "recently_resolved": [],
-  "reporting": { "syslog": null, "event_log": null, "collector": "not configured" }
+  "reporting": {
+    "syslog": null,
+    "event_log": null,
+    "collector": null
+  }
 }"#;
 
 /// `document` with every `*_unix_ms` time moved from [`FIXTURE_NOW_MS`] to now, as text.

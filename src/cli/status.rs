@@ -31,7 +31,7 @@ pub fn table(doc: &Status) -> Result<()> {
     } else {
         health.to_string()
     };
-    let kv = |k: &str, v: String| format!("{:<12}{v}", format!("{k}:"));
+    let kv = |k: &str, v: String| format!("{:<13}{v}", format!("{k}:"));
     writeln!(
         out,
         "{}",
