@@ -466,8 +466,14 @@ fn a_socket_an_unreadable_process_may_hold_is_not_searched_for_everywhere() {
         panic!("python3 is not installed: this ignored test needs it when it is run");
     };
     let pid = child.0.id() as i32;
+    // The executable, not `comm`: a `python3` on PATH may be a wrapper script (pyenv's
+    // shim) whose comm already says python3 while it execs on; the child must have reached
+    // the interpreter before the scans start, or its re-exec makes it new again.
     wait_for("python", || {
-        std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.starts_with("python"))
+        std::fs::read_link(format!("/proc/{pid}/exe")).is_ok_and(|e| {
+            e.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("python"))
+        })
     });
     let mut inv = Inventory::new(Options::default());
     inv.take().expect("first");

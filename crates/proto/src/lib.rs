@@ -9,10 +9,11 @@
 //! # Versions
 //! Each top-level document carries `schema_version` ([`SCHEMA_VERSION`]). Within a version
 //! changes are additive only: a new optional field, a new enum value in a field documented
-//! as open. A reader that must refuse what it does not know (the collector's ingest) is
-//! upgraded before the writers; tolerant readers (the status client) ignore unknown fields.
-//! A removal or a change of meaning is a new version, and the collector then accepts the
-//! previous one too.
+//! as open. Every reader here is strict (unknown fields are refused, so a typo or a
+//! document from a newer writer is an error, never a silent loss): readers are upgraded
+//! before writers — the collector before its agents; the status client ships with its
+//! agent. A removal or a change of meaning is a new version, and the collector then accepts
+//! the previous one too.
 //!
 //! # Hostile text
 //! Process names, command lines, paths, user names and probe answers come from the
