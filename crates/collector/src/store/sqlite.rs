@@ -691,7 +691,7 @@ impl Store for SqliteStore {
         self.write(move |conn| {
             let set = match action {
                 HostAction::Revoke => "revoked = 1, node_key_hash = NULL",
-                HostAction::Block => "blocked = 1, node_key_hash = NULL",
+                HostAction::Block => "blocked = 1",
                 HostAction::Unblock => "blocked = 0",
                 HostAction::Approve => "approved = 1",
                 HostAction::Archive => "archived = 1",
