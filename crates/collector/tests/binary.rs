@@ -1,0 +1,346 @@
+//! The real binary over real HTTP on 127.0.0.1 (a free port), and its CLI on the same
+//! database: what an agent and an operator do, and every kind of bad input, with the
+//! collector still serving after each.
+
+mod common;
+
+use aupwatch_proto::api::Summary;
+use aupwatch_proto::protocol::{ApiError, EnrollResponse, ReportAck, Stored};
+use common::{batch, report};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+const BIN: &str = env!("CARGO_BIN_EXE_aupwatch-collector");
+
+struct Server {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn config(dir: &Path) -> PathBuf {
+    let path = dir.join("collector.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "listen = \"127.0.0.1:0\"\n[database]\npath = \"{}\"\n[ingest]\nmax_body_bytes = 65536\nmax_decompressed_bytes = 262144\n",
+            dir.join("c.db").display()
+        ),
+    )
+    .expect("config");
+    path
+}
+
+fn cli(config: &Path, args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(BIN)
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .output()
+        .expect("run CLI");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn start(config: &Path) -> Server {
+    let mut child = Command::new(BIN)
+        .arg("--config")
+        .arg(config)
+        .arg("serve")
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("start collector");
+    let stderr = child.stderr.take().expect("stderr");
+    let mut lines = BufReader::new(stderr).lines();
+    let line = lines.next().expect("a line").expect("utf8");
+    let addr = line
+        .rsplit("http://")
+        .next()
+        .and_then(|a| a.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no address in {line:?}"));
+    // Keep draining stderr so the server never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    Server { child, addr }
+}
+
+struct Answer {
+    status: u16,
+    headers: String,
+    body: Vec<u8>,
+}
+
+impl Answer {
+    fn json<T: serde::de::DeserializeOwned>(&self) -> T {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&self.body)))
+    }
+    fn code(&self) -> String {
+        self.json::<ApiError>().code
+    }
+}
+
+/// One HTTP/1.1 request on a fresh connection (`Connection: close`).
+fn http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Answer {
+    let mut s = TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("timeout");
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).expect("write");
+    // The server may answer (413) and close before reading a large body.
+    let _ = s.write_all(body);
+    let mut raw = Vec::new();
+    let _ = s.read_to_end(&mut raw);
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or_else(|| panic!("no response: {}", String::from_utf8_lossy(&raw)));
+    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .expect("status");
+    let mut body = raw[split + 4..].to_vec();
+    if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        body = dechunk(&body);
+    }
+    Answer {
+        status,
+        headers: head,
+        body,
+    }
+}
+
+fn dechunk(mut b: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    loop {
+        let Some(eol) = b.windows(2).position(|w| w == b"\r\n") else {
+            return out;
+        };
+        let size =
+            usize::from_str_radix(String::from_utf8_lossy(&b[..eol]).trim(), 16).unwrap_or(0);
+        if size == 0 {
+            return out;
+        }
+        out.extend_from_slice(&b[eol + 2..eol + 2 + size]);
+        b = &b[eol + 2 + size + 2..];
+    }
+}
+
+fn enroll(addr: SocketAddr, secret: &str, machine_id: &str, hostname: &str) -> Answer {
+    let body = serde_json::json!({
+        "schema_version": 1, "enroll_secret": secret, "machine_id": machine_id,
+        "hostname": hostname, "agent_version": "0.1.0"
+    });
+    http(
+        addr,
+        "POST",
+        "/api/agent/v1/enroll",
+        &[],
+        body.to_string().as_bytes(),
+    )
+}
+
+fn post(addr: SocketAddr, key: &str, body: &[u8], gzip: bool) -> Answer {
+    let auth = format!("Bearer {key}");
+    let mut h = vec![
+        ("Authorization", auth.as_str()),
+        ("Content-Type", "application/json"),
+    ];
+    if gzip {
+        h.push(("Content-Encoding", "gzip"));
+    }
+    http(addr, "POST", "/api/agent/v1/report", &h, body)
+}
+
+fn gzip(data: &[u8]) -> Vec<u8> {
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    enc.write_all(data).expect("gzip");
+    enc.finish().expect("gzip")
+}
+
+fn summary(config: &Path) -> Summary {
+    let (_, out, err) = cli(config, &["summary", "--json"]);
+    serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out} {err}"))
+}
+
+#[test]
+fn agents_and_operators_against_the_real_binary() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = config(dir.path());
+    assert_eq!(cli(&cfg, &["config", "check"]).0, 0);
+    let (code, out, _) = cli(&cfg, &["secret", "create", "--label", "customer=c-1042"]);
+    assert_eq!(code, 0);
+    let secret = out.split_whitespace().nth(2).expect("secret").to_string();
+    let (code, out, _) = cli(
+        &cfg,
+        &["token", "create", "--role", "viewer", "--name", "ops"],
+    );
+    assert_eq!(code, 0);
+    let token = out.split_whitespace().nth(3).expect("token").to_string();
+    // A clean fleet: exit 0.
+    assert_eq!(cli(&cfg, &["findings"]).0, 0);
+
+    let server = start(&cfg);
+    let addr = server.addr;
+    let alive = || assert_eq!(http(addr, "GET", "/healthz", &[], b"").status, 200);
+
+    let e = enroll(addr, &secret, "m1", "vm-1\u{1b}[2Jevil");
+    assert_eq!(e.status, 200);
+    let key = e.json::<EnrollResponse>().node_key;
+    let key2 = enroll(addr, &secret, "m2", "vm-2")
+        .json::<EnrollResponse>()
+        .node_key;
+    let good = serde_json::to_vec(&batch(vec![report("r1", "m1", 1)])).expect("json");
+    let a = post(addr, &key, &gzip(&good), true);
+    assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+    assert_eq!(a.json::<ReportAck>().results[0].status, Stored::Stored);
+    // Replayed: answered duplicate, stored once.
+    let a = post(addr, &key, &good, false);
+    assert_eq!(a.json::<ReportAck>().results[0].status, Stored::Duplicate);
+    let s = summary(&cfg);
+    assert_eq!((s.reports, s.events, s.open_findings), (1, 1, 1));
+
+    let text = String::from_utf8(good.clone()).expect("utf8");
+    let mut huge = batch(vec![report("r9", "m1", 9)]);
+    huge.reports[0].hostname = "x".repeat(100 * 1024);
+    let huge = serde_json::to_vec(&huge).expect("json");
+    let bad: Vec<(&str, Answer, u16, &str)> = vec![
+        (
+            "oversized body",
+            post(addr, &key, &huge, false),
+            413,
+            "too_large",
+        ),
+        (
+            "gzip bomb",
+            post(addr, &key, &gzip(&vec![0u8; 32 * 1024 * 1024]), true),
+            413,
+            "too_large",
+        ),
+        (
+            "broken JSON",
+            post(addr, &key, b"{\"schema_version\":1,", false),
+            400,
+            "bad_json",
+        ),
+        (
+            "wrong schema version",
+            post(
+                addr,
+                &key,
+                text.replacen("\"schema_version\":1", "\"schema_version\":2", 1)
+                    .as_bytes(),
+                false,
+            ),
+            400,
+            "bad_schema_version",
+        ),
+        (
+            "unknown key",
+            post(addr, &"ab".repeat(32), &good, false),
+            401,
+            "unknown_key",
+        ),
+        (
+            "another machine id",
+            post(addr, &key2, &good, false),
+            403,
+            "wrong_machine",
+        ),
+    ];
+    for (what, a, status, code) in &bad {
+        assert_eq!(
+            a.status,
+            *status,
+            "{what}: {}",
+            String::from_utf8_lossy(&a.body)
+        );
+        assert_eq!(a.code(), *code, "{what}");
+        alive();
+    }
+    // Revoked key (the CLI, with the server running): 401.
+    let (code, _, err) = cli(&cfg, &["hosts", "revoke", "m2"]);
+    assert_eq!(code, 0, "{err}");
+    let r2 = serde_json::to_vec(&batch(vec![report("q1", "m2", 1)])).expect("json");
+    let a = post(addr, &key2, &r2, false);
+    assert_eq!((a.status, a.code().as_str()), (401, "unknown_key"));
+    // Blocked machine: its reports 403, and it cannot enroll again.
+    assert_eq!(cli(&cfg, &["hosts", "block", "m1"]).0, 0);
+    let r3 = serde_json::to_vec(&batch(vec![report("r3", "m1", 3)])).expect("json");
+    let a = post(addr, &key, &r3, false);
+    assert_eq!((a.status, a.code().as_str()), (403, "blocked"));
+    let a = enroll(addr, &secret, "m1", "vm-1");
+    assert_eq!((a.status, a.code().as_str()), (403, "blocked"));
+    alive();
+    let s = summary(&cfg);
+    assert_eq!((s.reports, s.events), (1, 1), "nothing else stored");
+    let metrics = String::from_utf8(http(addr, "GET", "/metrics", &[], b"").body).expect("utf8");
+    assert!(
+        metrics.contains("aupwatch_collector_rejected_requests_total{reason=\"too_large\"} 2"),
+        "{metrics}"
+    );
+
+    // The query API over HTTP.
+    let auth = format!("Bearer {token}");
+    let a = http(
+        addr,
+        "GET",
+        "/api/v1/findings?format=csv",
+        &[("Authorization", &auth)],
+        b"",
+    );
+    assert_eq!(a.status, 200);
+    assert!(a.headers.to_ascii_lowercase().contains("text/csv"));
+    // The CLI: findings present → 1; host strings escaped for the terminal.
+    let (code, out, _) = cli(&cfg, &["findings"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("mining.xmrig"));
+    let (code, out, _) = cli(&cfg, &["hosts"]);
+    assert_eq!(code, 0);
+    assert!(!out.contains('\u{1b}'), "{out:?}");
+    assert_eq!(cli(&cfg, &["summary"]).0, 1);
+    assert_eq!(cli(&cfg, &["hosts", "approve", "nobody"]).0, 2);
+    drop(server);
+}
+
+#[test]
+fn config_errors_exit_2_with_key_and_line() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = dir.path().join("bad.toml");
+    std::fs::write(&cfg, "listen = \"127.0.0.1:1\"\n[ingest]\nqueue_dpth = 3\n").expect("write");
+    let (code, _, err) = cli(&cfg, &["config", "check"]);
+    assert_eq!(code, 2);
+    assert!(err.contains(":3:") && err.contains("queue_dpth"), "{err}");
+    let (code, _, err) = cli(&cfg, &["hosts"]);
+    assert_eq!(code, 2, "{err}");
+}
