@@ -7,6 +7,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::config::{Backend, Config};
 use crate::http::{app, AppState};
 use crate::metrics::{Histogram, Metrics};
+use crate::store::postgres::PgStore;
 use crate::store::sqlite::SqliteStore;
 use crate::store::{Store, StoreError};
 use std::net::SocketAddr;
@@ -42,9 +43,18 @@ pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>, ServeError> {
             )?;
             Ok(Arc::new(store))
         }
-        Backend::Postgres => Err(ServeError::Config(
-            "the postgres backend is not built yet".into(),
-        )),
+        Backend::Postgres => {
+            let url = config.database.url.as_deref().ok_or_else(|| {
+                ServeError::Config("database.url is required for postgres".into())
+            })?;
+            let store = PgStore::connect(
+                url,
+                config.database.pool_size,
+                Arc::new(Histogram::default()),
+            )
+            .await?;
+            Ok(Arc::new(store))
+        }
     }
 }
 
