@@ -844,3 +844,39 @@ impl Store for SqliteStore {
         &self.commits
     }
 }
+
+/// The benchmark's raw insert rate: the writer's own ingest of `reports` (host id, report)
+/// into a fresh database at `path`, from one thread in transactions of `per_tx` reports,
+/// without HTTP, parsing, queue or oneshot. Hosts are created first (not timed). Returns
+/// the time spent inserting.
+pub fn raw_insert(
+    path: &Path,
+    reports: &[(String, Report)],
+    per_tx: usize,
+) -> Result<std::time::Duration, StoreError> {
+    let mut conn = connect(path)?;
+    migrate(&mut conn)?;
+    {
+        let tx = conn.transaction()?;
+        let mut seen = HashSet::new();
+        for (host_id, r) in reports {
+            if seen.insert(host_id.as_str()) {
+                tx.execute(
+                    "INSERT INTO hosts (host_id, machine_id, hostname, labels, approved,
+                     enrolled_unix_ms) VALUES (?1, ?2, ?3, '{}', 1, 0)",
+                    params![host_id, r.machine_id, r.hostname],
+                )?;
+            }
+        }
+        tx.commit()?;
+    }
+    let started = Instant::now();
+    for chunk in reports.chunks(per_tx.max(1)) {
+        let tx = conn.transaction()?;
+        for (host_id, r) in chunk {
+            ingest(&tx, host_id, std::slice::from_ref(r), to_u64(1))?;
+        }
+        tx.commit()?;
+    }
+    Ok(started.elapsed())
+}
