@@ -98,6 +98,8 @@ enum Command {
         #[arg(long)]
         csv: bool,
     },
+    /// One retention pass now (`[retention]`: old events deleted, unseen hosts archived).
+    Prune,
     /// The fleet at a glance; exit 1 when findings are open.
     Summary {
         #[arg(long)]
@@ -442,6 +444,14 @@ async fn command(cmd: Command, store: Arc<dyn Store>, config: &Config) -> Result
             } else {
                 ExitCode::SUCCESS
             });
+        }
+        Command::Prune => {
+            let (events, archive) = config.retention.cutoffs(now);
+            let r = store.retain(events, archive).await?;
+            out(&format!(
+                "{} event(s) deleted, {} host(s) archived\n",
+                r.events_deleted, r.hosts_archived
+            ))?;
         }
         Command::Summary { json } => {
             let s = build_summary(store.as_ref(), now, config).await?;

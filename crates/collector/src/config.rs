@@ -27,6 +27,38 @@ pub struct Config {
     pub database: Database,
     pub ingest: Ingest,
     pub liveness: LivenessRules,
+    pub retention: Retention,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Retention {
+    /// Delete lifecycle events older than this many days (0: keep forever). Findings and
+    /// reports (the idempotency record) are kept.
+    pub events_days: u64,
+    /// Archive hosts not seen for this many days (0: never).
+    pub archive_after_days: u64,
+    /// How often `serve` runs a retention pass, in seconds.
+    pub interval_secs: u64,
+}
+
+impl Default for Retention {
+    fn default() -> Retention {
+        Retention {
+            events_days: 180,
+            archive_after_days: 30,
+            interval_secs: 3600,
+        }
+    }
+}
+
+impl Retention {
+    /// The cut-offs at `now`: (events before, archive before).
+    pub fn cutoffs(&self, now_unix_ms: u64) -> (Option<u64>, Option<u64>) {
+        let days =
+            |d: u64| (d > 0).then(|| now_unix_ms.saturating_sub(d.saturating_mul(86_400_000)));
+        (days(self.events_days), days(self.archive_after_days))
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -96,6 +128,7 @@ impl Default for Config {
             database: Database::default(),
             ingest: Ingest::default(),
             liveness: LivenessRules::default(),
+            retention: Retention::default(),
         }
     }
 }
@@ -227,6 +260,9 @@ impl Config {
             if v == 0 {
                 err(key, "must be 1 or more".into());
             }
+        }
+        if self.retention.interval_secs == 0 {
+            err("interval_secs", "must be 1 or more".into());
         }
         let l = &self.liveness;
         if l.late_after_intervals == 0 || l.silent_after_intervals <= l.late_after_intervals {

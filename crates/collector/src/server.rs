@@ -70,6 +70,7 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
         config: config.clone(),
         metrics: Arc::new(Metrics::default()),
     };
+    tokio::spawn(retention_loop(state.clone()));
     let router = app(state);
     if !config.listen.ip().is_loopback() && config.tls.is_none() && !config.allow_insecure_http {
         return Err(ServeError::Config(format!(
@@ -117,6 +118,24 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     }
     crate::log("stopped");
     Ok(())
+}
+
+/// A retention pass every `retention.interval_secs` (the first one a minute after start).
+async fn retention_loop(state: AppState) {
+    let every = std::time::Duration::from_secs(state.config.retention.interval_secs.max(1));
+    tokio::time::sleep(every.min(std::time::Duration::from_secs(60))).await;
+    loop {
+        let (events, archive) = state.config.retention.cutoffs(state.clock.now_unix_ms());
+        match state.store.retain(events, archive).await {
+            Ok(r) if r.events_deleted > 0 || r.hosts_archived > 0 => crate::log(&format!(
+                "retention: {} event(s) deleted, {} host(s) archived",
+                r.events_deleted, r.hosts_archived
+            )),
+            Ok(_) => {}
+            Err(e) => crate::log(&format!("retention: {e}")),
+        }
+        tokio::time::sleep(every).await;
+    }
 }
 
 async fn shutdown_signal() {

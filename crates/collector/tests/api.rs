@@ -596,6 +596,9 @@ mod busy {
         fn token_role(&self, h: String) -> Fut<'_, Option<Role>> {
             self.0.token_role(h)
         }
+        fn retain(&self, e: Option<u64>, a: Option<u64>) -> Fut<'_, Retained> {
+            self.0.retain(e, a)
+        }
         fn queue_depth(&self) -> usize {
             0
         }

@@ -264,10 +264,25 @@ pub trait Store: Send + Sync + 'static {
     fn create_token(&self, token_hash: String, name: String, role: Role, now: u64) -> Fut<'_, i64>;
     fn tokens(&self) -> Fut<'_, Vec<TokenRow>>;
     fn token_role(&self, token_hash: String) -> Fut<'_, Option<Role>>;
+    /// Retention: deletes events older than `events_before_unix_ms` and archives hosts
+    /// whose last report (or enrollment, when none) is older than `archive_before_unix_ms`.
+    /// `None` keeps everything of that kind.
+    fn retain(
+        &self,
+        events_before_unix_ms: Option<u64>,
+        archive_before_unix_ms: Option<u64>,
+    ) -> Fut<'_, Retained>;
     /// Requests waiting for the writer (0 where there is no single writer).
     fn queue_depth(&self) -> usize;
     /// How long commits take.
     fn commit_histogram(&self) -> &crate::metrics::Histogram;
+}
+
+/// What a retention pass removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Retained {
+    pub events_deleted: u64,
+    pub hosts_archived: u64,
 }
 
 /// Tables `count_rows` accepts.

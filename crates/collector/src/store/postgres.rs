@@ -9,7 +9,7 @@
 use super::{
     check_sequence, finding_row, severity_rank, signature_pattern, to_i64, to_u64, Counts,
     EnrollOutcome, Enrollment, FindingColumns, FindingFilter, Fut, HostAction, HostAuth,
-    HostRecord, Role, SecretRow, StateFilter, Store, StoreError, TokenRow, TABLES,
+    HostRecord, Retained, Role, SecretRow, StateFilter, Store, StoreError, TokenRow, TABLES,
 };
 use crate::metrics::Histogram;
 use aupwatch_proto::api::FindingRow;
@@ -804,6 +804,30 @@ impl Store for PgStore {
                 )
                 .await?;
             Ok(row.and_then(|r| Role::parse(r.get::<_, &str>(0))))
+        })
+    }
+
+    fn retain(&self, events_before: Option<u64>, archive_before: Option<u64>) -> Fut<'_, Retained> {
+        self.write(move |tx| {
+            Box::pin(async move {
+                let mut r = Retained::default();
+                if let Some(t) = events_before {
+                    r.events_deleted = tx
+                        .execute("DELETE FROM events WHERE at_unix_ms < $1", &[&to_i64(t)])
+                        .await?;
+                }
+                if let Some(t) = archive_before {
+                    r.hosts_archived = tx
+                        .execute(
+                            "UPDATE hosts SET archived = TRUE WHERE NOT archived AND NOT blocked AND
+                             coalesce((SELECT last_seen_unix_ms FROM last_seen l
+                                       WHERE l.host_id = hosts.host_id), enrolled_unix_ms) < $1",
+                            &[&to_i64(t)],
+                        )
+                        .await?;
+                }
+                Ok(r)
+            })
         })
     }
 

@@ -7,8 +7,8 @@
 
 use super::{
     check_sequence, finding_row, to_i64, to_u64, Counts, EnrollOutcome, Enrollment, FindingColumns,
-    FindingFilter, Fut, HostAction, HostAuth, HostRecord, Role, SecretRow, StateFilter, Store,
-    StoreError, TokenRow, TABLES,
+    FindingFilter, Fut, HostAction, HostAuth, HostRecord, Retained, Role, SecretRow, StateFilter,
+    Store, StoreError, TokenRow, TABLES,
 };
 use crate::metrics::Histogram;
 use aupwatch_proto::api::FindingRow;
@@ -833,6 +833,24 @@ impl Store for SqliteStore {
                 .query_row([hash], |r| r.get(0))
                 .optional()?;
             Ok(role.as_deref().and_then(Role::parse))
+        })
+    }
+
+    fn retain(&self, events_before: Option<u64>, archive_before: Option<u64>) -> Fut<'_, Retained> {
+        self.write(move |conn| {
+            let mut r = Retained::default();
+            if let Some(t) = events_before {
+                r.events_deleted = conn.execute("DELETE FROM events WHERE at_unix_ms < ?1", [to_i64(t)])? as u64;
+            }
+            if let Some(t) = archive_before {
+                r.hosts_archived = conn.execute(
+                    "UPDATE hosts SET archived = 1 WHERE archived = 0 AND blocked = 0 AND
+                     coalesce((SELECT last_seen_unix_ms FROM last_seen l WHERE l.host_id = hosts.host_id),
+                              enrolled_unix_ms) < ?1",
+                    [to_i64(t)],
+                )? as u64;
+            }
+            Ok(r)
         })
     }
 

@@ -403,6 +403,36 @@ pub async fn concurrent_delivery_is_stored_once(a: Arc<dyn Store>, b: Arc<dyn St
     assert_eq!(b.count_rows("events").await.expect("count"), 20);
 }
 
+pub async fn retention_prunes_events_and_archives_hosts(a: Arc<dyn Store>, _b: Arc<dyn Store>) {
+    let s = a.as_ref();
+    let h = enrolled(s, "m1", "h1").await;
+    enrolled(s, "m2", "h2").await;
+    // The example's event is at 1_796_659_200_000; m1 reports at NOW, m2 (enrolled at NOW)
+    // never.
+    s.ingest(h, vec![report("r1", "m1", 1)], NOW)
+        .await
+        .expect("ingest");
+    let r = s
+        .retain(Some(1_796_659_200_000), Some(NOW))
+        .await
+        .expect("retain");
+    assert_eq!((r.events_deleted, r.hosts_archived), (0, 0));
+    let r = s
+        .retain(Some(1_796_659_200_001), Some(NOW + 1))
+        .await
+        .expect("retain");
+    assert_eq!((r.events_deleted, r.hosts_archived), (1, 2));
+    assert_eq!(s.count_rows("events").await.expect("count"), 0);
+    assert_eq!(
+        s.count_rows("reports").await.expect("count"),
+        1,
+        "reports stay"
+    );
+    assert!(s.hosts().await.expect("hosts").iter().all(|h| h.archived));
+    let r = s.retain(None, None).await.expect("retain");
+    assert_eq!(r, Default::default());
+}
+
 /// Declares one `#[tokio::test]` per suite test, each on a fresh pair from `$open`.
 #[macro_export]
 macro_rules! store_suite {
@@ -416,6 +446,7 @@ macro_rules! store_suite {
             findings_filter_and_page
             tokens_have_roles
             concurrent_delivery_is_stored_once
+            retention_prunes_events_and_archives_hosts
         );
     };
     (@each $open:ident $attrs:tt $($name:ident)*) => {
