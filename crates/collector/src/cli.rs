@@ -4,6 +4,7 @@
 //! Every host-supplied string goes through `escape::printable` before the terminal.
 
 use anyhow::{anyhow, bail, Result};
+use aupwatch_collector::alerts::rfc3339 as time;
 use aupwatch_collector::clock::{Clock, SystemClock};
 use aupwatch_collector::config::Config;
 use aupwatch_collector::escape::printable;
@@ -481,36 +482,4 @@ async fn command(cmd: Command, store: Arc<dyn Store>, config: &Config) -> Result
         }
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// Unix milliseconds as `YYYY-MM-DDTHH:MM:SSZ`.
-fn time(ms: u64) -> String {
-    let secs = ms / 1000;
-    let days = i64::try_from(secs / 86_400).unwrap_or(0);
-    let rem = secs % 86_400;
-    // Howard Hinnant's civil_from_days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn times_print_as_utc() {
-        assert_eq!(super::time(0), "1970-01-01T00:00:00Z");
-        assert_eq!(super::time(1_796_659_200_000), "2026-12-07T16:00:00Z");
-    }
 }

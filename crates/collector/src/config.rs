@@ -28,6 +28,52 @@ pub struct Config {
     pub ingest: Ingest,
     pub liveness: LivenessRules,
     pub retention: Retention,
+    pub alerts: Alerts,
+}
+
+/// Where alerts go.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Alerts {
+    /// `[[alerts.webhook]]` routes; an event goes to every route that admits it.
+    pub webhook: Vec<WebhookRoute>,
+}
+
+/// One webhook route.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookRoute {
+    /// For logs.
+    pub name: String,
+    /// `http://host:port/path` (https receivers: not yet; put a TLS proxy in front).
+    pub url: String,
+    /// Only these categories (empty: all).
+    #[serde(default)]
+    pub categories: Vec<aupwatch_proto::Category>,
+    /// Only this severity or higher.
+    #[serde(default = "lowest_severity")]
+    pub min_severity: aupwatch_proto::Severity,
+    /// Only hosts with all of these labels (`customer = "c-1042"`).
+    #[serde(default)]
+    pub labels: std::collections::BTreeMap<String, String>,
+    /// Only these event kinds (empty: `new` and `changed`).
+    #[serde(default)]
+    pub kinds: Vec<aupwatch_proto::EventKind>,
+    /// Attempts before giving up (backoff doubles from `retry_initial_ms`, at most 300 s).
+    #[serde(default = "default_attempts")]
+    pub max_attempts: u32,
+    #[serde(default = "default_retry_ms")]
+    pub retry_initial_ms: u64,
+}
+
+fn lowest_severity() -> aupwatch_proto::Severity {
+    aupwatch_proto::Severity::Info
+}
+fn default_attempts() -> u32 {
+    8
+}
+fn default_retry_ms() -> u64 {
+    1000
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -129,6 +175,7 @@ impl Default for Config {
             ingest: Ingest::default(),
             liveness: LivenessRules::default(),
             retention: Retention::default(),
+            alerts: Alerts::default(),
         }
     }
 }
@@ -264,6 +311,19 @@ impl Config {
         if self.retention.interval_secs == 0 {
             err("interval_secs", "must be 1 or more".into());
         }
+        for w in &self.alerts.webhook {
+            if !w.url.starts_with("http://") {
+                err(
+                    "url",
+                    format!(
+                        "webhook {:?}: only http:// URLs (https: put a TLS proxy in front)",
+                        w.name
+                    ),
+                );
+            } else if w.url.parse::<axum::http::Uri>().is_err() {
+                err("url", format!("webhook {:?}: not a URL", w.name));
+            }
+        }
         let l = &self.liveness;
         if l.late_after_intervals == 0 || l.silent_after_intervals <= l.late_after_intervals {
             err(
@@ -327,6 +387,28 @@ mod tests {
             "listen = \"0.0.0.0:8740\"\nallow_insecure_http = true\n",
         )
         .expect("allowed");
+    }
+
+    #[test]
+    fn webhook_routes_parse_strictly() {
+        let c = Config::parse(
+            "c.toml",
+            "[[alerts.webhook]]\nname = \"desk\"\nurl = \"http://127.0.0.1:9/h\"\ncategories = [\"mining\", \"proxy\"]\nmin_severity = \"high\"\nlabels = { customer = \"c-1\" }\n",
+        )
+        .expect("route");
+        assert_eq!(c.alerts.webhook[0].categories.len(), 2);
+        let errs = Config::parse(
+            "c.toml",
+            "[[alerts.webhook]]\nname = \"desk\"\nurl = \"https://x/h\"\n",
+        )
+        .expect_err("https");
+        assert_eq!(errs[0].line, Some(3));
+        let errs = Config::parse(
+            "c.toml",
+            "[[alerts.webhook]]\nname = \"d\"\nurl = \"http://x/\"\ncategories = [\"bitcoin\"]\n",
+        )
+        .expect_err("category");
+        assert_eq!(errs[0].line, Some(4));
     }
 
     #[test]

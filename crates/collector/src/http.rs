@@ -47,6 +47,7 @@ pub struct AppState {
     pub clock: Arc<dyn Clock>,
     pub config: Arc<Config>,
     pub metrics: Arc<Metrics>,
+    pub alerts: Arc<crate::alerts::Alerter>,
 }
 
 /// The router.
@@ -445,11 +446,24 @@ async fn ingest(st: &AppState, headers: &HeaderMap, body: Body) -> Result<Report
         }
     }
     let ids: Vec<String> = batch.reports.iter().map(|r| r.report_id.clone()).collect();
+    let for_alerts = st.alerts.enabled().then(|| batch.reports.clone());
+    let host = crate::alerts::HostInfo {
+        host_id: auth.host_id.clone(),
+        hostname: auth.hostname.clone(),
+        labels: auth.labels.clone(),
+    };
     let results = st
         .store
         .ingest(auth.host_id, batch.reports, st.clock.now_unix_ms())
         .await
         .map_err(|e| Failure::store(e, cfg.retry_after_secs))?;
+    if let Some(reports) = for_alerts {
+        for (r, s) in reports.iter().zip(&results) {
+            if *s == Stored::Stored {
+                st.alerts.dispatch(&host, r);
+            }
+        }
+    }
     for s in &results {
         let c = match s {
             Stored::Stored => &st.metrics.reports_stored,
@@ -785,6 +799,7 @@ async fn healthz() -> &'static str {
 async fn metrics(State(st): State<AppState>) -> Result<Response, Failure> {
     let mut out = String::new();
     st.metrics.render(&mut out);
+    st.alerts.render(&mut out);
     st.store.commit_histogram().render(
         &mut out,
         "aupwatch_collector_commit_seconds",

@@ -11,6 +11,7 @@
 //!          CLI (same binary) ──────────┘  liveness (a clock as input) · metrics
 //! ```
 
+pub mod alerts;
 pub mod clock;
 pub mod config;
 pub mod escape;

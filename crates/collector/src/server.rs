@@ -69,6 +69,7 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
         clock,
         config: config.clone(),
         metrics: Arc::new(Metrics::default()),
+        alerts: Arc::new(crate::alerts::Alerter::start(config.alerts.webhook.clone())),
     };
     tokio::spawn(retention_loop(state.clone()));
     let router = app(state);

@@ -59,6 +59,7 @@ async fn fixture(edit: impl FnOnce(&mut Config)) -> Fixture {
         clock: clock.clone() as Arc<dyn Clock>,
         config: Arc::new(config),
         metrics: Arc::new(Metrics::default()),
+        alerts: Arc::new(aupwatch_collector::alerts::Alerter::disabled()),
     };
     Fixture {
         state,

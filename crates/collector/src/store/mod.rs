@@ -74,6 +74,8 @@ pub enum EnrollOutcome {
 pub struct HostAuth {
     pub host_id: String,
     pub machine_id: String,
+    pub hostname: String,
+    pub labels: BTreeMap<String, String>,
     pub approved: bool,
     pub blocked: bool,
 }

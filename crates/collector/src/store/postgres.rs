@@ -573,17 +573,22 @@ impl Store for PgStore {
             let c = self.pool.get().await?;
             let row = c
                 .query_opt(
-                    "SELECT host_id, machine_id, approved, blocked FROM hosts
+                    "SELECT host_id, machine_id, approved, blocked, hostname, labels FROM hosts
                      WHERE node_key_hash = $1 AND NOT revoked",
                     &[&node_key_hash],
                 )
                 .await?;
-            Ok(row.map(|r| HostAuth {
-                host_id: r.get(0),
-                machine_id: r.get(1),
-                approved: r.get(2),
-                blocked: r.get(3),
-            }))
+            row.map(|r| {
+                Ok(HostAuth {
+                    host_id: r.get(0),
+                    machine_id: r.get(1),
+                    approved: r.get(2),
+                    blocked: r.get(3),
+                    hostname: r.get(4),
+                    labels: serde_json::from_str(r.get::<_, &str>(5))?,
+                })
+            })
+            .transpose()
         })
     }
 

@@ -648,20 +648,29 @@ impl Store for SqliteStore {
 
     fn authenticate(&self, node_key_hash: String) -> Fut<'_, Option<HostAuth>> {
         self.read(move |conn| {
-            Ok(conn
-                .prepare_cached(
-                    "SELECT host_id, machine_id, approved, blocked FROM hosts
+            conn.prepare_cached(
+                "SELECT host_id, machine_id, approved, blocked, hostname, labels FROM hosts
                      WHERE node_key_hash = ?1 AND revoked = 0",
-                )?
-                .query_row([node_key_hash], |r| {
-                    Ok(HostAuth {
+            )?
+            .query_row([node_key_hash], |r| {
+                Ok((
+                    HostAuth {
                         host_id: r.get(0)?,
                         machine_id: r.get(1)?,
                         approved: r.get(2)?,
                         blocked: r.get(3)?,
-                    })
-                })
-                .optional()?)
+                        hostname: r.get(4)?,
+                        labels: BTreeMap::new(),
+                    },
+                    r.get::<_, String>(5)?,
+                ))
+            })
+            .optional()?
+            .map(|(mut auth, labels)| {
+                auth.labels = serde_json::from_str(&labels)?;
+                Ok::<_, StoreError>(auth)
+            })
+            .transpose()
         })
     }
 

@@ -1,0 +1,188 @@
+//! Webhook alerts end to end: a receiver on 127.0.0.1 that fails its first delivery, routes
+//! that admit and refuse, a stable CloudEvents id across the retry, and no alert for a
+//! duplicate report.
+
+mod common;
+
+use aupwatch_collector::alerts::Alerter;
+use aupwatch_collector::clock::{Clock, ManualClock};
+use aupwatch_collector::config::{Config, WebhookRoute};
+use aupwatch_collector::http::{app, AppState};
+use aupwatch_collector::metrics::{Histogram, Metrics};
+use aupwatch_collector::secret;
+use aupwatch_collector::store::sqlite::SqliteStore;
+use aupwatch_collector::store::Store;
+use aupwatch_proto::protocol::EnrollResponse;
+use aupwatch_proto::{Category, Severity};
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use common::{batch, report};
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tower::ServiceExt;
+
+#[derive(Default)]
+struct Received {
+    attempts: Vec<serde_json::Value>,
+    content_types: Vec<String>,
+}
+
+/// A receiver on 127.0.0.1 answering 500 to its first request, 200 after.
+async fn receiver() -> (String, Arc<Mutex<Received>>) {
+    let got: Arc<Mutex<Received>> = Arc::default();
+    let state = got.clone();
+    let router = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(
+            move |headers: axum::http::HeaderMap, body: axum::body::Bytes| {
+                let state = state.clone();
+                async move {
+                    let mut g = state.lock().expect("lock");
+                    g.attempts
+                        .push(serde_json::from_slice(&body).expect("JSON alert"));
+                    g.content_types.push(
+                        headers
+                            .get("content-type")
+                            .and_then(|v| v.to_str().ok())
+                            .unwrap_or("")
+                            .to_string(),
+                    );
+                    if g.attempts.len() == 1 {
+                        StatusCode::INTERNAL_SERVER_ERROR
+                    } else {
+                        StatusCode::OK
+                    }
+                }
+            },
+        ),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    (format!("http://{addr}/hook"), got)
+}
+
+fn route(name: &str, url: &str) -> WebhookRoute {
+    WebhookRoute {
+        name: name.into(),
+        url: url.into(),
+        categories: vec![],
+        min_severity: Severity::Info,
+        labels: BTreeMap::new(),
+        kinds: vec![],
+        max_attempts: 5,
+        retry_initial_ms: 20,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alerts_are_routed_retried_and_stable() {
+    let (url, got) = receiver().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store: Arc<dyn Store> = Arc::new(
+        SqliteStore::open(
+            &dir.path().join("c.db"),
+            64,
+            16,
+            Arc::new(Histogram::default()),
+        )
+        .expect("open"),
+    );
+    store
+        .create_secret(secret::hash("s"), Some("c-1042".into()), 0)
+        .await
+        .expect("secret");
+    let mut wanted = route("desk", &url);
+    wanted.categories = vec![Category::Mining];
+    wanted.min_severity = Severity::High;
+    wanted.labels = BTreeMap::from([("customer".to_string(), "c-1042".to_string())]);
+    let mut tor = route("tor-only", &url);
+    tor.categories = vec![Category::Tor];
+    let mut other = route("other-customer", &url);
+    other.labels = BTreeMap::from([("customer".to_string(), "c-9".to_string())]);
+    let mut critical = route("critical-only", &url);
+    critical.min_severity = Severity::Critical;
+    let alerts = Arc::new(Alerter::start(vec![wanted, tor, other, critical]));
+    let state = AppState {
+        store: store.clone(),
+        clock: Arc::new(ManualClock::new(1_796_659_300_000)) as Arc<dyn Clock>,
+        config: Arc::new(Config::default()),
+        metrics: Arc::new(Metrics::default()),
+        alerts: alerts.clone(),
+    };
+    let send = |req: Request<Body>| {
+        let state = state.clone();
+        async move {
+            let resp = app(state).oneshot(req).await.expect("infallible");
+            let status = resp.status();
+            let body = axum::body::to_bytes(resp.into_body(), usize::MAX)
+                .await
+                .expect("body");
+            (status, body)
+        }
+    };
+    let (status, body) = send(
+        Request::post("/api/agent/v1/enroll")
+            .body(Body::from(
+                r#"{"schema_version":1,"enroll_secret":"s","machine_id":"m1","hostname":"vm-1","agent_version":"0"}"#,
+            ))
+            .expect("req"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let e: EnrollResponse = serde_json::from_slice(&body).expect("enroll");
+    let report_body = serde_json::to_vec(&batch(vec![report("r1", "m1", 1)])).expect("json");
+    let post = || {
+        Request::post("/api/agent/v1/report")
+            .header("authorization", format!("Bearer {}", e.node_key))
+            .body(Body::from(report_body.clone()))
+            .expect("req")
+    };
+    assert_eq!(send(post()).await.0, StatusCode::OK);
+    // The first delivery fails (500), the retry succeeds.
+    for _ in 0..250 {
+        if got.lock().expect("lock").attempts.len() >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // A duplicate report alerts nobody.
+    assert_eq!(send(post()).await.0, StatusCode::OK);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let g = got.lock().expect("lock");
+    assert_eq!(
+        g.attempts.len(),
+        2,
+        "one alert, one retry: {:?}",
+        g.attempts
+    );
+    let (first, second) = (&g.attempts[0], &g.attempts[1]);
+    assert_eq!(first, second, "a retry is the same CloudEvent");
+    assert_eq!(first["specversion"], "1.0");
+    assert_eq!(first["id"], "r1/0");
+    assert_eq!(first["type"], "net.aupwatch.finding.new");
+    assert_eq!(first["subject"], format!("{}:9a3c5e7f11223344", e.host_id));
+    assert_eq!(first["time"], "2026-12-07T16:00:00Z");
+    assert_eq!(first["data"]["labels"]["customer"], "c-1042");
+    assert_eq!(
+        first["data"]["event"]["tracked"]["finding"]["category"],
+        "mining"
+    );
+    assert!(g
+        .content_types
+        .iter()
+        .all(|c| c == "application/cloudevents+json"));
+    let c = &alerts.counters;
+    use std::sync::atomic::Ordering::Relaxed;
+    assert_eq!(
+        (
+            c.sent.load(Relaxed),
+            c.retries.load(Relaxed),
+            c.failed.load(Relaxed)
+        ),
+        (1, 1, 0)
+    );
+}
