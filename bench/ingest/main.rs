@@ -31,6 +31,8 @@ struct Args {
     concurrency: Vec<usize>,
     seconds: u64,
     batch: usize,
+    /// PostgreSQL instead of SQLite: a fresh database is created in this cluster.
+    pg_url: Option<String>,
 }
 
 fn args() -> Args {
@@ -40,6 +42,7 @@ fn args() -> Args {
         concurrency: vec![8, 32, 64],
         seconds: 20,
         batch: 1,
+        pg_url: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(k) = it.next() {
@@ -55,6 +58,7 @@ fn args() -> Args {
             }
             "--seconds" => a.seconds = v.parse().expect("--seconds N"),
             "--batch" => a.batch = v.parse().expect("--batch N"),
+            "--pg-url" => a.pg_url = Some(v),
             _ => panic!("unknown argument {k}"),
         }
     }
@@ -204,11 +208,24 @@ async fn main() {
     let a = args();
     let dir = tempfile::tempdir().expect("tempdir");
     let config = dir.path().join("collector.toml");
+    let database = match &a.pg_url {
+        None => format!("path = \"{}\"", dir.path().join("c.db").display()),
+        Some(url) => {
+            let admin: tokio_postgres::Config = url.parse().expect("--pg-url");
+            let (client, conn) = admin.connect(tokio_postgres::NoTls).await.expect("connect");
+            tokio::spawn(conn);
+            let name = format!("aupwatch_bench_{}", std::process::id());
+            client
+                .batch_execute(&format!("CREATE DATABASE {name}"))
+                .await
+                .expect("create database");
+            format!("backend = \"postgres\"\nurl = \"{url} dbname={name}\"\npool_size = 16")
+        }
+    };
     std::fs::write(
         &config,
         format!(
-            "listen = \"127.0.0.1:0\"\n[database]\npath = \"{}\"\n[ingest]\nqueue_depth = 16384\nmax_jobs_per_commit = 1024\n",
-            dir.path().join("c.db").display()
+            "listen = \"127.0.0.1:0\"\n[database]\n{database}\n[ingest]\nqueue_depth = 16384\nmax_jobs_per_commit = 1024\n"
         ),
     )
     .expect("config");
@@ -217,6 +234,15 @@ async fn main() {
         .nth(2)
         .expect("secret")
         .to_string();
+    let token = cli(
+        &a.bin,
+        &config,
+        &["token", "create", "--role", "viewer", "--name", "bench"],
+    )
+    .split_whitespace()
+    .nth(3)
+    .expect("token")
+    .to_string();
     let server = start(&a.bin, &config);
     let pid = server.child.id();
     let base = format!("http://{}", server.addr);
@@ -368,6 +394,29 @@ async fn main() {
             rss_max_kib: rss_max.load(Ordering::Relaxed),
         });
     }
+    // The operator's views at this size, each timed once.
+    let mut views = Vec::new();
+    for path in [
+        "/api/v1/hosts",
+        "/api/v1/summary",
+        "/api/v1/findings?limit=1000",
+        "/metrics",
+    ] {
+        let req = Request::get(format!("{base}{path}"))
+            .header("authorization", format!("Bearer {token}"))
+            .body(Full::new(Bytes::new()))
+            .expect("request");
+        let t = Instant::now();
+        let resp = client.request(req).await.expect("view");
+        let status = resp.status().as_u16();
+        let n = resp
+            .into_body()
+            .collect()
+            .await
+            .map(|b| b.to_bytes().len())
+            .unwrap_or(0);
+        views.push((path, status, t.elapsed().as_secs_f64() * 1000.0, n));
+    }
     let hwm = proc_status_kib(pid, "VmHWM:");
     drop(server);
     let summary = cli(&a.bin, &config, &["summary", "--json"]);
@@ -390,7 +439,14 @@ async fn main() {
     let raw = raw_insert(&raw_path, &rows, 1024).expect("raw insert");
     let raw_rate = n as f64 / raw.as_secs_f64();
 
-    println!("# bench/ingest\n");
+    println!(
+        "# bench/ingest ({})\n",
+        if a.pg_url.is_some() {
+            "PostgreSQL"
+        } else {
+            "SQLite"
+        }
+    );
     println!(
         "{} hosts enrolled in {:.1} s ({:.0}/s); batch {} report(s)/request; report body {} B; idle RSS after enrollment {} MiB\n",
         a.hosts,
@@ -417,7 +473,12 @@ async fn main() {
             p.rss_max_kib as f64 / 1024.0
         );
     }
-    println!("\nVmHWM {:.1} MiB", hwm as f64 / 1024.0);
+    println!("\nVmHWM {:.1} MiB\n", hwm as f64 / 1024.0);
+    println!("| view (after the load) | status | ms | bytes |\n|---|---|---|---|");
+    for (path, status, ms, n) in &views {
+        println!("| `{path}` | {status} | {ms:.1} | {n} |");
+    }
+    println!();
     println!(
         "stored = acked: {} (reports in the database {}, acked stored {})",
         s.reports == total_acked,

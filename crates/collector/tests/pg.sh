@@ -10,11 +10,13 @@
 # Needs Debian's postgresql (apt-get install -y postgresql). Run as root (the cluster runs
 # as the postgres user) or as an ordinary user (the cluster runs as that user).
 # AUPWATCH_PG_DIR (default /tmp/aupwatch-pg-test) and AUPWATCH_PG_PORT (default 55432)
-# override the place and port.
+# override the place and port. fsync is off (a test cluster); AUPWATCH_PG_FSYNC=on for
+# benchmarks.
 set -euo pipefail
 
 DIR="${AUPWATCH_PG_DIR:-/tmp/aupwatch-pg-test}"
 PORT="${AUPWATCH_PG_PORT:-55432}"
+FSYNC="${AUPWATCH_PG_FSYNC:-off}"
 BIN="$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)"
 if [ -z "$BIN" ]; then
   echo "pg.sh: no /usr/lib/postgresql/*/bin: apt-get install -y postgresql" >&2
@@ -39,7 +41,7 @@ case "${1:-}" in
     fi
     if ! as_owner "$BIN/pg_ctl" -D "$DIR/data" status >/dev/null 2>&1; then
       as_owner "$BIN/pg_ctl" -D "$DIR/data" -l "$DIR/server.log" -w -t 60 start \
-        -o "-c listen_addresses=127.0.0.1 -p $PORT -k $DIR -c fsync=off -c max_connections=200" >&2 \
+        -o "-c listen_addresses=127.0.0.1 -p $PORT -k $DIR -c fsync=$FSYNC -c max_connections=200" >&2 \
         || { cat "$DIR/server.log" >&2; exit 2; }
     fi
     echo "export AUPWATCH_TEST_PG_URL='host=127.0.0.1 port=$PORT user=postgres dbname=postgres'"
