@@ -55,10 +55,16 @@ fn cli(config: &Path, args: &[&str]) -> (i32, String, String) {
 }
 
 fn start(config: &Path) -> Server {
-    let mut child = Command::new(BIN)
-        .arg("--config")
-        .arg(config)
-        .arg("serve")
+    start_on(config, None)
+}
+
+fn start_on(config: &Path, listen: Option<SocketAddr>) -> Server {
+    let mut cmd = Command::new(BIN);
+    cmd.arg("--config").arg(config).arg("serve");
+    if let Some(l) = listen {
+        cmd.arg("--listen").arg(l.to_string());
+    }
+    let mut child = cmd
         .stderr(Stdio::piped())
         .stdout(Stdio::null())
         .spawn()
@@ -100,9 +106,19 @@ fn http(
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> Answer {
-    let mut s = TcpStream::connect(addr).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(30)))
-        .expect("timeout");
+    try_http(addr, method, path, headers, body).expect("an HTTP answer")
+}
+
+/// As `http`, but `None` when the connection fails or no whole answer arrives.
+fn try_http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Option<Answer> {
+    let mut s = TcpStream::connect(addr).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(30))).ok()?;
     let mut req = format!(
         "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
         body.len()
@@ -111,21 +127,17 @@ fn http(
         req.push_str(&format!("{k}: {v}\r\n"));
     }
     req.push_str("\r\n");
-    s.write_all(req.as_bytes()).expect("write");
+    s.write_all(req.as_bytes()).ok()?;
     // The server may answer (413) and close before reading a large body.
     let _ = s.write_all(body);
     let mut raw = Vec::new();
     let _ = s.read_to_end(&mut raw);
-    let split = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .unwrap_or_else(|| panic!("no response: {}", String::from_utf8_lossy(&raw)));
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
     let head = String::from_utf8_lossy(&raw[..split]).into_owned();
     let status = head
         .split_whitespace()
         .nth(1)
-        .and_then(|c| c.parse().ok())
-        .expect("status");
+        .and_then(|c| c.parse().ok())?;
     let mut body = raw[split + 4..].to_vec();
     if head
         .to_ascii_lowercase()
@@ -133,11 +145,11 @@ fn http(
     {
         body = dechunk(&body);
     }
-    Answer {
+    Some(Answer {
         status,
         headers: head,
         body,
-    }
+    })
 }
 
 fn dechunk(mut b: &[u8]) -> Vec<u8> {
@@ -343,4 +355,97 @@ fn config_errors_exit_2_with_key_and_line() {
     assert!(err.contains(":3:") && err.contains("queue_dpth"), "{err}");
     let (code, _, err) = cli(&cfg, &["hosts"]);
     assert_eq!(code, 2, "{err}");
+}
+
+/// kill -9 during load, three times, with agents retrying what was not acknowledged: no
+/// acknowledged report is lost, none is stored twice, none is stored in part.
+#[test]
+fn acked_reports_survive_kill_9_and_retries_store_nothing_twice() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = config(dir.path());
+    let (_, out, _) = cli(&cfg, &["secret", "create"]);
+    let secret = out.split_whitespace().nth(2).expect("secret").to_string();
+    let mut server = start(&cfg);
+    let addr = server.addr;
+    let agents: Vec<(String, String)> = (0..8)
+        .map(|i| {
+            let m = format!("m{i}");
+            let key = enroll(addr, &secret, &m, &m)
+                .json::<EnrollResponse>()
+                .node_key;
+            (m, key)
+        })
+        .collect();
+    const PER_AGENT: u64 = 250;
+    let acked = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let retries = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let workers: Vec<_> = agents
+        .into_iter()
+        .map(|(m, key)| {
+            let (acked, retries) = (acked.clone(), retries.clone());
+            std::thread::spawn(move || {
+                let auth = format!("Bearer {key}");
+                for seq in 1..=PER_AGENT {
+                    let id = format!("{m}-{seq}");
+                    let body =
+                        serde_json::to_vec(&batch(vec![report(&id, &m, seq)])).expect("json");
+                    let started = std::time::Instant::now();
+                    loop {
+                        assert!(
+                            started.elapsed() < Duration::from_secs(60),
+                            "{id} never acknowledged"
+                        );
+                        let headers = [("Authorization", auth.as_str())];
+                        match try_http(addr, "POST", "/api/agent/v1/report", &headers, &body) {
+                            Some(a) if a.status == 200 => {
+                                acked.lock().expect("lock").push(id);
+                                break;
+                            }
+                            Some(a) if a.status < 500 => {
+                                panic!("{id}: {} {}", a.status, String::from_utf8_lossy(&a.body))
+                            }
+                            _ => {
+                                retries.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                                std::thread::sleep(Duration::from_millis(20));
+                            }
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+    for _ in 0..3 {
+        std::thread::sleep(Duration::from_millis(400));
+        drop(server); // SIGKILL, then reaped
+        std::thread::sleep(Duration::from_millis(100));
+        server = start_on(&cfg, Some(addr));
+    }
+    for w in workers {
+        w.join().expect("agent");
+    }
+    drop(server);
+    let acked = acked.lock().expect("lock").clone();
+    assert_eq!(acked.len() as u64, 8 * PER_AGENT);
+    let retries = retries.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(retries > 0, "the kills must fall during the load");
+    eprintln!("{retries} requests retried across 3 kills");
+    let db = rusqlite::Connection::open(dir.path().join("c.db")).expect("db");
+    let stored: std::collections::HashSet<String> = db
+        .prepare("SELECT report_id FROM reports")
+        .expect("query")
+        .query_map([], |r| r.get(0))
+        .expect("rows")
+        .collect::<Result<_, _>>()
+        .expect("ids");
+    let lost: Vec<&String> = acked.iter().filter(|id| !stored.contains(*id)).collect();
+    assert!(lost.is_empty(), "acknowledged and lost: {lost:?}");
+    let events: i64 = db
+        .query_row("SELECT count(*) FROM events", [], |r| r.get(0))
+        .expect("count");
+    assert_eq!(stored.len() as u64, 8 * PER_AGENT);
+    assert_eq!(
+        events as u64,
+        8 * PER_AGENT,
+        "each report's event once, never in part"
+    );
 }
