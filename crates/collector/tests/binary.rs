@@ -449,3 +449,72 @@ fn acked_reports_survive_kill_9_and_retries_store_nothing_twice() {
         "each report's event once, never in part"
     );
 }
+
+/// Two collector processes on one PostgreSQL database get the same reports at the same
+/// moment: each stored once, the other copy answered duplicate.
+#[test]
+#[ignore = "needs AUPWATCH_TEST_PG_URL (tests/pg.sh start); run with --include-ignored"]
+fn two_collectors_on_one_postgres_store_each_report_once() {
+    let url = std::env::var("AUPWATCH_TEST_PG_URL")
+        .ok()
+        .filter(|u| !u.is_empty())
+        .expect("AUPWATCH_TEST_PG_URL is unset: run tests/pg.sh start");
+    let name = format!("aupwatch_two_{}", std::process::id());
+    let psql_db = |sql: &str| {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async {
+            let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+                .await
+                .expect("connect");
+            tokio::spawn(conn);
+            client.batch_execute(sql).await.expect("sql");
+        });
+    };
+    psql_db(&format!("CREATE DATABASE {name}"));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = dir.path().join("collector.toml");
+    std::fs::write(
+        &cfg,
+        format!("listen = \"127.0.0.1:0\"\n[database]\nbackend = \"postgres\"\nurl = \"{url} dbname={name}\"\npool_size = 4\n"),
+    )
+    .expect("config");
+    let (code, out, err) = cli(&cfg, &["secret", "create"]);
+    assert_eq!(code, 0, "{err}");
+    let secret = out.split_whitespace().nth(2).expect("secret").to_string();
+    let a = start(&cfg);
+    let b = start(&cfg);
+    let key = enroll(a.addr, &secret, "m1", "vm-1")
+        .json::<EnrollResponse>()
+        .node_key;
+    let auth = format!("Bearer {key}");
+    for seq in 1..=20u64 {
+        let body =
+            serde_json::to_vec(&batch(vec![report(&format!("r{seq}"), "m1", seq)])).expect("json");
+        let barrier = std::sync::Arc::new(std::sync::Barrier::new(2));
+        let send = |addr: SocketAddr| {
+            let (barrier, body, auth) = (barrier.clone(), body.clone(), auth.clone());
+            std::thread::spawn(move || {
+                barrier.wait();
+                let a = http(
+                    addr,
+                    "POST",
+                    "/api/agent/v1/report",
+                    &[("Authorization", &auth)],
+                    &body,
+                );
+                assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+                a.json::<ReportAck>().results[0].status
+            })
+        };
+        let (x, y) = (send(a.addr), send(b.addr));
+        let mut got = vec![x.join().expect("a"), y.join().expect("b")];
+        got.sort_by_key(|s| *s == Stored::Stored);
+        assert_eq!(got, vec![Stored::Duplicate, Stored::Stored], "report {seq}");
+    }
+    let s = summary(&cfg);
+    assert_eq!((s.reports, s.events), (20, 20));
+    drop((a, b));
+}
