@@ -518,3 +518,102 @@ fn two_collectors_on_one_postgres_store_each_report_once() {
     assert_eq!((s.reports, s.events), (20, 20));
     drop((a, b));
 }
+
+/// TLS: serves HTTPS with a certificate from the config; a client that checks the chain
+/// gets an answer. (openssl makes the certificate and is the client.)
+#[test]
+fn serves_https_with_the_configured_certificate() {
+    let have_openssl = Command::new("openssl").arg("version").output().is_ok();
+    if !have_openssl {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "CI=true and no openssl"
+        );
+        eprintln!("NOT RUN: needs openssl");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    let made = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+        ])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("openssl req");
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let cfg = dir.path().join("collector.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "listen = \"127.0.0.1:0\"\n[tls]\ncert = \"{}\"\nkey = \"{}\"\n[database]\npath = \"{}\"\n",
+            cert.display(),
+            key.display(),
+            dir.path().join("c.db").display()
+        ),
+    )
+    .expect("config");
+    let mut child = Command::new(BIN)
+        .arg("--config")
+        .arg(&cfg)
+        .arg("serve")
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("start");
+    let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
+    let line = lines.next().expect("a line").expect("utf8");
+    let addr = line
+        .rsplit("https://")
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_string();
+    assert!(addr.starts_with("127.0.0.1:"), "{line}");
+    let mut client = Command::new("openssl")
+        .args([
+            "s_client",
+            "-quiet",
+            "-verify_return_error",
+            "-connect",
+            &addr,
+        ])
+        .arg("-CAfile")
+        .arg(&cert)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("openssl s_client");
+    client
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+        .expect("request");
+    let out = client.wait_with_output().expect("answer");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert!(text.ends_with("ok\n"), "{text}");
+}
