@@ -135,51 +135,67 @@ async fn not_found() -> Failure {
     Failure::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
 }
 
-/// `schema_version` alone, read before the strict parse so a newer document is told so.
+/// `schema_version` alone: read when the strict parse fails, so a document of another
+/// version is told so rather than about its fields.
 #[derive(serde::Deserialize)]
-struct Versioned {
+struct VersionOnly {
     schema_version: Option<serde_json::Value>,
 }
 
-/// Parses a strict protocol document with precise errors.
-pub fn parse_document<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Failure> {
-    let v: Versioned = serde_json::from_slice(body).map_err(|e| {
-        Failure::new(
-            StatusCode::BAD_REQUEST,
-            "bad_json",
-            format!("not JSON: {e}"),
-        )
-    })?;
-    match v.schema_version.as_ref().and_then(serde_json::Value::as_u64) {
-        Some(n) if (u64::from(OLDEST_ACCEPTED_VERSION)..=u64::from(SCHEMA_VERSION)).contains(&n) => {}
-        Some(n) => {
-            return Err(Failure::new(
-                StatusCode::BAD_REQUEST,
-                "bad_schema_version",
-                format!(
-                    "schema_version {n} is not accepted (accepted: {OLDEST_ACCEPTED_VERSION}..={SCHEMA_VERSION})"
-                ),
-            ))
-        }
-        None => {
-            return Err(Failure::new(
-                StatusCode::BAD_REQUEST,
-                "bad_schema_version",
-                "schema_version missing or not a number",
-            ))
+/// A top-level protocol document.
+pub trait Document: serde::de::DeserializeOwned {
+    fn schema_version(&self) -> u32;
+}
+
+impl Document for EnrollRequest {
+    fn schema_version(&self) -> u32 {
+        self.schema_version
+    }
+}
+
+impl Document for ReportBatch {
+    fn schema_version(&self) -> u32 {
+        self.schema_version
+    }
+}
+
+fn version_error(found: Option<&serde_json::Value>) -> Failure {
+    let message = match found {
+        Some(v) => format!(
+            "schema_version {v} is not accepted (accepted: {OLDEST_ACCEPTED_VERSION}..={SCHEMA_VERSION})"
+        ),
+        None => "schema_version missing".to_string(),
+    };
+    Failure::new(StatusCode::BAD_REQUEST, "bad_schema_version", message)
+}
+
+fn accepted(v: u64) -> bool {
+    (u64::from(OLDEST_ACCEPTED_VERSION)..=u64::from(SCHEMA_VERSION)).contains(&v)
+}
+
+/// Parses a strict protocol document with precise errors, in one pass when it is good.
+pub fn parse_document<T: Document>(body: &[u8]) -> Result<T, Failure> {
+    match serde_json::from_slice::<T>(body) {
+        Ok(doc) if accepted(u64::from(doc.schema_version())) => Ok(doc),
+        Ok(doc) => Err(version_error(Some(&doc.schema_version().into()))),
+        Err(e) => {
+            if let Ok(v) = serde_json::from_slice::<VersionOnly>(body) {
+                match v.schema_version.as_ref() {
+                    Some(n) if n.as_u64().is_some_and(accepted) => {}
+                    other => return Err(version_error(other)),
+                }
+            }
+            let text = e.to_string();
+            let code = if e.is_syntax() || e.is_eof() {
+                "bad_json"
+            } else if text.contains("unknown field") {
+                "unknown_field"
+            } else {
+                "bad_document"
+            };
+            Err(Failure::new(StatusCode::BAD_REQUEST, code, text))
         }
     }
-    serde_json::from_slice(body).map_err(|e| {
-        let text = e.to_string();
-        let code = if e.is_syntax() || e.is_eof() {
-            "bad_json"
-        } else if text.contains("unknown field") {
-            "unknown_field"
-        } else {
-            "bad_document"
-        };
-        Failure::new(StatusCode::BAD_REQUEST, code, text)
-    })
 }
 
 fn bearer(headers: &HeaderMap) -> Option<&str> {
