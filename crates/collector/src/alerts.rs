@@ -10,6 +10,7 @@
 //! Must never: block ingest (a full queue drops the alert and counts it).
 
 use crate::config::WebhookRoute;
+use aupwatch_proto::api::{HostRow, Liveness};
 use aupwatch_proto::protocol::Report;
 use aupwatch_proto::{Event, EventKind};
 use axum::body::Bytes;
@@ -109,6 +110,64 @@ impl Alerter {
                 if tx.try_send(Delivery { route: r, id, body }).is_err() {
                     self.counters.dropped.fetch_add(1, Ordering::Relaxed);
                 }
+            }
+        }
+    }
+
+    /// Queues a host's liveness alert (`silent` or `recovered`) for routes that want them.
+    /// The id is stable for one silence (host and last report time).
+    pub fn dispatch_liveness(&self, host: &HostRow, silent: bool) {
+        let Some(tx) = &self.tx else {
+            return;
+        };
+        let info = HostInfo {
+            host_id: host.host_id.clone(),
+            hostname: host.hostname.clone(),
+            labels: host.labels.clone(),
+        };
+        let what = if silent { "silent" } else { "recovered" };
+        let last = host.last_seen_unix_ms.unwrap_or(host.enrolled_unix_ms);
+        let id = format!("{}/{what}/{last}", host.host_id);
+        for (r, route) in self.routes.iter().enumerate() {
+            let wanted = route.silent_hosts
+                && route.min_severity <= aupwatch_proto::Severity::High
+                && route
+                    .labels
+                    .iter()
+                    .all(|(k, v)| info.labels.get(k) == Some(v));
+            if !wanted {
+                continue;
+            }
+            let v = serde_json::json!({
+                "specversion": "1.0",
+                "id": id,
+                "source": "aupwatch-collector",
+                "type": format!("net.aupwatch.host.{what}"),
+                "subject": crate::store::finding_id(&host.host_id, crate::liveness::SILENT_SIGNATURE),
+                "time": rfc3339(last),
+                "datacontenttype": "application/json",
+                "data": {
+                    "host_id": info.host_id,
+                    "hostname": info.hostname,
+                    "labels": info.labels,
+                    "liveness": host.liveness,
+                    "last_seen_unix_ms": host.last_seen_unix_ms,
+                    "interval_secs": host.interval_secs,
+                },
+            });
+            let body = match serde_json::to_vec(&v) {
+                Ok(b) => Bytes::from(b),
+                Err(_) => continue,
+            };
+            if tx
+                .try_send(Delivery {
+                    route: r,
+                    id: id.clone(),
+                    body,
+                })
+                .is_err()
+            {
+                self.counters.dropped.fetch_add(1, Ordering::Relaxed);
             }
         }
     }
@@ -231,6 +290,32 @@ async fn post(
     } else {
         Err(format!("HTTP {}", resp.status()))
     }
+}
+
+/// Which hosts went silent and which came back since `silent` (updated to the new set).
+/// Only a host that reports again (`online` or `late`) has recovered; one that is now
+/// stopped, archived, blocked or revoked just leaves the set.
+pub fn silence_changes<'a>(
+    silent: &mut std::collections::HashSet<String>,
+    hosts: &'a [HostRow],
+) -> (Vec<&'a HostRow>, Vec<&'a HostRow>) {
+    let mut went = Vec::new();
+    let mut back = Vec::new();
+    let mut now = std::collections::HashSet::new();
+    for h in hosts {
+        if h.liveness == Liveness::Silent {
+            now.insert(h.host_id.clone());
+            if !silent.contains(&h.host_id) {
+                went.push(h);
+            }
+        } else if silent.contains(&h.host_id)
+            && matches!(h.liveness, Liveness::Online | Liveness::Late)
+        {
+            back.push(h);
+        }
+    }
+    *silent = now;
+    (went, back)
 }
 
 /// Unix milliseconds as `YYYY-MM-DDTHH:MM:SSZ`.

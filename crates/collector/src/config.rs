@@ -59,6 +59,11 @@ pub struct WebhookRoute {
     /// Only these event kinds (empty: `new` and `changed`).
     #[serde(default)]
     pub kinds: Vec<aupwatch_proto::EventKind>,
+    /// Also alert when a host goes silent (and when it reports again): type
+    /// `net.aupwatch.host.silent` / `net.aupwatch.host.recovered`; `labels` applies,
+    /// `categories` and `kinds` do not; severity counts as high.
+    #[serde(default)]
+    pub silent_hosts: bool,
     /// Attempts before giving up (backoff doubles from `retry_initial_ms`, at most 300 s).
     #[serde(default = "default_attempts")]
     pub max_attempts: u32,

@@ -72,6 +72,9 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
         alerts: Arc::new(crate::alerts::Alerter::start(config.alerts.webhook.clone())),
     };
     tokio::spawn(retention_loop(state.clone()));
+    if state.alerts.enabled() {
+        tokio::spawn(silence_loop(state.clone()));
+    }
     let router = app(state);
     if !config.listen.ip().is_loopback() && config.tls.is_none() && !config.allow_insecure_http {
         return Err(ServeError::Config(format!(
@@ -137,6 +140,39 @@ async fn retention_loop(state: AppState) {
         }
         tokio::time::sleep(every).await;
     }
+}
+
+/// Every 15 s: alerts for hosts that went silent or came back. After a restart every host
+/// silent at that moment is alerted once more (same CloudEvents id as before).
+async fn silence_loop(state: AppState) {
+    let mut silent = std::collections::HashSet::new();
+    loop {
+        if let Err(e) = silence_pass(&state, &mut silent).await {
+            crate::log(&format!("silent hosts: {e}"));
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(15)).await;
+    }
+}
+
+/// One look at the hosts' liveness; alerts for the changes since `silent`.
+pub async fn silence_pass(
+    state: &AppState,
+    silent: &mut std::collections::HashSet<String>,
+) -> Result<(), StoreError> {
+    let rows = crate::http::host_rows(
+        state.store.as_ref(),
+        state.clock.now_unix_ms(),
+        &state.config,
+    )
+    .await?;
+    let (went, back) = crate::alerts::silence_changes(silent, &rows);
+    for h in went {
+        state.alerts.dispatch_liveness(h, true);
+    }
+    for h in back {
+        state.alerts.dispatch_liveness(h, false);
+    }
+    Ok(())
 }
 
 async fn shutdown_signal() {

@@ -73,6 +73,7 @@ fn route(name: &str, url: &str) -> WebhookRoute {
         min_severity: Severity::Info,
         labels: BTreeMap::new(),
         kinds: vec![],
+        silent_hosts: false,
         max_attempts: 5,
         retry_initial_ms: 20,
     }
@@ -185,4 +186,112 @@ async fn alerts_are_routed_retried_and_stable() {
         ),
         (1, 1, 0)
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_hosts_are_alerted_once_and_their_return_too() {
+    let (url, got) = receiver().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store: Arc<dyn Store> = Arc::new(
+        SqliteStore::open(
+            &dir.path().join("c.db"),
+            64,
+            16,
+            Arc::new(Histogram::default()),
+        )
+        .expect("open"),
+    );
+    store
+        .create_secret(secret::hash("s"), None, 0)
+        .await
+        .expect("secret");
+    let mut r = route("silence", &url);
+    r.silent_hosts = true;
+    let not_wanted = route("findings-only", &url);
+    let clock = Arc::new(ManualClock::new(1_796_659_300_000));
+    let state = AppState {
+        store: store.clone(),
+        clock: clock.clone() as Arc<dyn Clock>,
+        config: Arc::new(Config::default()),
+        metrics: Arc::new(Metrics::default()),
+        alerts: Arc::new(Alerter::start(vec![r, not_wanted])),
+    };
+    let e = match store
+        .enroll(aupwatch_collector::store::Enrollment {
+            secret_hash: secret::hash("s"),
+            machine_id: "m1".into(),
+            hostname: "vm-1".into(),
+            agent_version: "0".into(),
+            labels: BTreeMap::new(),
+            new_host_id: "h1".into(),
+            node_key_hash: secret::hash("k1"),
+            require_approval: false,
+            now_unix_ms: 0,
+        })
+        .await
+        .expect("enroll")
+    {
+        aupwatch_collector::store::EnrollOutcome::Enrolled { host_id, .. } => host_id,
+        other => panic!("{other:?}"),
+    };
+    let mut rep = report("r1", "m1", 1);
+    rep.events.clear();
+    store
+        .ingest(e.clone(), vec![rep], clock.now_unix_ms())
+        .await
+        .expect("ingest");
+    let mut silent = std::collections::HashSet::new();
+    aupwatch_collector::server::silence_pass(&state, &mut silent)
+        .await
+        .expect("pass");
+    clock.advance_secs(76); // > 5 × 15 s
+    aupwatch_collector::server::silence_pass(&state, &mut silent)
+        .await
+        .expect("pass");
+    aupwatch_collector::server::silence_pass(&state, &mut silent)
+        .await
+        .expect("pass");
+    let mut rep = report("r2", "m1", 2);
+    rep.events.clear();
+    store
+        .ingest(e.clone(), vec![rep], clock.now_unix_ms())
+        .await
+        .expect("ingest");
+    aupwatch_collector::server::silence_pass(&state, &mut silent)
+        .await
+        .expect("pass");
+    // The receiver fails its first request: 3 attempts for 2 alerts.
+    for _ in 0..250 {
+        if got.lock().expect("lock").attempts.len() >= 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let g = got.lock().expect("lock");
+    // Deliveries run in parallel: the silent alert's retry may come after the recovery.
+    let mut types: Vec<&str> = g
+        .attempts
+        .iter()
+        .map(|a| a["type"].as_str().unwrap_or(""))
+        .collect();
+    types.sort_unstable();
+    assert_eq!(
+        types,
+        vec![
+            "net.aupwatch.host.recovered",
+            "net.aupwatch.host.silent",
+            "net.aupwatch.host.silent"
+        ],
+        "{:?}",
+        g.attempts
+    );
+    for a in g.attempts.iter() {
+        if a["type"] == "net.aupwatch.host.silent" {
+            assert_eq!(a["id"], "h1/silent/1796659300000");
+            assert_eq!(a["data"]["liveness"], "silent");
+        } else {
+            assert_eq!(a["data"]["liveness"], "online");
+        }
+    }
 }
