@@ -773,6 +773,10 @@ pub async fn build_summary(
 ) -> Result<Summary, StoreError> {
     let hosts = host_rows(store, now, cfg).await?;
     let counts = store.counts().await?;
+    Ok(summarize(&hosts, counts))
+}
+
+fn summarize(hosts: &[HostRow], counts: crate::store::Counts) -> Summary {
     let mut s = Summary {
         hosts: hosts.len() as u64,
         reports: counts.reports,
@@ -782,7 +786,7 @@ pub async fn build_summary(
     for l in Liveness::ALL {
         s.hosts_by_liveness.insert(l.as_str().to_string(), 0);
     }
-    for h in &hosts {
+    for h in hosts {
         *s.hosts_by_liveness
             .entry(h.liveness.as_str().to_string())
             .or_default() += 1;
@@ -797,7 +801,7 @@ pub async fn build_summary(
         *s.open_by_severity.entry(sev).or_default() += n;
         s.open_findings += n;
     }
-    Ok(s)
+    s
 }
 
 async fn summary(State(st): State<AppState>, headers: HeaderMap) -> Result<Json<Summary>, Failure> {
@@ -827,9 +831,17 @@ async fn metrics(State(st): State<AppState>) -> Result<Response, Failure> {
          aupwatch_collector_writer_queue_depth {}\n",
         st.store.queue_depth()
     ));
-    let summary = build_summary(st.store.as_ref(), st.clock.now_unix_ms(), &st.config)
+    let retry = st.config.ingest.retry_after_secs;
+    let hosts = host_rows(st.store.as_ref(), st.clock.now_unix_ms(), &st.config)
         .await
-        .map_err(|e| Failure::store(e, st.config.ingest.retry_after_secs))?;
+        .map_err(|e| Failure::store(e, retry))?;
+    let counts = st
+        .store
+        .counts()
+        .await
+        .map_err(|e| Failure::store(e, retry))?;
+    let mut open: BTreeMap<(String, String), u64> = counts.open.clone();
+    let summary = summarize(&hosts, counts);
     out.push_str(
         "# HELP aupwatch_collector_hosts Hosts by liveness.\n# TYPE aupwatch_collector_hosts gauge\n",
     );
@@ -839,12 +851,6 @@ async fn metrics(State(st): State<AppState>) -> Result<Response, Failure> {
             label(l)
         ));
     }
-    let counts = st
-        .store
-        .counts()
-        .await
-        .map_err(|e| Failure::store(e, st.config.ingest.retry_after_secs))?;
-    let mut open: BTreeMap<(String, String), u64> = counts.open;
     if let Some(n) = summary.hosts_by_liveness.get("silent").filter(|n| **n > 0) {
         open.insert(("agent".into(), "high".into()), *n);
     }
