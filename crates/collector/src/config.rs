@@ -246,10 +246,21 @@ impl Config {
     pub fn parse(file: &str, text: &str) -> Result<Config, Vec<ConfigError>> {
         let line_of = |offset: usize| text[..offset.min(text.len())].matches('\n').count() + 1;
         let config: Config = toml::from_str(text).map_err(|e| {
+            let line = e.span().map(|s| line_of(s.start));
+            let message = e.message().trim().to_string();
+            let message = match line.and_then(|l| key_at(text, l)) {
+                Some(key)
+                    if !message
+                        .contains(&format!("`{}`", key.rsplit('.').next().unwrap_or(&key))) =>
+                {
+                    format!("`{key}`: {message}")
+                }
+                _ => message,
+            };
             vec![ConfigError {
                 file: file.to_string(),
-                line: e.span().map(|s| line_of(s.start)),
-                message: e.message().trim().to_string(),
+                line,
+                message,
             }]
         })?;
         let errors = config.check(file, text);
@@ -353,6 +364,25 @@ impl Config {
     }
 }
 
+/// The dotted key defined on `line` (1-based), with the table it is in: `ingest.queue_depth`.
+fn key_at(text: &str, line: usize) -> Option<String> {
+    let lines: Vec<&str> = text.lines().collect();
+    let here = lines.get(line.checked_sub(1)?)?.trim();
+    let (key, _) = here.split_once('=')?;
+    let key = key.trim().trim_matches('"');
+    let table = lines[..line - 1].iter().rev().find_map(|l| {
+        let l = l.trim();
+        l.strip_prefix("[[")
+            .and_then(|r| r.strip_suffix("]]"))
+            .or_else(|| l.strip_prefix('[').and_then(|r| r.strip_suffix(']')))
+            .map(str::trim)
+    });
+    Some(match table {
+        Some(t) => format!("{t}.{key}"),
+        None => key.to_string(),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -380,6 +410,11 @@ mod tests {
         );
         let errs = Config::parse("c.toml", "\n[ingest]\nqueue_depth = \"x\"\n").expect_err("type");
         assert_eq!(errs[0].line, Some(3));
+        assert!(
+            errs[0].message.starts_with("`ingest.queue_depth`: "),
+            "{}",
+            errs[0].message
+        );
     }
 
     #[test]
