@@ -14,8 +14,8 @@ use crate::liveness::{self, SILENT_SIGNATURE};
 use crate::metrics::{label, Metrics};
 use crate::secret;
 use crate::store::{
-    split_finding_id, EnrollOutcome, Enrollment, FindingFilter, Role, StateFilter, Store,
-    StoreError,
+    split_finding_id, EnrollOutcome, Enrollment, FindingFilter, IngestOutcome, Refusal, Role,
+    StateFilter, Store, StoreError,
 };
 use aupwatch_proto::api::{FindingPage, FindingRow, HostRow, Liveness, Summary};
 use aupwatch_proto::protocol::{
@@ -48,6 +48,44 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub metrics: Arc<Metrics>,
     pub alerts: Arc<crate::alerts::Alerter>,
+    pub auth_cache: Arc<AuthCache>,
+}
+
+/// Recently seen node keys of approved, unblocked hosts, so a report costs no database
+/// read before its body is accepted. Only a shortcut: the writer checks the key again in the
+/// report's own transaction (`Store::ingest_checked`), and a refusal there evicts it.
+#[derive(Default)]
+pub struct AuthCache {
+    map: std::sync::Mutex<HashMap<String, (crate::store::HostAuth, std::time::Instant)>>,
+}
+
+/// How long a cached key is trusted before it is read again.
+const AUTH_TTL: std::time::Duration = std::time::Duration::from_secs(30);
+/// Entries before the cache is emptied and starts over.
+const AUTH_MAX: usize = 200_000;
+
+impl AuthCache {
+    fn get(&self, key_hash: &str) -> Option<crate::store::HostAuth> {
+        let map = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        map.get(key_hash)
+            .filter(|(_, at)| at.elapsed() < AUTH_TTL)
+            .map(|(a, _)| a.clone())
+    }
+
+    fn put(&self, key_hash: String, auth: crate::store::HostAuth) {
+        let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        if map.len() >= AUTH_MAX {
+            map.clear();
+        }
+        map.insert(key_hash, (auth, std::time::Instant::now()));
+    }
+
+    fn evict(&self, key_hash: &str) {
+        self.map
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(key_hash);
+    }
 }
 
 /// The router.
@@ -352,18 +390,28 @@ async fn ingest(st: &AppState, headers: &HeaderMap, body: Body) -> Result<Report
             "Authorization: Bearer <node key> required",
         ));
     };
-    let auth = st
-        .store
-        .authenticate(secret::hash(key))
-        .await
-        .map_err(|e| Failure::store(e, cfg.retry_after_secs))?
-        .ok_or_else(|| {
-            Failure::new(
-                StatusCode::UNAUTHORIZED,
-                "unknown_key",
-                "unknown or revoked node key: enroll again",
-            )
-        })?;
+    let key_hash = secret::hash(key);
+    let auth = match st.auth_cache.get(&key_hash) {
+        Some(a) => a,
+        None => {
+            let a = st
+                .store
+                .authenticate(key_hash.clone())
+                .await
+                .map_err(|e| Failure::store(e, cfg.retry_after_secs))?
+                .ok_or_else(|| {
+                    Failure::new(
+                        StatusCode::UNAUTHORIZED,
+                        "unknown_key",
+                        "unknown or revoked node key: enroll again",
+                    )
+                })?;
+            if a.approved && !a.blocked {
+                st.auth_cache.put(key_hash.clone(), a.clone());
+            }
+            a
+        }
+    };
     if auth.blocked {
         return Err(Failure::new(
             StatusCode::FORBIDDEN,
@@ -468,11 +516,37 @@ async fn ingest(st: &AppState, headers: &HeaderMap, body: Body) -> Result<Report
         hostname: auth.hostname.clone(),
         labels: auth.labels.clone(),
     };
-    let results = st
+    let outcome = st
         .store
-        .ingest(auth.host_id, batch.reports, st.clock.now_unix_ms())
+        .ingest_checked(
+            auth.host_id,
+            key_hash.clone(),
+            batch.reports,
+            st.clock.now_unix_ms(),
+        )
         .await
         .map_err(|e| Failure::store(e, cfg.retry_after_secs))?;
+    let results = match outcome {
+        IngestOutcome::Done(r) => r,
+        IngestOutcome::Refused(why) => {
+            st.auth_cache.evict(&key_hash);
+            return Err(match why {
+                Refusal::UnknownKey => Failure::new(
+                    StatusCode::UNAUTHORIZED,
+                    "unknown_key",
+                    "unknown or revoked node key: enroll again",
+                ),
+                Refusal::Blocked => {
+                    Failure::new(StatusCode::FORBIDDEN, "blocked", "this host is blocked")
+                }
+                Refusal::PendingApproval => Failure::new(
+                    StatusCode::FORBIDDEN,
+                    "pending_approval",
+                    "this host waits for an operator's approval",
+                ),
+            });
+        }
+    };
     if let Some(reports) = for_alerts {
         for (r, s) in reports.iter().zip(&results) {
             if *s == Stored::Stored {

@@ -70,6 +70,7 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
         config: config.clone(),
         metrics: Arc::new(Metrics::default()),
         alerts: Arc::new(crate::alerts::Alerter::start(config.alerts.webhook.clone())),
+        auth_cache: Default::default(),
     };
     tokio::spawn(retention_loop(state.clone()));
     if state.alerts.enabled() {

@@ -113,6 +113,7 @@ async fn alerts_are_routed_retried_and_stable() {
         config: Arc::new(Config::default()),
         metrics: Arc::new(Metrics::default()),
         alerts: alerts.clone(),
+        auth_cache: Default::default(),
     };
     let send = |req: Request<Body>| {
         let state = state.clone();
@@ -215,6 +216,7 @@ async fn silent_hosts_are_alerted_once_and_their_return_too() {
         config: Arc::new(Config::default()),
         metrics: Arc::new(Metrics::default()),
         alerts: Arc::new(Alerter::start(vec![r, not_wanted])),
+        auth_cache: Default::default(),
     };
     let e = match store
         .enroll(aupwatch_collector::store::Enrollment {

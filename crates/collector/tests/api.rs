@@ -60,6 +60,7 @@ async fn fixture(edit: impl FnOnce(&mut Config)) -> Fixture {
         config: Arc::new(config),
         metrics: Arc::new(Metrics::default()),
         alerts: Arc::new(aupwatch_collector::alerts::Alerter::disabled()),
+        auth_cache: Default::default(),
     };
     Fixture {
         state,
@@ -559,6 +560,15 @@ mod busy {
             self.0.authenticate(h)
         }
         fn ingest(&self, _: String, _: Vec<Report>, _: u64) -> Fut<'_, Vec<Stored>> {
+            Box::pin(async { Err(StoreError::Busy) })
+        }
+        fn ingest_checked(
+            &self,
+            _: String,
+            _: String,
+            _: Vec<Report>,
+            _: u64,
+        ) -> Fut<'_, IngestOutcome> {
             Box::pin(async { Err(StoreError::Busy) })
         }
         fn hosts(&self) -> Fut<'_, Vec<HostRecord>> {

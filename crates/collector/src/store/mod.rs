@@ -238,13 +238,24 @@ pub trait Store: Send + Sync + 'static {
     /// The host whose node key hashes to `node_key_hash`, unless revoked.
     fn authenticate(&self, node_key_hash: String) -> Fut<'_, Option<HostAuth>>;
     /// Stores a host's reports (already checked to be its own) in one transaction: each
-    /// `Stored` the first time, `Duplicate` after.
+    /// `Stored` the first time, `Duplicate` after. No key check: for trusted callers.
     fn ingest(
         &self,
         host_id: String,
         reports: Vec<Report>,
         now_unix_ms: u64,
     ) -> Fut<'_, Vec<Stored>>;
+    /// As `ingest`, after checking inside the same transaction that `node_key_hash` is
+    /// still the host's key, and the host neither blocked nor waiting for approval: a
+    /// revoke or block that commits before the report is never undercut by a check made
+    /// earlier (or by a cached one).
+    fn ingest_checked(
+        &self,
+        host_id: String,
+        node_key_hash: String,
+        reports: Vec<Report>,
+        now_unix_ms: u64,
+    ) -> Fut<'_, IngestOutcome>;
     fn hosts(&self) -> Fut<'_, Vec<HostRecord>>;
     /// Applies `action` to the host with this id or machine id; false when none.
     fn host_action(&self, host: String, action: HostAction, now_unix_ms: u64) -> Fut<'_, bool>;
@@ -278,6 +289,40 @@ pub trait Store: Send + Sync + 'static {
     fn queue_depth(&self) -> usize;
     /// How long commits take.
     fn commit_histogram(&self) -> &crate::metrics::Histogram;
+}
+
+/// Why the writer refused a report after all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// The key is no longer the host's (revoked, or replaced by a new enrollment).
+    UnknownKey,
+    Blocked,
+    PendingApproval,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IngestOutcome {
+    Done(Vec<Stored>),
+    Refused(Refusal),
+}
+
+/// Checks a host row's key and flags for `ingest_checked`.
+pub fn refusal(
+    stored_hash: Option<&str>,
+    given_hash: &str,
+    revoked: bool,
+    blocked: bool,
+    approved: bool,
+) -> Option<Refusal> {
+    if revoked || stored_hash != Some(given_hash) {
+        Some(Refusal::UnknownKey)
+    } else if blocked {
+        Some(Refusal::Blocked)
+    } else if !approved {
+        Some(Refusal::PendingApproval)
+    } else {
+        None
+    }
 }
 
 /// What a retention pass removed.

@@ -7,9 +7,10 @@
 //! database on loopback or a private network (a TLS connector is future work).
 
 use super::{
-    check_sequence, finding_row, severity_rank, signature_pattern, to_i64, to_u64, Counts,
+    check_sequence, finding_row, refusal, severity_rank, signature_pattern, to_i64, to_u64, Counts,
     EnrollOutcome, Enrollment, FindingColumns, FindingFilter, Fut, HostAction, HostAuth,
-    HostRecord, Retained, Role, SecretRow, StateFilter, Store, StoreError, TokenRow, TABLES,
+    HostRecord, IngestOutcome, Retained, Role, SecretRow, StateFilter, Store, StoreError, TokenRow,
+    TABLES,
 };
 use crate::metrics::Histogram;
 use aupwatch_proto::api::FindingRow;
@@ -594,6 +595,38 @@ impl Store for PgStore {
 
     fn ingest(&self, host_id: String, reports: Vec<Report>, now: u64) -> Fut<'_, Vec<Stored>> {
         self.write(move |tx| Box::pin(async move { ingest(tx, &host_id, &reports, now).await }))
+    }
+
+    fn ingest_checked(
+        &self,
+        host_id: String,
+        key_hash: String,
+        reports: Vec<Report>,
+        now: u64,
+    ) -> Fut<'_, IngestOutcome> {
+        self.write(move |tx| {
+            Box::pin(async move {
+                // FOR UPDATE (as ingest's own lock, so two collectors never deadlock by
+                // upgrading a shared lock): a revoke or block committing meanwhile waits for
+                // this report, or this report waits for it and sees it.
+                let r = tx
+                    .query_one(
+                        "SELECT node_key_hash, revoked, blocked, approved FROM hosts
+                         WHERE host_id = $1 FOR UPDATE",
+                        &[&host_id],
+                    )
+                    .await?;
+                let stored: Option<String> = r.get(0);
+                if let Some(why) =
+                    refusal(stored.as_deref(), &key_hash, r.get(1), r.get(2), r.get(3))
+                {
+                    return Ok(IngestOutcome::Refused(why));
+                }
+                Ok(IngestOutcome::Done(
+                    ingest(tx, &host_id, &reports, now).await?,
+                ))
+            })
+        })
     }
 
     fn hosts(&self) -> Fut<'_, Vec<HostRecord>> {

@@ -6,9 +6,9 @@
 //! writer; SQLite serializes the two with its lock and `busy_timeout`).
 
 use super::{
-    check_sequence, finding_row, to_i64, to_u64, Counts, EnrollOutcome, Enrollment, FindingColumns,
-    FindingFilter, Fut, HostAction, HostAuth, HostRecord, Retained, Role, SecretRow, StateFilter,
-    Store, StoreError, TokenRow, TABLES,
+    check_sequence, finding_row, refusal, to_i64, to_u64, Counts, EnrollOutcome, Enrollment,
+    FindingColumns, FindingFilter, Fut, HostAction, HostAuth, HostRecord, IngestOutcome, Retained,
+    Role, SecretRow, StateFilter, Store, StoreError, TokenRow, TABLES,
 };
 use crate::metrics::Histogram;
 use aupwatch_proto::api::FindingRow;
@@ -676,6 +676,26 @@ impl Store for SqliteStore {
 
     fn ingest(&self, host_id: String, reports: Vec<Report>, now: u64) -> Fut<'_, Vec<Stored>> {
         self.write(move |conn| ingest(conn, &host_id, &reports, now))
+    }
+
+    fn ingest_checked(
+        &self,
+        host_id: String,
+        key_hash: String,
+        reports: Vec<Report>,
+        now: u64,
+    ) -> Fut<'_, IngestOutcome> {
+        self.write(move |conn| {
+            let (stored, revoked, blocked, approved): (Option<String>, bool, bool, bool) = conn
+                .prepare_cached(
+                    "SELECT node_key_hash, revoked, blocked, approved FROM hosts WHERE host_id = ?1",
+                )?
+                .query_row([&host_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
+            if let Some(why) = refusal(stored.as_deref(), &key_hash, revoked, blocked, approved) {
+                return Ok(IngestOutcome::Refused(why));
+            }
+            Ok(IngestOutcome::Done(ingest(conn, &host_id, &reports, now)?))
+        })
     }
 
     fn hosts(&self) -> Fut<'_, Vec<HostRecord>> {

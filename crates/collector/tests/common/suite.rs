@@ -433,6 +433,53 @@ pub async fn retention_prunes_events_and_archives_hosts(a: Arc<dyn Store>, _b: A
     assert_eq!(r, Default::default());
 }
 
+/// The key check inside the report's transaction: a revoke or block that committed first
+/// wins over any earlier check.
+pub async fn checked_ingest_sees_revokes_and_blocks(a: Arc<dyn Store>, b: Arc<dyn Store>) {
+    use aupwatch_collector::store::{IngestOutcome, Refusal};
+    let h = enrolled(a.as_ref(), "m1", "h1").await;
+    let key = secret::hash("key-m1");
+    let out = a
+        .ingest_checked(h.clone(), key.clone(), vec![report("r1", "m1", 1)], NOW)
+        .await
+        .expect("ingest");
+    assert_eq!(out, IngestOutcome::Done(vec![Stored::Stored]));
+    let out = a
+        .ingest_checked(
+            h.clone(),
+            secret::hash("other"),
+            vec![report("r2", "m1", 2)],
+            NOW,
+        )
+        .await
+        .expect("ingest");
+    assert_eq!(out, IngestOutcome::Refused(Refusal::UnknownKey));
+    // Blocked by the other collector.
+    assert!(b
+        .host_action(h.clone(), HostAction::Block, NOW)
+        .await
+        .expect("block"));
+    let out = a
+        .ingest_checked(h.clone(), key.clone(), vec![report("r2", "m1", 2)], NOW)
+        .await
+        .expect("ingest");
+    assert_eq!(out, IngestOutcome::Refused(Refusal::Blocked));
+    assert!(b
+        .host_action(h.clone(), HostAction::Unblock, NOW)
+        .await
+        .expect("unblock"));
+    assert!(b
+        .host_action(h.clone(), HostAction::Revoke, NOW)
+        .await
+        .expect("revoke"));
+    let out = a
+        .ingest_checked(h.clone(), key, vec![report("r2", "m1", 2)], NOW)
+        .await
+        .expect("ingest");
+    assert_eq!(out, IngestOutcome::Refused(Refusal::UnknownKey));
+    assert_eq!(a.count_rows("reports").await.expect("count"), 1);
+}
+
 /// Declares one `#[tokio::test]` per suite test, each on a fresh pair from `$open`.
 #[macro_export]
 macro_rules! store_suite {
@@ -447,6 +494,7 @@ macro_rules! store_suite {
             tokens_have_roles
             concurrent_delivery_is_stored_once
             retention_prunes_events_and_archives_hosts
+            checked_ingest_sees_revokes_and_blocks
         );
     };
     (@each $open:ident $attrs:tt $($name:ident)*) => {
