@@ -200,6 +200,7 @@ struct Phase {
     p99_ms: f64,
     max_ms: f64,
     cpu_secs: f64,
+    client_cpu_secs: f64,
     rss_max_kib: u64,
 }
 
@@ -307,6 +308,8 @@ async fn main() {
     for &c in &a.concurrency {
         let stop = Arc::new(AtomicBool::new(false));
         let cpu0 = proc_cpu_secs(pid);
+        let me = std::process::id();
+        let client0 = proc_cpu_secs(me);
         let rss_max = Arc::new(AtomicU64::new(0));
         let sampler = {
             let (stop, rss_max) = (stop.clone(), rss_max.clone());
@@ -375,6 +378,7 @@ async fn main() {
         let secs = t0.elapsed().as_secs_f64();
         let _ = sampler.await;
         let cpu = proc_cpu_secs(pid) - cpu0;
+        let client_cpu = proc_cpu_secs(me) - client0;
         lat.sort_by(f64::total_cmp);
         let pct = |p: f64| {
             lat.get(((lat.len() as f64 - 1.0) * p).round() as usize)
@@ -391,6 +395,7 @@ async fn main() {
             p99_ms: pct(0.99),
             max_ms: lat.last().copied().unwrap_or(0.0),
             cpu_secs: cpu,
+            client_cpu_secs: client_cpu,
             rss_max_kib: rss_max.load(Ordering::Relaxed),
         });
     }
@@ -436,7 +441,9 @@ async fn main() {
         })
         .collect();
     let raw_path = dir.path().join("raw.db");
+    let raw_cpu0 = proc_cpu_secs(std::process::id());
     let raw = raw_insert(&raw_path, &rows, 1024).expect("raw insert");
+    let raw_cpu = proc_cpu_secs(std::process::id()) - raw_cpu0;
     let raw_rate = n as f64 / raw.as_secs_f64();
 
     println!(
@@ -456,11 +463,11 @@ async fn main() {
         template.0.len(),
         idle_rss / 1024
     );
-    println!("| concurrency | s | acked reports/s | errors | p50 ms | p99 ms | max ms | collector CPU cores | CPU ms/report | RSS max MiB |");
-    println!("|---|---|---|---|---|---|---|---|---|---|");
+    println!("| concurrency | s | acked reports/s | errors | p50 ms | p99 ms | max ms | collector CPU cores | CPU ms/report | load generator CPU cores | RSS max MiB |");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
     for p in &phases {
         println!(
-            "| {} | {:.1} | {:.0} | {} | {:.1} | {:.1} | {:.1} | {:.2} | {:.3} | {:.1} |",
+            "| {} | {:.1} | {:.0} | {} | {:.1} | {:.1} | {:.1} | {:.2} | {:.3} | {:.2} | {:.1} |",
             p.concurrency,
             p.seconds,
             p.acked as f64 / p.seconds,
@@ -470,6 +477,7 @@ async fn main() {
             p.max_ms,
             p.cpu_secs / p.seconds,
             p.cpu_secs * 1000.0 / p.acked.max(1) as f64,
+            p.client_cpu_secs / p.seconds,
             p.rss_max_kib as f64 / 1024.0
         );
     }
@@ -490,8 +498,9 @@ async fn main() {
         .map(|p| p.acked as f64 / p.seconds)
         .fold(0.0, f64::max);
     println!(
-        "raw insert of {n} reports (one thread, 1024 per transaction, no HTTP): {:.0} reports/s; best ingest / raw = {:.0} %",
+        "raw insert of {n} reports (one thread, 1024 per transaction, no HTTP): {:.0} reports/s, {:.3} CPU-ms/report; best ingest / raw = {:.0} %",
         raw_rate,
+        raw_cpu * 1000.0 / n as f64,
         100.0 * best / raw_rate
     );
     if s.reports != total_acked {

@@ -125,6 +125,15 @@ impl Failure {
         }
     }
 
+    fn internal(e: &dyn std::fmt::Display) -> Failure {
+        crate::log(&format!("internal error: {e}"));
+        Failure::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "internal error",
+        )
+    }
+
     fn store(e: StoreError, retry_after: u64) -> Failure {
         match e {
             StoreError::Busy => Failure {
@@ -280,10 +289,8 @@ async fn enroll(State(st): State<AppState>, body: Bytes) -> Result<Json<EnrollRe
         ));
     }
     let retry = st.config.ingest.retry_after_secs;
-    let node_key = secret::new_secret()
-        .map_err(|e| Failure::store(StoreError::Corrupt(e.to_string()), retry))?;
-    let new_host_id = secret::random_hex(8)
-        .map_err(|e| Failure::store(StoreError::Corrupt(e.to_string()), retry))?;
+    let node_key = secret::new_secret().map_err(|e| Failure::internal(&e))?;
+    let new_host_id = secret::random_hex(8).map_err(|e| Failure::internal(&e))?;
     let outcome = st
         .store
         .enroll(Enrollment {
