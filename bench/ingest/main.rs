@@ -247,9 +247,11 @@ async fn main() {
     let server = start(&a.bin, &config);
     let pid = server.child.id();
     let base = format!("http://{}", server.addr);
+    let mut connector = hyper_util::client::legacy::connect::HttpConnector::new();
+    connector.set_nodelay(true);
     let client: HttpClient = Client::builder(TokioExecutor::new())
         .pool_max_idle_per_host(256)
-        .build_http();
+        .build(connector);
 
     // Enrollment (not counted in the load phases).
     let started = Instant::now();

@@ -10,6 +10,7 @@ use crate::metrics::{Histogram, Metrics};
 use crate::store::postgres::PgStore;
 use crate::store::sqlite::SqliteStore;
 use crate::store::{Store, StoreError};
+use axum::serve::ListenerExt;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -113,7 +114,10 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
                 .await?;
         }
         None => {
-            let listener = tokio::net::TcpListener::from_std(listener)?;
+            // TCP_NODELAY: an answer goes out at once, not after the peer's delayed ACK.
+            let listener = tokio::net::TcpListener::from_std(listener)?.tap_io(|tcp| {
+                let _ = tcp.set_nodelay(true);
+            });
             crate::log(&format!("listening on http://{local}"));
             notify_ready();
             axum::serve(listener, router)
