@@ -22,6 +22,7 @@
 //!
 //! Must never: do I/O, depend on the agent's or the collector's internals.
 
+pub mod api;
 pub mod finding;
 pub mod protocol;
 #[cfg(feature = "schema")]

@@ -28,5 +28,12 @@ pub fn all() -> Vec<(&'static str, Schema)> {
             "api-error",
             schemars::schema_for!(crate::protocol::ApiError),
         ),
+        ("api-hosts", schemars::schema_for!(Vec<crate::api::HostRow>)),
+        ("api-finding", schemars::schema_for!(crate::api::FindingRow)),
+        (
+            "api-finding-page",
+            schemars::schema_for!(crate::api::FindingPage),
+        ),
+        ("api-summary", schemars::schema_for!(crate::api::Summary)),
     ]
 }

@@ -1,0 +1,879 @@
+//! The PostgreSQL backend: a deadpool connection pool, one transaction per request, for
+//! several stateless collectors on one database. Concurrent copies of one report meet at
+//! the `reports` primary key (`ON CONFLICT DO NOTHING`: the second waits for the first's
+//! commit and is then a duplicate); a host's reports are serialized by locking its row.
+//!
+//! Must never: acknowledge before COMMIT. Connections are made without TLS: keep the
+//! database on loopback or a private network (a TLS connector is future work).
+
+use super::{
+    check_sequence, finding_row, refusal, severity_rank, signature_pattern, to_i64, to_u64, Counts,
+    EnrollOutcome, Enrollment, FindingColumns, FindingFilter, Fut, HostAction, HostAuth,
+    HostRecord, IngestOutcome, Retained, Role, SecretRow, StateFilter, Store, StoreError, TokenRow,
+    TABLES,
+};
+use crate::metrics::Histogram;
+use aupwatch_proto::api::FindingRow;
+use aupwatch_proto::protocol::{Report, Stored};
+use aupwatch_proto::LifecycleState;
+use deadpool_postgres::Transaction;
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+use std::time::Instant;
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{NoTls, Row};
+
+const SCHEMA: &str = include_str!("schema_postgres.sql");
+const SCHEMA_VERSION: i64 = 1;
+/// Serializes migrations of collectors starting together.
+const MIGRATION_LOCK: i64 = 0x6175_7077_6174_6368;
+
+impl From<tokio_postgres::Error> for StoreError {
+    fn from(e: tokio_postgres::Error) -> StoreError {
+        StoreError::Postgres(e.to_string())
+    }
+}
+
+impl From<deadpool_postgres::PoolError> for StoreError {
+    fn from(e: deadpool_postgres::PoolError) -> StoreError {
+        StoreError::Postgres(e.to_string())
+    }
+}
+
+pub struct PgStore {
+    pool: Pool,
+    commits: Arc<Histogram>,
+}
+
+type Param = Box<dyn ToSql + Sync + Send>;
+
+impl PgStore {
+    /// Connects a pool of `pool_size` to `url` (a libpq connection string or URL) and
+    /// migrates the schema.
+    pub async fn connect(
+        url: &str,
+        pool_size: usize,
+        commits: Arc<Histogram>,
+    ) -> Result<PgStore, StoreError> {
+        let pg: tokio_postgres::Config = url
+            .parse()
+            .map_err(|e: tokio_postgres::Error| StoreError::Postgres(e.to_string()))?;
+        PgStore::with_config(pg, pool_size, commits).await
+    }
+
+    pub async fn with_config(
+        pg: tokio_postgres::Config,
+        pool_size: usize,
+        commits: Arc<Histogram>,
+    ) -> Result<PgStore, StoreError> {
+        let manager = Manager::from_config(
+            pg,
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(pool_size.max(1))
+            .build()
+            .map_err(|e| StoreError::Postgres(e.to_string()))?;
+        let store = PgStore { pool, commits };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    async fn migrate(&self) -> Result<(), StoreError> {
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+            .await?;
+        tx.batch_execute("CREATE TABLE IF NOT EXISTS schema_version (version BIGINT NOT NULL)")
+            .await?;
+        let version: Option<i64> = tx
+            .query_opt("SELECT max(version) FROM schema_version", &[])
+            .await?
+            .and_then(|r| r.get(0));
+        let version = version.unwrap_or(0);
+        if version > SCHEMA_VERSION {
+            return Err(StoreError::SchemaTooNew {
+                found: version,
+                known: SCHEMA_VERSION,
+            });
+        }
+        if version < 1 {
+            tx.batch_execute(SCHEMA).await?;
+            tx.execute(
+                "INSERT INTO schema_version (version) VALUES ($1)",
+                &[&SCHEMA_VERSION],
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Runs `f` in a transaction and commits, timing it.
+    fn write<'a, R, F>(&'a self, f: F) -> Fut<'a, R>
+    where
+        R: Send + 'a,
+        F: for<'t> FnOnce(&'t deadpool_postgres::Transaction<'t>) -> Fut<'t, R> + Send + 'a,
+    {
+        Box::pin(async move {
+            let mut client = self.pool.get().await?;
+            let started = Instant::now();
+            let tx = client.transaction().await?;
+            let out = f(&tx).await?;
+            tx.commit().await?;
+            self.commits.observe(started.elapsed());
+            Ok(out)
+        })
+    }
+}
+
+async fn enroll(c: &Transaction<'_>, e: &Enrollment) -> Result<EnrollOutcome, StoreError> {
+    let secret = c
+        .query_opt(
+            "SELECT customer FROM enroll_secrets WHERE secret_hash = $1 AND revoked_unix_ms IS NULL",
+            &[&e.secret_hash],
+        )
+        .await?;
+    let Some(secret) = secret else {
+        return Ok(EnrollOutcome::BadSecret);
+    };
+    let customer: Option<String> = secret.get(0);
+    let mut labels = e.labels.clone();
+    if let Some(cu) = &customer {
+        labels.insert("customer".into(), cu.clone());
+    }
+    let customer = labels.get("customer").cloned();
+    let labels_json = serde_json::to_string(&labels)?;
+    let existing = c
+        .query_opt(
+            "SELECT host_id, blocked, approved FROM hosts WHERE machine_id = $1 FOR UPDATE",
+            &[&e.machine_id],
+        )
+        .await?;
+    match existing {
+        Some(r) if r.get::<_, bool>(1) => Ok(EnrollOutcome::Blocked),
+        Some(r) => {
+            let host_id: String = r.get(0);
+            let approved: bool = r.get(2);
+            c.execute(
+                "UPDATE hosts SET node_key_hash = $2, hostname = $3, labels = $4, customer = $5,
+                 agent_version = $6, revoked = FALSE, archived = FALSE, stopped = FALSE
+                 WHERE host_id = $1",
+                &[
+                    &host_id,
+                    &e.node_key_hash,
+                    &e.hostname,
+                    &labels_json,
+                    &customer,
+                    &e.agent_version,
+                ],
+            )
+            .await?;
+            Ok(EnrollOutcome::Enrolled {
+                host_id,
+                pending_approval: !approved,
+            })
+        }
+        None => {
+            // Two collectors enrolling the same new machine at once: the second insert
+            // conflicts on machine_id and updates the first's row instead.
+            let row = c
+                .query_one(
+                    "INSERT INTO hosts (host_id, machine_id, hostname, labels, customer,
+                     node_key_hash, approved, enrolled_unix_ms, agent_version)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+                     ON CONFLICT (machine_id) DO UPDATE SET node_key_hash = excluded.node_key_hash
+                     RETURNING host_id, approved",
+                    &[
+                        &e.new_host_id,
+                        &e.machine_id,
+                        &e.hostname,
+                        &labels_json,
+                        &customer,
+                        &e.node_key_hash,
+                        &!e.require_approval,
+                        &to_i64(e.now_unix_ms),
+                        &e.agent_version,
+                    ],
+                )
+                .await?;
+            Ok(EnrollOutcome::Enrolled {
+                host_id: row.get(0),
+                pending_approval: !row.get::<_, bool>(1),
+            })
+        }
+    }
+}
+
+async fn upsert_finding(
+    c: &Transaction<'_>,
+    host_id: &str,
+    f: &FindingColumns,
+    resolved: Option<i64>,
+) -> Result<(), StoreError> {
+    let stmt = c
+        .prepare_cached(
+            "INSERT INTO findings (host_id, tracked_id, category, severity, severity_rank, state,
+             signatures, excepted, first_seen_unix_ms, last_seen_unix_ms, resolved_unix_ms, tracked)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+             ON CONFLICT (host_id, tracked_id) DO UPDATE SET category = excluded.category,
+             severity = excluded.severity, severity_rank = excluded.severity_rank,
+             state = excluded.state, signatures = excluded.signatures,
+             excepted = excluded.excepted,
+             first_seen_unix_ms = LEAST(findings.first_seen_unix_ms, excluded.first_seen_unix_ms),
+             last_seen_unix_ms = excluded.last_seen_unix_ms,
+             resolved_unix_ms = excluded.resolved_unix_ms, tracked = excluded.tracked",
+        )
+        .await?;
+    c.execute(
+        &stmt,
+        &[
+            &host_id,
+            &f.tracked_id,
+            &f.category,
+            &f.severity,
+            &f.severity_rank,
+            &f.state,
+            &f.signatures,
+            &f.excepted,
+            &f.first_seen_unix_ms,
+            &f.last_seen_unix_ms,
+            &resolved,
+            &f.tracked_json,
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+async fn ingest(
+    c: &Transaction<'_>,
+    host_id: &str,
+    reports: &[Report],
+    now: u64,
+) -> Result<Vec<Stored>, StoreError> {
+    let now = to_i64(now);
+    // The host's row lock orders its reports across collectors.
+    let h = c
+        .query_one(
+            "SELECT last_sequence, boot_id, findings_as_of_unix_ms, sequence_gaps, sequence_resets,
+             boot_changes, last_anomaly FROM hosts WHERE host_id = $1 FOR UPDATE",
+            &[&host_id],
+        )
+        .await?;
+    let mut last_sequence: Option<u64> = h.get::<_, Option<i64>>(0).map(to_u64);
+    let mut boot_id: Option<String> = h.get(1);
+    let mut findings_as_of: i64 = h.get(2);
+    let mut gaps: i64 = h.get(3);
+    let mut resets: i64 = h.get(4);
+    let mut boot_changes: i64 = h.get(5);
+    let mut anomaly: Option<String> = h.get(6);
+    let insert_report = c
+        .prepare_cached(
+            "INSERT INTO reports (report_id, host_id, sequence, boot_id, created_unix_ms,
+             received_unix_ms, goodbye, heartbeat) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+             ON CONFLICT (report_id) DO NOTHING",
+        )
+        .await?;
+    let insert_event = c
+        .prepare_cached(
+            "INSERT INTO events (report_id, host_id, kind, at_unix_ms, tracked_id, tracked)
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .await?;
+    let mut results = Vec::with_capacity(reports.len());
+    let mut latest: Option<&Report> = None;
+    for report in reports {
+        let n = c
+            .execute(
+                &insert_report,
+                &[
+                    &report.report_id,
+                    &host_id,
+                    &to_i64(report.sequence),
+                    &report.boot_id,
+                    &to_i64(report.created_unix_ms),
+                    &now,
+                    &report.goodbye,
+                    &serde_json::to_string(&report.heartbeat)?,
+                ],
+            )
+            .await?;
+        if n == 0 {
+            results.push(Stored::Duplicate);
+            continue;
+        }
+        results.push(Stored::Stored);
+        let seq = check_sequence(
+            last_sequence,
+            boot_id.as_deref(),
+            report.sequence,
+            &report.boot_id,
+        );
+        gaps += to_i64(seq.gap);
+        resets += i64::from(seq.reset);
+        boot_changes += i64::from(seq.boot_changed);
+        if seq.anomaly.is_some() {
+            anomaly = seq.anomaly;
+        }
+        if let Some(l) = seq.new_last {
+            last_sequence = Some(l);
+        }
+        boot_id = Some(report.boot_id.clone());
+        for ev in &report.events {
+            c.execute(
+                &insert_event,
+                &[
+                    &report.report_id,
+                    &host_id,
+                    &ev.kind.as_str(),
+                    &to_i64(ev.at_unix_ms),
+                    &ev.tracked.id,
+                    &serde_json::to_string(&ev.tracked)?,
+                ],
+            )
+            .await?;
+        }
+        let created = to_i64(report.created_unix_ms);
+        if created >= findings_as_of {
+            findings_as_of = created;
+            latest = Some(report);
+            reconcile(c, host_id, report, created).await?;
+        }
+    }
+    if let Some(r) = latest {
+        let hb = &r.heartbeat;
+        c.execute(
+            "UPDATE hosts SET hostname = $2, stopped = $3, interval_secs = $4, agent_version = $5,
+             signature_version = $6 WHERE host_id = $1",
+            &[
+                &host_id,
+                &r.hostname,
+                &r.goodbye,
+                &to_i64(hb.interval_secs),
+                &hb.agent_version,
+                &hb.signature_version,
+            ],
+        )
+        .await?;
+    }
+    if results.contains(&Stored::Stored) {
+        c.execute(
+            "UPDATE hosts SET last_sequence = $2, boot_id = $3, findings_as_of_unix_ms = $4,
+             sequence_gaps = $5, sequence_resets = $6, boot_changes = $7, last_anomaly = $8
+             WHERE host_id = $1",
+            &[
+                &host_id,
+                &last_sequence.map(to_i64),
+                &boot_id,
+                &findings_as_of,
+                &gaps,
+                &resets,
+                &boot_changes,
+                &anomaly,
+            ],
+        )
+        .await?;
+    }
+    c.execute(
+        "INSERT INTO last_seen (host_id, last_seen_unix_ms) VALUES ($1, $2)
+         ON CONFLICT (host_id) DO UPDATE SET last_seen_unix_ms = excluded.last_seen_unix_ms",
+        &[&host_id, &now],
+    )
+    .await?;
+    Ok(results)
+}
+
+async fn reconcile(
+    c: &Transaction<'_>,
+    host_id: &str,
+    report: &Report,
+    created: i64,
+) -> Result<(), StoreError> {
+    let mut open: HashSet<&str> = HashSet::with_capacity(report.open_findings.len());
+    for t in &report.open_findings {
+        let state = match t.state {
+            LifecycleState::Resolved => LifecycleState::Ongoing,
+            s => s,
+        };
+        upsert_finding(c, host_id, &FindingColumns::new(t, state)?, None).await?;
+        open.insert(t.id.as_str());
+    }
+    let stored_open = c
+        .query(
+            "SELECT tracked_id FROM findings WHERE host_id = $1 AND state != 'resolved'",
+            &[&host_id],
+        )
+        .await?;
+    for row in stored_open {
+        let id: String = row.get(0);
+        if !open.contains(id.as_str()) {
+            c.execute(
+                "UPDATE findings SET state = 'resolved', resolved_unix_ms = $3
+                 WHERE host_id = $1 AND tracked_id = $2",
+                &[&host_id, &id, &created],
+            )
+            .await?;
+        }
+    }
+    for ev in &report.events {
+        if ev.tracked.state == LifecycleState::Resolved && !open.contains(ev.tracked.id.as_str()) {
+            let known = c
+                .query_opt(
+                    "SELECT 1 FROM findings WHERE host_id = $1 AND tracked_id = $2",
+                    &[&host_id, &ev.tracked.id],
+                )
+                .await?
+                .is_some();
+            if !known {
+                let cols = FindingColumns::new(&ev.tracked, LifecycleState::Resolved)?;
+                upsert_finding(c, host_id, &cols, Some(to_i64(ev.at_unix_ms))).await?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn host_record(r: &Row) -> Result<HostRecord, StoreError> {
+    let labels: String = r.try_get("labels")?;
+    Ok(HostRecord {
+        host_id: r.try_get("host_id")?,
+        machine_id: r.try_get("machine_id")?,
+        hostname: r.try_get("hostname")?,
+        labels: serde_json::from_str::<BTreeMap<String, String>>(&labels)?,
+        approved: r.try_get("approved")?,
+        blocked: r.try_get("blocked")?,
+        revoked: r.try_get("revoked")?,
+        archived: r.try_get("archived")?,
+        stopped: r.try_get("stopped")?,
+        enrolled_unix_ms: to_u64(r.try_get("enrolled_unix_ms")?),
+        last_seen_unix_ms: r
+            .try_get::<_, Option<i64>>("last_seen_unix_ms")?
+            .map(to_u64),
+        interval_secs: r.try_get::<_, Option<i64>>("interval_secs")?.map(to_u64),
+        agent_version: r.try_get("agent_version")?,
+        signature_version: r.try_get("signature_version")?,
+        last_sequence: r.try_get::<_, Option<i64>>("last_sequence")?.map(to_u64),
+        boot_id: r.try_get("boot_id")?,
+        sequence_gaps: to_u64(r.try_get("sequence_gaps")?),
+        sequence_resets: to_u64(r.try_get("sequence_resets")?),
+        boot_changes: to_u64(r.try_get("boot_changes")?),
+        last_anomaly: r.try_get("last_anomaly")?,
+        open_findings: to_u64(r.try_get("open_findings")?),
+    })
+}
+
+const FINDING_COLUMNS: &str = "f.host_id, f.tracked_id, h.hostname, h.customer, f.category,
+    f.severity, f.state, f.signatures, f.first_seen_unix_ms, f.last_seen_unix_ms,
+    f.resolved_unix_ms, f.excepted, f.tracked";
+
+fn finding_from_row(r: &Row) -> Result<FindingRow, StoreError> {
+    let severity: String = r.try_get(5)?;
+    let signatures: String = r.try_get(7)?;
+    let tracked: String = r.try_get(12)?;
+    finding_row(
+        r.try_get(0)?,
+        r.try_get(1)?,
+        r.try_get(2)?,
+        r.try_get(3)?,
+        r.try_get(4)?,
+        &severity,
+        r.try_get(6)?,
+        &signatures,
+        r.try_get(8)?,
+        r.try_get(9)?,
+        r.try_get(10)?,
+        r.try_get(11)?,
+        &tracked,
+    )
+}
+
+fn findings_query(f: &FindingFilter) -> (String, Vec<Param>) {
+    let mut sql = format!(
+        "SELECT {FINDING_COLUMNS} FROM findings f JOIN hosts h ON h.host_id = f.host_id WHERE TRUE"
+    );
+    let mut args: Vec<Param> = Vec::new();
+    let mut arg = |sql: &mut String, clause: &str, v: Param| {
+        args.push(v);
+        sql.push_str(&clause.replace('?', &format!("${}", args.len())));
+    };
+    if let Some(h) = &f.host {
+        arg(&mut sql, " AND (f.host_id = ? ", Box::new(h.clone()));
+        arg(&mut sql, "OR h.hostname = ?)", Box::new(h.clone()));
+    }
+    if let Some(c) = &f.customer {
+        arg(&mut sql, " AND h.customer = ?", Box::new(c.clone()));
+    }
+    if let Some(c) = &f.category {
+        arg(&mut sql, " AND f.category = ?", Box::new(c.clone()));
+    }
+    if let Some(s) = f.min_severity {
+        arg(
+            &mut sql,
+            " AND f.severity_rank >= ?",
+            Box::new(severity_rank(s)),
+        );
+    }
+    match f.state {
+        StateFilter::All => {}
+        StateFilter::Open => sql.push_str(" AND f.state != 'resolved'"),
+        StateFilter::New => sql.push_str(" AND f.state = 'new'"),
+        StateFilter::Ongoing => sql.push_str(" AND f.state = 'ongoing'"),
+        StateFilter::Resolved => sql.push_str(" AND f.state = 'resolved'"),
+    }
+    if let Some(s) = &f.signature {
+        arg(
+            &mut sql,
+            " AND strpos(f.signatures, ?) > 0",
+            Box::new(signature_pattern(s)),
+        );
+    }
+    if let Some(s) = f.since_unix_ms {
+        arg(
+            &mut sql,
+            " AND f.last_seen_unix_ms >= ?",
+            Box::new(to_i64(s)),
+        );
+    }
+    if let Some(u) = f.until_unix_ms {
+        arg(
+            &mut sql,
+            " AND f.last_seen_unix_ms < ?",
+            Box::new(to_i64(u)),
+        );
+    }
+    if let Some((h, t)) = &f.after {
+        arg(
+            &mut sql,
+            " AND (f.host_id, f.tracked_id) > (?, ",
+            Box::new(h.clone()),
+        );
+        arg(&mut sql, "?)", Box::new(t.clone()));
+    }
+    let limit = i64::try_from(f.limit).unwrap_or(i64::MAX);
+    // COLLATE "C": byte order, as SQLite's, so both backends page alike.
+    arg(
+        &mut sql,
+        " ORDER BY f.host_id COLLATE \"C\", f.tracked_id COLLATE \"C\" LIMIT ?",
+        Box::new(limit),
+    );
+    (sql, args)
+}
+
+impl Store for PgStore {
+    fn enroll(&self, e: Enrollment) -> Fut<'_, EnrollOutcome> {
+        self.write(move |tx| Box::pin(async move { enroll(tx, &e).await }))
+    }
+
+    fn authenticate(&self, node_key_hash: String) -> Fut<'_, Option<HostAuth>> {
+        Box::pin(async move {
+            let c = self.pool.get().await?;
+            let row = c
+                .query_opt(
+                    "SELECT host_id, machine_id, approved, blocked, hostname, labels FROM hosts
+                     WHERE node_key_hash = $1 AND NOT revoked",
+                    &[&node_key_hash],
+                )
+                .await?;
+            row.map(|r| {
+                Ok(HostAuth {
+                    host_id: r.get(0),
+                    machine_id: r.get(1),
+                    approved: r.get(2),
+                    blocked: r.get(3),
+                    hostname: r.get(4),
+                    labels: serde_json::from_str(r.get::<_, &str>(5))?,
+                })
+            })
+            .transpose()
+        })
+    }
+
+    fn ingest(&self, host_id: String, reports: Vec<Report>, now: u64) -> Fut<'_, Vec<Stored>> {
+        self.write(move |tx| Box::pin(async move { ingest(tx, &host_id, &reports, now).await }))
+    }
+
+    fn ingest_checked(
+        &self,
+        host_id: String,
+        key_hash: String,
+        reports: Vec<Report>,
+        now: u64,
+    ) -> Fut<'_, IngestOutcome> {
+        self.write(move |tx| {
+            Box::pin(async move {
+                // FOR UPDATE (as ingest's own lock, so two collectors never deadlock by
+                // upgrading a shared lock): a revoke or block committing meanwhile waits for
+                // this report, or this report waits for it and sees it.
+                let r = tx
+                    .query_one(
+                        "SELECT node_key_hash, revoked, blocked, approved FROM hosts
+                         WHERE host_id = $1 FOR UPDATE",
+                        &[&host_id],
+                    )
+                    .await?;
+                let stored: Option<String> = r.get(0);
+                if let Some(why) =
+                    refusal(stored.as_deref(), &key_hash, r.get(1), r.get(2), r.get(3))
+                {
+                    return Ok(IngestOutcome::Refused(why));
+                }
+                Ok(IngestOutcome::Done(
+                    ingest(tx, &host_id, &reports, now).await?,
+                ))
+            })
+        })
+    }
+
+    fn hosts(&self) -> Fut<'_, Vec<HostRecord>> {
+        Box::pin(async move {
+            let c = self.pool.get().await?;
+            let rows = c
+                .query(
+                    "SELECT h.*, l.last_seen_unix_ms, coalesce(o.n, 0) AS open_findings FROM hosts h
+                     LEFT JOIN last_seen l ON l.host_id = h.host_id
+                     LEFT JOIN (SELECT host_id, count(*) AS n FROM findings
+                                WHERE state != 'resolved' GROUP BY host_id) o
+                       ON o.host_id = h.host_id
+                     ORDER BY h.hostname COLLATE \"C\", h.host_id COLLATE \"C\"",
+                    &[],
+                )
+                .await?;
+            rows.iter().map(host_record).collect()
+        })
+    }
+
+    fn host_action(&self, host: String, action: HostAction, _now: u64) -> Fut<'_, bool> {
+        let set = match action {
+            HostAction::Revoke => "revoked = TRUE, node_key_hash = NULL",
+            HostAction::Block => "blocked = TRUE",
+            HostAction::Unblock => "blocked = FALSE",
+            HostAction::Approve => "approved = TRUE",
+            HostAction::Archive => "archived = TRUE",
+        };
+        self.write(move |tx| {
+            Box::pin(async move {
+                let n = tx
+                    .execute(
+                        &format!("UPDATE hosts SET {set} WHERE host_id = $1 OR machine_id = $1"),
+                        &[&host],
+                    )
+                    .await?;
+                Ok(n > 0)
+            })
+        })
+    }
+
+    fn findings(&self, filter: FindingFilter) -> Fut<'_, Vec<FindingRow>> {
+        Box::pin(async move {
+            let c = self.pool.get().await?;
+            let (sql, args) = findings_query(&filter);
+            let params: Vec<&(dyn ToSql + Sync)> = args
+                .iter()
+                .map(|b| b.as_ref() as &(dyn ToSql + Sync))
+                .collect();
+            let rows = c.query(&sql, &params).await?;
+            rows.iter().map(finding_from_row).collect()
+        })
+    }
+
+    fn finding(&self, host_id: String, tracked_id: String) -> Fut<'_, Option<FindingRow>> {
+        Box::pin(async move {
+            let c = self.pool.get().await?;
+            let row = c
+                .query_opt(
+                    &format!(
+                        "SELECT {FINDING_COLUMNS} FROM findings f JOIN hosts h ON h.host_id = f.host_id
+                         WHERE f.host_id = $1 AND f.tracked_id = $2"
+                    ),
+                    &[&host_id, &tracked_id],
+                )
+                .await?;
+            row.as_ref().map(finding_from_row).transpose()
+        })
+    }
+
+    fn counts(&self) -> Fut<'_, Counts> {
+        Box::pin(async move {
+            let c = self.pool.get().await?;
+            let reports: i64 = c
+                .query_one("SELECT count(*) FROM reports", &[])
+                .await?
+                .get(0);
+            let events: i64 = c
+                .query_one("SELECT count(*) FROM events", &[])
+                .await?
+                .get(0);
+            let mut open = BTreeMap::new();
+            for r in c
+                .query(
+                    "SELECT category, severity, count(*) FROM findings WHERE state != 'resolved'
+                     GROUP BY category, severity",
+                    &[],
+                )
+                .await?
+            {
+                open.insert((r.get(0), r.get(1)), to_u64(r.get(2)));
+            }
+            Ok(Counts {
+                reports: to_u64(reports),
+                events: to_u64(events),
+                open,
+            })
+        })
+    }
+
+    fn count_rows(&self, table: &'static str) -> Fut<'_, u64> {
+        Box::pin(async move {
+            if !TABLES.contains(&table) {
+                return Err(StoreError::Corrupt(format!("no table {table}")));
+            }
+            let c = self.pool.get().await?;
+            let n: i64 = c
+                .query_one(&format!("SELECT count(*) FROM {table}"), &[])
+                .await?
+                .get(0);
+            Ok(to_u64(n))
+        })
+    }
+
+    fn create_secret(&self, hash: String, customer: Option<String>, now: u64) -> Fut<'_, i64> {
+        self.write(move |tx| {
+            Box::pin(async move {
+                Ok(tx
+                    .query_one(
+                        "INSERT INTO enroll_secrets (secret_hash, customer, created_unix_ms)
+                         VALUES ($1, $2, $3) RETURNING id",
+                        &[&hash, &customer, &to_i64(now)],
+                    )
+                    .await?
+                    .get(0))
+            })
+        })
+    }
+
+    fn secrets(&self) -> Fut<'_, Vec<SecretRow>> {
+        Box::pin(async move {
+            let c = self.pool.get().await?;
+            let rows = c
+                .query(
+                    "SELECT id, customer, created_unix_ms, revoked_unix_ms FROM enroll_secrets ORDER BY id",
+                    &[],
+                )
+                .await?;
+            Ok(rows
+                .iter()
+                .map(|r| SecretRow {
+                    id: r.get(0),
+                    customer: r.get(1),
+                    created_unix_ms: to_u64(r.get(2)),
+                    revoked_unix_ms: r.get::<_, Option<i64>>(3).map(to_u64),
+                })
+                .collect())
+        })
+    }
+
+    fn revoke_secret(&self, id: i64, now: u64) -> Fut<'_, bool> {
+        self.write(move |tx| {
+            Box::pin(async move {
+                let n = tx
+                    .execute(
+                        "UPDATE enroll_secrets SET revoked_unix_ms = $2
+                         WHERE id = $1 AND revoked_unix_ms IS NULL",
+                        &[&id, &to_i64(now)],
+                    )
+                    .await?;
+                Ok(n > 0)
+            })
+        })
+    }
+
+    fn create_token(&self, hash: String, name: String, role: Role, now: u64) -> Fut<'_, i64> {
+        self.write(move |tx| {
+            Box::pin(async move {
+                Ok(tx
+                    .query_one(
+                        "INSERT INTO tokens (token_hash, name, role, created_unix_ms)
+                         VALUES ($1, $2, $3, $4) RETURNING id",
+                        &[&hash, &name, &role.as_str(), &to_i64(now)],
+                    )
+                    .await?
+                    .get(0))
+            })
+        })
+    }
+
+    fn tokens(&self) -> Fut<'_, Vec<TokenRow>> {
+        Box::pin(async move {
+            let c = self.pool.get().await?;
+            let rows = c
+                .query(
+                    "SELECT id, name, role, created_unix_ms, revoked_unix_ms FROM tokens ORDER BY id",
+                    &[],
+                )
+                .await?;
+            rows.iter()
+                .map(|r| {
+                    let role: String = r.get(2);
+                    Ok(TokenRow {
+                        id: r.get(0),
+                        name: r.get(1),
+                        role: Role::parse(&role)
+                            .ok_or_else(|| StoreError::Corrupt(format!("role {role:?}")))?,
+                        created_unix_ms: to_u64(r.get(3)),
+                        revoked_unix_ms: r.get::<_, Option<i64>>(4).map(to_u64),
+                    })
+                })
+                .collect()
+        })
+    }
+
+    fn token_role(&self, hash: String) -> Fut<'_, Option<Role>> {
+        Box::pin(async move {
+            let c = self.pool.get().await?;
+            let row = c
+                .query_opt(
+                    "SELECT role FROM tokens WHERE token_hash = $1 AND revoked_unix_ms IS NULL",
+                    &[&hash],
+                )
+                .await?;
+            Ok(row.and_then(|r| Role::parse(r.get::<_, &str>(0))))
+        })
+    }
+
+    fn retain(&self, events_before: Option<u64>, archive_before: Option<u64>) -> Fut<'_, Retained> {
+        self.write(move |tx| {
+            Box::pin(async move {
+                let mut r = Retained::default();
+                if let Some(t) = events_before {
+                    r.events_deleted = tx
+                        .execute("DELETE FROM events WHERE at_unix_ms < $1", &[&to_i64(t)])
+                        .await?;
+                }
+                if let Some(t) = archive_before {
+                    r.hosts_archived = tx
+                        .execute(
+                            "UPDATE hosts SET archived = TRUE WHERE NOT archived AND NOT blocked AND
+                             coalesce((SELECT last_seen_unix_ms FROM last_seen l
+                                       WHERE l.host_id = hosts.host_id), enrolled_unix_ms) < $1",
+                            &[&to_i64(t)],
+                        )
+                        .await?;
+                }
+                Ok(r)
+            })
+        })
+    }
+
+    fn queue_depth(&self) -> usize {
+        0
+    }
+
+    fn commit_histogram(&self) -> &Histogram {
+        &self.commits
+    }
+}

@@ -1,0 +1,929 @@
+//! The SQLite backend: WAL mode, one writer thread doing group commit (many requests per
+//! transaction, each answered through its oneshot only after the COMMIT), reads on a small
+//! pool of read connections in blocking tasks.
+//!
+//! Must never: write outside the writer thread (the CLI in another process is a second
+//! writer; SQLite serializes the two with its lock and `busy_timeout`).
+
+use super::{
+    check_sequence, finding_row, refusal, to_i64, to_u64, Counts, EnrollOutcome, Enrollment,
+    FindingColumns, FindingFilter, Fut, HostAction, HostAuth, HostRecord, IngestOutcome, Retained,
+    Role, SecretRow, StateFilter, Store, StoreError, TokenRow, TABLES,
+};
+use crate::metrics::Histogram;
+use aupwatch_proto::api::FindingRow;
+use aupwatch_proto::protocol::{Report, Stored};
+use aupwatch_proto::LifecycleState;
+use rusqlite::{params, Connection, OptionalExtension, ToSql};
+use std::collections::{BTreeMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+use tokio::sync::oneshot;
+
+const SCHEMA: &str = include_str!("schema_sqlite.sql");
+const SCHEMA_VERSION: i64 = 1;
+
+/// One write, run inside the writer's transaction under its own savepoint.
+trait Job: Send {
+    /// Runs the write; false when it failed (its savepoint is rolled back).
+    fn run(&mut self, conn: &Connection) -> bool;
+    /// Answers the caller once the transaction's fate is known.
+    fn finish(self: Box<Self>, commit: Result<(), String>);
+}
+
+struct FnJob<R, F> {
+    f: Option<F>,
+    out: Option<Result<R, StoreError>>,
+    reply: oneshot::Sender<Result<R, StoreError>>,
+}
+
+impl<R, F> Job for FnJob<R, F>
+where
+    R: Send,
+    F: FnOnce(&Connection) -> Result<R, StoreError> + Send,
+{
+    fn run(&mut self, conn: &Connection) -> bool {
+        let Some(f) = self.f.take() else {
+            return false;
+        };
+        let out = f(conn);
+        let ok = out.is_ok();
+        self.out = Some(out);
+        ok
+    }
+
+    fn finish(self: Box<Self>, commit: Result<(), String>) {
+        let out = match (commit, self.out) {
+            (Ok(()), Some(out)) => out,
+            (Ok(()), None) => Err(StoreError::WriterGone),
+            (Err(e), Some(Err(job_error))) => {
+                Err(StoreError::Corrupt(format!("{job_error}; commit: {e}")))
+            }
+            (Err(e), _) => Err(StoreError::Corrupt(format!("commit failed: {e}"))),
+        };
+        // The caller may have gone (client disconnected): nothing to answer then.
+        let _ = self.reply.send(out);
+    }
+}
+
+pub struct SqliteStore {
+    path: PathBuf,
+    jobs: SyncSender<Box<dyn Job>>,
+    depth: Arc<AtomicUsize>,
+    readers: Arc<Mutex<Vec<Connection>>>,
+    commits: Arc<Histogram>,
+}
+
+/// Opens a connection with the collector's pragmas.
+fn connect(path: &Path) -> Result<Connection, StoreError> {
+    let conn = Connection::open(path)?;
+    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    conn.execute_batch(
+        "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;",
+    )?;
+    Ok(conn)
+}
+
+fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let version: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if version > SCHEMA_VERSION {
+        return Err(StoreError::SchemaTooNew {
+            found: version,
+            known: SCHEMA_VERSION,
+        });
+    }
+    if version < 1 {
+        tx.execute_batch(SCHEMA)?;
+        tx.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}"))?;
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+impl SqliteStore {
+    /// Opens (creating and migrating) the database at `path` and starts its writer.
+    /// `queue_depth` bounds waiting requests; `max_jobs` bounds one transaction.
+    pub fn open(
+        path: &Path,
+        queue_depth: usize,
+        max_jobs: usize,
+        commits: Arc<Histogram>,
+    ) -> Result<SqliteStore, StoreError> {
+        let mut conn = connect(path)?;
+        migrate(&mut conn)?;
+        let (tx, rx) = sync_channel::<Box<dyn Job>>(queue_depth);
+        let depth = Arc::new(AtomicUsize::new(0));
+        let writer_depth = depth.clone();
+        let writer_commits = commits.clone();
+        std::thread::Builder::new()
+            .name("sqlite-writer".into())
+            .spawn(move || writer(conn, rx, writer_depth, max_jobs.max(1), writer_commits))?;
+        Ok(SqliteStore {
+            path: path.to_path_buf(),
+            jobs: tx,
+            depth,
+            readers: Arc::new(Mutex::new(Vec::new())),
+            commits,
+        })
+    }
+
+    fn write<R, F>(&self, f: F) -> Fut<'_, R>
+    where
+        R: Send + 'static,
+        F: FnOnce(&Connection) -> Result<R, StoreError> + Send + 'static,
+    {
+        let (reply, rx) = oneshot::channel();
+        let job: Box<dyn Job> = Box::new(FnJob {
+            f: Some(f),
+            out: None,
+            reply,
+        });
+        self.depth.fetch_add(1, Ordering::SeqCst);
+        let sent = self.jobs.try_send(job);
+        Box::pin(async move {
+            match sent {
+                Ok(()) => {}
+                Err(TrySendError::Full(_)) => {
+                    self.depth.fetch_sub(1, Ordering::SeqCst);
+                    return Err(StoreError::Busy);
+                }
+                Err(TrySendError::Disconnected(_)) => {
+                    self.depth.fetch_sub(1, Ordering::SeqCst);
+                    return Err(StoreError::WriterGone);
+                }
+            }
+            rx.await.map_err(|_| StoreError::WriterGone)?
+        })
+    }
+
+    fn read<R, F>(&self, f: F) -> Fut<'_, R>
+    where
+        R: Send + 'static,
+        F: FnOnce(&Connection) -> Result<R, StoreError> + Send + 'static,
+    {
+        let pool = self.readers.clone();
+        let path = self.path.clone();
+        Box::pin(async move {
+            tokio::task::spawn_blocking(move || {
+                let pooled = pool.lock().unwrap_or_else(|e| e.into_inner()).pop();
+                let conn = match pooled {
+                    Some(c) => c,
+                    None => connect(&path)?,
+                };
+                let out = f(&conn);
+                let mut pool = pool.lock().unwrap_or_else(|e| e.into_inner());
+                if pool.len() < 8 {
+                    pool.push(conn);
+                }
+                out
+            })
+            .await
+            .map_err(|_| StoreError::WriterGone)?
+        })
+    }
+}
+
+fn writer(
+    conn: Connection,
+    rx: Receiver<Box<dyn Job>>,
+    depth: Arc<AtomicUsize>,
+    max_jobs: usize,
+    commits: Arc<Histogram>,
+) {
+    while let Ok(first) = rx.recv() {
+        let mut batch = vec![first];
+        while batch.len() < max_jobs {
+            match rx.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        depth.fetch_sub(batch.len(), Ordering::SeqCst);
+        let started = Instant::now();
+        if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+            let e = e.to_string();
+            for job in batch {
+                job.finish(Err(e.clone()));
+            }
+            continue;
+        }
+        for job in &mut batch {
+            let ok = conn.execute_batch("SAVEPOINT job").is_ok() && job.run(&conn);
+            let end = if ok {
+                "RELEASE job"
+            } else {
+                "ROLLBACK TO job; RELEASE job"
+            };
+            // A failed release leaves the transaction to COMMIT's verdict below.
+            let _ = conn.execute_batch(end);
+        }
+        let commit = conn.execute_batch("COMMIT").map_err(|e| e.to_string());
+        if commit.is_err() {
+            let _ = conn.execute_batch("ROLLBACK");
+        }
+        commits.observe(started.elapsed());
+        for job in batch {
+            job.finish(commit.clone());
+        }
+    }
+}
+
+fn enroll(conn: &Connection, e: &Enrollment) -> Result<EnrollOutcome, StoreError> {
+    let secret: Option<Option<String>> = conn
+        .query_row(
+            "SELECT customer FROM enroll_secrets WHERE secret_hash = ?1 AND revoked_unix_ms IS NULL",
+            [&e.secret_hash],
+            |r| r.get(0),
+        )
+        .optional()?;
+    let Some(customer) = secret else {
+        return Ok(EnrollOutcome::BadSecret);
+    };
+    let mut labels = e.labels.clone();
+    if let Some(c) = &customer {
+        labels.insert("customer".into(), c.clone());
+    }
+    let customer = labels.get("customer").cloned();
+    let labels_json = serde_json::to_string(&labels)?;
+    let existing: Option<(String, bool, bool)> = conn
+        .query_row(
+            "SELECT host_id, blocked, approved FROM hosts WHERE machine_id = ?1",
+            [&e.machine_id],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .optional()?;
+    match existing {
+        Some((_, true, _)) => Ok(EnrollOutcome::Blocked),
+        Some((host_id, false, approved)) => {
+            conn.execute(
+                "UPDATE hosts SET node_key_hash = ?2, hostname = ?3, labels = ?4, customer = ?5,
+                 agent_version = ?6, revoked = 0, archived = 0, stopped = 0 WHERE host_id = ?1",
+                params![
+                    host_id,
+                    e.node_key_hash,
+                    e.hostname,
+                    labels_json,
+                    customer,
+                    e.agent_version
+                ],
+            )?;
+            Ok(EnrollOutcome::Enrolled {
+                host_id,
+                pending_approval: !approved,
+            })
+        }
+        None => {
+            conn.execute(
+                "INSERT INTO hosts (host_id, machine_id, hostname, labels, customer, node_key_hash,
+                 approved, enrolled_unix_ms, agent_version) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                params![
+                    e.new_host_id,
+                    e.machine_id,
+                    e.hostname,
+                    labels_json,
+                    customer,
+                    e.node_key_hash,
+                    !e.require_approval,
+                    to_i64(e.now_unix_ms),
+                    e.agent_version
+                ],
+            )?;
+            Ok(EnrollOutcome::Enrolled {
+                host_id: e.new_host_id.clone(),
+                pending_approval: e.require_approval,
+            })
+        }
+    }
+}
+
+struct HostState {
+    last_sequence: Option<u64>,
+    boot_id: Option<String>,
+    findings_as_of: i64,
+    gaps: i64,
+    resets: i64,
+    boot_changes: i64,
+    anomaly: Option<String>,
+}
+
+fn upsert_finding(
+    conn: &Connection,
+    host_id: &str,
+    c: &FindingColumns,
+    resolved: Option<i64>,
+) -> Result<(), StoreError> {
+    conn.prepare_cached(
+        "INSERT INTO findings (host_id, tracked_id, category, severity, severity_rank, state,
+         signatures, excepted, first_seen_unix_ms, last_seen_unix_ms, resolved_unix_ms, tracked)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
+         ON CONFLICT (host_id, tracked_id) DO UPDATE SET category = excluded.category,
+         severity = excluded.severity, severity_rank = excluded.severity_rank,
+         state = excluded.state, signatures = excluded.signatures, excepted = excluded.excepted,
+         first_seen_unix_ms = min(findings.first_seen_unix_ms, excluded.first_seen_unix_ms),
+         last_seen_unix_ms = excluded.last_seen_unix_ms,
+         resolved_unix_ms = excluded.resolved_unix_ms, tracked = excluded.tracked",
+    )?
+    .execute(params![
+        host_id,
+        c.tracked_id,
+        c.category,
+        c.severity,
+        c.severity_rank,
+        c.state,
+        c.signatures,
+        c.excepted,
+        c.first_seen_unix_ms,
+        c.last_seen_unix_ms,
+        resolved,
+        c.tracked_json
+    ])?;
+    Ok(())
+}
+
+fn ingest(
+    conn: &Connection,
+    host_id: &str,
+    reports: &[Report],
+    now: u64,
+) -> Result<Vec<Stored>, StoreError> {
+    let now = to_i64(now);
+    let mut h = conn.query_row(
+        "SELECT last_sequence, boot_id, findings_as_of_unix_ms, sequence_gaps, sequence_resets,
+         boot_changes, last_anomaly FROM hosts WHERE host_id = ?1",
+        [host_id],
+        |r| {
+            Ok(HostState {
+                last_sequence: r.get::<_, Option<i64>>(0)?.map(to_u64),
+                boot_id: r.get(1)?,
+                findings_as_of: r.get(2)?,
+                gaps: r.get(3)?,
+                resets: r.get(4)?,
+                boot_changes: r.get(5)?,
+                anomaly: r.get(6)?,
+            })
+        },
+    )?;
+    let mut results = Vec::with_capacity(reports.len());
+    let mut latest: Option<&Report> = None;
+    for report in reports {
+        let inserted = conn
+            .prepare_cached(
+                "INSERT INTO reports (report_id, host_id, sequence, boot_id, created_unix_ms,
+                 received_unix_ms, goodbye, heartbeat) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+                 ON CONFLICT (report_id) DO NOTHING",
+            )?
+            .execute(params![
+                report.report_id,
+                host_id,
+                to_i64(report.sequence),
+                report.boot_id,
+                to_i64(report.created_unix_ms),
+                now,
+                report.goodbye,
+                serde_json::to_string(&report.heartbeat)?
+            ])?;
+        if inserted == 0 {
+            results.push(Stored::Duplicate);
+            continue;
+        }
+        results.push(Stored::Stored);
+        let seq = check_sequence(
+            h.last_sequence,
+            h.boot_id.as_deref(),
+            report.sequence,
+            &report.boot_id,
+        );
+        h.gaps += to_i64(seq.gap);
+        h.resets += i64::from(seq.reset);
+        h.boot_changes += i64::from(seq.boot_changed);
+        if seq.anomaly.is_some() {
+            h.anomaly = seq.anomaly;
+        }
+        if let Some(l) = seq.new_last {
+            h.last_sequence = Some(l);
+        }
+        h.boot_id = Some(report.boot_id.clone());
+        {
+            let mut insert = conn.prepare_cached(
+                "INSERT INTO events (report_id, host_id, kind, at_unix_ms, tracked_id, tracked)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?;
+            for ev in &report.events {
+                insert.execute(params![
+                    report.report_id,
+                    host_id,
+                    ev.kind.as_str(),
+                    to_i64(ev.at_unix_ms),
+                    ev.tracked.id,
+                    serde_json::to_string(&ev.tracked)?
+                ])?;
+            }
+        }
+        let created = to_i64(report.created_unix_ms);
+        if created >= h.findings_as_of {
+            h.findings_as_of = created;
+            latest = Some(report);
+            reconcile(conn, host_id, report, created)?;
+        }
+    }
+    if let Some(r) = latest {
+        let hb = &r.heartbeat;
+        conn.execute(
+            "UPDATE hosts SET hostname = ?2, stopped = ?3, interval_secs = ?4, agent_version = ?5,
+             signature_version = ?6 WHERE host_id = ?1",
+            params![
+                host_id,
+                r.hostname,
+                r.goodbye,
+                to_i64(hb.interval_secs),
+                hb.agent_version,
+                hb.signature_version
+            ],
+        )?;
+    }
+    if results.contains(&Stored::Stored) {
+        conn.execute(
+            "UPDATE hosts SET last_sequence = ?2, boot_id = ?3, findings_as_of_unix_ms = ?4,
+             sequence_gaps = ?5, sequence_resets = ?6, boot_changes = ?7, last_anomaly = ?8
+             WHERE host_id = ?1",
+            params![
+                host_id,
+                h.last_sequence.map(to_i64),
+                h.boot_id,
+                h.findings_as_of,
+                h.gaps,
+                h.resets,
+                h.boot_changes,
+                h.anomaly
+            ],
+        )?;
+    }
+    conn.prepare_cached(
+        "INSERT INTO last_seen (host_id, last_seen_unix_ms) VALUES (?1, ?2)
+         ON CONFLICT (host_id) DO UPDATE SET last_seen_unix_ms = excluded.last_seen_unix_ms",
+    )?
+    .execute(params![host_id, now])?;
+    Ok(results)
+}
+
+/// Makes the host's stored findings the report's open set: each open finding upserted,
+/// every other open one resolved; findings only seen resolved in events stored as such.
+fn reconcile(
+    conn: &Connection,
+    host_id: &str,
+    report: &Report,
+    created: i64,
+) -> Result<(), StoreError> {
+    let mut open: HashSet<&str> = HashSet::with_capacity(report.open_findings.len());
+    for t in &report.open_findings {
+        let state = match t.state {
+            LifecycleState::Resolved => LifecycleState::Ongoing,
+            s => s,
+        };
+        upsert_finding(conn, host_id, &FindingColumns::new(t, state)?, None)?;
+        open.insert(t.id.as_str());
+    }
+    let stored_open: Vec<String> = conn
+        .prepare_cached(
+            "SELECT tracked_id FROM findings WHERE host_id = ?1 AND state != 'resolved'",
+        )?
+        .query_map([host_id], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    let mut resolve = conn.prepare_cached(
+        "UPDATE findings SET state = 'resolved', resolved_unix_ms = ?3
+         WHERE host_id = ?1 AND tracked_id = ?2",
+    )?;
+    for id in stored_open.iter().filter(|id| !open.contains(id.as_str())) {
+        resolve.execute(params![host_id, id, created])?;
+    }
+    for ev in &report.events {
+        if ev.tracked.state == LifecycleState::Resolved && !open.contains(ev.tracked.id.as_str()) {
+            let known: bool = conn
+                .prepare_cached("SELECT 1 FROM findings WHERE host_id = ?1 AND tracked_id = ?2")?
+                .exists(params![host_id, ev.tracked.id])?;
+            if !known {
+                let c = FindingColumns::new(&ev.tracked, LifecycleState::Resolved)?;
+                upsert_finding(conn, host_id, &c, Some(to_i64(ev.at_unix_ms)))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn host_record(r: &rusqlite::Row<'_>) -> Result<HostRecord, StoreError> {
+    let labels: String = r.get("labels")?;
+    Ok(HostRecord {
+        host_id: r.get("host_id")?,
+        machine_id: r.get("machine_id")?,
+        hostname: r.get("hostname")?,
+        labels: serde_json::from_str::<BTreeMap<String, String>>(&labels)?,
+        approved: r.get("approved")?,
+        blocked: r.get("blocked")?,
+        revoked: r.get("revoked")?,
+        archived: r.get("archived")?,
+        stopped: r.get("stopped")?,
+        enrolled_unix_ms: to_u64(r.get("enrolled_unix_ms")?),
+        last_seen_unix_ms: r.get::<_, Option<i64>>("last_seen_unix_ms")?.map(to_u64),
+        interval_secs: r.get::<_, Option<i64>>("interval_secs")?.map(to_u64),
+        agent_version: r.get("agent_version")?,
+        signature_version: r.get("signature_version")?,
+        last_sequence: r.get::<_, Option<i64>>("last_sequence")?.map(to_u64),
+        boot_id: r.get("boot_id")?,
+        sequence_gaps: to_u64(r.get("sequence_gaps")?),
+        sequence_resets: to_u64(r.get("sequence_resets")?),
+        boot_changes: to_u64(r.get("boot_changes")?),
+        last_anomaly: r.get("last_anomaly")?,
+        open_findings: to_u64(r.get("open_findings")?),
+    })
+}
+
+const FINDING_COLUMNS: &str = "f.host_id, f.tracked_id, h.hostname, h.customer, f.category,
+    f.severity, f.state, f.signatures, f.first_seen_unix_ms, f.last_seen_unix_ms,
+    f.resolved_unix_ms, f.excepted, f.tracked";
+
+fn finding_from_row(r: &rusqlite::Row<'_>) -> Result<FindingRow, StoreError> {
+    let severity: String = r.get(5)?;
+    let signatures: String = r.get(7)?;
+    let tracked: String = r.get(12)?;
+    finding_row(
+        r.get(0)?,
+        r.get(1)?,
+        r.get(2)?,
+        r.get(3)?,
+        r.get(4)?,
+        &severity,
+        r.get(6)?,
+        &signatures,
+        r.get(8)?,
+        r.get(9)?,
+        r.get(10)?,
+        r.get(11)?,
+        &tracked,
+    )
+}
+
+fn list_findings(conn: &Connection, f: &FindingFilter) -> Result<Vec<FindingRow>, StoreError> {
+    let mut sql = format!(
+        "SELECT {FINDING_COLUMNS} FROM findings f JOIN hosts h ON h.host_id = f.host_id WHERE 1 = 1"
+    );
+    let mut args: Vec<Box<dyn ToSql>> = Vec::new();
+    let mut arg = |sql: &mut String, clause: &str, v: Box<dyn ToSql>| {
+        args.push(v);
+        sql.push_str(&clause.replace('?', &format!("?{}", args.len())));
+    };
+    if let Some(h) = &f.host {
+        arg(&mut sql, " AND (f.host_id = ? ", Box::new(h.clone()));
+        arg(&mut sql, "OR h.hostname = ?)", Box::new(h.clone()));
+    }
+    if let Some(c) = &f.customer {
+        arg(&mut sql, " AND h.customer = ?", Box::new(c.clone()));
+    }
+    if let Some(c) = &f.category {
+        arg(&mut sql, " AND f.category = ?", Box::new(c.clone()));
+    }
+    if let Some(s) = f.min_severity {
+        arg(
+            &mut sql,
+            " AND f.severity_rank >= ?",
+            Box::new(super::severity_rank(s)),
+        );
+    }
+    match f.state {
+        StateFilter::All => {}
+        StateFilter::Open => sql.push_str(" AND f.state != 'resolved'"),
+        StateFilter::New => sql.push_str(" AND f.state = 'new'"),
+        StateFilter::Ongoing => sql.push_str(" AND f.state = 'ongoing'"),
+        StateFilter::Resolved => sql.push_str(" AND f.state = 'resolved'"),
+    }
+    if let Some(s) = &f.signature {
+        arg(
+            &mut sql,
+            " AND instr(f.signatures, ?) > 0",
+            Box::new(super::signature_pattern(s)),
+        );
+    }
+    if let Some(s) = f.since_unix_ms {
+        arg(
+            &mut sql,
+            " AND f.last_seen_unix_ms >= ?",
+            Box::new(to_i64(s)),
+        );
+    }
+    if let Some(u) = f.until_unix_ms {
+        arg(
+            &mut sql,
+            " AND f.last_seen_unix_ms < ?",
+            Box::new(to_i64(u)),
+        );
+    }
+    if let Some((h, t)) = &f.after {
+        arg(&mut sql, " AND (f.host_id > ? ", Box::new(h.clone()));
+        arg(&mut sql, "OR (f.host_id = ? ", Box::new(h.clone()));
+        arg(&mut sql, "AND f.tracked_id > ?))", Box::new(t.clone()));
+    }
+    let limit = i64::try_from(f.limit).unwrap_or(i64::MAX);
+    arg(
+        &mut sql,
+        " ORDER BY f.host_id, f.tracked_id LIMIT ?",
+        Box::new(limit),
+    );
+    let mut stmt = conn.prepare(&sql)?;
+    let params: Vec<&dyn ToSql> = args.iter().map(|b| b.as_ref()).collect();
+    let mut rows = stmt.query(params.as_slice())?;
+    let mut out = Vec::new();
+    while let Some(r) = rows.next()? {
+        out.push(finding_from_row(r)?);
+    }
+    Ok(out)
+}
+
+impl Store for SqliteStore {
+    fn enroll(&self, e: Enrollment) -> Fut<'_, EnrollOutcome> {
+        self.write(move |conn| enroll(conn, &e))
+    }
+
+    fn authenticate(&self, node_key_hash: String) -> Fut<'_, Option<HostAuth>> {
+        self.read(move |conn| {
+            conn.prepare_cached(
+                "SELECT host_id, machine_id, approved, blocked, hostname, labels FROM hosts
+                     WHERE node_key_hash = ?1 AND revoked = 0",
+            )?
+            .query_row([node_key_hash], |r| {
+                Ok((
+                    HostAuth {
+                        host_id: r.get(0)?,
+                        machine_id: r.get(1)?,
+                        approved: r.get(2)?,
+                        blocked: r.get(3)?,
+                        hostname: r.get(4)?,
+                        labels: BTreeMap::new(),
+                    },
+                    r.get::<_, String>(5)?,
+                ))
+            })
+            .optional()?
+            .map(|(mut auth, labels)| {
+                auth.labels = serde_json::from_str(&labels)?;
+                Ok::<_, StoreError>(auth)
+            })
+            .transpose()
+        })
+    }
+
+    fn ingest(&self, host_id: String, reports: Vec<Report>, now: u64) -> Fut<'_, Vec<Stored>> {
+        self.write(move |conn| ingest(conn, &host_id, &reports, now))
+    }
+
+    fn ingest_checked(
+        &self,
+        host_id: String,
+        key_hash: String,
+        reports: Vec<Report>,
+        now: u64,
+    ) -> Fut<'_, IngestOutcome> {
+        self.write(move |conn| {
+            let (stored, revoked, blocked, approved): (Option<String>, bool, bool, bool) = conn
+                .prepare_cached(
+                    "SELECT node_key_hash, revoked, blocked, approved FROM hosts WHERE host_id = ?1",
+                )?
+                .query_row([&host_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
+            if let Some(why) = refusal(stored.as_deref(), &key_hash, revoked, blocked, approved) {
+                return Ok(IngestOutcome::Refused(why));
+            }
+            Ok(IngestOutcome::Done(ingest(conn, &host_id, &reports, now)?))
+        })
+    }
+
+    fn hosts(&self) -> Fut<'_, Vec<HostRecord>> {
+        self.read(|conn| {
+            let mut stmt = conn.prepare(
+                "SELECT h.*, l.last_seen_unix_ms, coalesce(o.n, 0) AS open_findings FROM hosts h
+                 LEFT JOIN last_seen l ON l.host_id = h.host_id
+                 LEFT JOIN (SELECT host_id, count(*) AS n FROM findings WHERE state != 'resolved'
+                            GROUP BY host_id) o ON o.host_id = h.host_id
+                 ORDER BY h.hostname, h.host_id",
+            )?;
+            let mut rows = stmt.query([])?;
+            let mut out = Vec::new();
+            while let Some(r) = rows.next()? {
+                out.push(host_record(r)?);
+            }
+            Ok(out)
+        })
+    }
+
+    fn host_action(&self, host: String, action: HostAction, _now: u64) -> Fut<'_, bool> {
+        self.write(move |conn| {
+            let set = match action {
+                HostAction::Revoke => "revoked = 1, node_key_hash = NULL",
+                HostAction::Block => "blocked = 1",
+                HostAction::Unblock => "blocked = 0",
+                HostAction::Approve => "approved = 1",
+                HostAction::Archive => "archived = 1",
+            };
+            let n = conn.execute(
+                &format!("UPDATE hosts SET {set} WHERE host_id = ?1 OR machine_id = ?1"),
+                [host],
+            )?;
+            Ok(n > 0)
+        })
+    }
+
+    fn findings(&self, filter: FindingFilter) -> Fut<'_, Vec<FindingRow>> {
+        self.read(move |conn| list_findings(conn, &filter))
+    }
+
+    fn finding(&self, host_id: String, tracked_id: String) -> Fut<'_, Option<FindingRow>> {
+        self.read(move |conn| {
+            let mut stmt = conn.prepare_cached(&format!(
+                "SELECT {FINDING_COLUMNS} FROM findings f JOIN hosts h ON h.host_id = f.host_id
+                 WHERE f.host_id = ?1 AND f.tracked_id = ?2"
+            ))?;
+            let mut rows = stmt.query([host_id, tracked_id])?;
+            match rows.next()? {
+                Some(r) => Ok(Some(finding_from_row(r)?)),
+                None => Ok(None),
+            }
+        })
+    }
+
+    fn counts(&self) -> Fut<'_, Counts> {
+        self.read(|conn| {
+            let reports: i64 = conn.query_row("SELECT count(*) FROM reports", [], |r| r.get(0))?;
+            let events: i64 = conn.query_row("SELECT count(*) FROM events", [], |r| r.get(0))?;
+            let mut open = BTreeMap::new();
+            let mut stmt = conn.prepare(
+                "SELECT category, severity, count(*) FROM findings WHERE state != 'resolved'
+                 GROUP BY category, severity",
+            )?;
+            let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)?)))?;
+            for row in rows {
+                let (c, s, n): (String, String, i64) = row?;
+                open.insert((c, s), to_u64(n));
+            }
+            Ok(Counts {
+                reports: to_u64(reports),
+                events: to_u64(events),
+                open,
+            })
+        })
+    }
+
+    fn count_rows(&self, table: &'static str) -> Fut<'_, u64> {
+        self.read(move |conn| {
+            if !TABLES.contains(&table) {
+                return Err(StoreError::Corrupt(format!("no table {table}")));
+            }
+            let n: i64 =
+                conn.query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))?;
+            Ok(to_u64(n))
+        })
+    }
+
+    fn create_secret(&self, hash: String, customer: Option<String>, now: u64) -> Fut<'_, i64> {
+        self.write(move |conn| {
+            conn.execute(
+                "INSERT INTO enroll_secrets (secret_hash, customer, created_unix_ms) VALUES (?1, ?2, ?3)",
+                params![hash, customer, to_i64(now)],
+            )?;
+            Ok(conn.last_insert_rowid())
+        })
+    }
+
+    fn secrets(&self) -> Fut<'_, Vec<SecretRow>> {
+        self.read(|conn| {
+            let mut stmt = conn.prepare(
+                "SELECT id, customer, created_unix_ms, revoked_unix_ms FROM enroll_secrets ORDER BY id",
+            )?;
+            let rows = stmt.query_map([], |r| {
+                Ok(SecretRow {
+                    id: r.get(0)?,
+                    customer: r.get(1)?,
+                    created_unix_ms: to_u64(r.get(2)?),
+                    revoked_unix_ms: r.get::<_, Option<i64>>(3)?.map(to_u64),
+                })
+            })?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+    }
+
+    fn revoke_secret(&self, id: i64, now: u64) -> Fut<'_, bool> {
+        self.write(move |conn| {
+            let n = conn.execute(
+                "UPDATE enroll_secrets SET revoked_unix_ms = ?2 WHERE id = ?1 AND revoked_unix_ms IS NULL",
+                params![id, to_i64(now)],
+            )?;
+            Ok(n > 0)
+        })
+    }
+
+    fn create_token(&self, hash: String, name: String, role: Role, now: u64) -> Fut<'_, i64> {
+        self.write(move |conn| {
+            conn.execute(
+                "INSERT INTO tokens (token_hash, name, role, created_unix_ms) VALUES (?1, ?2, ?3, ?4)",
+                params![hash, name, role.as_str(), to_i64(now)],
+            )?;
+            Ok(conn.last_insert_rowid())
+        })
+    }
+
+    fn tokens(&self) -> Fut<'_, Vec<TokenRow>> {
+        self.read(|conn| {
+            let mut stmt = conn.prepare(
+                "SELECT id, name, role, created_unix_ms, revoked_unix_ms FROM tokens ORDER BY id",
+            )?;
+            let mut rows = stmt.query([])?;
+            let mut out = Vec::new();
+            while let Some(r) = rows.next()? {
+                let role: String = r.get(2)?;
+                out.push(TokenRow {
+                    id: r.get(0)?,
+                    name: r.get(1)?,
+                    role: Role::parse(&role)
+                        .ok_or_else(|| StoreError::Corrupt(format!("role {role:?}")))?,
+                    created_unix_ms: to_u64(r.get(3)?),
+                    revoked_unix_ms: r.get::<_, Option<i64>>(4)?.map(to_u64),
+                });
+            }
+            Ok(out)
+        })
+    }
+
+    fn token_role(&self, hash: String) -> Fut<'_, Option<Role>> {
+        self.read(move |conn| {
+            let role: Option<String> = conn
+                .prepare_cached(
+                    "SELECT role FROM tokens WHERE token_hash = ?1 AND revoked_unix_ms IS NULL",
+                )?
+                .query_row([hash], |r| r.get(0))
+                .optional()?;
+            Ok(role.as_deref().and_then(Role::parse))
+        })
+    }
+
+    fn retain(&self, events_before: Option<u64>, archive_before: Option<u64>) -> Fut<'_, Retained> {
+        self.write(move |conn| {
+            let mut r = Retained::default();
+            if let Some(t) = events_before {
+                r.events_deleted = conn.execute("DELETE FROM events WHERE at_unix_ms < ?1", [to_i64(t)])? as u64;
+            }
+            if let Some(t) = archive_before {
+                r.hosts_archived = conn.execute(
+                    "UPDATE hosts SET archived = 1 WHERE archived = 0 AND blocked = 0 AND
+                     coalesce((SELECT last_seen_unix_ms FROM last_seen l WHERE l.host_id = hosts.host_id),
+                              enrolled_unix_ms) < ?1",
+                    [to_i64(t)],
+                )? as u64;
+            }
+            Ok(r)
+        })
+    }
+
+    fn queue_depth(&self) -> usize {
+        self.depth.load(Ordering::SeqCst)
+    }
+
+    fn commit_histogram(&self) -> &Histogram {
+        &self.commits
+    }
+}
+
+/// The benchmark's raw insert rate: the writer's own ingest of `reports` (host id, report)
+/// into a fresh database at `path`, from one thread in transactions of `per_tx` reports,
+/// without HTTP, parsing, queue or oneshot. Hosts are created first (not timed). Returns
+/// the time spent inserting.
+pub fn raw_insert(
+    path: &Path,
+    reports: &[(String, Report)],
+    per_tx: usize,
+) -> Result<std::time::Duration, StoreError> {
+    let mut conn = connect(path)?;
+    migrate(&mut conn)?;
+    {
+        let tx = conn.transaction()?;
+        let mut seen = HashSet::new();
+        for (host_id, r) in reports {
+            if seen.insert(host_id.as_str()) {
+                tx.execute(
+                    "INSERT INTO hosts (host_id, machine_id, hostname, labels, approved,
+                     enrolled_unix_ms) VALUES (?1, ?2, ?3, '{}', 1, 0)",
+                    params![host_id, r.machine_id, r.hostname],
+                )?;
+            }
+        }
+        tx.commit()?;
+    }
+    let started = Instant::now();
+    for chunk in reports.chunks(per_tx.max(1)) {
+        let tx = conn.transaction()?;
+        for (host_id, r) in chunk {
+            ingest(&tx, host_id, std::slice::from_ref(r), to_u64(1))?;
+        }
+        tx.commit()?;
+    }
+    Ok(started.elapsed())
+}

@@ -1,0 +1,511 @@
+//! One store test suite, run against every backend: each test gets two stores opened on one
+//! fresh database (two collectors sharing it).
+
+use super::{finding, report};
+use aupwatch_collector::secret;
+use aupwatch_collector::store::{
+    EnrollOutcome, Enrollment, FindingFilter, HostAction, Role, StateFilter, Store,
+};
+use aupwatch_proto::protocol::Stored;
+use aupwatch_proto::{Category, Severity};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+pub const NOW: u64 = 1_796_659_300_000;
+
+pub fn enrollment(secret: &str, machine_id: &str, host_id: &str, key: &str) -> Enrollment {
+    Enrollment {
+        secret_hash: secret::hash(secret),
+        machine_id: machine_id.into(),
+        hostname: format!("host-{machine_id}"),
+        agent_version: "0.1.0".into(),
+        labels: BTreeMap::from([("rack".to_string(), "r1".to_string())]),
+        new_host_id: host_id.into(),
+        node_key_hash: secret::hash(key),
+        require_approval: false,
+        now_unix_ms: NOW,
+    }
+}
+
+/// Enrolls machine `m` as host `h` with node key `key-<m>`.
+pub async fn enrolled(s: &dyn Store, m: &str, h: &str) -> String {
+    // Several hosts share the one secret: the second create fails on its unique hash.
+    let _ = s
+        .create_secret(secret::hash("s-enroll"), Some("c-1".into()), NOW)
+        .await;
+    match s
+        .enroll(enrollment("s-enroll", m, h, &format!("key-{m}")))
+        .await
+        .expect("enroll")
+    {
+        EnrollOutcome::Enrolled { host_id, .. } => host_id,
+        other => panic!("{other:?}"),
+    }
+}
+
+pub async fn enroll_secrets_and_node_keys(a: Arc<dyn Store>, _b: Arc<dyn Store>) {
+    let s = a.as_ref();
+    let e = enrollment("nope", "m1", "h1", "k1");
+    assert_eq!(s.enroll(e).await.expect("enroll"), EnrollOutcome::BadSecret);
+    let old = s
+        .create_secret(secret::hash("old"), None, NOW)
+        .await
+        .expect("secret");
+    s.create_secret(secret::hash("new"), Some("c-1042".into()), NOW)
+        .await
+        .expect("secret");
+    // Two active secrets: both enroll.
+    let out = s
+        .enroll(enrollment("old", "m1", "h1", "k1"))
+        .await
+        .expect("enroll");
+    assert_eq!(
+        out,
+        EnrollOutcome::Enrolled {
+            host_id: "h1".into(),
+            pending_approval: false
+        }
+    );
+    let out = s
+        .enroll(enrollment("new", "m2", "h2", "k2"))
+        .await
+        .expect("enroll");
+    assert!(matches!(out, EnrollOutcome::Enrolled { .. }));
+    // Rotation: the old one revoked, the new one still works.
+    assert!(s.revoke_secret(old, NOW).await.expect("revoke"));
+    let e = enrollment("old", "m3", "h3", "k3");
+    assert_eq!(s.enroll(e).await.expect("enroll"), EnrollOutcome::BadSecret);
+    let auth = s
+        .authenticate(secret::hash("k2"))
+        .await
+        .expect("auth")
+        .expect("known key");
+    assert_eq!(
+        (auth.host_id.as_str(), auth.machine_id.as_str()),
+        ("h2", "m2")
+    );
+    assert!(s
+        .authenticate(secret::hash("k3"))
+        .await
+        .expect("auth")
+        .is_none());
+    let hosts = s.hosts().await.expect("hosts");
+    let h2 = hosts.iter().find(|h| h.host_id == "h2").expect("h2");
+    assert_eq!(
+        h2.labels.get("customer").map(String::as_str),
+        Some("c-1042")
+    );
+    assert_eq!(h2.labels.get("rack").map(String::as_str), Some("r1"));
+    // Re-enrolling the same machine keeps its host id and replaces its key.
+    let out = s
+        .enroll(enrollment("new", "m2", "hX", "k2b"))
+        .await
+        .expect("enroll");
+    assert!(matches!(out, EnrollOutcome::Enrolled { ref host_id, .. } if host_id == "h2"));
+    assert!(s
+        .authenticate(secret::hash("k2"))
+        .await
+        .expect("auth")
+        .is_none());
+    assert!(s
+        .authenticate(secret::hash("k2b"))
+        .await
+        .expect("auth")
+        .is_some());
+    assert_eq!(s.secrets().await.expect("list").len(), 2);
+}
+
+pub async fn revoke_block_approve(a: Arc<dyn Store>, _b: Arc<dyn Store>) {
+    let s = a.as_ref();
+    enrolled(s, "m1", "h1").await;
+    assert!(s
+        .host_action("h1".into(), HostAction::Revoke, NOW)
+        .await
+        .expect("revoke"));
+    assert!(s
+        .authenticate(secret::hash("key-m1"))
+        .await
+        .expect("auth")
+        .is_none());
+    // Re-enrollment after a revoke is allowed; after a block it is not.
+    let e = enrollment("s-enroll", "m1", "hX", "key-m1b");
+    assert!(matches!(
+        s.enroll(e).await.expect("enroll"),
+        EnrollOutcome::Enrolled { .. }
+    ));
+    assert!(s
+        .host_action("m1".into(), HostAction::Block, NOW)
+        .await
+        .expect("block"));
+    let e = enrollment("s-enroll", "m1", "hX", "key-m1c");
+    assert_eq!(s.enroll(e).await.expect("enroll"), EnrollOutcome::Blocked);
+    assert!(!s
+        .host_action("nobody".into(), HostAction::Block, NOW)
+        .await
+        .expect("none"));
+    // Approval.
+    let mut e = enrollment("s-enroll", "m2", "h2", "key-m2");
+    e.require_approval = true;
+    assert_eq!(
+        s.enroll(e).await.expect("enroll"),
+        EnrollOutcome::Enrolled {
+            host_id: "h2".into(),
+            pending_approval: true
+        }
+    );
+    let auth = s
+        .authenticate(secret::hash("key-m2"))
+        .await
+        .expect("auth")
+        .expect("known");
+    assert!(!auth.approved);
+    assert!(s
+        .host_action("h2".into(), HostAction::Approve, NOW)
+        .await
+        .expect("approve"));
+    let auth = s
+        .authenticate(secret::hash("key-m2"))
+        .await
+        .expect("auth")
+        .expect("known");
+    assert!(auth.approved);
+}
+
+pub async fn reports_are_stored_once(a: Arc<dyn Store>, _b: Arc<dyn Store>) {
+    let s = a.as_ref();
+    let h = enrolled(s, "m1", "h1").await;
+    let r = report("r1", "m1", 1);
+    let out = s
+        .ingest(h.clone(), vec![r.clone()], NOW)
+        .await
+        .expect("ingest");
+    assert_eq!(out, vec![Stored::Stored]);
+    let out = s
+        .ingest(h.clone(), vec![r.clone(), report("r2", "m1", 2)], NOW)
+        .await
+        .expect("ingest");
+    assert_eq!(out, vec![Stored::Duplicate, Stored::Stored]);
+    assert_eq!(s.count_rows("reports").await.expect("count"), 2);
+    assert_eq!(s.count_rows("events").await.expect("count"), 2);
+    // One row per offender verdict (two signatures matched it), not per signature.
+    assert_eq!(s.count_rows("findings").await.expect("count"), 1);
+    assert_eq!(s.count_rows("last_seen").await.expect("count"), 1);
+    let hosts = s.hosts().await.expect("hosts");
+    assert_eq!(hosts[0].last_seen_unix_ms, Some(NOW));
+    assert_eq!(hosts[0].interval_secs, Some(15));
+    assert_eq!(hosts[0].open_findings, 1);
+}
+
+pub async fn open_sets_reconcile(a: Arc<dyn Store>, _b: Arc<dyn Store>) {
+    let s = a.as_ref();
+    let h = enrolled(s, "m1", "h1").await;
+    let mut r1 = report("r1", "m1", 1);
+    r1.open_findings = vec![
+        finding("fa", Category::Mining, "mining.xmrig"),
+        finding("fb", Category::Tor, "tor.relay"),
+    ];
+    s.ingest(h.clone(), vec![r1], NOW).await.expect("ingest");
+    let mut r2 = report("r2", "m1", 2);
+    r2.events.clear();
+    r2.open_findings = vec![finding("fb", Category::Tor, "tor.relay")];
+    s.ingest(h.clone(), vec![r2], NOW).await.expect("ingest");
+    let fa = s
+        .finding(h.clone(), "fa".into())
+        .await
+        .expect("get")
+        .expect("fa");
+    assert_eq!(fa.state, "resolved");
+    assert!(fa.resolved_unix_ms.is_some());
+    let fb = s
+        .finding(h.clone(), "fb".into())
+        .await
+        .expect("get")
+        .expect("fb");
+    assert_ne!(fb.state, "resolved");
+    // An older report arriving late does not reopen what a newer one resolved.
+    let mut old = report("r0", "m1", 0);
+    old.open_findings = vec![finding("fa", Category::Mining, "mining.xmrig")];
+    s.ingest(h.clone(), vec![old], NOW).await.expect("ingest");
+    let fa = s
+        .finding(h.clone(), "fa".into())
+        .await
+        .expect("get")
+        .expect("fa");
+    assert_eq!(fa.state, "resolved");
+    let counts = s.counts().await.expect("counts");
+    assert_eq!(counts.open.values().sum::<u64>(), 1);
+    assert_eq!(
+        counts.open.get(&("tor".to_string(), "high".to_string())),
+        Some(&1)
+    );
+}
+
+pub async fn sequence_gaps_and_reboots_are_recorded(a: Arc<dyn Store>, _b: Arc<dyn Store>) {
+    let s = a.as_ref();
+    let h = enrolled(s, "m1", "h1").await;
+    s.ingest(h.clone(), vec![report("r1", "m1", 1)], NOW)
+        .await
+        .expect("ingest");
+    s.ingest(h.clone(), vec![report("r5", "m1", 5)], NOW)
+        .await
+        .expect("ingest");
+    let host = s.hosts().await.expect("hosts").remove(0);
+    assert_eq!((host.sequence_gaps, host.last_sequence), (3, Some(5)));
+    assert!(host
+        .last_anomaly
+        .as_deref()
+        .is_some_and(|a| a.contains("gap")));
+    let mut rb = report("r6", "m1", 6);
+    rb.boot_id = "another-boot".into();
+    s.ingest(h.clone(), vec![rb], NOW).await.expect("ingest");
+    let host = s.hosts().await.expect("hosts").remove(0);
+    assert_eq!(host.boot_changes, 1);
+    assert_eq!(host.boot_id.as_deref(), Some("another-boot"));
+    let mut back = report("r7", "m1", 1);
+    back.boot_id = "another-boot".into();
+    s.ingest(h, vec![back], NOW).await.expect("ingest");
+    let host = s.hosts().await.expect("hosts").remove(0);
+    assert_eq!(host.sequence_resets, 1);
+}
+
+pub async fn findings_filter_and_page(a: Arc<dyn Store>, _b: Arc<dyn Store>) {
+    let s = a.as_ref();
+    let h1 = enrolled(s, "m1", "h1").await;
+    let h2 = enrolled(s, "m2", "h2").await;
+    let mut r = report("r1", "m1", 1);
+    r.open_findings = vec![
+        finding("f1", Category::Mining, "mining.xmrig"),
+        finding("f2", Category::Tor, "tor.relay"),
+    ];
+    r.open_findings[1].finding.severity = Severity::Low;
+    s.ingest(h1.clone(), vec![r], NOW).await.expect("ingest");
+    let mut r = report("r2", "m2", 1);
+    r.open_findings = vec![finding("f3", Category::Mining, "mining.pool-port")];
+    s.ingest(h2.clone(), vec![r], NOW).await.expect("ingest");
+    let all = FindingFilter {
+        limit: 100,
+        ..FindingFilter::default()
+    };
+    let ids = |rows: Vec<aupwatch_proto::api::FindingRow>| {
+        rows.into_iter().map(|r| r.id).collect::<Vec<_>>()
+    };
+    assert_eq!(
+        ids(s.findings(all.clone()).await.expect("list")),
+        vec!["h1:f1", "h1:f2", "h2:f3"]
+    );
+    let f = FindingFilter {
+        category: Some("mining".into()),
+        ..all.clone()
+    };
+    assert_eq!(
+        ids(s.findings(f).await.expect("list")),
+        vec!["h1:f1", "h2:f3"]
+    );
+    let f = FindingFilter {
+        min_severity: Some(Severity::Medium),
+        ..all.clone()
+    };
+    assert_eq!(
+        ids(s.findings(f).await.expect("list")),
+        vec!["h1:f1", "h2:f3"]
+    );
+    let f = FindingFilter {
+        signature: Some("mining.pool-port".into()),
+        ..all.clone()
+    };
+    assert_eq!(ids(s.findings(f).await.expect("list")), vec!["h2:f3"]);
+    // `mining.pool` is not `mining.pool-port`.
+    let f = FindingFilter {
+        signature: Some("mining.pool".into()),
+        ..all.clone()
+    };
+    assert!(s.findings(f).await.expect("list").is_empty());
+    let f = FindingFilter {
+        host: Some("h2".into()),
+        customer: Some("c-1".into()),
+        ..all.clone()
+    };
+    assert_eq!(ids(s.findings(f).await.expect("list")), vec!["h2:f3"]);
+    let f = FindingFilter {
+        customer: Some("c-2".into()),
+        ..all.clone()
+    };
+    assert!(s.findings(f).await.expect("list").is_empty());
+    let f = FindingFilter {
+        state: StateFilter::Resolved,
+        ..all.clone()
+    };
+    assert!(s.findings(f).await.expect("list").is_empty());
+    let f = FindingFilter {
+        since_unix_ms: Some(1_796_659_200_001),
+        ..all.clone()
+    };
+    assert!(s.findings(f).await.expect("list").is_empty());
+    // Keyset paging, one at a time.
+    let mut after = None;
+    let mut seen = Vec::new();
+    loop {
+        let page = s
+            .findings(FindingFilter {
+                limit: 1,
+                after: after.clone(),
+                ..all.clone()
+            })
+            .await
+            .expect("page");
+        let Some(row) = page.into_iter().next() else {
+            break;
+        };
+        after = Some((
+            row.host_id.clone(),
+            row.id.split_once(':').expect("id").1.to_string(),
+        ));
+        seen.push(row.id);
+    }
+    assert_eq!(seen, vec!["h1:f1", "h1:f2", "h2:f3"]);
+    let row = s.finding(h1, "f1".into()).await.expect("get").expect("f1");
+    assert_eq!(row.customer.as_deref(), Some("c-1"));
+    assert_eq!(row.signatures, vec!["mining.xmrig"]);
+    assert!(row.tracked.is_some());
+}
+
+pub async fn tokens_have_roles(a: Arc<dyn Store>, _b: Arc<dyn Store>) {
+    let s = a.as_ref();
+    s.create_token(secret::hash("t1"), "ops".into(), Role::Analyst, NOW)
+        .await
+        .expect("token");
+    assert_eq!(
+        s.token_role(secret::hash("t1")).await.expect("role"),
+        Some(Role::Analyst)
+    );
+    assert_eq!(s.token_role(secret::hash("t2")).await.expect("role"), None);
+    assert_eq!(s.tokens().await.expect("list")[0].name, "ops");
+}
+
+/// Two collectors on one database get the same report at once: stored once.
+pub async fn concurrent_delivery_is_stored_once(a: Arc<dyn Store>, b: Arc<dyn Store>) {
+    let h = enrolled(a.as_ref(), "m1", "h1").await;
+    for round in 0..20 {
+        let r = report(&format!("r{round}"), "m1", round + 1);
+        let (x, y) = tokio::join!(
+            a.ingest(h.clone(), vec![r.clone()], NOW),
+            b.ingest(h.clone(), vec![r.clone()], NOW)
+        );
+        let mut got = vec![x.expect("a")[0], y.expect("b")[0]];
+        got.sort_by_key(|s| *s == Stored::Stored);
+        assert_eq!(
+            got,
+            vec![Stored::Duplicate, Stored::Stored],
+            "round {round}"
+        );
+    }
+    assert_eq!(a.count_rows("reports").await.expect("count"), 20);
+    assert_eq!(b.count_rows("events").await.expect("count"), 20);
+}
+
+pub async fn retention_prunes_events_and_archives_hosts(a: Arc<dyn Store>, _b: Arc<dyn Store>) {
+    let s = a.as_ref();
+    let h = enrolled(s, "m1", "h1").await;
+    enrolled(s, "m2", "h2").await;
+    // The example's event is at 1_796_659_200_000; m1 reports at NOW, m2 (enrolled at NOW)
+    // never.
+    s.ingest(h, vec![report("r1", "m1", 1)], NOW)
+        .await
+        .expect("ingest");
+    let r = s
+        .retain(Some(1_796_659_200_000), Some(NOW))
+        .await
+        .expect("retain");
+    assert_eq!((r.events_deleted, r.hosts_archived), (0, 0));
+    let r = s
+        .retain(Some(1_796_659_200_001), Some(NOW + 1))
+        .await
+        .expect("retain");
+    assert_eq!((r.events_deleted, r.hosts_archived), (1, 2));
+    assert_eq!(s.count_rows("events").await.expect("count"), 0);
+    assert_eq!(
+        s.count_rows("reports").await.expect("count"),
+        1,
+        "reports stay"
+    );
+    assert!(s.hosts().await.expect("hosts").iter().all(|h| h.archived));
+    let r = s.retain(None, None).await.expect("retain");
+    assert_eq!(r, Default::default());
+}
+
+/// The key check inside the report's transaction: a revoke or block that committed first
+/// wins over any earlier check.
+pub async fn checked_ingest_sees_revokes_and_blocks(a: Arc<dyn Store>, b: Arc<dyn Store>) {
+    use aupwatch_collector::store::{IngestOutcome, Refusal};
+    let h = enrolled(a.as_ref(), "m1", "h1").await;
+    let key = secret::hash("key-m1");
+    let out = a
+        .ingest_checked(h.clone(), key.clone(), vec![report("r1", "m1", 1)], NOW)
+        .await
+        .expect("ingest");
+    assert_eq!(out, IngestOutcome::Done(vec![Stored::Stored]));
+    let out = a
+        .ingest_checked(
+            h.clone(),
+            secret::hash("other"),
+            vec![report("r2", "m1", 2)],
+            NOW,
+        )
+        .await
+        .expect("ingest");
+    assert_eq!(out, IngestOutcome::Refused(Refusal::UnknownKey));
+    // Blocked by the other collector.
+    assert!(b
+        .host_action(h.clone(), HostAction::Block, NOW)
+        .await
+        .expect("block"));
+    let out = a
+        .ingest_checked(h.clone(), key.clone(), vec![report("r2", "m1", 2)], NOW)
+        .await
+        .expect("ingest");
+    assert_eq!(out, IngestOutcome::Refused(Refusal::Blocked));
+    assert!(b
+        .host_action(h.clone(), HostAction::Unblock, NOW)
+        .await
+        .expect("unblock"));
+    assert!(b
+        .host_action(h.clone(), HostAction::Revoke, NOW)
+        .await
+        .expect("revoke"));
+    let out = a
+        .ingest_checked(h.clone(), key, vec![report("r2", "m1", 2)], NOW)
+        .await
+        .expect("ingest");
+    assert_eq!(out, IngestOutcome::Refused(Refusal::UnknownKey));
+    assert_eq!(a.count_rows("reports").await.expect("count"), 1);
+}
+
+/// Declares one `#[tokio::test]` per suite test, each on a fresh pair from `$open`.
+#[macro_export]
+macro_rules! store_suite {
+    ($open:ident $(, #[$attr:meta])*) => {
+        $crate::store_suite!(@each $open [$(#[$attr])*]
+            enroll_secrets_and_node_keys
+            revoke_block_approve
+            reports_are_stored_once
+            open_sets_reconcile
+            sequence_gaps_and_reboots_are_recorded
+            findings_filter_and_page
+            tokens_have_roles
+            concurrent_delivery_is_stored_once
+            retention_prunes_events_and_archives_hosts
+            checked_ingest_sees_revokes_and_blocks
+        );
+    };
+    (@each $open:ident $attrs:tt $($name:ident)*) => {
+        $( $crate::store_suite!(@one $open $attrs $name); )*
+    };
+    (@one $open:ident [$(#[$attr:meta])*] $name:ident) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        $(#[$attr])*
+        async fn $name() {
+            let (a, b, _guard) = $open().await;
+            common::suite::$name(a, b).await;
+        }
+    };
+}
