@@ -7,18 +7,19 @@
 //! status socket. They talk to the loop through one channel; the loop owns all state.
 
 use crate::config::{self, Config};
-use crate::detect::{self, History};
-use crate::inventory::{self, Inventory};
-use crate::probe::{self, Prober};
+use crate::inventory;
 use crate::report::eventlog::EventLog;
 use crate::report::notify::{monotonic_usec, Notifier};
+use crate::report::sink::Counters;
 use crate::report::status::{Shared, StatusError, StatusServer};
 use crate::report::syslog::Syslog;
 use crate::report::{log, Level};
+use crate::scanner::{self, Scan, Scanner};
 use crate::signatures::{self, SignatureSet};
-use crate::tracker::{Event, Tracked, Tracker};
+use crate::tracker::Tracker;
 use crate::usage::{ms, now_unix_ms, Cost, Usage};
-use serde::Serialize;
+use aupwatch_proto::status::{self as doc, Health, Status};
+use aupwatch_proto::{Event, SCHEMA_VERSION};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex};
@@ -89,8 +90,8 @@ pub fn run(mut launch: Launch) -> Result<(), DaemonError> {
         Level::Info,
         &format!(
             "agent started: {} signatures (version {}), interval {}s, status socket {}",
-            agent.set.signatures.len(),
-            agent.set.version(),
+            agent.scanner.set().signatures.len(),
+            agent.scanner.set().version(),
             agent.cfg.interval.as_secs(),
             agent.cfg.status.socket.display()
         ),
@@ -125,51 +126,26 @@ fn spawn_signals(tx: Sender<Msg>) -> std::io::Result<()> {
 struct Agent {
     launch: Launch,
     cfg: Config,
-    set: SignatureSet,
-    inventory: Inventory,
-    history: History,
-    /// What detection keeps for processes that did not change (resets itself when the set
-    /// changes).
-    detect_cache: detect::Cache,
-    /// Open-proxy probes and their cached results; `None` with `probes = false`.
-    prober: Option<Prober>,
+    /// Inventory, history, detection cache and prober: the same engine as `scan`.
+    scanner: Scanner,
     tracker: Option<Tracker>,
     notifier: Notifier,
     syslog: Option<Syslog>,
     eventlog: Option<EventLog>,
-    eventlog_sent: u64,
-    eventlog_errors: u64,
-    /// The error of the latest write; `None` once a write succeeds again.
-    eventlog_last_error: Option<String>,
+    /// Delivery counters since the agent started: kept apart from the sinks, so a reload
+    /// that rebuilds a sink keeps them.
+    syslog_counters: Counters,
+    eventlog_counters: Counters,
+    /// The collector's delivery state for the status document; `None` until the collector
+    /// sender exists (and whenever no collector is configured).
+    collector: Option<doc::Collector>,
     status: Shared,
     server: Option<StatusServer>,
     started: Instant,
     started_unix_ms: u64,
     scans: u64,
-    last_scan: Option<ScanInfo>,
-    last_reload: Option<ReloadInfo>,
-}
-
-#[derive(Debug, Clone, Serialize)]
-struct ScanInfo {
-    at_unix_ms: u64,
-    duration_ms: f64,
-    cpu_ms: f64,
-    processes: usize,
-    sockets: usize,
-    namespaces: usize,
-    gaps: usize,
-    findings: usize,
-    /// Listening sockets the proxy probe was asked about (most answered from its cache).
-    probe_candidates: usize,
-}
-
-#[derive(Debug, Clone, Serialize)]
-struct ReloadInfo {
-    at_unix_ms: u64,
-    trigger: &'static str,
-    ok: bool,
-    error: Option<String>,
+    last_scan: Option<doc::Scan>,
+    last_reload: Option<doc::Reload>,
 }
 
 impl Agent {
@@ -181,26 +157,18 @@ impl Agent {
     ) -> Result<Agent, DaemonError> {
         let status: Shared = Arc::new(Mutex::new("{}".to_string()));
         let server = StatusServer::start(&cfg.status.socket, &cfg.status.group, status.clone())?;
-        let inventory = inventory_for(&launch, &set);
+        let scanner = Scanner::new(set, scanner_options(&launch, &cfg));
         let mut agent = Agent {
-            history: {
-                let mut h = History::new(history_secs(&set, &cfg));
-                h.set_connection_filters(set.connection_filters.clone());
-                h
-            },
-            detect_cache: detect::Cache::new(),
-            prober: prober_for(&launch, &cfg),
+            scanner,
             launch,
             cfg,
-            set,
-            inventory,
             tracker: None,
             notifier,
             syslog: None,
             eventlog: None,
-            eventlog_sent: 0,
-            eventlog_errors: 0,
-            eventlog_last_error: None,
+            syslog_counters: Counters::default(),
+            eventlog_counters: Counters::default(),
+            collector: None,
             status,
             server: Some(server),
             started: Instant::now(),
@@ -329,21 +297,10 @@ impl Agent {
                         set.version()
                     ),
                 );
-                // CPU history and the inventory's cache outlive a reload: only the window may
-                // change, and only switching executable hashing needs a new inventory.
-                self.history.set_keep_secs(history_secs(&set, &cfg));
-                self.history
-                    .set_connection_filters(set.connection_filters.clone());
-                let opts = self.inventory.options();
-                if opts.hash_exes != set.needs_exe_hash || opts.exe_strings != set.exe_strings {
-                    self.inventory = inventory_for(&self.launch, &set);
-                }
-                // The probe cache outlives a reload too, unless probes are switched.
-                if self.prober.is_some() != cfg.probes {
-                    self.prober = prober_for(&self.launch, &cfg);
-                }
+                // CPU history, the inventory's cache and the probe cache outlive a reload.
+                self.scanner
+                    .reconfigure(set, scanner_options(&self.launch, &cfg));
                 self.cfg = cfg;
-                self.set = set;
                 self.configure_reporters();
                 if socket_changed {
                     self.server = None;
@@ -356,9 +313,9 @@ impl Agent {
                         Err(e) => log(Level::Error, &format!("status socket: {e}")),
                     }
                 }
-                ReloadInfo {
+                doc::Reload {
                     at_unix_ms: now_unix_ms(),
-                    trigger,
+                    trigger: trigger.to_string(),
                     ok: true,
                     error: None,
                 }
@@ -375,9 +332,9 @@ impl Agent {
                 for line in lines {
                     log(Level::Error, line.trim());
                 }
-                ReloadInfo {
+                doc::Reload {
                     at_unix_ms: now_unix_ms(),
-                    trigger,
+                    trigger: trigger.to_string(),
                     ok: false,
                     error: Some(e.to_string()),
                 }
@@ -388,17 +345,26 @@ impl Agent {
         self.notify("READY=1");
     }
 
+    /// (Re)builds the sinks from the config. Their counters stay; a sink pointed at another
+    /// target forgets the old target's last error.
     fn configure_reporters(&mut self) {
         let host = self.host_name();
+        let syslog_target = self.syslog.as_ref().map(|s| s.socket().to_path_buf());
         self.syslog = self
             .cfg
             .syslog
             .enabled
             .then(|| Syslog::new(&self.cfg.syslog.socket, self.cfg.syslog.facility, &host));
+        if self.syslog.as_ref().map(|s| s.socket()) != syslog_target.as_deref() {
+            self.syslog_counters.retarget();
+        }
         let keep_log = self
             .eventlog
             .as_ref()
             .is_some_and(|l| l.path() == self.cfg.event_log.path);
+        if !keep_log {
+            self.eventlog_counters.retarget();
+        }
         if !self.cfg.event_log.enabled {
             self.eventlog = None;
         } else if !keep_log {
@@ -420,7 +386,11 @@ impl Agent {
 
     fn scan(&mut self) {
         let cost = Cost::start();
-        let snap = match self.inventory.take() {
+        let Scan {
+            snapshot: snap,
+            findings,
+            stats,
+        } = match self.scanner.scan(None) {
             Ok(s) => s,
             Err(e) => {
                 log(
@@ -430,20 +400,6 @@ impl Agent {
                 return;
             }
         };
-        self.history.observe(&snap);
-        let mut findings =
-            detect::run_cached(&snap, &self.history, &self.set, &mut self.detect_cache);
-        let mut probe_candidates = 0;
-        if let Some(prober) = self.prober.as_mut() {
-            // Bounded by the prober's budget (3 s); a namespace it cannot enter is a result
-            // that says so, never an error of the scan.
-            let targets = detect::probe::candidates(&findings, &snap, &self.set);
-            probe_candidates = targets.len();
-            if !targets.is_empty() {
-                let results = prober.run(&targets, now_unix_ms());
-                detect::probe::apply(&mut findings, &snap, &self.set, &results);
-            }
-        }
         let host = self
             .cfg
             .hostname
@@ -453,9 +409,11 @@ impl Agent {
             self.tracker = Some(Tracker::new(&host));
             self.configure_reporters();
         }
-        let count = findings.len();
+        // One verdict per offender and category: what the tracker, status and sinks carry.
+        let verdicts = crate::detect::verdict::roll_up(findings);
+        let count = verdicts.len();
         let events = match self.tracker.as_mut() {
-            Some(t) => t.update(findings, &self.cfg.exceptions, snap.taken_at_unix_ms),
+            Some(t) => t.update(verdicts, &self.cfg.exceptions, snap.taken_at_unix_ms),
             None => Vec::new(),
         };
         for e in &events {
@@ -463,21 +421,19 @@ impl Agent {
         }
         let spent = cost.stop();
         let (duration_ms, cpu_ms) = (ms(spent.wall), ms(spent.cpu()));
-        let namespaces: std::collections::BTreeSet<u64> =
-            snap.processes.iter().map(|p| p.netns).collect();
         self.scans += 1;
-        self.last_scan = Some(ScanInfo {
+        self.last_scan = Some(doc::Scan {
             at_unix_ms: snap.taken_at_unix_ms,
             duration_ms,
             cpu_ms,
-            processes: snap.processes.len(),
-            sockets: snap.sockets.len(),
-            namespaces: namespaces.len(),
-            gaps: snap.gaps.len(),
-            findings: count,
-            probe_candidates,
+            processes: snap.processes.len() as u64,
+            sockets: snap.sockets.len() as u64,
+            namespaces: stats.namespaces as u64,
+            gaps: snap.gaps.len() as u64,
+            findings: count as u64,
+            probe_candidates: stats.probe_candidates as u64,
         });
-        self.inventory.recycle(snap);
+        self.scanner.recycle(snap);
         self.publish();
         let active = self.tracker.as_ref().map_or(0, |t| t.active().len());
         self.notify(&format!(
@@ -487,32 +443,21 @@ impl Agent {
 
     fn emit(&mut self, event: &Event) {
         if let Some(s) = self.syslog.as_mut() {
-            let had_error = s.last_error.is_some();
-            if let Err(e) = s.send(event) {
-                if !had_error {
-                    log(
-                        Level::Warning,
-                        &format!("{e} (counting further failures in status)"),
-                    );
-                }
+            let result = s.send(event);
+            if let (Err(e), true) = (&result, self.syslog_counters.record(result.clone())) {
+                log(
+                    Level::Warning,
+                    &format!("{e} (counting further failures in status)"),
+                );
             }
         }
         if let Some(l) = self.eventlog.as_mut() {
-            match l.append(event) {
-                Ok(()) => {
-                    self.eventlog_sent += 1;
-                    self.eventlog_last_error = None;
-                }
-                Err(e) => {
-                    self.eventlog_errors += 1;
-                    if self.eventlog_last_error.is_none() {
-                        log(
-                            Level::Warning,
-                            &format!("event log {}: {e}", l.path().display()),
-                        );
-                    }
-                    self.eventlog_last_error = Some(e.to_string());
-                }
+            let result = l.append(event).map_err(|e| e.to_string());
+            if let (Err(e), true) = (&result, self.eventlog_counters.record(result.clone())) {
+                log(
+                    Level::Warning,
+                    &format!("event log {}: {e}", l.path().display()),
+                );
             }
         }
     }
@@ -528,32 +473,35 @@ impl Agent {
         }
     }
 
-    fn status_doc(&self) -> StatusDoc<'_> {
+    fn status_doc(&self) -> Status {
         let own = Usage::own();
-        let active: Vec<&Tracked> = self
+        let active = self
             .tracker
             .as_ref()
-            .map(|t| t.active())
+            .map(|t| t.active().into_iter().cloned().collect())
             .unwrap_or_default();
-        let resolved: Vec<&Tracked> = self
+        let resolved = self
             .tracker
             .as_ref()
-            .map(|t| t.recently_resolved().take(20).collect())
+            .map(|t| t.recently_resolved().take(20).cloned().collect())
             .unwrap_or_default();
-        let degraded = self.syslog.as_ref().is_some_and(|s| s.last_error.is_some())
-            || self.eventlog_last_error.is_some()
+        let degraded = (self.syslog.is_some() && self.syslog_counters.last_error.is_some())
+            || (self.eventlog.is_some() && self.eventlog_counters.last_error.is_some())
             || self.last_reload.as_ref().is_some_and(|r| !r.ok);
-        StatusDoc {
-            agent: AgentInfo {
-                version: env!("CARGO_PKG_VERSION"),
+        let (subjects, entries) = self.scanner.history().size();
+        let set = self.scanner.set();
+        Status {
+            schema_version: SCHEMA_VERSION,
+            agent: doc::Agent {
+                version: env!("CARGO_PKG_VERSION").to_string(),
                 pid: std::process::id(),
                 host: self.host_name(),
                 health: if self.scans == 0 {
-                    "starting"
+                    Health::Starting
                 } else if degraded {
-                    "degraded"
+                    Health::Degraded
                 } else {
-                    "ok"
+                    Health::Ok
                 },
                 started_at_unix_ms: self.started_unix_ms,
                 uptime_secs: self.started.elapsed().as_secs(),
@@ -561,14 +509,17 @@ impl Agent {
                 interval_secs: self.cfg.interval.as_secs(),
                 cpu_ms: ms(own.cpu()),
                 max_rss_kib: own.max_rss_kib,
-                history: self.history.size(),
+                history: doc::HistorySize {
+                    subjects: subjects as u64,
+                    entries: entries as u64,
+                },
             },
             last_scan: self.last_scan.clone(),
             scans: self.scans,
             last_reload: self.last_reload.clone(),
-            signatures: SetInfo {
-                count: self.set.signatures.len(),
-                version: self.set.version().to_string(),
+            signatures: doc::SignatureSet {
+                count: set.signatures.len() as u64,
+                version: set.version().to_string(),
                 shipped: self
                     .cfg
                     .signatures_dir
@@ -579,101 +530,30 @@ impl Agent {
                     .local_signatures_dir
                     .as_ref()
                     .map(|d| d.display().to_string()),
+                overridden: Vec::new(),
             },
             findings: active,
             recently_resolved: resolved,
-            reporting: Reporting {
-                syslog: self.syslog.as_ref().map(|s| SinkInfo {
-                    target: s.socket().display().to_string(),
-                    sent: s.sent,
-                    errors: s.errors,
-                    last_error: s.last_error.clone(),
-                }),
-                event_log: self.eventlog.as_ref().map(|l| SinkInfo {
-                    target: l.path().display().to_string(),
-                    sent: self.eventlog_sent,
-                    errors: self.eventlog_errors,
-                    last_error: self.eventlog_last_error.clone(),
-                }),
-                collector: "not configured",
+            reporting: doc::Reporting {
+                syslog: self
+                    .syslog
+                    .as_ref()
+                    .map(|s| self.syslog_counters.sink(s.socket().display().to_string())),
+                event_log: self
+                    .eventlog
+                    .as_ref()
+                    .map(|l| self.eventlog_counters.sink(l.path().display().to_string())),
+                collector: self.collector.clone(),
             },
         }
     }
 }
 
-/// The inventory the agent keeps: reading executables only when a signature needs it.
-fn inventory_for(launch: &Launch, set: &SignatureSet) -> Inventory {
-    Inventory::new(inventory::Options {
+/// The agent scans every interval, probing when the config says so.
+fn scanner_options(launch: &Launch, cfg: &Config) -> scanner::Options {
+    scanner::Options {
         proc_root: launch.proc_root.clone(),
-        hash_exes: set.needs_exe_hash,
-        exe_strings: set.exe_strings.clone(),
-        ..inventory::Options::default()
-    })
-}
-
-/// The agent's prober, when the config enables probes.
-fn prober_for(launch: &Launch, cfg: &Config) -> Option<Prober> {
-    cfg.probes.then(|| {
-        Prober::new(probe::Options {
-            proc_root: launch.proc_root.clone(),
-            ..probe::Options::default()
-        })
-    })
-}
-
-/// Keep CPU history for the longest signature window, and at least a few intervals.
-fn history_secs(set: &SignatureSet, cfg: &Config) -> u64 {
-    set.longest_window_secs.max(cfg.interval.as_secs() * 4)
-}
-
-#[derive(Serialize)]
-struct StatusDoc<'a> {
-    agent: AgentInfo,
-    last_scan: Option<ScanInfo>,
-    scans: u64,
-    last_reload: Option<ReloadInfo>,
-    signatures: SetInfo,
-    findings: Vec<&'a Tracked>,
-    recently_resolved: Vec<&'a Tracked>,
-    reporting: Reporting,
-}
-
-#[derive(Serialize)]
-struct AgentInfo {
-    version: &'static str,
-    pid: u32,
-    host: String,
-    health: &'static str,
-    started_at_unix_ms: u64,
-    uptime_secs: u64,
-    config: Option<String>,
-    interval_secs: u64,
-    cpu_ms: f64,
-    max_rss_kib: u64,
-    /// (processes and interfaces tracked, samples and connections held): bounded by the
-    /// longest signature window, not by uptime.
-    history: (usize, usize),
-}
-
-#[derive(Serialize)]
-struct SetInfo {
-    count: usize,
-    version: String,
-    shipped: String,
-    local: Option<String>,
-}
-
-#[derive(Serialize)]
-struct Reporting {
-    syslog: Option<SinkInfo>,
-    event_log: Option<SinkInfo>,
-    collector: &'static str,
-}
-
-#[derive(Serialize)]
-struct SinkInfo {
-    target: String,
-    sent: u64,
-    errors: u64,
-    last_error: Option<String>,
+        probes: cfg.probes,
+        interval: cfg.interval,
+    }
 }

@@ -1,5 +1,10 @@
 //! The `aupwatch` binary: parse arguments, run one command, exit 0 clean / 1 findings / 2 error.
 
+// stdout or stderr may be a closed pipe (`aupwatch scan | head -1`): `println!`/`eprintln!`
+// would panic there. Output is written with its errors handled (cli), stderr lines with
+// `report::stderr_line`.
+#![cfg_attr(not(test), deny(clippy::print_stdout, clippy::print_stderr))]
+
 mod cli;
 
 use std::process::ExitCode;
@@ -8,7 +13,10 @@ fn main() -> ExitCode {
     match cli::run() {
         Ok(code) => code.into(),
         Err(e) => {
-            eprintln!("aupwatch: error: {}", chain(&e));
+            aupwatch::report::stderr_line(&format!(
+                "aupwatch: error: {}",
+                aupwatch::report::printable_lines(&chain(&e))
+            ));
             ExitCode::from(cli::EXIT_ERROR)
         }
     }

@@ -1,65 +1,22 @@
-//! Tracker: gives findings a lifecycle (new → ongoing → resolved) under a stable identity,
+//! Tracker: gives verdicts a lifecycle (new → ongoing → resolved) under a stable identity,
 //! and applies exceptions. An excepted finding stays tracked and visible, marked excepted.
 //! Pure: time arrives as an argument; no I/O.
+//!
+//! A tracked finding is one offender's verdict ([`Finding`], from
+//! [`crate::detect::verdict::roll_up`]): its identity is (host, category, subject), where a
+//! process subject is its pid and start time. Signatures joining or leaving the offender
+//! keep the one finding; a change of its severity or of its set of signatures is a
+//! [`EventKind::Changed`] event.
 
 use crate::config::Exception;
-use crate::detect::Finding;
-use serde::Serialize;
+use aupwatch_proto::{
+    Event, EventKind, Exception as Excepted, Finding, LifecycleState as State, Subject, Tracked,
+    SCHEMA_VERSION,
+};
 use std::collections::{BTreeMap, VecDeque};
 
 /// Resolved findings remembered for status.
 pub const RECENTLY_RESOLVED: usize = 50;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum State {
-    New,
-    Ongoing,
-    Resolved,
-}
-
-/// Why a finding is excepted.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Excepted {
-    pub reason: String,
-    pub ticket: Option<String>,
-    pub expires: Option<String>,
-    /// `file:line` of the exception.
-    pub source: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Tracked {
-    /// Stable identity: the same offender keeps it across scans and restarts.
-    pub id: String,
-    pub state: State,
-    pub first_seen_unix_ms: u64,
-    pub last_seen_unix_ms: u64,
-    /// Scans it was seen in.
-    pub scans: u64,
-    pub excepted: Option<Excepted>,
-    pub finding: Finding,
-}
-
-/// A lifecycle change worth telling the outside.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Event {
-    pub kind: EventKind,
-    pub at_unix_ms: u64,
-    pub host: String,
-    pub tracked: Tracked,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum EventKind {
-    /// First seen.
-    New,
-    /// Gone (the process exited, the listener closed, the signature no longer matches).
-    Resolved,
-    /// An exception started or stopped applying (added, expired, max_count reached).
-    ExceptionChanged,
-}
 
 #[derive(Debug, Clone, Default)]
 pub struct Tracker {
@@ -68,17 +25,23 @@ pub struct Tracker {
     resolved: VecDeque<Tracked>,
 }
 
-/// The identity of a finding: host, signature and the process's start identity (pid and
-/// start time), or the interface.
+/// The identity of a finding: host, category and subject — the process's start identity
+/// (pid and start time), the interface, or the host. Not the signatures: the same offender
+/// keeps its identity whichever of its category's signatures match it.
 pub fn identity(host: &str, f: &Finding) -> String {
     use sha2::{Digest, Sha256};
-    let subject = match (&f.process, &f.interface) {
-        (Some(p), _) => format!("process:{}:{}", p.pid, p.start_ticks),
-        (None, Some(i)) => format!("interface:{}:{}", i.netns, i.name),
-        (None, None) => "host".to_string(),
+    let subject = match &f.subject {
+        Subject::Process(p) => format!("process:{}:{}", p.pid, p.start_ticks),
+        Subject::Interface(i) => format!("interface:{}:{}", i.netns, i.name),
+        Subject::Host => "host".to_string(),
     };
-    let digest = Sha256::digest(format!("{host}\0{}\0{subject}", f.signature).as_bytes());
+    let digest = Sha256::digest(format!("{host}\0{}\0{subject}", f.category).as_bytes());
     digest.iter().take(8).map(|b| format!("{b:02x}")).collect()
+}
+
+/// What a `Changed` event is about: the severity and the signatures that matched.
+fn shape(f: &Finding) -> (aupwatch_proto::Severity, Vec<&str>) {
+    (f.severity, f.signatures().collect())
 }
 
 impl Tracker {
@@ -109,7 +72,10 @@ impl Tracker {
         self.resolved.iter().rev()
     }
 
-    /// Takes one scan's findings; returns the lifecycle events, in a stable order.
+    /// Takes one scan's verdicts; returns the lifecycle events, in a stable order: the
+    /// resolved (by id), then per active finding (oldest first) `New`, or `Changed` when
+    /// its severity or signatures changed and `ExceptionChanged` when an exception started
+    /// or stopped applying (both, in that order, when both happened).
     pub fn update(
         &mut self,
         findings: Vec<Finding>,
@@ -118,10 +84,14 @@ impl Tracker {
     ) -> Vec<Event> {
         let mut events = Vec::new();
         let mut seen = BTreeMap::new();
+        let mut changed = std::collections::BTreeSet::new();
         for f in findings {
             let id = identity(&self.host, &f);
             let tracked = match self.active.remove(&id) {
                 Some(mut t) => {
+                    if shape(&t.finding) != shape(&f) {
+                        changed.insert(id.clone());
+                    }
                     t.state = State::Ongoing;
                     t.last_seen_unix_ms = now_unix_ms;
                     t.scans += 1;
@@ -138,6 +108,8 @@ impl Tracker {
                     finding: f,
                 },
             };
+            // Two verdicts of one identity cannot come from one roll-up; should they, the
+            // later one wins rather than both being tracked under one id.
             seen.insert(id, tracked);
         }
         for (_, mut gone) in std::mem::take(&mut self.active) {
@@ -159,7 +131,12 @@ impl Tracker {
         for t in self.active() {
             if t.state == State::New {
                 news.push(self.event(EventKind::New, now_unix_ms, t));
-            } else if previous.get(&t.id).is_some_and(|p| *p != t.excepted) {
+                continue;
+            }
+            if changed.contains(&t.id) {
+                news.push(self.event(EventKind::Changed, now_unix_ms, t));
+            }
+            if previous.get(&t.id).is_some_and(|p| *p != t.excepted) {
                 news.push(self.event(EventKind::ExceptionChanged, now_unix_ms, t));
             }
         }
@@ -197,6 +174,7 @@ impl Tracker {
 
     fn event(&self, kind: EventKind, at: u64, t: &Tracked) -> Event {
         Event {
+            schema_version: SCHEMA_VERSION,
             kind,
             at_unix_ms: at,
             host: self.host.clone(),
@@ -205,12 +183,13 @@ impl Tracker {
     }
 }
 
-/// Whether an exception's scope covers a finding (expiry and max_count aside).
+/// Whether an exception's scope covers a verdict (expiry and max_count aside): when it
+/// covers any one of the verdict's matches as it would cover that signature's finding on
+/// its own — the signature patterns name the match's signature, `user` and `process` the
+/// verdict's process, `port` one of that match's sockets. One covered match excepts the
+/// whole verdict (and counts once towards `max_count`).
 fn covers(ex: &Exception, f: &Finding) -> bool {
-    if !ex.signatures.is_match(&f.signature) {
-        return false;
-    }
-    let p = f.process.as_ref();
+    let p = f.process();
     if let Some(user) = &ex.user {
         let ok = p.is_some_and(|p| {
             p.user.as_deref() == Some(user.as_str()) || p.uid.to_string() == *user
@@ -231,63 +210,55 @@ fn covers(ex: &Exception, f: &Finding) -> bool {
             return false;
         }
     }
-    if let Some(port) = ex.port {
-        let ok = f
-            .sockets
-            .iter()
-            .any(|s| s.local.port() == port || s.remote.is_some_and(|r| r.port() == port));
-        if !ok {
-            return false;
-        }
-    }
-    true
+    f.matches.iter().any(|m| {
+        ex.signatures.is_match(&m.signature)
+            && ex.port.is_none_or(|port| {
+                m.sockets
+                    .iter()
+                    .any(|s| s.local.port() == port || s.remote.is_some_and(|r| r.port() == port))
+            })
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::config;
-    use crate::detect::{ProcessRef, SocketRef};
+    use crate::detect::verdict::{roll_up, tests::on_process};
+    use crate::detect::SocketRef;
     use crate::inventory::{Protocol, SocketState};
     use crate::signatures::{Category, Severity};
 
-    fn finding(sig: &str, pid: i32, start: u64, user: &str, remote_port: Option<u16>) -> Finding {
-        Finding {
-            signature: sig.into(),
-            category: Category::Irc,
-            severity: Severity::Low,
-            description: "d".into(),
-            aup: "a".into(),
-            process: Some(ProcessRef {
-                pid,
-                ppid: 1,
-                start_ticks: start,
-                uid: 1000,
-                user: Some(user.into()),
-                comm: "irssi".into(),
-                exe: Some("/usr/bin/irssi".into()),
-                exe_deleted: false,
-                cmdline: vec!["irssi".into()],
-                netns: 1,
-                container: None,
-            }),
-            interface: None,
-            host: false,
-            related_pids: vec![],
-            sockets: remote_port
-                .map(|p| SocketRef {
-                    protocol: Protocol::Tcp,
-                    local: "127.0.0.1:40000".parse().expect("addr"),
-                    remote: Some(format!("127.0.0.1:{p}").parse().expect("addr")),
-                    state: SocketState::Established,
-                    netns: 1,
-                    inode: 7,
-                })
-                .into_iter()
-                .collect(),
-            evidence: vec![],
-            probe: None,
+    /// One per-signature detection finding on process `pid` (started at `start`).
+    fn detected(
+        sig: &str,
+        pid: i32,
+        start: u64,
+        user: &str,
+        remote_port: Option<u16>,
+    ) -> crate::detect::Finding {
+        let mut f = on_process(sig, Category::Irc, Severity::Low, pid, start);
+        if let Some(p) = f.process.as_mut() {
+            p.user = Some(user.into());
         }
+        f.sockets = remote_port
+            .map(|p| SocketRef {
+                protocol: Protocol::Tcp,
+                local: "127.0.0.1:40000".parse().expect("addr"),
+                remote: Some(format!("127.0.0.1:{p}").parse().expect("addr")),
+                state: SocketState::Established,
+                netns: 1,
+                inode: 7,
+            })
+            .into_iter()
+            .collect();
+        f
+    }
+
+    /// The verdict of one signature on one process.
+    fn finding(sig: &str, pid: i32, start: u64, user: &str, remote_port: Option<u16>) -> Finding {
+        let mut v = roll_up(vec![detected(sig, pid, start, user, remote_port)]);
+        v.pop().expect("one verdict")
     }
 
     fn exceptions(text: &str) -> Vec<Exception> {
@@ -299,12 +270,7 @@ mod tests {
     fn kinds(events: &[Event]) -> Vec<(EventKind, i32)> {
         events
             .iter()
-            .map(|e| {
-                (
-                    e.kind,
-                    e.tracked.finding.process.as_ref().map_or(0, |p| p.pid),
-                )
-            })
+            .map(|e| (e.kind, e.tracked.finding.process().map_or(0, |p| p.pid)))
             .collect()
     }
 
@@ -313,6 +279,7 @@ mod tests {
         let mut t = Tracker::new("h");
         let e = t.update(vec![finding("irc.a", 10, 5, "u", None)], &[], 1000);
         assert_eq!(kinds(&e), vec![(EventKind::New, 10)]);
+        assert_eq!(e[0].schema_version, SCHEMA_VERSION);
         let id = t.active()[0].id.clone();
         let e = t.update(vec![finding("irc.a", 10, 5, "u", None)], &[], 2000);
         assert!(e.is_empty(), "ongoing is not an event: {e:?}");
@@ -344,11 +311,12 @@ mod tests {
     }
 
     #[test]
-    fn identity_is_stable_and_distinct() {
+    fn identity_is_host_category_and_subject_not_signature() {
         let a = finding("irc.a", 10, 5, "u", None);
         assert_eq!(identity("h", &a), identity("h", &a));
         assert_ne!(identity("h", &a), identity("h2", &a));
-        assert_ne!(
+        // another signature of the same category on the same process: the same offender
+        assert_eq!(
             identity("h", &a),
             identity("h", &finding("irc.b", 10, 5, "u", None))
         );
@@ -356,6 +324,90 @@ mod tests {
             identity("h", &a),
             identity("h", &finding("irc.a", 10, 6, "u", None))
         );
+        let mut tor = a.clone();
+        tor.category = Category::Tor;
+        assert_ne!(identity("h", &a), identity("h", &tor));
+    }
+
+    #[test]
+    fn signatures_joining_and_leaving_keep_one_finding_and_are_changes() {
+        let mut t = Tracker::new("h");
+        let scan = |sigs: &[(&str, Severity)]| {
+            roll_up(
+                sigs.iter()
+                    .map(|(s, sev)| on_process(s, Category::Irc, *sev, 10, 5))
+                    .collect(),
+            )
+        };
+        let e = t.update(scan(&[("irc.a", Severity::Low)]), &[], 1000);
+        assert_eq!(kinds(&e), vec![(EventKind::New, 10)]);
+        let id = t.active()[0].id.clone();
+        // a second signature joins, and raises the severity
+        let e = t.update(
+            scan(&[("irc.a", Severity::Low), ("irc.b", Severity::High)]),
+            &[],
+            2000,
+        );
+        assert_eq!(kinds(&e), vec![(EventKind::Changed, 10)]);
+        let tracked = &e[0].tracked;
+        assert_eq!(
+            (
+                tracked.id.as_str(),
+                tracked.state,
+                tracked.finding.severity,
+                tracked.finding.signatures().collect::<Vec<_>>()
+            ),
+            (
+                id.as_str(),
+                State::Ongoing,
+                Severity::High,
+                vec!["irc.b", "irc.a"]
+            )
+        );
+        // the same again: no event
+        let e = t.update(
+            scan(&[("irc.b", Severity::High), ("irc.a", Severity::Low)]),
+            &[],
+            3000,
+        );
+        assert!(e.is_empty(), "{e:?}");
+        // the first leaves: still the one finding, changed
+        let e = t.update(scan(&[("irc.b", Severity::High)]), &[], 4000);
+        assert_eq!(kinds(&e), vec![(EventKind::Changed, 10)]);
+        assert_eq!(t.active().len(), 1);
+        assert_eq!(
+            (t.active()[0].id.as_str(), t.active()[0].first_seen_unix_ms),
+            (id.as_str(), 1000)
+        );
+        // evidence alone changing is not a change
+        let mut other = scan(&[("irc.b", Severity::High)]);
+        other[0].matches[0].evidence.clear();
+        assert!(t.update(other, &[], 5000).is_empty());
+    }
+
+    #[test]
+    fn an_exception_covers_a_verdict_when_it_covers_any_of_its_matches() {
+        let ex = exceptions(
+            "[[exception]]\nsignatures = [\"irc.client*\"]\nport = 6697\nreason = \"personal IRC\"\n",
+        );
+        let mut t = Tracker::new("h");
+        let v = roll_up(vec![
+            detected("irc.client-connection", 10, 1, "alice", Some(6697)),
+            detected("irc.bot", 10, 1, "alice", None),
+        ]);
+        t.update(v, &ex, 1000);
+        assert!(t.active()[0].excepted.is_some());
+        // the port belongs to another signature's match: not covered
+        let v = roll_up(vec![
+            detected("irc.client-connection", 11, 1, "alice", None),
+            detected("irc.bot", 11, 1, "alice", Some(6697)),
+        ]);
+        let e = t.update(v, &ex, 2000);
+        assert_eq!(
+            kinds(&e),
+            vec![(EventKind::Resolved, 10), (EventKind::New, 11)]
+        );
+        assert!(t.active()[0].excepted.is_none());
     }
 
     #[test]
@@ -381,7 +433,7 @@ mod tests {
             .iter()
             .map(|t| {
                 (
-                    t.finding.process.as_ref().map_or(0, |p| p.pid),
+                    t.finding.process().map_or(0, |p| p.pid),
                     t.excepted.is_some(),
                 )
             })
@@ -406,7 +458,7 @@ mod tests {
         let by_pid = |t: &Tracker, pid: i32| {
             t.active()
                 .iter()
-                .find(|x| x.finding.process.as_ref().is_some_and(|p| p.pid == pid))
+                .find(|x| x.finding.process().is_some_and(|p| p.pid == pid))
                 .map(|x| x.excepted.is_some())
         };
         assert_eq!((by_pid(&t, 10), by_pid(&t, 14)), (Some(true), Some(false)));

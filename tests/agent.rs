@@ -17,10 +17,13 @@ mod agent_util;
 mod common;
 
 use agent_util::{
-    bin, brief, finding, group_gid, has_id, monotonic_usec, now_unix_ms, parse_rfc5424, resolved,
-    run, run_as, show, signature, write_atomic, Agent, As, Launch, Offender, Opts, Received,
-    Rfc5424, Setup, Sink, TIMEOUT,
+    bin, brief, finding, group_gid, has_id, has_signature, match_of, monotonic_usec, now_unix_ms,
+    parse_rfc5424, pid_of, resolved, run, run_as, show, signature, write_atomic, Agent, As, Launch,
+    Offender, Opts, Received, Rfc5424, Setup, Sink, TIMEOUT,
 };
+// Control and format characters made visible the way the agent documents (the cases are
+// unit tests of `report::printable`).
+use aupwatch::report::printable;
 use common::{comm, netns_of, prerequisites, skip, Lab};
 use serde_json::Value;
 use std::ffi::OsStr;
@@ -29,8 +32,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-/// Root, `ip`, `nsenter`, `kill` and `programs`; `None` after printing why (or failing under CI).
-fn ready(test: &str, programs: &[&str]) -> Option<Vec<PathBuf>> {
+/// Root, `ip`, `nsenter`, `kill` and `programs` (the test fails without them).
+fn ready(test: &str, programs: &[&str]) -> Vec<PathBuf> {
     prerequisites(test, programs)
 }
 
@@ -51,20 +54,6 @@ fn by_id<'a>(list: &'a Value, id: &str) -> Option<&'a Value> {
     list.as_array()?.iter().find(|t| t["id"] == id)
 }
 
-/// Control characters made visible the way the agent documents (`report::printable`: Rust's
-/// `escape_default` of each control character).
-fn printable(s: &str) -> String {
-    s.chars()
-        .flat_map(|c| {
-            if c.is_control() {
-                c.escape_default().collect::<Vec<_>>()
-            } else {
-                vec![c]
-            }
-        })
-        .collect()
-}
-
 // ---------------------------------------------------------------------------------------------
 // 1. Lifecycle
 
@@ -72,11 +61,10 @@ fn printable(s: &str) -> String {
 /// is in `recently_resolved` and gone from `findings`; the status CLI agrees (exit 1 while it
 /// runs); SIGINT stops the agent with exit 0.
 #[test]
+#[ignore = "needs root, network namespaces and the packages .ci/run installs; run with --include-ignored (CI does)"]
 fn lifecycle_new_then_ongoing_then_resolved() {
     const T: &str = "lifecycle_new_then_ongoing_then_resolved";
-    if ready(T, &[]).is_none() {
-        return;
-    }
+    ready(T, &[]);
     let lab = Lab::new(T, "aglc");
     let s = Setup::new(lab.dir(), "lc");
     let sig = s.sig_id("sleeper");
@@ -116,7 +104,14 @@ fn lifecycle_new_then_ongoing_then_resolved() {
     let f = &t["finding"];
     assert_eq!(f["category"], "mining");
     assert_eq!(f["severity"], "high");
-    let p = &f["process"];
+    assert_eq!(
+        f["matches"].as_array().map(Vec::len),
+        Some(1),
+        "one signature matched: {f:#}"
+    );
+    assert_eq!(f["matches"][0]["signature"], sig.as_str(), "{f:#}");
+    let p = &f["subject"];
+    assert_eq!(p["kind"], "process", "{p:#}");
     assert_eq!(p["comm"].as_str(), comm(pid).as_deref(), "{p:#}");
     assert_eq!(p["exe"].as_str(), Some(off.path.to_string_lossy().as_ref()));
     assert_eq!(p["uid"], 0);
@@ -178,11 +173,10 @@ fn lifecycle_new_then_ongoing_then_resolved() {
 /// reason. Removing the exception from the running config (hot reload) un-excepts the finding
 /// and logs `exception_changed`.
 #[test]
+#[ignore = "needs root, network namespaces and the packages .ci/run installs; run with --include-ignored (CI does)"]
 fn exceptions_mark_findings_and_decide_the_exit_code() {
     const T: &str = "exceptions_mark_findings_and_decide_the_exit_code";
-    if ready(T, &[]).is_none() {
-        return;
-    }
+    ready(T, &[]);
     let lab = Lab::new(T, "agex");
     let mut s = Setup::new(lab.dir(), "ex");
     // Only this test's signatures: no other finding on the machine can change the exit code.
@@ -314,11 +308,10 @@ fn exceptions_mark_findings_and_decide_the_exit_code() {
 /// rejection. (b) Fixing the file (a new, good signature) is picked up without a restart. (c)
 /// SIGHUP reloads (`trigger = "SIGHUP"`).
 #[test]
+#[ignore = "needs root, network namespaces and the packages .ci/run installs; run with --include-ignored (CI does)"]
 fn reload_rejects_a_broken_set_and_picks_up_a_fixed_one() {
     const T: &str = "reload_rejects_a_broken_set_and_picks_up_a_fixed_one";
-    if ready(T, &[]).is_none() {
-        return;
-    }
+    ready(T, &[]);
     let lab = Lab::new(T, "agrl");
     let s = Setup::new(lab.dir(), "rl");
     let sig_a = s.sig_id("first");
@@ -397,13 +390,26 @@ fn reload_rejects_a_broken_set_and_picks_up_a_fixed_one() {
     assert_ne!(doc["signatures"]["version"], version.as_str(), "a new set");
     assert_eq!(doc["agent"]["pid"].as_u64(), Some(u64::from(agent.pid())));
     assert!(agent.exited().is_none(), "no restart");
+    // One offender, one verdict: the new signature joins the first one's finding, which
+    // keeps its identity and the highest severity of its matches.
+    let f = &finding(&doc, &sig_b, pid).expect("found")["finding"];
     assert_eq!(
-        finding(&doc, &sig_b, pid).expect("found")["finding"]["severity"],
-        "medium"
+        match_of(f, &sig_b).map(|m| &m["severity"]),
+        Some(&Value::from("medium")),
+        "{f:#}"
     );
+    assert_eq!(f["severity"], "high", "{f:#}");
     let t = finding(&doc, &sig_a, pid).expect("the first finding survives the reload");
     assert_eq!(t["id"], id_a, "same identity across the reload");
     assert_eq!(t["state"], "ongoing");
+    assert!(has_signature(&t["finding"], &sig_b), "{t:#}");
+    let events = s.events();
+    assert!(
+        events
+            .iter()
+            .any(|e| e["kind"] == "changed" && e["tracked"]["id"] == id_a),
+        "a signature joining the finding is a `changed` event: {events:#?}"
+    );
     let doc = agent.wait_status("healthy again", |d| d["agent"]["health"] == "ok");
     let version_b = doc["signatures"]["version"].clone();
 
@@ -431,11 +437,10 @@ fn reload_rejects_a_broken_set_and_picks_up_a_fixed_one() {
 /// Guards a fixed bug: for a bare file name the watched directory was `""`, so config
 /// edits were ignored until SIGHUP (the daemon now makes the path absolute).
 #[test]
+#[ignore = "needs root, network namespaces and the packages .ci/run installs; run with --include-ignored (CI does)"]
 fn config_change_reloads_when_the_config_path_is_relative() {
     const T: &str = "config_change_reloads_when_the_config_path_is_relative";
-    if ready(T, &[]).is_none() {
-        return;
-    }
+    ready(T, &[]);
     let lab = Lab::new(T, "agrc");
     let s = Setup::new(lab.dir(), "rc");
     s.write_config(&Opts::default());
@@ -471,11 +476,10 @@ fn config_change_reloads_when_the_config_path_is_relative() {
 /// on SIGHUP `RELOADING=1` with a current `MONOTONIC_USEC`, then READY=1; on SIGTERM STOPPING=1,
 /// exit 0 within 30 s, and the status socket removed.
 #[test]
+#[ignore = "needs root, network namespaces and the packages .ci/run installs; run with --include-ignored (CI does)"]
 fn sd_notify_ready_watchdog_reloading_stopping() {
     const T: &str = "sd_notify_ready_watchdog_reloading_stopping";
-    if ready(T, &[]).is_none() {
-        return;
-    }
+    ready(T, &[]);
     let lab = Lab::new(T, "agsn");
     let s = Setup::new(lab.dir(), "sn");
     s.write_config(&Opts::default());
@@ -596,11 +600,10 @@ fn sd_notify_ready_watchdog_reloading_stopping() {
 /// configured hostname, PROCID the agent's pid, and the structured data stays parseable with
 /// an attacker-chosen process name: `]`, `"`, `\` and a newline in comm and exe.
 #[test]
+#[ignore = "needs root, network namespaces and the packages .ci/run installs; run with --include-ignored (CI does)"]
 fn syslog_rfc5424_priorities_and_escaped_structured_data() {
     const T: &str = "syslog_rfc5424_priorities_and_escaped_structured_data";
-    if ready(T, &[]).is_none() {
-        return;
-    }
+    ready(T, &[]);
     let lab = Lab::new(T, "agsy");
     let s = Setup::new(lab.dir(), "sy");
     let severities = [
@@ -610,10 +613,23 @@ fn syslog_rfc5424_priorities_and_escaped_structured_data() {
         ("high", 3),
         ("critical", 2),
     ];
+    // One category per severity: a process's signatures of one category are one verdict,
+    // so five categories make five findings on the one offender.
+    let category_of = |sev: &str| match sev {
+        "info" => "mining",
+        "low" => "irc",
+        "medium" => "tor",
+        "high" => "vpn",
+        _ => "torrent",
+    };
+    let id_of = |sev: &str| s.sig_id(sev).replacen("mining", category_of(sev), 1);
     let glob = format!("*{}", s.base);
     let mut text = String::new();
     for (sev, _) in severities {
-        text.push_str(&signature(&s.sig_id(sev), sev, &glob));
+        text.push_str(&signature(&id_of(sev), sev, &glob).replace(
+            "category = \"mining\"",
+            &format!("category = \"{}\"", category_of(sev)),
+        ));
     }
     s.local_signatures("severities.toml", &text);
     let host = "aupwt-syslog-host";
@@ -626,11 +642,15 @@ fn syslog_rfc5424_priorities_and_escaped_structured_data() {
     let agent = Agent::start(T, &lab, &s);
 
     // comm is attacker-chosen: the kernel takes any bytes but NUL and `/` in a file name.
-    let hostile = format!("o]\"\\\n{}", s.base);
+    // A right-to-left override (a Unicode format character) too.
+    let hostile = format!("o]\"\\\n\u{202e}{}", s.base);
     let mut off = Offender::start(&s.dir, &hostile);
     let pid = off.pid;
     let kernel_comm = comm(pid).expect("comm");
-    assert!(kernel_comm.starts_with("o]\"\\\n"), "{kernel_comm:?}");
+    assert!(
+        kernel_comm.starts_with("o]\"\\\n\u{202e}"),
+        "{kernel_comm:?}"
+    );
     let ours = |m: &[Received], event: &str| -> Vec<(Received, Rfc5424)> {
         m.iter()
             .filter_map(|r| Some((r.clone(), parse_rfc5424(&r.text()).ok()?)))
@@ -655,14 +675,14 @@ fn syslog_rfc5424_priorities_and_escaped_structured_data() {
             panic!("not RFC 5424 ({e}): {text:?}");
         }
         assert!(
-            !text.chars().any(char::is_control),
-            "a syslog message is one line without control characters: {text:?}"
+            !text.chars().any(|c| c.is_control() || c == '\u{202e}'),
+            "a syslog message is one line without control or format characters: {text:?}"
         );
     }
     let news = ours(&got, "new");
     let gone = ours(&got, "resolved");
-    assert_eq!(news.len(), 5, "one `new` per signature");
-    assert_eq!(gone.len(), 5, "one `resolved` per signature");
+    assert_eq!(news.len(), 5, "one `new` per finding (one per category)");
+    assert_eq!(gone.len(), 5, "one `resolved` per finding");
     let netns = netns_of(std::process::id()).expect("our netns").to_string();
     let exe = printable(&off.path.to_string_lossy());
     for (event, list) in [("new", &news), ("resolved", &gone)] {
@@ -679,8 +699,8 @@ fn syslog_rfc5424_priorities_and_escaped_structured_data() {
             assert_eq!(m.host, host, "{m:?}");
             assert_eq!(m.app, "aupwatch", "{m:?}");
             assert_eq!(m.procid, agent.pid().to_string(), "{m:?}");
-            assert_eq!(p("signature"), s.sig_id(&sev), "{m:?}");
-            assert_eq!(p("category"), "mining", "{m:?}");
+            assert_eq!(p("signature"), id_of(&sev), "{m:?}");
+            assert_eq!(p("category"), category_of(&sev), "{m:?}");
             assert_eq!(p("uid"), "0", "{m:?}");
             assert_eq!(p("netns"), netns, "{m:?}");
             assert!(
@@ -728,11 +748,10 @@ fn syslog_rfc5424_priorities_and_escaped_structured_data() {
 /// `state_dir/events.jsonl`: one JSON object per line; the offender's finding has a `new` line
 /// and then a `resolved` line, under the same id.
 #[test]
+#[ignore = "needs root, network namespaces and the packages .ci/run installs; run with --include-ignored (CI does)"]
 fn event_log_records_new_then_resolved() {
     const T: &str = "event_log_records_new_then_resolved";
-    if ready(T, &[]).is_none() {
-        return;
-    }
+    ready(T, &[]);
     let lab = Lab::new(T, "agev");
     let s = Setup::new(lab.dir(), "ev");
     let sig = s.sig_id("sleeper");
@@ -760,7 +779,7 @@ fn event_log_records_new_then_resolved() {
         assert!(
             matches!(
                 e["kind"].as_str(),
-                Some("new" | "resolved" | "exception_changed")
+                Some("new" | "changed" | "resolved" | "exception_changed")
             ),
             "{e}"
         );
@@ -768,12 +787,17 @@ fn event_log_records_new_then_resolved() {
             e["at_unix_ms"].is_u64() && e["tracked"]["id"].is_string(),
             "{e}"
         );
+        assert_eq!(
+            e["schema_version"].as_u64(),
+            Some(u64::from(aupwatch_proto::SCHEMA_VERSION)),
+            "{e}"
+        );
     }
     let mine: Vec<&Value> = events
         .iter()
         .filter(|e| {
-            e["tracked"]["finding"]["signature"] == sig.as_str()
-                && e["tracked"]["finding"]["process"]["pid"].as_u64() == Some(u64::from(pid))
+            has_signature(&e["tracked"]["finding"], &sig)
+                && pid_of(&e["tracked"]["finding"]) == Some(pid)
         })
         .collect();
     let kinds: Vec<&str> = mine.iter().filter_map(|e| e["kind"].as_str()).collect();
@@ -791,15 +815,14 @@ fn event_log_records_new_then_resolved() {
 }
 
 /// `reporting.<sink>.sent` counts what each sink delivered: the syslog socket's datagrams and
-/// the event log's lines.
+/// the event log's lines, across a reload.
 ///
-/// Guards a fixed bug: the event log's `sent` was a literal 0.
+/// Guards fixed bugs: the event log's `sent` was a literal 0; a reload reset the counters.
 #[test]
+#[ignore = "needs root, network namespaces and the packages .ci/run installs; run with --include-ignored (CI does)"]
 fn status_counts_what_each_sink_delivered() {
     const T: &str = "status_counts_what_each_sink_delivered";
-    if ready(T, &[]).is_none() {
-        return;
-    }
+    ready(T, &[]);
     let lab = Lab::new(T, "agsc");
     let mut s = Setup::new(lab.dir(), "sc");
     s.replace_shipped();
@@ -839,6 +862,20 @@ fn status_counts_what_each_sink_delivered() {
         "event log: {lines} line(s) in {}, status says {rep:#}",
         s.events_path().display()
     );
+    assert!(rep["collector"].is_null(), "no collector yet: {rep:#}");
+
+    // A reload rebuilds the sinks but keeps their counters (they count since the start).
+    let scans = doc["scans"].as_u64().unwrap_or(0);
+    agent.signal("HUP");
+    let doc = agent.wait_status("a scan after the SIGHUP reload", |d| {
+        d["last_reload"]["trigger"] == "SIGHUP" && d["scans"].as_u64() > Some(scans)
+    });
+    let rep = &doc["reporting"];
+    assert!(
+        rep["syslog"]["sent"].as_u64() >= Some(datagrams)
+            && rep["event_log"]["sent"].as_u64() >= Some(lines),
+        "the counters survive the reload ({datagrams} datagrams, {lines} lines before): {rep:#}"
+    );
 }
 
 /// Health tells the present: a sink that failed (no syslog listening yet, an event log that
@@ -847,11 +884,10 @@ fn status_counts_what_each_sink_delivered() {
 /// Guards a fixed bug: one failure left the agent `degraded` (and `aupwatch_up` 0) for good,
 /// because neither sink cleared its last error after a later success.
 #[test]
+#[ignore = "needs root, network namespaces and the packages .ci/run installs; run with --include-ignored (CI does)"]
 fn health_recovers_when_failing_sinks_deliver_again() {
     const T: &str = "health_recovers_when_failing_sinks_deliver_again";
-    if ready(T, &[]).is_none() {
-        return;
-    }
+    ready(T, &[]);
     let lab = Lab::new(T, "aghr");
     let mut s = Setup::new(lab.dir(), "hr");
     s.replace_shipped();
@@ -890,7 +926,7 @@ fn health_recovers_when_failing_sinks_deliver_again() {
     assert!(
         lines
             .iter()
-            .any(|e| e["tracked"]["finding"]["process"]["pid"].as_u64() == Some(u64::from(b.pid))),
+            .any(|e| pid_of(&e["tracked"]["finding"]) == Some(b.pid)),
         "B's `new` reaches the event log: {lines:#?}"
     );
     agent.wait_status_within(
@@ -907,11 +943,10 @@ fn health_recovers_when_failing_sinks_deliver_again() {
 /// Guards a fixed bug: any non-empty hostname went into the header as is, so one with a
 /// space shifted every later header field.
 #[test]
+#[ignore = "needs root, network namespaces and the packages .ci/run installs; run with --include-ignored (CI does)"]
 fn syslog_header_stays_valid_whatever_the_configured_hostname() {
     const T: &str = "syslog_header_stays_valid_whatever_the_configured_hostname";
-    if ready(T, &[]).is_none() {
-        return;
-    }
+    ready(T, &[]);
     let lab = Lab::new(T, "aghn");
     let mut s = Setup::new(lab.dir(), "hn");
     s.replace_shipped();
@@ -955,11 +990,10 @@ fn syslog_header_stays_valid_whatever_the_configured_hostname() {
 /// no status socket, no READY=1), nor on a status socket another agent answers (exit 2,
 /// "already answering"; the first agent keeps serving).
 #[test]
+#[ignore = "needs root, network namespaces and the packages .ci/run installs; run with --include-ignored (CI does)"]
 fn agent_refuses_to_start_on_a_broken_config_or_a_taken_socket() {
     const T: &str = "agent_refuses_to_start_on_a_broken_config_or_a_taken_socket";
-    if ready(T, &[]).is_none() {
-        return;
-    }
+    ready(T, &[]);
     let lab = Lab::new(T, "agst");
     let s = Setup::new(lab.dir(), "st");
     let good = s.config(&Opts::default());
@@ -1094,11 +1128,10 @@ fn assert_answered(out: &std::process::Output, who: &str, agent_pid: u32) {
 /// 2, permission denied); root can. With the file mode loosened to 0666 the agent's own
 /// peer-credential check still refuses `nobody` ("the agent refused: permission denied").
 #[test]
+#[ignore = "needs root, network namespaces and the packages .ci/run installs; run with --include-ignored (CI does)"]
 fn status_socket_without_group_is_root_only_and_checks_peer_credentials() {
     const T: &str = "status_socket_without_group_is_root_only_and_checks_peer_credentials";
-    let Some(tools) = ready(T, &["setpriv"]) else {
-        return;
-    };
+    let tools = ready(T, &["setpriv"]);
     let setpriv = &tools[0];
     let lab = Lab::new(T, "agpm");
     let mut s = Setup::new(lab.dir(), "pm");
@@ -1146,15 +1179,13 @@ fn status_socket_without_group_is_root_only_and_checks_peer_credentials() {
 /// host): the socket is 0660 group adm; a process of group adm reads the status, `nobody`
 /// without it is refused, root reads it.
 #[test]
+#[ignore = "needs root, network namespaces and the packages .ci/run installs; run with --include-ignored (CI does)"]
 fn status_socket_group_is_0660_and_its_members_may_read() {
     const T: &str = "status_socket_group_is_0660_and_its_members_may_read";
-    let Some(tools) = ready(T, &["setpriv"]) else {
-        return;
-    };
+    let tools = ready(T, &["setpriv"]);
     let setpriv = &tools[0];
     let Some(adm) = group_gid("adm") else {
         skip(T, "there is no group `adm`");
-        return;
     };
     let lab = Lab::new(T, "aggr");
     let mut s = Setup::new(lab.dir(), "gr");
@@ -1196,15 +1227,13 @@ fn status_socket_group_is_0660_and_its_members_may_read() {
 /// Guards a fixed bug: only the peer's primary gid and the group database's member list
 /// were checked (the peer's supplementary groups now come from its /proc status).
 #[test]
+#[ignore = "needs root, network namespaces and the packages .ci/run installs; run with --include-ignored (CI does)"]
 fn status_socket_answers_a_member_by_supplementary_group() {
     const T: &str = "status_socket_answers_a_member_by_supplementary_group";
-    let Some(tools) = ready(T, &["setpriv"]) else {
-        return;
-    };
+    let tools = ready(T, &["setpriv"]);
     let setpriv = &tools[0];
     let Some(adm) = group_gid("adm") else {
         skip(T, "there is no group `adm`");
-        return;
     };
     let (uid, gid) = nobody();
     let listed = nix::unistd::Group::from_gid(nix::unistd::Gid::from_raw(adm))
@@ -1213,7 +1242,6 @@ fn status_socket_answers_a_member_by_supplementary_group() {
         .is_some_and(|g| g.mem.iter().any(|m| m == "nobody"));
     if listed {
         skip(T, "`nobody` is listed in group adm: nothing to tell apart");
-        return;
     }
     let lab = Lab::new(T, "agsg");
     let mut s = Setup::new(lab.dir(), "sg");
@@ -1345,14 +1373,12 @@ fn config_check_reports_an_unknown_key_and_a_bad_interval_together() {
 /// after a few intervals, while a one-shot `aupwatch scan` with the same signature cannot
 /// show either and does not find it.
 #[test]
+#[ignore = "needs root, network namespaces and the packages .ci/run installs; run with --include-ignored (CI does)"]
 fn history_rules_fire_in_the_agent_not_in_a_one_shot_scan() {
     const T: &str = "history_rules_fire_in_the_agent_not_in_a_one_shot_scan";
-    if ready(T, &[]).is_none() {
-        return;
-    }
+    ready(T, &[]);
     let Some(python) = common::python3() else {
         skip(T, "python3 is not installed");
-        return;
     };
     let mut lab = Lab::new(T, "aghi");
     let mut s = Setup::new(lab.dir(), "hi");
@@ -1387,11 +1413,13 @@ fn history_rules_fire_in_the_agent_not_in_a_one_shot_scan() {
         finding(d, &sig, pid).is_some()
     });
     let t = finding(&doc, &sig, pid).expect("found");
-    let ev = t["finding"]["evidence"].to_string();
+    let ev = match_of(&t["finding"], &sig)
+        .map(|m| m["evidence"].to_string())
+        .unwrap_or_default();
     assert!(ev.contains("variation"), "{ev}");
     assert!(ev.contains("open for at least 4s"), "{ev}");
     assert!(
-        doc["agent"]["history"][1].as_u64() > Some(0),
+        doc["agent"]["history"]["entries"].as_u64() > Some(0),
         "status shows what the history holds: {}",
         brief(&doc)
     );

@@ -19,11 +19,10 @@ const DANTED_CONF: &str = include_str!("common/daemons/danted.conf");
 const OPENVPN_SERVER_CONF: &str = include_str!("common/daemons/openvpn-server.conf");
 
 #[test]
+#[ignore = "needs root, network namespaces and the packages .ci/run installs; run with --include-ignored (CI does)"]
 fn tor_relay_is_reported_as_tor() {
     const T: &str = "tor_relay_is_reported_as_tor";
-    let Some(bins) = prerequisites(T, &["tor"]) else {
-        return;
-    };
+    let bins = prerequisites(T, &["tor"]);
     let tor = &bins[0];
     let mut lab = Lab::new(T, "tor");
     let dir = lab.dir().join("tor");
@@ -61,14 +60,12 @@ fn tor_relay_is_reported_as_tor() {
 }
 
 #[test]
+#[ignore = "needs root, network namespaces and the packages .ci/run installs; run with --include-ignored (CI does)"]
 fn ngircd_and_its_client_are_reported_as_irc() {
     const T: &str = "ngircd_and_its_client_are_reported_as_irc";
-    let Some(bins) = prerequisites(T, &["ngircd"]) else {
-        return;
-    };
+    let bins = prerequisites(T, &["ngircd"]);
     let Some(python) = python3() else {
         skip(T, "python3 is not installed");
-        return;
     };
     let ngircd = &bins[0];
     let mut lab = Lab::new(T, "ircd");
@@ -92,11 +89,10 @@ fn ngircd_and_its_client_are_reported_as_irc() {
 }
 
 #[test]
+#[ignore = "needs root, network namespaces and the packages .ci/run installs; run with --include-ignored (CI does)"]
 fn squid_is_reported_as_proxy() {
     const T: &str = "squid_is_reported_as_proxy";
-    let Some(bins) = prerequisites(T, &["squid"]) else {
-        return;
-    };
+    let bins = prerequisites(T, &["squid"]);
     let squid = &bins[0];
     let mut lab = Lab::new(T, "squid");
     // squid runs as the "proxy" user: its logs and pid file must be writable for it.
@@ -112,11 +108,10 @@ fn squid_is_reported_as_proxy() {
 }
 
 #[test]
+#[ignore = "needs root, network namespaces and the packages .ci/run installs; run with --include-ignored (CI does)"]
 fn danted_is_reported_as_proxy() {
     const T: &str = "danted_is_reported_as_proxy";
-    let Some(bins) = prerequisites(T, &["danted"]) else {
-        return;
-    };
+    let bins = prerequisites(T, &["danted"]);
     let danted = &bins[0];
     let mut lab = Lab::new(T, "dante");
     let dir = lab.writable_dir("danted");
@@ -137,11 +132,10 @@ fn danted_is_reported_as_proxy() {
 }
 
 #[test]
+#[ignore = "needs root, network namespaces and the packages .ci/run installs; run with --include-ignored (CI does)"]
 fn microsocks_is_reported_as_proxy() {
     const T: &str = "microsocks_is_reported_as_proxy";
-    let Some(bins) = prerequisites(T, &["microsocks"]) else {
-        return;
-    };
+    let bins = prerequisites(T, &["microsocks"]);
     let mut lab = Lab::new(T, "msocks");
     let pid = lab.start(
         "microsocks",
@@ -223,19 +217,13 @@ fn make_pki(lab: &Lab, openssl: &Path) {
 ///
 /// `conf_name` matters: a config file named `server*.conf` is itself a server indicator, so
 /// the UDP test names it otherwise and leaves detection to the process and its socket.
-fn openvpn_server(
-    test: &str,
-    short: &str,
-    proto: &str,
-    conf_name: &str,
-) -> Option<(Lab, PathBuf, u32)> {
-    let bins = prerequisites(test, &["openvpn", "openssl"])?;
+fn openvpn_server(test: &str, short: &str, proto: &str, conf_name: &str) -> (Lab, PathBuf, u32) {
+    let bins = prerequisites(test, &["openvpn", "openssl"]);
     if !Path::new("/dev/net/tun").exists() {
         skip(
             test,
             "/dev/net/tun does not exist: openvpn cannot open a tun device",
         );
-        return None;
     }
     let (openvpn, openssl) = (bins[0].clone(), &bins[1]);
     let mut lab = Lab::new(test, short);
@@ -251,15 +239,14 @@ fn openvpn_server(
     let listen_proto = if proto == "udp" { "udp" } else { "tcp" };
     lab.wait_listening("openvpn-server", pid, listen_proto, 1194);
     lab.wait_log("openvpn-server", "Initialization Sequence Completed");
-    Some((lab, openvpn, pid))
+    (lab, openvpn, pid)
 }
 
 #[test]
+#[ignore = "needs root, network namespaces and the packages .ci/run installs; run with --include-ignored (CI does)"]
 fn openvpn_udp_server_is_reported_as_vpn() {
     const T: &str = "openvpn_udp_server_is_reported_as_vpn";
-    let Some((lab, _, server)) = openvpn_server(T, "ovpnu", "udp", "tunnel.conf") else {
-        return;
-    };
+    let (lab, _, server) = openvpn_server(T, "ovpnu", "udp", "tunnel.conf");
     let report = scan(&[]);
     report.expect(&lab, "openvpn server (udp/1194)", server, "vpn");
     // The tun device the server opened, in the lab's namespace.
@@ -267,12 +254,10 @@ fn openvpn_udp_server_is_reported_as_vpn() {
 }
 
 #[test]
+#[ignore = "needs root, network namespaces and the packages .ci/run installs; run with --include-ignored (CI does)"]
 fn openvpn_tcp_server_and_client_are_reported_as_vpn() {
     const T: &str = "openvpn_tcp_server_and_client_are_reported_as_vpn";
-    let Some((mut lab, openvpn, server)) = openvpn_server(T, "ovpnt", "tcp-server", "server.conf")
-    else {
-        return;
-    };
+    let (mut lab, openvpn, server) = openvpn_server(T, "ovpnt", "tcp-server", "server.conf");
     let d = lab.dir().to_path_buf();
     let client = lab.start(
         "openvpn-client",

@@ -1,7 +1,9 @@
 //! The shipped signature packs on snapshot fixtures: each family's offenders are found with
-//! the right category, and benign look-alikes are not. Pure: no /proc, no network.
+//! the right category, and benign look-alikes are not. Pure: no /proc, no network. Every
+//! fixture is judged by `detect::run` and by `detect::run_cached` (cold, then with the cache
+//! it filled), which must agree.
 
-use aupwatch::detect::{run, Finding, History};
+use aupwatch::detect::{run, run_cached, Cache, Finding, History};
 use aupwatch::inventory::{Interface, Process, Protocol, Snapshot, Socket, SocketState};
 use aupwatch::signatures::{load_bundled, SignatureSet};
 
@@ -132,7 +134,25 @@ fn snapshot(items: Vec<P>) -> Snapshot {
 }
 
 fn scan(items: Vec<P>) -> Vec<Finding> {
-    run(&snapshot(items), &History::default(), packs())
+    judge(&snapshot(items))
+}
+
+/// The packs' findings on `snap`, from `detect::run`, after checking that `run_cached` finds
+/// the same with an empty cache and again with the cache that first run filled (the steady
+/// state of the agent and `scan --iterations`).
+#[track_caller]
+fn judge(snap: &Snapshot) -> Vec<Finding> {
+    let history = History::default();
+    let findings = run(snap, &history, packs());
+    let mut cache = Cache::new();
+    for pass in ["cold", "warm"] {
+        let cached = run_cached(snap, &history, packs(), &mut cache);
+        assert_eq!(
+            cached, findings,
+            "run_cached ({pass} cache) must find what run finds"
+        );
+    }
+    findings
 }
 
 /// Asserts that the lone process in `item` is found with `category` (and nothing else is,
@@ -431,7 +451,7 @@ fn vpn() {
         tx_packets: 0,
         multicast_groups: Vec::new(),
     });
-    let f = run(&snap, &History::default(), packs());
+    let f = judge(&snap);
     assert!(
         f.iter()
             .any(|f| f.category.as_str() == "vpn" && f.interface.is_some()),
@@ -801,7 +821,7 @@ fn the_one_pass_name_set_agrees_with_each_glob_list() {
 fn host_findings(host: aupwatch::inventory::HostState) -> Vec<String> {
     let mut snap = snapshot(vec![p(100, &["/usr/sbin/sshd", "-D"])]);
     snap.host = host;
-    let mut ids: Vec<String> = run(&snap, &History::default(), packs())
+    let mut ids: Vec<String> = judge(&snap)
         .into_iter()
         .filter(|f| f.host)
         .map(|f| f.signature)

@@ -1,13 +1,16 @@
 //! Command line: flags → one command → an exit status. The only place that uses `anyhow`.
 
 mod output;
+mod status;
 
 use anyhow::{bail, Context, Result};
-use aupwatch::detect::{self, History};
+use aupwatch::detect;
 use aupwatch::inventory;
-use aupwatch::probe;
+use aupwatch::report::{printable, printable_lines, stderr_line};
+use aupwatch::scanner::{self, Scan, Scanner};
 use aupwatch::signatures::{self, SignatureSet};
 use clap::{Args, Parser, Subcommand};
+use std::io::Write;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -177,7 +180,7 @@ pub fn run() -> Result<u8> {
         Command::Signatures(SignaturesCommand::Check { dir }) => check(dir),
         Command::Signatures(SignaturesCommand::List { source, json }) => {
             let set = load(&source)?;
-            output::list(&set, json)?;
+            printed(output::list(&set, json))?;
             Ok(EXIT_CLEAN)
         }
         Command::Agent(args) => {
@@ -189,17 +192,15 @@ pub fn run() -> Result<u8> {
         }
         Command::Status(args) => {
             let doc = aupwatch::report::status::query(&args.socket)?;
-            if args.json {
-                output::json(&doc)?;
+            printed(if args.json {
+                output::json(&doc)
             } else if args.prometheus {
-                output::prometheus(&doc)?;
+                let mut out = std::io::stdout().lock();
+                status::prometheus(&doc, &mut out).map_err(anyhow::Error::from)
             } else {
-                output::status(&doc)?;
-            }
-            let active = doc["findings"]
-                .as_array()
-                .map_or(0, |f| f.iter().filter(|t| t["excepted"].is_null()).count());
-            Ok(if active > 0 {
+                status::table(&doc)
+            })?;
+            Ok(if status::unexcepted(&doc) > 0 {
                 EXIT_FINDINGS
             } else {
                 EXIT_CLEAN
@@ -212,35 +213,40 @@ pub fn run() -> Result<u8> {
                         .path
                         .as_ref()
                         .map_or("built-in defaults".to_string(), |p| p.display().to_string());
-                    println!(
-                        "{from}: OK — interval {}s, {} signatures (version {}), {} exception(s)",
-                        cfg.interval.as_secs(),
-                        set.signatures.len(),
-                        set.version(),
-                        cfg.exceptions.len()
-                    );
+                    printed(
+                        writeln!(
+                            std::io::stdout(),
+                            "{}: OK — interval {}s, {} signatures (version {}), {} exception(s)",
+                            printable(&from),
+                            cfg.interval.as_secs(),
+                            set.signatures.len(),
+                            set.version(),
+                            cfg.exceptions.len()
+                        )
+                        .map_err(anyhow::Error::from),
+                    )?;
                     let now = aupwatch::usage::now_unix_ms();
                     for ex in &cfg.exceptions {
                         if ex.expires_unix_ms.is_some_and(|e| e <= now) {
-                            eprintln!(
+                            stderr_line(&format!(
                                 "warning: {}: exception has expired ({}) and no longer applies",
-                                ex.source,
-                                ex.expires_text.as_deref().unwrap_or("?")
-                            );
+                                printable(&ex.source),
+                                printable(ex.expires_text.as_deref().unwrap_or("?"))
+                            ));
                         }
                         let known = set.signatures.iter().any(|s| ex.signatures.is_match(&s.id));
                         if !known {
-                            eprintln!(
+                            stderr_line(&format!(
                                 "warning: {}: exception matches no loaded signature ({})",
-                                ex.source,
-                                ex.signature_patterns.join(", ")
-                            );
+                                printable(&ex.source),
+                                printable(&ex.signature_patterns.join(", "))
+                            ));
                         }
                     }
                     Ok(EXIT_CLEAN)
                 }
                 Err(e) => {
-                    eprintln!("{e}");
+                    stderr_line(&printable_lines(&e.to_string()));
                     Ok(EXIT_ERROR)
                 }
             }
@@ -250,7 +256,7 @@ pub fn run() -> Result<u8> {
                 proc_root: args.proc_root,
                 ..inventory::Options::default()
             })?;
-            output::json(&snap)?;
+            printed(output::json(&snap))?;
             Ok(EXIT_CLEAN)
         }
     }
@@ -273,15 +279,20 @@ fn check(dir: Option<PathBuf>) -> Result<u8> {
         .map_or("bundled packs".to_string(), |d| d.display().to_string());
     match result {
         Ok(set) => {
-            println!(
-                "{where_}: {} signatures OK (version {})",
-                set.signatures.len(),
-                set.version()
-            );
+            printed(
+                writeln!(
+                    std::io::stdout(),
+                    "{}: {} signatures OK (version {})",
+                    printable(&where_),
+                    set.signatures.len(),
+                    set.version()
+                )
+                .map_err(anyhow::Error::from),
+            )?;
             Ok(EXIT_CLEAN)
         }
         Err(e) => {
-            eprintln!("{where_}: {e}");
+            stderr_line(&printable_lines(&format!("{where_}: {e}")));
             Ok(EXIT_ERROR)
         }
     }
@@ -295,86 +306,87 @@ fn scan(args: ScanArgs) -> Result<u8> {
         );
     }
     let set = load(&args.source)?;
-    let mut inv = inventory::Inventory::new(inventory::Options {
-        proc_root: args.proc_root.clone(),
-        hash_exes: set.needs_exe_hash,
-        exe_strings: set.exe_strings.clone(),
-        ..inventory::Options::default()
-    });
-    let mut history = History::new(set.longest_window_secs.max(args.sample.ceil() as u64));
-    history.set_connection_filters(set.connection_filters.clone());
     let pause = Duration::from_secs_f64(args.sample);
+    let mut scanner = Scanner::new(
+        set,
+        scanner::Options {
+            proc_root: args.proc_root.clone(),
+            probes: !args.no_probe,
+            interval: pause,
+        },
+    );
     if args.sample > 0.0 {
         // A first inventory to sample CPU use against.
-        let first = inv.take()?;
-        history.observe(&first);
-        inv.recycle(first);
+        scanner.prime()?;
         std::thread::sleep(pause);
     }
-    let mut prober = (!args.no_probe).then(|| {
-        probe::Prober::new(probe::Options {
-            proc_root: args.proc_root.clone(),
-            ..probe::Options::default()
-        })
-    });
     let mut last = None;
-    let mut cache = detect::Cache::new();
     for i in 1..=args.iterations {
-        let cost = aupwatch::usage::Cost::start();
-        let snap = inv.take()?;
-        history.observe(&snap);
-        let judging = aupwatch::usage::Cost::start();
-        let mut findings = detect::run_cached(&snap, &history, &set, &mut cache);
-        let judged = judging.stop();
-        if let Some(pid) = args.explain {
-            // Only this process's findings: their probes are part of the explanation.
-            findings.retain(|f| f.process.as_ref().is_some_and(|p| p.pid == pid));
-        }
-        if let Some(prober) = prober.as_mut() {
-            let targets = detect::probe::candidates(&findings, &snap, &set);
-            if !targets.is_empty() {
-                let results = prober.run(&targets, aupwatch::usage::now_unix_ms());
-                detect::probe::apply(&mut findings, &snap, &set, &results);
-            }
-        }
+        // With --explain only this process's findings: their probes are part of the
+        // explanation.
+        let scan = scanner.scan(args.explain)?;
         if args.iterations > 1 {
-            eprintln!(
+            stderr_line(&format!(
                 "iteration {i}/{}: {} processes={} sockets={} detect_cpu_ms={:.3}",
                 args.iterations,
-                spent_line(&cost.stop()),
-                snap.processes.len(),
-                snap.sockets.len(),
-                aupwatch::usage::ms(judged.cpu())
-            );
+                spent_line(&scan.stats.spent),
+                scan.snapshot.processes.len(),
+                scan.snapshot.sockets.len(),
+                aupwatch::usage::ms(scan.stats.detect.cpu())
+            ));
             if i < args.iterations && args.sample > 0.0 {
                 std::thread::sleep(pause);
             }
         }
-        if let Some((done, _)) = last.replace((snap, findings)) {
-            inv.recycle(done);
+        if let Some(done) = last.replace(scan) {
+            scanner.recycle(done.snapshot);
         }
     }
-    let Some((snap, findings)) = last else {
+    let Some(Scan {
+        snapshot: snap,
+        findings,
+        ..
+    }) = last
+    else {
         bail!("no scan ran")
     };
+    let (history, set) = (scanner.history(), scanner.set());
     if let Some(pid) = args.explain {
-        let Some(explanations) = detect::explain(&snap, &history, &set, pid) else {
+        let Some(explanations) = detect::explain(&snap, history, set, pid) else {
             bail!("no process {pid} in the inventory (it exited, or this user cannot see it)");
         };
-        output::explain(&snap, pid, &explanations, &findings)?;
+        printed(output::explain(&snap, pid, &explanations, &findings))?;
         let any = explanations.iter().any(|e| e.matched);
         return Ok(if any { EXIT_FINDINGS } else { EXIT_CLEAN });
     }
-    let report = output::ScanReport::new(&snap, &set, &findings, args.sample);
-    if args.json {
-        output::json(&report)?;
+    let report = output::ScanReport::new(&snap, set, &findings, args.sample);
+    printed(if args.json {
+        output::json(&report)
     } else {
-        output::table(&report)?;
-    }
+        output::table(&report)
+    })?;
     Ok(if findings.is_empty() {
         EXIT_CLEAN
     } else {
         EXIT_FINDINGS
+    })
+}
+
+/// Output that ended because its reader went away ended quietly: a broken pipe on stdout
+/// (`aupwatch scan | head -1`) is the end of the output, not an error, and the command exits
+/// with the status it would have had (ripgrep's rule).
+fn printed(result: Result<()>) -> Result<()> {
+    match result {
+        Err(e) if broken_pipe(&e) => Ok(()),
+        other => other,
+    }
+}
+
+fn broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
     })
 }
 

@@ -63,7 +63,9 @@ impl<'a> ScanReport<'a> {
 
 pub fn json<T: Serialize>(value: &T) -> Result<()> {
     let mut out = std::io::stdout().lock();
-    serde_json::to_writer_pretty(&mut out, value)?;
+    // Format and control characters as \u escapes too. An I/O error stays one (a broken pipe
+    // is the end of the output, not an error).
+    aupwatch::report::write_json_pretty(&mut out, value).map_err(std::io::Error::from)?;
     writeln!(out)?;
     Ok(())
 }
@@ -75,7 +77,7 @@ pub fn clean(s: &str) -> String {
 
 /// Lays out rows under headers, each column padded to its widest cell (the last one
 /// unpadded), two spaces apart. Returns the header line, the row lines and the widths.
-fn columns<const N: usize>(
+pub(super) fn columns<const N: usize>(
     headers: &[&str; N],
     rows: &[[String; N]],
 ) -> (String, Vec<String>, [usize; N]) {
@@ -106,12 +108,12 @@ fn columns<const N: usize>(
     )
 }
 
-struct Style {
-    color: bool,
+pub(super) struct Style {
+    pub(super) color: bool,
 }
 
 impl Style {
-    fn stdout() -> Style {
+    pub(super) fn stdout() -> Style {
         Style {
             color: std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
         }
@@ -132,7 +134,7 @@ impl Style {
         format!("\x1b[{code}m{text}\x1b[0m")
     }
 
-    fn dim(&self, s: &str) -> String {
+    pub(super) fn dim(&self, s: &str) -> String {
         if self.color {
             format!("\x1b[2m{s}\x1b[0m")
         } else {
@@ -170,7 +172,7 @@ pub fn table(r: &ScanReport) -> Result<()> {
                 [
                     f.severity.as_str().to_string(),
                     f.category.to_string(),
-                    f.signature.clone(),
+                    clean(&f.signature),
                     pid,
                     user,
                     what,
@@ -248,15 +250,16 @@ pub fn table(r: &ScanReport) -> Result<()> {
     )?;
     drop(out);
     if !r.gaps.is_empty() {
-        eprintln!(
+        use aupwatch::report::stderr_line;
+        stderr_line(&format!(
             "aupwatch: {} part(s) of the host could not be read:",
             r.gaps.len()
-        );
+        ));
         for g in r.gaps.iter().take(10) {
-            eprintln!("  {}: {}", clean(&g.what), clean(&g.error));
+            stderr_line(&format!("  {}: {}", clean(&g.what), clean(&g.error)));
         }
         if r.gaps.len() > 10 {
-            eprintln!("  … and {} more (see --json)", r.gaps.len() - 10);
+            stderr_line(&format!("  … and {} more (see --json)", r.gaps.len() - 10));
         }
     }
     Ok(())
@@ -311,7 +314,7 @@ pub fn explain(
             out,
             "{} {} [{} {}]",
             if e.matched { "MATCH" } else { "  -  " },
-            e.signature,
+            clean(&e.signature),
             e.category,
             e.severity
         )?;
@@ -376,7 +379,7 @@ pub fn list(set: &SignatureSet, as_json: bool) -> Result<()> {
     let w_id = set
         .signatures
         .iter()
-        .map(|s| s.id.len())
+        .map(|s| clean(&s.id).chars().count())
         .max()
         .unwrap_or(2)
         .max(2);
@@ -396,10 +399,10 @@ pub fn list(set: &SignatureSet, as_json: bool) -> Result<()> {
         writeln!(
             out,
             "{:<w_id$}  {:<w_cat$}  {:<8}  {}",
-            s.id,
+            clean(&s.id),
             s.category.as_str(),
             s.severity.as_str(),
-            s.description
+            clean(&s.description)
         )?;
     }
     writeln!(
@@ -411,7 +414,7 @@ pub fn list(set: &SignatureSet, as_json: bool) -> Result<()> {
     Ok(())
 }
 
-fn age(ms: u64, now_ms: u64) -> String {
+pub(super) fn age(ms: u64, now_ms: u64) -> String {
     let secs = now_ms.saturating_sub(ms) / 1000;
     match secs {
         0..=119 => format!("{secs}s ago"),
@@ -419,364 +422,4 @@ fn age(ms: u64, now_ms: u64) -> String {
         7200..=172_799 => format!("{}h ago", secs / 3600),
         _ => format!("{}d ago", secs / 86400),
     }
-}
-
-/// The agent's status, readable at a glance.
-pub fn status(doc: &serde_json::Value) -> Result<()> {
-    use serde_json::Value;
-    let style = Style::stdout();
-    let mut out = std::io::stdout().lock();
-    let now = aupwatch::usage::now_unix_ms();
-    let s = |v: &Value| {
-        clean(&match v {
-            Value::String(s) => s.clone(),
-            Value::Null => "-".into(),
-            other => other.to_string(),
-        })
-    };
-    let a = &doc["agent"];
-    let health = a["health"].as_str().unwrap_or("?");
-    let health_shown = if style.color {
-        let code = match health {
-            "ok" => "32",
-            "starting" => "33",
-            _ => "31",
-        };
-        format!("\x1b[{code}m{health}\x1b[0m")
-    } else {
-        health.to_string()
-    };
-    let kv = |k: &str, v: String| format!("{:<12}{v}", format!("{k}:"));
-    writeln!(
-        out,
-        "{}",
-        kv(
-            "agent",
-            format!(
-                "{} (aupwatch {}, pid {}, host {})",
-                health_shown,
-                s(&a["version"]),
-                s(&a["pid"]),
-                s(&a["host"])
-            )
-        )
-    )?;
-    let up = a["uptime_secs"].as_u64().unwrap_or(0);
-    writeln!(
-        out,
-        "{}",
-        kv(
-            "uptime",
-            format!(
-                "{}h{:02}m, {} scans every {}s, config {}",
-                up / 3600,
-                (up % 3600) / 60,
-                s(&doc["scans"]),
-                s(&a["interval_secs"]),
-                s(&a["config"])
-            )
-        )
-    )?;
-    writeln!(
-        out,
-        "{}",
-        kv(
-            "own cost",
-            format!(
-                "{:.1} s CPU, peak RSS {:.1} MiB",
-                a["cpu_ms"].as_f64().unwrap_or(0.0) / 1000.0,
-                a["max_rss_kib"].as_f64().unwrap_or(0.0) / 1024.0
-            )
-        )
-    )?;
-    let ls = &doc["last_scan"];
-    if ls.is_null() {
-        writeln!(out, "{}", kv("last scan", "none yet".into()))?;
-    } else {
-        writeln!(
-            out,
-            "{}",
-            kv(
-                "last scan",
-                format!(
-                    "{}, {:.0} ms ({:.0} ms CPU), {} processes, {} sockets, {} namespaces, {} gaps",
-                    age(ls["at_unix_ms"].as_u64().unwrap_or(0), now),
-                    ls["duration_ms"].as_f64().unwrap_or(0.0),
-                    ls["cpu_ms"].as_f64().unwrap_or(0.0),
-                    s(&ls["processes"]),
-                    s(&ls["sockets"]),
-                    s(&ls["namespaces"]),
-                    s(&ls["gaps"])
-                )
-            )
-        )?;
-    }
-    let sig = &doc["signatures"];
-    let local = if sig["local"].is_null() {
-        String::new()
-    } else {
-        format!(" + {}", s(&sig["local"]))
-    };
-    writeln!(
-        out,
-        "{}",
-        kv(
-            "signatures",
-            format!(
-                "{} (version {}) from {}{local}",
-                s(&sig["count"]),
-                s(&sig["version"]),
-                s(&sig["shipped"])
-            )
-        )
-    )?;
-    let r = &doc["last_reload"];
-    if !r.is_null() {
-        let what = if r["ok"].as_bool() == Some(true) {
-            "ok".to_string()
-        } else {
-            format!("REJECTED: {}", s(&r["error"]).replace("\\n", " "))
-        };
-        writeln!(
-            out,
-            "{}",
-            kv(
-                "last reload",
-                format!(
-                    "{} ({}): {what}",
-                    age(r["at_unix_ms"].as_u64().unwrap_or(0), now),
-                    s(&r["trigger"])
-                )
-            )
-        )?;
-    }
-    let rep = &doc["reporting"];
-    let sink = |v: &Value| {
-        if v.is_null() {
-            "off".to_string()
-        } else {
-            let err = if v["last_error"].is_null() {
-                String::new()
-            } else {
-                format!(", last error: {}", s(&v["last_error"]))
-            };
-            format!("{} ({} errors{err})", s(&v["target"]), s(&v["errors"]))
-        }
-    };
-    writeln!(out, "{}", kv("syslog", sink(&rep["syslog"])))?;
-    writeln!(out, "{}", kv("event log", sink(&rep["event_log"])))?;
-    writeln!(out, "{}", kv("collector", s(&rep["collector"])))?;
-    let mut findings = doc["findings"].as_array().cloned().unwrap_or_default();
-    let rank = |t: &Value| {
-        let sev = t["finding"]["severity"]
-            .as_str()
-            .and_then(Severity::parse)
-            .unwrap_or(Severity::Info);
-        let pid = t["finding"]["process"]["pid"].as_i64().unwrap_or(0);
-        (
-            std::cmp::Reverse(sev),
-            t["finding"]["category"].to_string(),
-            t["finding"]["signature"].to_string(),
-            pid,
-        )
-    };
-    findings.sort_by_key(rank);
-    writeln!(out)?;
-    if findings.is_empty() {
-        writeln!(out, "no active findings")?;
-    } else {
-        let rows: Vec<[String; 7]> = findings
-            .iter()
-            .map(|t| {
-                let f = &t["finding"];
-                let p = &f["process"];
-                let (pid, what) = if f["host"] == Value::Bool(true) {
-                    ("-".to_string(), "host".to_string())
-                } else if p.is_null() {
-                    (
-                        "-".to_string(),
-                        format!("interface {}", s(&f["interface"]["name"])),
-                    )
-                } else {
-                    let exe = p["exe"]
-                        .as_str()
-                        .map(|e| e.rsplit('/').next().unwrap_or(e).to_string());
-                    (s(&p["pid"]), clean(&exe.unwrap_or_else(|| s(&p["comm"]))))
-                };
-                let state = if t["excepted"].is_null() {
-                    s(&t["state"])
-                } else {
-                    "excepted".to_string()
-                };
-                [
-                    s(&f["severity"]),
-                    s(&f["category"]),
-                    s(&f["signature"]),
-                    state,
-                    age(t["first_seen_unix_ms"].as_u64().unwrap_or(0), now),
-                    pid,
-                    what,
-                ]
-            })
-            .collect();
-        let headers = [
-            "SEVERITY",
-            "CATEGORY",
-            "SIGNATURE",
-            "STATE",
-            "SINCE",
-            "PID",
-            "PROCESS",
-        ];
-        let (head, lines, _) = columns(&headers, &rows);
-        writeln!(out, "{}", style.dim(&head))?;
-        for (t, line) in findings.iter().zip(&lines) {
-            writeln!(out, "{line}")?;
-            if !t["excepted"].is_null() {
-                let x = &t["excepted"];
-                let ticket = if x["ticket"].is_null() {
-                    String::new()
-                } else {
-                    format!(" [{}]", s(&x["ticket"]))
-                };
-                writeln!(
-                    out,
-                    "    {} {}{ticket}",
-                    style.dim("excepted:"),
-                    s(&x["reason"])
-                )?;
-            }
-        }
-    }
-    let resolved = doc["recently_resolved"].as_array().map_or(0, |v| v.len());
-    if resolved > 0 {
-        writeln!(out, "\n{resolved} recently resolved (see --json)")?;
-    }
-    Ok(())
-}
-
-/// Metrics in the Prometheus text exposition format, for node_exporter's textfile collector.
-pub fn prometheus(doc: &serde_json::Value) -> Result<()> {
-    use std::collections::BTreeMap;
-    let mut out = std::io::stdout().lock();
-    let label = |v: &serde_json::Value| {
-        v.as_str()
-            .unwrap_or("")
-            .replace('\\', "\\\\")
-            .replace('"', "\\\"")
-            .replace('\n', "\\n")
-    };
-    let a = &doc["agent"];
-    let metric = |out: &mut std::io::StdoutLock,
-                  name: &str,
-                  help: &str,
-                  kind: &str,
-                  value: String|
-     -> std::io::Result<()> {
-        writeln!(
-            out,
-            "# HELP aupwatch_{name} {help}\n# TYPE aupwatch_{name} {kind}\naupwatch_{name} {value}"
-        )
-    };
-    metric(
-        &mut out,
-        "up",
-        "1 when the agent answered and its last scan, reload and reporting are healthy.",
-        "gauge",
-        (if a["health"] == "ok" { 1 } else { 0 }).to_string(),
-    )?;
-    metric(
-        &mut out,
-        "uptime_seconds",
-        "Seconds since the agent started.",
-        "gauge",
-        a["uptime_secs"].to_string(),
-    )?;
-    metric(
-        &mut out,
-        "scans_total",
-        "Scans since the agent started.",
-        "counter",
-        doc["scans"].to_string(),
-    )?;
-    metric(
-        &mut out,
-        "cpu_seconds_total",
-        "CPU time the agent has used.",
-        "counter",
-        format!("{:.3}", a["cpu_ms"].as_f64().unwrap_or(0.0) / 1000.0),
-    )?;
-    metric(
-        &mut out,
-        "max_rss_bytes",
-        "Peak resident memory of the agent.",
-        "gauge",
-        format!("{}", a["max_rss_kib"].as_u64().unwrap_or(0) * 1024),
-    )?;
-    metric(
-        &mut out,
-        "signatures_loaded",
-        "Signatures in the running set.",
-        "gauge",
-        doc["signatures"]["count"].to_string(),
-    )?;
-    let ls = &doc["last_scan"];
-    if !ls.is_null() {
-        metric(
-            &mut out,
-            "last_scan_timestamp_seconds",
-            "When the last scan started.",
-            "gauge",
-            format!("{:.3}", ls["at_unix_ms"].as_f64().unwrap_or(0.0) / 1000.0),
-        )?;
-        metric(
-            &mut out,
-            "last_scan_duration_seconds",
-            "Wall time of the last scan.",
-            "gauge",
-            format!("{:.6}", ls["duration_ms"].as_f64().unwrap_or(0.0) / 1000.0),
-        )?;
-        metric(
-            &mut out,
-            "last_scan_processes",
-            "Processes seen by the last scan.",
-            "gauge",
-            ls["processes"].to_string(),
-        )?;
-        metric(
-            &mut out,
-            "last_scan_sockets",
-            "Sockets seen by the last scan.",
-            "gauge",
-            ls["sockets"].to_string(),
-        )?;
-    }
-    let mut counts: BTreeMap<(String, String, String, bool), u64> = BTreeMap::new();
-    for t in doc["findings"].as_array().into_iter().flatten() {
-        let f = &t["finding"];
-        *counts
-            .entry((
-                label(&f["category"]),
-                label(&f["severity"]),
-                label(&f["signature"]),
-                !t["excepted"].is_null(),
-            ))
-            .or_default() += 1;
-    }
-    writeln!(out, "# HELP aupwatch_findings Active findings by category, severity and signature.\n# TYPE aupwatch_findings gauge")?;
-    for ((cat, sev, sig, excepted), n) in counts {
-        writeln!(out, "aupwatch_findings{{category=\"{cat}\",severity=\"{sev}\",signature=\"{sig}\",excepted=\"{excepted}\"}} {n}")?;
-    }
-    let rep = &doc["reporting"];
-    writeln!(out, "# HELP aupwatch_report_errors_total Failed deliveries per sink.\n# TYPE aupwatch_report_errors_total counter")?;
-    for sink in ["syslog", "event_log"] {
-        if !rep[sink].is_null() {
-            writeln!(
-                out,
-                "aupwatch_report_errors_total{{sink=\"{sink}\"}} {}",
-                rep[sink]["errors"]
-            )?;
-        }
-    }
-    Ok(())
 }

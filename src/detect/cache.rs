@@ -90,23 +90,9 @@ impl Cache {
     }
 }
 
-/// Predicates whose result depends only on what [`Cache::fingerprint`] covers.
-pub(super) fn is_static(p: &Predicate) -> bool {
-    matches!(
-        p,
-        Predicate::Name { .. }
-            | Predicate::Exe(_)
-            | Predicate::Cmdline { .. }
-            | Predicate::Sha256(_)
-            | Predicate::User(_)
-            | Predicate::ExeDeleted(_)
-            | Predicate::ExeStrings { .. }
-            | Predicate::CommMismatch(_)
-    )
-}
-
-/// Three-valued evaluation: `Some(result)` when the static predicates decide `m` whatever
-/// the others say, `None` when it depends on them.
+/// Three-valued evaluation: `Some(result)` when the static predicates
+/// ([`Predicate::is_static`]: those decided by what [`Cache::fingerprint`] covers) decide
+/// `m` whatever the others say, `None` when it depends on them.
 pub(super) fn decided(
     m: &Match,
     static_result: &mut impl FnMut(&Predicate) -> bool,
@@ -135,7 +121,7 @@ pub(super) fn decided(
             any
         }
         Match::Not(inner) => decided(inner, static_result).map(|b| !b),
-        Match::Pred(p) if is_static(p) => Some(static_result(p)),
+        Match::Pred(p) if p.is_static() => Some(static_result(p)),
         Match::Pred(_) => None,
     }
 }

@@ -102,7 +102,27 @@ pub(super) fn try_host(snap: &Snapshot, pred: &Predicate) -> Trial {
                 )
             }
         },
-        _ => (false, "not a host predicate".into()),
+        Predicate::Name { .. }
+        | Predicate::Exe(_)
+        | Predicate::Cmdline { .. }
+        | Predicate::Sha256(_)
+        | Predicate::User(_)
+        | Predicate::Listen(_)
+        | Predicate::Remote { .. }
+        | Predicate::Peers { .. }
+        | Predicate::Cpu { .. }
+        | Predicate::Policy(_)
+        | Predicate::Nice { .. }
+        | Predicate::Threads { .. }
+        | Predicate::ExeDeleted(_)
+        | Predicate::ExeStrings { .. }
+        | Predicate::CommMismatch(_)
+        | Predicate::Multicast
+        | Predicate::Interface(_)
+        | Predicate::MulticastGroups { .. }
+        | Predicate::Traffic { .. } => {
+            (false, "not a host predicate".into())
+        }
     };
     Trial {
         predicate: pred.key(),

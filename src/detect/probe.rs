@@ -10,9 +10,10 @@
 
 use super::Finding;
 use crate::inventory::{Protocol, Snapshot, SocketState};
-use crate::probe::{ProbeResults, Target, Verdict};
 use crate::signatures::{ProbeKind, Severity, SignatureSet};
 use std::collections::{BTreeSet, HashMap};
+
+pub use super::probe_types::{ProbeReport, ProbeResults, ProxyProtocol, Target, Verdict};
 
 /// Ports tried, in order, for the one destination a probe names (127.0.0.1:port): the first
 /// on which nothing listens in the socket's namespace. 443 first: Squid's default
@@ -133,7 +134,9 @@ pub fn apply(
         let severity = match report.verdict {
             Verdict::Open => f.severity.max(Severity::High),
             Verdict::Authenticated | Verdict::Restricted => f.severity.min(Severity::Low),
-            _ => f.severity,
+            Verdict::Inconclusive | Verdict::NotProxy | Verdict::NoAnswer | Verdict::NotProbed => {
+                f.severity
+            }
         };
         changed |= severity != f.severity;
         f.severity = severity;
@@ -149,7 +152,6 @@ mod tests {
     use super::*;
     use crate::detect::History;
     use crate::inventory::{Process, Socket};
-    use crate::probe::{ProbeReport, ProxyProtocol};
 
     const PACK: &str = r#"
 [[signature]]

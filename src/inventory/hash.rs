@@ -66,6 +66,8 @@ pub(super) struct ExeFacts {
 pub(super) struct Hashes {
     by_file: HashMap<FileKey, ExeFacts>,
     buf: Vec<u8>,
+    /// Bytes read so far, for a watcher telling a slow read from a hung one.
+    progress: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// What reading one process's executable gave.
@@ -125,6 +127,8 @@ impl Hashes {
             match read_fd(&fd, &mut self.buf[kept..kept + CHUNK]) {
                 Ok(0) => break,
                 Ok(n) => {
+                    self.progress
+                        .fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
                     if let Some(h) = hasher.as_mut() {
                         h.update(&self.buf[kept..kept + n]);
                     }
@@ -169,5 +173,193 @@ impl Hashes {
     /// Forgets the executables no live process runs.
     pub(super) fn retain(&mut self, live: &HashSet<FileKey>) {
         self.by_file.retain(|k, _| live.contains(k));
+    }
+}
+
+/// How long reading one executable may go without progress (no byte read) before it is
+/// abandoned. Reading and hashing a static miner (~8 MB) takes ~30 ms in all; only a hung
+/// file system makes no progress for seconds.
+pub(super) const READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+/// Readers left blocked in a read at once before executables are no longer read at all
+/// (each holds a thread the kernel will not wake until the file system answers).
+pub(super) const MAX_STUCK: usize = 4;
+/// Executable paths remembered as having timed out (not tried again).
+const MAX_TIMED_OUT: usize = 1024;
+
+enum Job {
+    Hash(std::os::fd::OwnedFd, i32),
+    Retain(HashSet<FileKey>),
+}
+
+struct Worker {
+    progress: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    jobs: std::sync::mpsc::Sender<Job>,
+    replies: std::sync::mpsc::Receiver<Hashed>,
+    /// Set by the thread when it ends: an abandoned reader that finished is not stuck.
+    done: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Worker {
+    fn start(wanted: std::sync::Arc<Wanted>) -> std::io::Result<Worker> {
+        let (jobs, job_rx) = std::sync::mpsc::channel::<Job>();
+        let (reply_tx, replies) = std::sync::mpsc::channel();
+        let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let finished = done.clone();
+        let progress = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let mut hashes = Hashes {
+            progress: progress.clone(),
+            ..Hashes::default()
+        };
+        std::thread::Builder::new()
+            .name("exe-reader".into())
+            .spawn(move || {
+                while let Ok(job) = job_rx.recv() {
+                    match job {
+                        Job::Hash(dir, pid) => {
+                            let r = hashes.hash(dir.as_fd(), pid, &wanted);
+                            if reply_tx.send(r).is_err() {
+                                break;
+                            }
+                        }
+                        Job::Retain(live) => hashes.retain(&live),
+                    }
+                }
+                finished.store(true, std::sync::atomic::Ordering::Release);
+            })?;
+        Ok(Worker {
+            progress,
+            jobs,
+            replies,
+            done,
+        })
+    }
+}
+
+use std::os::fd::AsFd;
+
+/// Reads executables on a thread of its own with a deadline, so that a file on a hung
+/// file system (a dead NFS server, a FUSE daemon that never answers) costs the scan a gap
+/// for that process, never the agent its loop: `stat` and `read` of such a file block in
+/// the kernel and cannot be interrupted. A reader that misses the deadline is abandoned
+/// (its thread stays blocked until the file system answers) and a new one takes over; the
+/// executable's path is not tried again; with [`MAX_STUCK`] readers blocked, executables
+/// are no longer read and every process says so in a gap.
+pub(super) struct ExeReader {
+    wanted: std::sync::Arc<Wanted>,
+    worker: Option<Worker>,
+    abandoned: Vec<std::sync::Arc<std::sync::atomic::AtomicBool>>,
+    timed_out: HashSet<String>,
+    timeout: std::time::Duration,
+}
+
+impl std::fmt::Debug for ExeReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ExeReader")
+            .field("abandoned", &self.abandoned.len())
+            .field("timed_out", &self.timed_out.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl ExeReader {
+    pub(super) fn new(wanted: Wanted, timeout: std::time::Duration) -> ExeReader {
+        ExeReader {
+            wanted: std::sync::Arc::new(wanted),
+            worker: None,
+            abandoned: Vec::new(),
+            timed_out: HashSet::new(),
+            timeout,
+        }
+    }
+
+    pub(super) fn wanted(&self) -> &Wanted {
+        &self.wanted
+    }
+
+    /// Readers still blocked in a read.
+    pub(super) fn stuck(&mut self) -> usize {
+        self.abandoned
+            .retain(|d| !d.load(std::sync::atomic::Ordering::Acquire));
+        self.abandoned.len()
+    }
+
+    /// [`Hashes::hash`] on the reader thread, waiting at most the timeout. `exe` is the
+    /// path the process's `exe` link names (the key of paths that timed out).
+    pub(super) fn hash(&mut self, dir: BorrowedFd<'_>, pid: i32, exe: &str) -> Hashed {
+        let gap = |error: String| {
+            Hashed::Gap(Gap {
+                what: format!("/proc/{pid}/exe"),
+                error,
+            })
+        };
+        if self.timed_out.contains(exe) {
+            return gap(
+                "not read: reading this executable timed out before (hung file system?)".into(),
+            );
+        }
+        let stuck = self.stuck();
+        if stuck >= MAX_STUCK {
+            return gap(format!(
+                "not read: {stuck} executable readers are blocked on files that do not answer"
+            ));
+        }
+        let dup = match rustix::io::fcntl_dupfd_cloexec(dir, 0) {
+            Ok(fd) => fd,
+            Err(e) => return gap(format!("dup: {e}")),
+        };
+        if self.worker.is_none() {
+            match Worker::start(self.wanted.clone()) {
+                Ok(w) => self.worker = Some(w),
+                Err(e) => return gap(format!("cannot start the executable reader: {e}")),
+            }
+        }
+        let Some(w) = &self.worker else {
+            return gap("no executable reader".into());
+        };
+        if w.jobs.send(Job::Hash(dup, pid)).is_err() {
+            self.worker = None;
+            return gap("the executable reader ended".into());
+        }
+        // A read that goes on making progress (a large file, a slow disk, a loaded
+        // machine) is waited for; one that makes none for the timeout is abandoned.
+        let mut seen = w.progress.load(std::sync::atomic::Ordering::Relaxed);
+        let reply = loop {
+            match w.replies.recv_timeout(self.timeout) {
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                    let now = w.progress.load(std::sync::atomic::Ordering::Relaxed);
+                    if now == seen {
+                        break Err(std::sync::mpsc::RecvTimeoutError::Timeout);
+                    }
+                    seen = now;
+                }
+                other => break other,
+            }
+        };
+        match reply {
+            Ok(r) => r,
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                if let Some(w) = self.worker.take() {
+                    self.abandoned.push(w.done);
+                }
+                if self.timed_out.len() < MAX_TIMED_OUT {
+                    self.timed_out.insert(exe.to_string());
+                }
+                gap(format!(
+                    "reading the executable made no progress for {} ms and was abandoned (hung file system?)",
+                    self.timeout.as_millis()
+                ))
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                self.worker = None;
+                gap("the executable reader ended".into())
+            }
+        }
+    }
+
+    /// Forgets the executables no live process runs.
+    pub(super) fn retain(&mut self, live: HashSet<FileKey>) {
+        if let Some(w) = &self.worker {
+            let _ = w.jobs.send(Job::Retain(live));
+        }
     }
 }

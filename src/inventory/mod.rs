@@ -48,10 +48,15 @@
 mod crosscheck;
 mod diag;
 mod hash;
+mod holders;
+mod host;
 mod model;
 mod net;
+mod nettext;
 mod procdir;
+mod process;
 mod rates;
+mod users;
 
 pub use model::{
     CgroupWalk, Gap, HiddenHow, HiddenProcess, HostState, HugePages, Interface, Msr, NetnsSource,
@@ -59,12 +64,15 @@ pub use model::{
 };
 pub use rates::{cpu_percent, cpu_percent_of_ticks, InterfaceRate};
 
+use holders::Unreadable;
 use nix::errno::Errno;
-use procdir::{is_vanished, open_pid_dir, Buf, FdError, FileKey};
+use procdir::{open_pid_dir, Buf, FileKey};
+use process::{Entry, Outcome, Part, StatVals};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
+use users::Users;
 
 /// Where to read from and what to compute.
 #[derive(Debug, Clone)]
@@ -161,86 +169,6 @@ type IdBuild = BuildHasherDefault<IdHasher>;
 type IdMap<K, V> = HashMap<K, V, IdBuild>;
 pub(super) type IdSet<K> = HashSet<K, IdBuild>;
 
-/// What of a process was read, for keeping the gaps of each part until it is read again.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Part {
-    Cmdline,
-    /// `exe` (and its hash) and `cgroup`.
-    Exe,
-    Netns,
-    Fds,
-}
-
-const ALL_PARTS: [Part; 4] = [Part::Cmdline, Part::Exe, Part::Netns, Part::Fds];
-const REFRESH_PARTS: [Part; 3] = [Part::Cmdline, Part::Exe, Part::Netns];
-
-/// What the inventory remembers of one process between scans.
-#[derive(Debug)]
-struct Entry {
-    p: Process,
-    /// Program image addresses from `stat` (see `procdir::Stat::image`).
-    image: [u64; 5],
-    /// [`Users::generation`] when `p.user` was looked up.
-    users_generation: u64,
-    exe_key: Option<FileKey>,
-    gaps: Vec<(Part, Gap)>,
-    /// Its `fd/` cannot be listed (permission): not a candidate for unknown sockets.
-    fds_unreadable: bool,
-}
-
-impl Entry {
-    fn set_gap(&mut self, part: Part, gap: Option<Gap>) {
-        self.gaps.retain(|(p, _)| *p != part);
-        if let Some(g) = gap {
-            self.gaps.push((part, g));
-        }
-    }
-}
-
-enum Outcome {
-    Live(Box<Entry>),
-    Vanished,
-    Gap(Gap),
-}
-
-/// The process exited while it was being read.
-struct Vanished;
-
-/// The values of `stat` a scan keeps (copied out of the read buffer).
-struct StatVals {
-    ppid: i32,
-    cpu_ticks: u64,
-    threads: i64,
-    nice: i64,
-    policy: u32,
-    rss_pages: u64,
-    start_ticks: u64,
-    image: [u64; 5],
-    kernel_thread: bool,
-}
-
-impl StatVals {
-    fn of(st: &procdir::Stat<'_>) -> StatVals {
-        StatVals {
-            ppid: st.ppid,
-            cpu_ticks: st.utime.saturating_add(st.stime),
-            threads: st.threads,
-            nice: st.nice,
-            policy: st.policy,
-            rss_pages: st.rss_pages,
-            start_ticks: st.start_ticks,
-            image: st.image,
-            kernel_thread: st.kernel_thread(),
-        }
-    }
-
-    fn same_process(&self, e: &Entry) -> bool {
-        e.p.start_ticks == self.start_ticks
-            && e.image == self.image
-            && e.p.kernel_thread == self.kernel_thread
-    }
-}
-
 /// A reader of the host that remembers, between inventories, what cannot change for a
 /// process (keyed by pid, start time and program image) and the sock_diag socket of each
 /// network namespace. The agent keeps one for its whole life; see the module documentation
@@ -250,9 +178,8 @@ pub struct Inventory {
     scan: u64,
     procs: IdMap<i32, Box<Entry>>,
     net: net::NetReader,
-    hashes: hash::Hashes,
-    /// What is read from executables (from `opts`).
-    wanted: hash::Wanted,
+    /// Reads executables (what `opts` wants of them) off this thread, with a deadline.
+    exes: hash::ExeReader,
     users: Users,
     /// Inodes of the TCP/UDP sockets of the last inventory (to their index in it).
     prev_index: IdMap<u64, usize>,
@@ -306,12 +233,14 @@ impl Inventory {
                 .filter(|&v| v > 0)
         };
         Inventory {
-            wanted: hash::Wanted::new(opts.hash_exes, &opts.exe_strings),
+            exes: hash::ExeReader::new(
+                hash::Wanted::new(opts.hash_exes, &opts.exe_strings),
+                hash::READ_TIMEOUT,
+            ),
             opts,
             scan: 0,
             procs: IdMap::default(),
             net: net::NetReader::new(),
-            hashes: hash::Hashes::default(),
             users: Users::default(),
             prev_index: IdMap::default(),
             spare_index: IdMap::default(),
@@ -517,9 +446,9 @@ impl Inventory {
             }
         }
         snap.processes = processes;
-        if self.wanted.any() {
+        if self.exes.wanted().any() {
             let live: HashSet<FileKey> = next.values().filter_map(|e| e.exe_key).collect();
-            self.hashes.retain(&live);
+            self.exes.retain(live);
         }
         self.procs = next;
         Ok(snap)
@@ -528,7 +457,7 @@ impl Inventory {
     /// Not searched for: no process holds it after a search of every process, or one whose
     /// descriptors cannot be read may.
     fn settled(&self, inode: u64) -> bool {
-        self.orphans.contains(&inode) || self.explained.contains(&inode)
+        holders::settled(&self.orphans, &self.explained, inode)
     }
 
     fn gap(&self, pid: i32, what: &str, error: String) -> Gap {
@@ -538,155 +467,6 @@ impl Inventory {
         }
     }
 
-    /// Reads a process seen for the first time: everything, through a descriptor of its
-    /// directory.
-    fn read_new(&mut self, proc_dir: BorrowedFd<'_>, pid: i32) -> Outcome {
-        let dir = match open_pid_dir(proc_dir, pid) {
-            Ok(d) => d,
-            Err(e) if is_vanished(e) => return Outcome::Vanished,
-            Err(e) => return Outcome::Gap(self.gap(pid, "", e.to_string())),
-        };
-        // The owner of /proc/<pid> is the effective uid. The kernel shows the files *in*
-        // the directory of a non-dumpable process (setuid, PR_SET_DUMPABLE 0) as root's,
-        // but not the directory itself (`task_dump_owner`), so no `status` is needed.
-        let owner = match procdir::dir_owner(dir.as_fd()) {
-            Ok(uid) => uid,
-            Err(e) if is_vanished(e) => return Outcome::Vanished,
-            Err(e) => return Outcome::Gap(self.gap(pid, "", e.to_string())),
-        };
-        let (vals, comm) = match self.buf.read_at(dir.as_fd(), c"stat", true) {
-            Ok(b) => match procdir::parse_stat(b) {
-                // Another process's directory mounted over this one (a decoy): not this
-                // process; the cross-check tells whether it is masked.
-                Some(st) if st.pid != pid => return Outcome::Vanished,
-                Some(st) => (
-                    StatVals::of(&st),
-                    String::from_utf8_lossy(st.comm).into_owned(),
-                ),
-                None => return Outcome::Gap(self.gap(pid, "/stat", "unparseable".into())),
-            },
-            Err(e) if is_vanished(e) => return Outcome::Vanished,
-            Err(e) => return Outcome::Gap(self.gap(pid, "/stat", e.to_string())),
-        };
-        let mut e = Box::new(Entry {
-            p: Process {
-                pid,
-                comm,
-                uid: owner,
-                start_ticks: vals.start_ticks,
-                kernel_thread: vals.kernel_thread,
-                ..Process::default()
-            },
-            image: vals.image,
-            users_generation: 0,
-            exe_key: None,
-            gaps: Vec::new(),
-            fds_unreadable: false,
-        });
-        self.apply(&mut e, &vals, owner);
-        if !vals.kernel_thread {
-            for part in ALL_PARTS {
-                if self.read_part(dir.as_fd(), &mut e, part).is_err() {
-                    return Outcome::Vanished;
-                }
-            }
-        }
-        Outcome::Live(e)
-    }
-
-    /// Reads a process known from the last scan: its owner and `stat` by path (two system
-    /// calls and a read), more only if it changed or its turn to be refreshed came.
-    fn read_known(&mut self, proc_dir: BorrowedFd<'_>, pid: i32, mut e: Box<Entry>) -> Outcome {
-        let turn = (pid.unsigned_abs() as u64).wrapping_add(self.scan);
-        let refresh: &[Part] = if e.p.kernel_thread {
-            &[]
-        } else if turn % FD_REFRESH_SCANS == 0 {
-            &ALL_PARTS
-        } else if turn % REFRESH_SCANS == 0 {
-            &REFRESH_PARTS
-        } else {
-            &[]
-        };
-        // Its turn: everything is read through a descriptor of the directory.
-        let dir = if refresh.is_empty() {
-            None
-        } else {
-            match open_pid_dir(proc_dir, pid) {
-                Ok(d) => Some(d),
-                Err(err) if is_vanished(err) => return Outcome::Vanished,
-                Err(err) => return Outcome::Gap(self.gap(pid, "", err.to_string())),
-            }
-        };
-        let path = PidPath::new(pid);
-        let owner = match &dir {
-            Some(d) => procdir::dir_owner(d.as_fd()),
-            None => rustix::fs::statat(proc_dir, path.dir(), rustix::fs::AtFlags::empty())
-                .map(|st| st.st_uid)
-                .map_err(procdir::errno),
-        };
-        let owner = match owner {
-            Ok(uid) => uid,
-            Err(err) if is_vanished(err) => return Outcome::Vanished,
-            Err(err) => return Outcome::Gap(self.gap(pid, "", err.to_string())),
-        };
-        let mut path = path;
-        let stat = match &dir {
-            Some(d) => self.buf.read_at(d.as_fd(), c"stat", true),
-            None => self.buf.read_at(proc_dir, path.file(b"stat"), true),
-        };
-        let stat = match stat {
-            Ok(b) => b,
-            Err(err) if is_vanished(err) => return Outcome::Vanished,
-            Err(err) => return Outcome::Gap(self.gap(pid, "/stat", err.to_string())),
-        };
-        let Some(st) = procdir::parse_stat(stat) else {
-            return Outcome::Gap(self.gap(pid, "/stat", "unparseable".into()));
-        };
-        let vals = StatVals::of(&st);
-        if !vals.same_process(&e) {
-            // A reused pid, or the same process running a new program: a new process.
-            return self.read_new(proc_dir, pid);
-        }
-        let comm_changed = e.p.comm.as_bytes() != st.comm;
-        if comm_changed {
-            e.p.comm = String::from_utf8_lossy(st.comm).into_owned();
-        }
-        self.apply(&mut e, &vals, owner);
-        if vals.kernel_thread {
-            return Outcome::Live(e);
-        }
-        let (dir, parts): (OwnedFd, &[Part]) = match dir {
-            Some(d) => (d, refresh),
-            None if comm_changed => {
-                // Read through a descriptor of the directory, after checking it is still
-                // the process whose stat was just read.
-                let d = match open_pid_dir(proc_dir, pid) {
-                    Ok(d) => d,
-                    Err(err) if is_vanished(err) => return Outcome::Vanished,
-                    Err(err) => return Outcome::Gap(self.gap(pid, "", err.to_string())),
-                };
-                let same = match self.buf.read_at(d.as_fd(), c"stat", true) {
-                    Ok(b) => {
-                        procdir::parse_stat(b).is_some_and(|st| StatVals::of(&st).same_process(&e))
-                    }
-                    Err(err) if is_vanished(err) => return Outcome::Vanished,
-                    Err(_) => false,
-                };
-                if !same {
-                    return self.read_new(proc_dir, pid);
-                }
-                (d, &[Part::Cmdline])
-            }
-            None => return Outcome::Live(e),
-        };
-        for &part in parts {
-            if self.read_part(dir.as_fd(), &mut e, part).is_err() {
-                return Outcome::Vanished;
-            }
-        }
-        Outcome::Live(e)
-    }
-
     /// The pids of the procfs root.
     fn list(&mut self, proc_dir: BorrowedFd<'_>) -> Result<Vec<i32>, Errno> {
         #[allow(unused_mut)]
@@ -694,249 +474,6 @@ impl Inventory {
         #[cfg(test)]
         pids.retain(|p| !self.unlisted.contains(p));
         Ok(pids)
-    }
-
-    /// The kernel's task count from `<proc>/loadavg`.
-    fn loadavg_tasks(&mut self) -> Option<u64> {
-        let path = self.opts.proc_root.join("loadavg");
-        self.buf
-            .read_path(&path)
-            .ok()
-            .and_then(crosscheck::loadavg_tasks)
-    }
-
-    /// Host artefacts, and the cross-check of the processes read (`procs`) against the
-    /// cgroup file system (see `crosscheck.rs`). A process hidden from the listing whose
-    /// `/proc/<pid>` still reads is added to `procs`.
-    fn host_state(
-        &mut self,
-        proc_dir: BorrowedFd<'_>,
-        procs: &mut IdMap<i32, Box<Entry>>,
-        gaps: &mut Vec<Gap>,
-    ) -> HostState {
-        let mut host = HostState::default();
-        let preload_file = self.opts.preload_file.clone();
-        match self.buf.read_path(&preload_file) {
-            Ok(text) => host.preload = crosscheck::preload_entries(text),
-            Err(Errno::ENOENT) => {}
-            Err(e) => gaps.push(Gap {
-                what: preload_file.display().to_string(),
-                error: e.to_string(),
-            }),
-        }
-        let root = self.opts.proc_root.clone();
-        if let Ok(env) = self.buf.read_path(root.join("self/environ")) {
-            host.preload_env = crosscheck::environ_var(env, "LD_PRELOAD");
-        }
-        let sys = self.opts.sys_root.clone();
-        host.hugepages = crosscheck::hugepages(&sys, &root, &mut self.buf, &mut self.dents);
-        host.msr = crosscheck::msr(&sys, &mut self.buf);
-        let mounts = match self.buf.read_path(root.join("self/mountinfo")) {
-            Ok(text) => crosscheck::parse_mountinfo(text, &root.to_string_lossy()),
-            Err(_) => crosscheck::Mounts::default(),
-        };
-        host.proc_mounts = mounts.proc_mounts;
-        if !self.opts.live() {
-            return host;
-        }
-        let Some((mount, version)) = mounts.cgroup else {
-            gaps.push(Gap {
-                what: "cgroup file system".into(),
-                error: "not mounted: the process list is not cross-checked".into(),
-            });
-            return host;
-        };
-        let Some((cg, walk)) = crosscheck::walk_cgroups(
-            Path::new(&mount),
-            version,
-            &mut self.buf,
-            &mut self.dents,
-            gaps,
-        ) else {
-            return host;
-        };
-        host.cgroups = Some(walk);
-        let mut candidates: Vec<(i32, u32)> = cg
-            .pids
-            .into_iter()
-            .filter(|(pid, _)| !procs.contains_key(pid))
-            .collect();
-        candidates.sort_unstable();
-        candidates.dedup_by_key(|(pid, _)| *pid);
-        if candidates.is_empty() {
-            return host;
-        }
-        // Started after the first listing, gone, or hidden: a second listing (after the
-        // walk) tells a new process from one the listing hides.
-        let relisted: IdSet<i32> = self
-            .list(proc_dir)
-            .map(|v| v.into_iter().collect())
-            .unwrap_or_default();
-        for (pid, cgroup) in candidates {
-            let cgroup = cg.names.get(cgroup as usize).cloned().unwrap_or_default();
-            match self.read_new(proc_dir, pid) {
-                Outcome::Live(e) => {
-                    if !relisted.contains(&pid) {
-                        host.hidden.push(HiddenProcess {
-                            pid,
-                            how: HiddenHow::Unlisted,
-                            cgroup,
-                            inventoried: true,
-                        });
-                    }
-                    procs.insert(pid, e);
-                }
-                Outcome::Vanished => {
-                    if self.masked(proc_dir, pid) && process_exists(pid, mounts.hidepid) {
-                        host.hidden.push(HiddenProcess {
-                            pid,
-                            how: HiddenHow::Masked,
-                            cgroup,
-                            inventoried: false,
-                        });
-                    }
-                }
-                // Not readable for another reason (permission): a gap, not evidence.
-                Outcome::Gap(g) => gaps.push(g),
-            }
-        }
-        host
-    }
-
-    /// Whether `/proc/<pid>` is not the process's own directory: another file system is
-    /// mounted on it, or it has no `stat`, or a `stat` of another pid (a bind mount of a
-    /// decoy's directory). A process that is merely exiting shows none of these: its
-    /// directory is procfs, and it reads until it is gone (then `kill(pid, 0)` fails too).
-    fn masked(&mut self, proc_dir: BorrowedFd<'_>, pid: i32) -> bool {
-        let Ok(dir) = open_pid_dir(proc_dir, pid) else {
-            return false;
-        };
-        let foreign = rustix::fs::fstatfs(&dir)
-            .map(|st| st.f_type != rustix::fs::PROC_SUPER_MAGIC)
-            .unwrap_or(false);
-        foreign
-            || match self.buf.read_at(dir.as_fd(), c"stat", true) {
-                Ok(b) => procdir::parse_stat(b).is_none_or(|st| st.pid != pid),
-                Err(e) => e == Errno::ENOENT,
-            }
-    }
-
-    /// The per-scan values: from `stat`, and the uid from the directory owner.
-    fn apply(&self, e: &mut Entry, vals: &StatVals, owner: u32) {
-        e.p.ppid = vals.ppid;
-        e.p.cpu_ticks = vals.cpu_ticks;
-        e.p.threads = vals.threads;
-        e.p.nice = vals.nice;
-        e.p.sched_policy = vals.policy;
-        e.p.rss_bytes = vals.rss_pages.saturating_mul(self.page_size);
-        if e.p.uid != owner {
-            e.p.uid = owner;
-            e.users_generation = 0;
-        }
-    }
-
-    fn read_part(
-        &mut self,
-        dir: BorrowedFd<'_>,
-        e: &mut Entry,
-        part: Part,
-    ) -> Result<(), Vanished> {
-        let pid = e.p.pid;
-        match part {
-            Part::Cmdline => {
-                let mut gap = None;
-                match self.buf.read_at(dir, c"cmdline", false) {
-                    Ok(b) => e.p.cmdline = procdir::split_cmdline(b),
-                    Err(err) if is_vanished(err) => return Err(Vanished),
-                    Err(err) => {
-                        e.p.cmdline.clear();
-                        gap = Some(self.gap(pid, "/cmdline", err.to_string()));
-                    }
-                }
-                e.set_gap(Part::Cmdline, gap);
-            }
-            Part::Exe => {
-                let mut gap = None;
-                match procdir::readlink(dir, c"exe") {
-                    Ok(target) => {
-                        let (path, deleted) = procdir::exe_path(target.as_encoded_bytes());
-                        e.p.exe = Some(path);
-                        e.p.exe_deleted = deleted;
-                    }
-                    // Zombies and processes whose main thread exited have no exe link.
-                    Err(Errno::ENOENT) => {
-                        e.p.exe = None;
-                        e.p.exe_deleted = false;
-                    }
-                    Err(err) if is_vanished(err) => return Err(Vanished),
-                    // Not allowed to follow it (another user's process, or ptrace rules):
-                    // the rest of the process is still worth matching.
-                    Err(err) => {
-                        e.p.exe = None;
-                        e.p.exe_deleted = false;
-                        gap = Some(self.gap(pid, "/exe", err.to_string()));
-                    }
-                }
-                e.p.exe_sha256 = None;
-                e.p.exe_strings.clear();
-                e.exe_key = None;
-                if self.wanted.any() && e.p.exe.is_some() {
-                    match self.hashes.hash(dir, pid, &self.wanted) {
-                        hash::Hashed::Facts(key, facts, g) => {
-                            e.exe_key = Some(key);
-                            e.p.exe_sha256 = facts.sha256;
-                            e.p.exe_strings = facts.strings;
-                            gap = gap.or(g);
-                        }
-                        hash::Hashed::Nothing => {}
-                        hash::Hashed::Gap(g) => gap = gap.or(Some(g)),
-                    }
-                }
-                e.set_gap(Part::Exe, gap);
-                // The cgroup is read with the executable: neither changes without an exec
-                // or a refresh noticing.
-                if let Ok(b) = self.buf.read_at(dir, c"cgroup", true) {
-                    e.p.cgroup = procdir::cgroup_path(String::from_utf8_lossy(b).trim_end());
-                    e.p.container = e.p.cgroup.as_deref().and_then(procdir::container_id);
-                }
-            }
-            Part::Netns => {
-                let mut gap = None;
-                match procdir::readlink(dir, c"ns/net") {
-                    Ok(t) => match procdir::parse_ns_link(t.as_encoded_bytes()) {
-                        Some(ns) => e.p.netns = ns,
-                        None => {
-                            gap = Some(self.gap(
-                                pid,
-                                "/ns/net",
-                                format!("unexpected namespace link {t:?}"),
-                            ))
-                        }
-                    },
-                    Err(err) if is_vanished(err) => return Err(Vanished),
-                    Err(err) => gap = Some(self.gap(pid, "/ns/net", err.to_string())),
-                }
-                e.set_gap(Part::Netns, gap);
-            }
-            Part::Fds => {
-                let mut inodes = std::mem::take(&mut e.p.socket_inodes);
-                inodes.clear();
-                let gap = match procdir::socket_inodes(dir, &mut self.dents, &mut inodes) {
-                    Ok(()) => {
-                        e.fds_unreadable = false;
-                        None
-                    }
-                    Err(FdError::Vanished) => return Err(Vanished),
-                    Err(FdError::Unreadable(err)) => {
-                        e.fds_unreadable = inodes.is_empty();
-                        Some(self.gap(pid, "/fd", err.to_string()))
-                    }
-                };
-                e.p.socket_inodes = inodes;
-                e.set_gap(Part::Fds, gap);
-            }
-        }
-        Ok(())
     }
 
     /// Joins sockets to the processes holding them (owners in ascending pid order). With
@@ -973,7 +510,8 @@ impl Inventory {
     }
 
     /// Finds the holders of sockets that appeared since the last scan, walking the `fd/` of
-    /// candidate processes only (see the module documentation for the order).
+    /// candidate processes only (`holders.rs` chooses them; see the module documentation for
+    /// the order).
     fn find_holders(
         &mut self,
         proc_dir: BorrowedFd<'_>,
@@ -981,113 +519,49 @@ impl Inventory {
         sockets: &[Socket],
         index: &IdMap<u64, usize>,
     ) {
-        let mut owned: Vec<bool> = sockets.iter().map(|s| !s.owners.is_empty()).collect();
-        let mut unknown: Vec<usize> = (0..sockets.len())
-            .filter(|&k| !owned[k] && sockets[k].inode != 0 && !self.settled(sockets[k].inode))
+        let candidates: Vec<holders::Proc> = procs
+            .values()
+            .map(|e| holders::Proc {
+                pid: e.p.pid,
+                netns: e.p.netns,
+                uid: e.p.uid,
+            })
             .collect();
-        if unknown.is_empty() {
-            return;
-        }
-        let mut walked: IdSet<i32> = IdSet::default();
-
-        // 1. Accepted connections: the holders of a listener on the same local port.
-        let mut listeners: HashMap<(u64, u16), Vec<usize>, IdBuild> = HashMap::default();
-        for (i, s) in sockets.iter().enumerate() {
-            if s.protocol == Protocol::Tcp && s.state == SocketState::Listen && s.inode != 0 {
-                listeners
-                    .entry((s.netns, s.local.port()))
-                    .or_default()
-                    .push(i);
-            }
-        }
-        let mut candidates: IdSet<i32> = IdSet::default();
-        for &k in &unknown {
-            let s = &sockets[k];
-            if s.protocol != Protocol::Tcp || s.state == SocketState::Listen {
-                continue;
-            }
-            for l in listeners
-                .get(&(s.netns, s.local.port()))
-                .into_iter()
-                .flatten()
-            {
-                candidates.extend(&sockets[*l].owners);
-            }
-        }
-        self.walk(proc_dir, procs, candidates, &mut walked, index, &mut owned);
-        unknown.retain(|&k| !owned[k]);
-
-        // 2. The processes of the socket's namespace running as the socket's uid.
-        if !unknown.is_empty() {
-            let keys: HashSet<(u64, u32), IdBuild> = unknown
-                .iter()
-                .map(|&k| (sockets[k].netns, sockets[k].uid))
-                .collect();
-            let candidates = procs
-                .values()
-                .filter(|e| keys.contains(&(e.p.netns, e.p.uid)))
-                .map(|e| e.p.pid)
-                .collect();
-            self.walk(proc_dir, procs, candidates, &mut walked, index, &mut owned);
-            unknown.retain(|&k| !owned[k]);
-        }
-
-        // Sockets already unowned in the last scan: 3. the root processes of the namespace
-        // (every process of it if the socket is root's), 4. every process.
-        unknown.retain(|&k| self.pending.contains(&sockets[k].inode));
-        if !unknown.is_empty() {
-            let any: IdSet<u64> = unknown
-                .iter()
-                .filter(|&&k| sockets[k].uid == 0)
-                .map(|&k| sockets[k].netns)
-                .collect();
-            let root: IdSet<u64> = unknown.iter().map(|&k| sockets[k].netns).collect();
-            let candidates = procs
-                .values()
-                .filter(|e| any.contains(&e.p.netns) || (e.p.uid == 0 && root.contains(&e.p.netns)))
-                .map(|e| e.p.pid)
-                .collect();
-            self.walk(proc_dir, procs, candidates, &mut walked, index, &mut owned);
-            unknown.retain(|&k| !owned[k]);
-        }
-        // A socket that a process whose `fd/` cannot be read may hold (pid 1 in some
-        // sandboxes) would send every scan to step 4, to find nothing: it is left alone.
-        let unreadable = &self.unreadable;
-        let explained: Vec<u64> = unknown
-            .iter()
-            .map(|&k| &sockets[k])
-            .filter(|s| unreadable.iter().any(|u| u.explains(s)))
-            .map(|s| s.inode)
-            .collect();
-        self.explained.extend(explained);
-        unknown.retain(|&k| !self.explained.contains(&sockets[k].inode));
-        if !unknown.is_empty() {
-            let candidates = procs.keys().copied().collect();
-            self.walk(proc_dir, procs, candidates, &mut walked, index, &mut owned);
-            unknown.retain(|&k| !owned[k]);
-            self.orphans
-                .extend(unknown.iter().map(|&k| sockets[k].inode));
-        }
+        // The search's memory, out of `self` while `walk` reads descriptors through it.
+        let pending = std::mem::take(&mut self.pending);
+        let mut orphans = std::mem::take(&mut self.orphans);
+        let mut explained = std::mem::take(&mut self.explained);
+        let unreadable = std::mem::take(&mut self.unreadable);
+        let memory = holders::Memory {
+            pending: &pending,
+            orphans: &mut orphans,
+            explained: &mut explained,
+            unreadable: &unreadable,
+        };
+        holders::search(sockets, &candidates, memory, &mut |pids, owned| {
+            self.walk(proc_dir, procs, pids, index, owned)
+        });
+        self.pending = pending;
+        self.orphans = orphans;
+        self.explained = explained;
+        self.unreadable = unreadable;
     }
 
-    /// Re-reads the socket lists of `candidates` not walked yet in this search, marking the
-    /// sockets they hold as owned.
+    /// Re-reads the socket lists of `pids` (each once per search, `holders::search` sees to
+    /// that), marking the sockets they hold as owned.
     fn walk(
         &mut self,
         proc_dir: BorrowedFd<'_>,
         procs: &mut IdMap<i32, Box<Entry>>,
-        candidates: IdSet<i32>,
-        walked: &mut IdSet<i32>,
+        pids: &[i32],
         index: &IdMap<u64, usize>,
         owned: &mut [bool],
     ) {
-        let mut candidates: Vec<i32> = candidates.into_iter().collect();
-        candidates.sort_unstable();
-        for pid in candidates {
+        for &pid in pids {
             let Some(e) = procs.get_mut(&pid) else {
                 continue;
             };
-            if e.p.kernel_thread || e.fds_unreadable || !walked.insert(pid) {
+            if e.p.kernel_thread || e.fds_unreadable {
                 continue;
             }
             // The same process? (The pid may have been reused since it was read.)
@@ -1112,80 +586,6 @@ impl Inventory {
     }
 }
 
-/// `<pid>` and `<pid>/<file>` relative to the procfs root, formatted without allocating.
-struct PidPath {
-    buf: [u8; 40],
-    dir_len: usize,
-}
-
-impl PidPath {
-    fn new(pid: i32) -> PidPath {
-        let mut buf = [0u8; 40];
-        let mut digits = [0u8; 12];
-        let mut v = pid.unsigned_abs();
-        let mut n = 0;
-        loop {
-            digits[n] = b'0' + (v % 10) as u8;
-            v /= 10;
-            n += 1;
-            if v == 0 {
-                break;
-            }
-        }
-        for i in 0..n {
-            buf[i] = digits[n - 1 - i];
-        }
-        PidPath { buf, dir_len: n }
-    }
-
-    fn dir(&self) -> &[u8] {
-        &self.buf[..self.dir_len]
-    }
-
-    /// `<pid>/<name>` (`name` short: a procfs file name).
-    fn file(&mut self, name: &[u8]) -> &[u8] {
-        let end = (self.dir_len + 1 + name.len()).min(self.buf.len());
-        self.buf[self.dir_len] = b'/';
-        let n = end - self.dir_len - 1;
-        self.buf[self.dir_len + 1..end].copy_from_slice(&name[..n]);
-        &self.buf[..end]
-    }
-}
-
-/// A process whose `fd/` could not be read (wholly or in part): it may hold sockets that no
-/// search can attribute to it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Unreadable {
-    pid: i32,
-    start_ticks: u64,
-    uid: u32,
-    /// 0 when its namespace could not be read either.
-    netns: u64,
-}
-
-impl Unreadable {
-    /// The unreadable processes among `procs`, in `pids` order (ascending).
-    fn of(pids: &[i32], procs: &IdMap<i32, Box<Entry>>) -> Vec<Unreadable> {
-        pids.iter()
-            .filter_map(|pid| procs.get(pid))
-            .filter(|e| !e.p.kernel_thread && e.gaps.iter().any(|(part, _)| *part == Part::Fds))
-            .map(|e| Unreadable {
-                pid: e.p.pid,
-                start_ticks: e.p.start_ticks,
-                uid: e.p.uid,
-                netns: e.p.netns,
-            })
-            .collect()
-    }
-
-    /// Whether it may hold `s`: in the socket's namespace (or one it cannot be told apart
-    /// from), and a candidate by uid as the search's own steps choose them: the socket's
-    /// owner, or any process for a socket root created (a daemon that dropped privileges).
-    fn explains(&self, s: &Socket) -> bool {
-        (self.netns == 0 || self.netns == s.netns) && (self.uid == s.uid || s.uid == 0)
-    }
-}
-
 /// Takes one inventory of the host, remembering nothing.
 pub fn take(opts: &Options) -> Result<Snapshot, InventoryError> {
     Inventory::new(opts.clone()).take()
@@ -1207,20 +607,6 @@ pub fn open_netns(
     )
     .map_err(|e| format!("{}: {e}", proc_root.display()))?;
     net::open_ns_file(proc_dir.as_fd(), netns, pids)
-}
-
-/// Whether process `pid` exists, by `kill(pid, 0)`: it does unless the kernel says `ESRCH`
-/// (`EPERM` is another user's process). With `hidepid` on procfs, another user's process is
-/// invisible by design, so only a process this reader may signal counts.
-fn process_exists(pid: i32, hidepid: bool) -> bool {
-    let Some(p) = rustix::process::Pid::from_raw(pid) else {
-        return false;
-    };
-    match rustix::process::test_kill_process(p) {
-        Ok(()) => true,
-        Err(rustix::io::Errno::PERM) => !hidepid,
-        Err(_) => false,
-    }
 }
 
 /// The numeric entries of the procfs root (`expect`: about how many, the last count).
@@ -1251,38 +637,6 @@ fn list_pids<Fd: AsFd>(proc_dir: Fd, buf: &mut Vec<u8>, expect: usize) -> Result
     Ok(pids)
 }
 
-/// uid → name from the passwd file, re-read only when the file changes.
-#[derive(Debug, Default)]
-struct Users {
-    key: Option<(u64, u64, i64, i64, u64)>,
-    map: HashMap<u32, String>,
-    /// Bumped on every reload; starts at 1 so that 0 means "never looked up".
-    generation: u64,
-}
-
-impl Users {
-    fn refresh(&mut self, path: &Path) {
-        use std::os::unix::fs::MetadataExt;
-        let key = std::fs::metadata(path)
-            .ok()
-            .map(|m| (m.dev(), m.ino(), m.mtime(), m.mtime_nsec(), m.size()));
-        if self.generation > 0 && key.is_some() && key == self.key {
-            return;
-        }
-        match read_passwd(path) {
-            Some(map) => {
-                self.key = key;
-                self.map = map;
-            }
-            // Unreadable for a moment (being replaced, say): keep the names we had and
-            // try again next scan.
-            None if self.generation > 0 => return,
-            None => self.map.clear(),
-        }
-        self.generation += 1;
-    }
-}
-
 fn read_uptime(proc_root: &Path, buf: &mut Buf) -> Result<f64, InventoryError> {
     let path = proc_root.join("uptime");
     let bytes = buf.read_path(&path).map_err(|e| InventoryError::Read {
@@ -1304,21 +658,6 @@ fn read_trimmed(path: &Path, buf: &mut Buf) -> Option<String> {
     buf.read_path(path)
         .ok()
         .map(|b| String::from_utf8_lossy(b).trim_end().to_string())
-}
-
-/// uid → name from a passwd file; an unreadable file gives an empty map (uids stay numeric).
-fn read_passwd(path: &Path) -> Option<HashMap<u32, String>> {
-    let text = std::fs::read_to_string(path).ok()?;
-    let mut users = HashMap::new();
-    for line in text.lines() {
-        let mut f = line.split(':');
-        if let (Some(name), Some(_), Some(uid)) = (f.next(), f.next(), f.next()) {
-            if let Ok(uid) = uid.parse::<u32>() {
-                users.entry(uid).or_insert_with(|| name.to_string());
-            }
-        }
-    }
-    Some(users)
 }
 
 #[cfg(test)]

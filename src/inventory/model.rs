@@ -329,59 +329,9 @@ fn basename(path: &str) -> &str {
     path.rsplit('/').next().unwrap_or(path)
 }
 
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash, PartialOrd, Ord)]
-#[serde(rename_all = "lowercase")]
-pub enum Protocol {
-    Tcp,
-    Udp,
-}
-
-impl std::fmt::Display for Protocol {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Protocol::Tcp => "tcp",
-            Protocol::Udp => "udp",
-        })
-    }
-}
-
-/// Socket state. UDP sockets are `Unconnected` (bound, no peer) or `Established` (connected).
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash, PartialOrd, Ord)]
-#[serde(rename_all = "snake_case")]
-pub enum SocketState {
-    Listen,
-    Established,
-    SynSent,
-    SynRecv,
-    FinWait1,
-    FinWait2,
-    TimeWait,
-    Close,
-    CloseWait,
-    LastAck,
-    Closing,
-    Unconnected,
-}
-
-impl std::fmt::Display for SocketState {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let s = match self {
-            SocketState::Listen => "listen",
-            SocketState::Established => "established",
-            SocketState::SynSent => "syn_sent",
-            SocketState::SynRecv => "syn_recv",
-            SocketState::FinWait1 => "fin_wait1",
-            SocketState::FinWait2 => "fin_wait2",
-            SocketState::TimeWait => "time_wait",
-            SocketState::Close => "close",
-            SocketState::CloseWait => "close_wait",
-            SocketState::LastAck => "last_ack",
-            SocketState::Closing => "closing",
-            SocketState::Unconnected => "unconnected",
-        };
-        f.write_str(s)
-    }
-}
+/// A socket's transport and state are the documents' words (`aupwatch-proto`). UDP sockets
+/// are `Unconnected` (bound, no peer) or `Established` (connected).
+pub use aupwatch_proto::{Protocol, SocketState};
 
 /// A TCP or UDP socket of one network namespace.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -451,4 +401,61 @@ pub struct Gap {
     /// What was being read (a path).
     pub what: String,
     pub error: String,
+}
+
+/// A peer address, or `None` for the all-zero "no peer".
+fn peer(addr: SocketAddr) -> Option<SocketAddr> {
+    (addr.port() != 0 || !addr.ip().is_unspecified()).then_some(addr)
+}
+
+/// A [`Socket`] from the kernel's numbers, shared by both readers (sock_diag, `diag.rs`, and
+/// the `/proc/<pid>/net` text, `net.rs`). `state` is the kernel's
+/// TCP state number (UDP uses 1, connected, and 7, not). `None` for an unknown TCP state.
+pub(super) fn socket_from_parts(
+    netns: u64,
+    protocol: Protocol,
+    local: SocketAddr,
+    remote: SocketAddr,
+    state: u8,
+    uid: u32,
+    inode: u64,
+) -> Option<Socket> {
+    let (state, remote) = match protocol {
+        Protocol::Tcp => {
+            let state = match state {
+                1 => SocketState::Established,
+                2 => SocketState::SynSent,
+                3 | 12 => SocketState::SynRecv, // 12: TCP_NEW_SYN_RECV (request socket)
+                4 => SocketState::FinWait1,
+                5 => SocketState::FinWait2,
+                6 => SocketState::TimeWait,
+                7 => SocketState::Close,
+                8 => SocketState::CloseWait,
+                9 => SocketState::LastAck,
+                10 => SocketState::Listen,
+                11 => SocketState::Closing,
+                _ => return None,
+            };
+            let remote = if state == SocketState::Listen {
+                None
+            } else {
+                peer(remote)
+            };
+            (state, remote)
+        }
+        Protocol::Udp => match (state, peer(remote)) {
+            (1, Some(r)) => (SocketState::Established, Some(r)),
+            _ => (SocketState::Unconnected, None),
+        },
+    };
+    Some(Socket {
+        netns,
+        protocol,
+        local,
+        remote,
+        state,
+        uid,
+        inode,
+        owners: Vec::new(),
+    })
 }

@@ -124,14 +124,12 @@ fn sockets_opened_after_a_scan_are_owned_in_the_next() {
 
 #[test]
 fn a_new_process_and_a_new_program_are_read_again() {
-    let Ok(sh) = Command::new("/bin/sh")
+    // Every Linux has /bin/sh: without it this test fails rather than passes doing nothing.
+    let sh = Command::new("/bin/sh")
         .args(["-c", "read x; exec sleep 30"])
         .stdin(std::process::Stdio::piped())
         .spawn()
-    else {
-        eprintln!("no /bin/sh; skipped");
-        return;
-    };
+        .expect("start /bin/sh");
     let mut child = Kill(sh);
     let pid = child.0.id() as i32;
     wait_for("the shell", || {
@@ -160,6 +158,7 @@ fn a_new_process_and_a_new_program_are_read_again() {
 }
 
 #[test]
+#[ignore = "needs python3 (.ci/run installs it); run with --include-ignored (CI does)"]
 fn a_child_with_a_listener_is_found_in_steady_state() {
     // A process started after the first scan, listening: new, so read in full.
     let Ok(py) = Command::new("python3")
@@ -170,8 +169,7 @@ fn a_child_with_a_listener_is_found_in_steady_state() {
         .stdout(std::process::Stdio::piped())
         .spawn()
     else {
-        eprintln!("no python3; skipped");
-        return;
+        panic!("python3 is not installed: this ignored test needs it when it is run");
     };
     let mut inv = Inventory::new(Options::default());
     inv.take().expect("first");
@@ -461,11 +459,11 @@ fn read_port(out: &mut std::process::ChildStdout) -> u16 {
 }
 
 #[test]
+#[ignore = "needs python3 (.ci/run installs it); run with --include-ignored (CI does)"]
 fn a_socket_an_unreadable_process_may_hold_is_not_searched_for_everywhere() {
     use std::io::Write;
     let Some((child, mut stdin, mut stdout)) = listener_on_request() else {
-        eprintln!("no python3; skipped");
-        return;
+        panic!("python3 is not installed: this ignored test needs it when it is run");
     };
     let pid = child.0.id() as i32;
     wait_for("python", || {
@@ -511,33 +509,6 @@ fn a_socket_an_unreadable_process_may_hold_is_not_searched_for_everywhere() {
     assert_eq!(s.owners, vec![pid]);
     assert!(inv.explained.is_empty());
     drop(child);
-}
-
-#[test]
-fn which_sockets_an_unreadable_process_explains() {
-    let u = Unreadable {
-        pid: 1,
-        start_ticks: 1,
-        uid: 1000,
-        netns: 7,
-    };
-    let sock = |netns, uid| Socket {
-        netns,
-        protocol: Protocol::Tcp,
-        local: "127.0.0.1:80".parse().expect("addr"),
-        remote: None,
-        state: SocketState::Listen,
-        uid,
-        inode: 9,
-        owners: Vec::new(),
-    };
-    assert!(u.explains(&sock(7, 1000)));
-    assert!(u.explains(&sock(7, 0)), "root's socket, privileges dropped");
-    assert!(!u.explains(&sock(7, 1001)), "another user's");
-    assert!(!u.explains(&sock(8, 1000)), "another namespace");
-    let nowhere = Unreadable { netns: 0, ..u };
-    assert!(nowhere.explains(&sock(8, 1000)), "namespace unknown");
-    assert!(!nowhere.explains(&sock(8, 1001)));
 }
 
 #[test]

@@ -1,7 +1,8 @@
-//! The JSON-lines event log under the state directory: one event per line, rotated by size
+//! The JSON-lines event log under the state directory: one `aupwatch_proto::Event` per line
+//! (with its `schema_version`; `crates/proto/schema/event.schema.json`), rotated by size
 //! (`events.jsonl` → `events.jsonl.1` → …, keeping `keep` old files), so it is bounded.
 
-use crate::tracker::Event;
+use aupwatch_proto::Event;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -114,7 +115,7 @@ mod tests {
             } else {
                 vec![]
             };
-            for e in tracker.update(found, &[], i) {
+            for e in tracker.update(crate::detect::verdict::roll_up(found), &[], i) {
                 log.append(&e).expect("append");
             }
         }
@@ -131,8 +132,12 @@ mod tests {
             let text = std::fs::read_to_string(dir.path().join(f)).expect("read");
             assert!(text.len() <= 4096, "{f} is {} bytes", text.len());
             for line in text.lines() {
-                let v: serde_json::Value = serde_json::from_str(line).expect("each line is JSON");
-                assert!(v["kind"] == "new" || v["kind"] == "resolved");
+                let e: Event = serde_json::from_str(line).expect("each line is an event");
+                assert_eq!(e.schema_version, aupwatch_proto::SCHEMA_VERSION);
+                assert!(matches!(
+                    e.kind,
+                    aupwatch_proto::EventKind::New | aupwatch_proto::EventKind::Resolved
+                ));
             }
         }
     }

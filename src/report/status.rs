@@ -4,6 +4,8 @@
 //! Connections are served one at a time with short timeouts, so a stuck client cannot pile
 //! up threads.
 
+use aupwatch_proto::status::Status;
+use aupwatch_proto::SCHEMA_VERSION;
 use std::io::{Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -37,6 +39,12 @@ pub enum StatusError {
     Garbled { path: PathBuf, message: String },
     #[error("the agent refused: {0}")]
     Refused(String),
+    #[error("the agent at {path} speaks status schema version {found}; this aupwatch reads up to {known} (upgrade the client)")]
+    NewerSchema {
+        path: PathBuf,
+        found: u64,
+        known: u32,
+    },
 }
 
 /// The latest status document, shared between the agent loop and the socket thread.
@@ -156,8 +164,28 @@ fn supplementary_groups(status: &str) -> Vec<u32> {
         .unwrap_or_default()
 }
 
-/// Asks the agent at `path` for its status.
-pub fn query(path: &Path) -> Result<serde_json::Value, StatusError> {
+/// Asks the agent at `path` for its status document.
+pub fn query(path: &Path) -> Result<Status, StatusError> {
+    let value = fetch(path)?;
+    let found = value
+        .get("schema_version")
+        .and_then(serde_json::Value::as_u64)
+        .unwrap_or(0);
+    if found > u64::from(SCHEMA_VERSION) {
+        return Err(StatusError::NewerSchema {
+            path: path.to_path_buf(),
+            found,
+            known: SCHEMA_VERSION,
+        });
+    }
+    serde_json::from_value(value).map_err(|e| StatusError::Garbled {
+        path: path.to_path_buf(),
+        message: format!("not a status document: {e}"),
+    })
+}
+
+/// The agent's answer as JSON, or its refusal as an error.
+fn fetch(path: &Path) -> Result<serde_json::Value, StatusError> {
     let mut conn = UnixStream::connect(path).map_err(|source| StatusError::Connect {
         path: path.to_path_buf(),
         source,
@@ -202,9 +230,18 @@ mod tests {
             StatusServer::start(&path, "no-such-group-aupwatch", shared.clone()).expect("start");
         let mode = std::fs::metadata(&path).expect("stat").permissions().mode() & 0o777;
         assert_eq!(mode, 0o600, "without the group only the owner may connect");
-        assert_eq!(query(&path).expect("query")["agent"]["health"], "ok");
+        assert_eq!(fetch(&path).expect("fetch")["agent"]["health"], "ok");
+        assert!(
+            matches!(query(&path), Err(StatusError::Garbled { .. })),
+            "not a whole status document"
+        );
         *shared.lock().expect("lock") = r#"{"agent":{"health":"degraded"}}"#.to_string();
-        assert_eq!(query(&path).expect("query")["agent"]["health"], "degraded");
+        assert_eq!(fetch(&path).expect("fetch")["agent"]["health"], "degraded");
+        *shared.lock().expect("lock") = r#"{"schema_version":999}"#.to_string();
+        assert!(matches!(
+            query(&path),
+            Err(StatusError::NewerSchema { found: 999, .. })
+        ));
         assert!(matches!(
             StatusServer::start(&path, "x", shared.clone()),
             Err(StatusError::InUse(_))

@@ -1,10 +1,11 @@
 //! Findings and lifecycle changes to syslog, RFC 5424 with structured data, so SIEM pipelines
-//! get signature id, category, severity, pid and exe as fields. A syslog that is down costs
-//! a counted error and a reconnect on the next event, never the agent.
+//! get signature ids, category, severity, pid and exe as fields. Rendered from the same typed
+//! events (`aupwatch_proto::Event`) as the event log: one message per verdict. A syslog that
+//! is down costs a counted error (the agent counts) and a reconnect on the next event, never
+//! the agent.
 
 use super::printable;
-use crate::signatures::Severity;
-use crate::tracker::{Event, EventKind};
+use aupwatch_proto::{Event, EventKind, Severity, Subject};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use syslog::{Facility, Formatter5424, Logger, LoggerBackend};
@@ -16,10 +17,6 @@ pub struct Syslog {
     socket: PathBuf,
     formatter: Formatter5424,
     logger: Option<Logger<LoggerBackend, Formatter5424>>,
-    pub sent: u64,
-    pub errors: u64,
-    /// The error of the latest send; `None` once a send succeeds again.
-    pub last_error: Option<String>,
 }
 
 impl Syslog {
@@ -33,9 +30,6 @@ impl Syslog {
                 pid: std::process::id(),
             },
             logger: None,
-            sent: 0,
-            errors: 0,
-            last_error: None,
         }
     }
 
@@ -43,19 +37,12 @@ impl Syslog {
         &self.socket
     }
 
-    /// Sends one event; on failure counts it, drops the connection and returns the error.
+    /// Sends one event; on failure drops the connection (the next send reconnects) and
+    /// returns the error for the caller to count.
     pub fn send(&mut self, event: &Event) -> Result<(), String> {
         let result = self.try_send(event);
-        match &result {
-            Ok(()) => {
-                self.sent += 1;
-                self.last_error = None;
-            }
-            Err(e) => {
-                self.errors += 1;
-                self.last_error = Some(e.clone());
-                self.logger = None;
-            }
+        if result.is_err() {
+            self.logger = None;
         }
         result
     }
@@ -73,6 +60,7 @@ impl Syslog {
         let excepted = event.tracked.excepted.is_some();
         let severity = event.tracked.finding.severity;
         let payload = (msgid, data, message);
+        // A change or a repeat is told at the finding's severity, like its first sighting.
         let sent = match (event.kind, excepted, severity) {
             (EventKind::Resolved, _, _) | (_, true, _) | (_, _, Severity::Info) => {
                 logger.info(payload)
@@ -102,17 +90,21 @@ fn header_hostname(name: &str) -> String {
 }
 
 /// MSGID (numeric, as the crate wants), structured data and message text of one event.
+///
+/// `signature` in the structured data lists the verdict's signatures, comma-separated,
+/// highest severity first; the probe fields are the weightiest probe result of its matches.
 pub fn render(event: &Event) -> (u32, BTreeMap<String, BTreeMap<String, String>>, String) {
     let t = &event.tracked;
     let f = &t.finding;
+    let signatures: Vec<&str> = f.signatures().collect();
     let mut sd = BTreeMap::new();
     sd.insert("event".to_string(), kind(event.kind).to_string());
     sd.insert("id".to_string(), t.id.clone());
-    sd.insert("signature".to_string(), f.signature.clone());
+    sd.insert("signature".to_string(), signatures.join(","));
     sd.insert("category".to_string(), f.category.to_string());
     sd.insert("severity".to_string(), f.severity.to_string());
-    let subject = match (&f.process, &f.interface) {
-        (Some(p), _) => {
+    let subject = match &f.subject {
+        Subject::Process(p) => {
             sd.insert("pid".to_string(), p.pid.to_string());
             sd.insert("uid".to_string(), p.uid.to_string());
             if let Some(exe) = &p.exe {
@@ -127,17 +119,22 @@ pub fn render(event: &Event) -> (u32, BTreeMap<String, BTreeMap<String, String>>
                 printable(p.user.as_deref().unwrap_or("?"))
             )
         }
-        (None, Some(i)) => {
+        Subject::Interface(i) => {
             sd.insert("interface".to_string(), printable(&i.name));
             sd.insert("netns".to_string(), i.netns.to_string());
             format!("interface {}", printable(&i.name))
         }
-        (None, None) => "host".to_string(),
+        Subject::Host => "host".to_string(),
     };
     if let Some(x) = &t.excepted {
         sd.insert("excepted".to_string(), printable(&x.reason));
     }
-    let probe = match &f.probe {
+    let weightiest = f
+        .matches
+        .iter()
+        .filter_map(|m| m.probe.as_ref())
+        .max_by_key(|p| p.verdict.weight());
+    let probe = match weightiest {
         Some(p) => {
             sd.insert("probe".to_string(), p.verdict.to_string());
             if let Some(proto) = p.protocol {
@@ -155,9 +152,20 @@ pub fn render(event: &Event) -> (u32, BTreeMap<String, BTreeMap<String, String>>
         None => String::new(),
     };
     let evidence: Vec<String> = f
-        .evidence
+        .matches
         .iter()
-        .map(|e| format!("{}: {}", e.predicate, printable(&e.value)))
+        .map(|m| {
+            let seen: Vec<String> = m
+                .evidence
+                .iter()
+                .map(|e| format!("{}: {}", e.predicate, printable(&e.value)))
+                .collect();
+            if f.matches.len() == 1 {
+                seen.join("; ")
+            } else {
+                format!("{} [{}]", m.signature, seen.join("; "))
+            }
+        })
         .collect();
     let excepted = match &t.excepted {
         Some(x) => format!(" [excepted: {}]", printable(&x.reason)),
@@ -166,7 +174,7 @@ pub fn render(event: &Event) -> (u32, BTreeMap<String, BTreeMap<String, String>>
     let message = format!(
         "{} {} ({} {}): {}; {}{probe}{excepted}",
         kind(event.kind),
-        f.signature,
+        signatures.join(", "),
         f.category,
         f.severity,
         subject,
@@ -178,6 +186,8 @@ pub fn render(event: &Event) -> (u32, BTreeMap<String, BTreeMap<String, String>>
         EventKind::New => 1,
         EventKind::Resolved => 2,
         EventKind::ExceptionChanged => 3,
+        EventKind::Changed => 4,
+        EventKind::Ongoing => 5,
     };
     (msgid, data, message)
 }
@@ -187,6 +197,8 @@ fn kind(k: EventKind) -> &'static str {
         EventKind::New => "new",
         EventKind::Resolved => "resolved",
         EventKind::ExceptionChanged => "exception-changed",
+        EventKind::Changed => "changed",
+        EventKind::Ongoing => "ongoing",
     }
 }
 
@@ -219,7 +231,8 @@ mod tests {
             }),
         };
         let mut tracker = crate::tracker::Tracker::new("h");
-        let events = tracker.update(vec![finding], &[], 10);
+        let verdicts = crate::detect::verdict::roll_up(vec![finding]);
+        let events = tracker.update(verdicts, &[], 10);
         let (_, sd, message) = super::render(&events[0]);
         let sd = &sd[super::SD_ID];
         assert_eq!(sd.get("probe").map(String::as_str), Some("open"));
@@ -234,6 +247,62 @@ mod tests {
         );
         // Host-supplied bytes are escaped.
         assert!(!message.contains('\u{1b}'), "{message}");
+    }
+
+    /// A process name with a right-to-left override, a zero-width space and an escape
+    /// sequence: escaped in the structured data and the message alike.
+    #[test]
+    fn format_and_control_characters_are_escaped() {
+        let finding = crate::detect::Finding {
+            signature: "mining.xmrig".into(),
+            category: crate::signatures::Category::Mining,
+            severity: crate::signatures::Severity::High,
+            description: "d".into(),
+            aup: "a".into(),
+            process: Some(crate::detect::ProcessRef {
+                pid: 7,
+                ppid: 1,
+                start_ticks: 1,
+                uid: 0,
+                user: Some("r\u{200b}oot".into()),
+                comm: "gpj\u{202e}xcod\u{1b}[2J".into(),
+                exe: Some("/tmp/gpj\u{202e}xcod".into()),
+                exe_deleted: false,
+                cmdline: vec![],
+                netns: 1,
+                container: None,
+            }),
+            interface: None,
+            host: false,
+            related_pids: vec![],
+            sockets: vec![],
+            evidence: vec![crate::detect::Evidence {
+                predicate: "name".into(),
+                value: "comm \"gpj\u{202e}xcod\"".into(),
+            }],
+            probe: None,
+        };
+        let mut tracker = crate::tracker::Tracker::new("h");
+        let events = tracker.update(crate::detect::verdict::roll_up(vec![finding]), &[], 10);
+        let (_, sd, message) = super::render(&events[0]);
+        let sd = &sd[super::SD_ID];
+        assert_eq!(
+            sd.get("comm").map(String::as_str),
+            Some("gpj\\u{202e}xcod\\u{1b}[2J")
+        );
+        assert_eq!(
+            sd.get("exe").map(String::as_str),
+            Some("/tmp/gpj\\u{202e}xcod")
+        );
+        for text in sd.values().chain([&message]) {
+            assert!(
+                !text
+                    .chars()
+                    .any(|c| c.is_control() || "\u{202e}\u{200b}".contains(c)),
+                "{text:?}"
+            );
+        }
+        assert!(message.contains("user r\\u{200b}oot"), "{message}");
     }
 
     #[test]

@@ -1,175 +1,18 @@
 //! TOML text → compiled signatures, collecting every error with its line.
 
+mod raw;
+mod values;
+
 use super::model::{
-    BindFilter, Category, CmdlineRegex, GlobList, Match, PeerCount, PortSet, Predicate, ProbeKind,
-    ProtocolFilter, Severity, Signature, SocketFilter, StateFilter, Subject,
+    Category, ConnFilter, Match, PeerCount, PortSet, Predicate, ProbeKind, Severity, Signature,
+    SocketFilter, Subject,
 };
 use super::LoadError;
-use crate::inventory::Protocol;
+use raw::{RawEmpty, RawMatch, RawSignature};
 use serde::Deserialize;
 use toml::de::{DeTable, DeValue, ValueDeserializer};
 use toml::Spanned;
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawSignature {
-    id: Spanned<String>,
-    category: Spanned<String>,
-    severity: Spanned<String>,
-    description: Spanned<String>,
-    aup: Spanned<String>,
-    #[serde(default)]
-    references: Vec<String>,
-    #[serde(default)]
-    subject: Option<Spanned<String>>,
-    #[serde(default)]
-    probe: Option<Spanned<String>>,
-    #[serde(rename = "match")]
-    matcher: Spanned<RawMatch>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "snake_case", deny_unknown_fields)]
-enum RawMatch {
-    All(Vec<Spanned<RawMatch>>),
-    Any(Vec<Spanned<RawMatch>>),
-    Not(Box<Spanned<RawMatch>>),
-    Name(Vec<Spanned<String>>),
-    Exe(Vec<Spanned<String>>),
-    Cmdline(Spanned<String>),
-    Sha256(Vec<Spanned<String>>),
-    User(Vec<Spanned<String>>),
-    Listen(RawListen),
-    Remote(RawRemote),
-    Peers(RawPeers),
-    Cpu(RawCpu),
-    Policy(Vec<Spanned<String>>),
-    Nice(RawNice),
-    Threads(RawMin),
-    ExeDeleted(bool),
-    ExeStrings(RawExeStrings),
-    CommMismatch(bool),
-    Multicast(RawEmpty),
-    Interface(Vec<Spanned<String>>),
-    MulticastGroups(RawMin),
-    Traffic(RawTraffic),
-    Preload(RawEmpty),
-    HiddenProcesses(RawMin),
-    ProcMounts(RawEmpty),
-    UnlistedTasks(RawMin),
-    Hugepages(RawHugePages),
-    Msr(RawMsr),
-}
-
-/// A predicate written as `{}`: no keys.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawEmpty {}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawMin {
-    min: Spanned<i64>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawHugePages {
-    min_mib: Spanned<i64>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawMsr {
-    #[serde(default)]
-    allow_writes: Vec<Spanned<String>>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawNice {
-    min: Spanned<i64>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawExeStrings {
-    strings: Vec<Spanned<String>>,
-    #[serde(default)]
-    min: Option<Spanned<i64>>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawTraffic {
-    min_pps: Spanned<f64>,
-    max_avg_packet_bytes: Spanned<f64>,
-    #[serde(default, rename = "for")]
-    duration: Option<Spanned<String>>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawListen {
-    #[serde(default)]
-    port: Vec<Spanned<RawPort>>,
-    #[serde(default)]
-    protocol: Option<Spanned<String>>,
-    #[serde(default)]
-    bind: Option<Spanned<String>>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawRemote {
-    #[serde(default)]
-    port: Vec<Spanned<RawPort>>,
-    #[serde(default)]
-    protocol: Option<Spanned<String>>,
-    #[serde(default)]
-    min: Option<Spanned<i64>>,
-    #[serde(default)]
-    state: Vec<Spanned<String>>,
-    #[serde(default, rename = "for")]
-    duration: Option<Spanned<String>>,
-    #[serde(default)]
-    min_age: Option<Spanned<String>>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawPeers {
-    min: Spanned<i64>,
-    #[serde(default)]
-    local_port: Vec<Spanned<RawPort>>,
-    #[serde(default)]
-    remote_port: Vec<Spanned<RawPort>>,
-    #[serde(default)]
-    protocol: Option<Spanned<String>>,
-    #[serde(default)]
-    count: Option<Spanned<String>>,
-    #[serde(default)]
-    state: Vec<Spanned<String>>,
-    #[serde(default, rename = "for")]
-    duration: Option<Spanned<String>>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawCpu {
-    min_percent: Spanned<f64>,
-    #[serde(rename = "for")]
-    duration: Spanned<String>,
-    #[serde(default)]
-    max_variation: Option<Spanned<f64>>,
-}
-
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum RawPort {
-    Number(i64),
-    Range(String),
-}
+pub(crate) use values::parse_duration;
 
 /// Limits that make a value impossible rather than merely unusual.
 const MAX_CPU_PERCENT: f64 = 6400.0;
@@ -542,12 +385,17 @@ impl Ctx<'_> {
                 return None;
             }
             RawMatch::Remote(r) => Predicate::Remote {
-                filter: SocketFilter {
-                    ports: self.ports(&r.port)?,
-                    protocol: self.protocol(r.protocol.as_ref())?,
-                    bind: BindFilter::Any,
+                conn: {
+                    // Checked in this order: the first error stops the predicate.
+                    let remote_ports = self.ports(&r.port)?;
+                    let protocol = self.protocol(r.protocol.as_ref())?;
+                    ConnFilter {
+                        protocol,
+                        local_ports: PortSet::default(),
+                        remote_ports,
+                        states: self.states(&r.state)?,
+                    }
                 },
-                states: self.states(&r.state)?,
                 min: match &r.min {
                     Some(m) => self.count(m)?,
                     None => 1,
@@ -568,10 +416,16 @@ impl Ctx<'_> {
                         return None;
                     }
                 },
-                local_ports: self.ports(&p.local_port)?,
-                remote_ports: self.ports(&p.remote_port)?,
-                protocol: self.protocol(p.protocol.as_ref())?,
-                states: self.states(&p.state)?,
+                conn: {
+                    let local_ports = self.ports(&p.local_port)?;
+                    let remote_ports = self.ports(&p.remote_port)?;
+                    ConnFilter {
+                        protocol: self.protocol(p.protocol.as_ref())?,
+                        local_ports,
+                        remote_ports,
+                        states: self.states(&p.state)?,
+                    }
+                },
                 for_secs: self.window("peers.for", p.duration.as_ref())?,
             },
             RawMatch::Policy(names) => {
@@ -713,233 +567,6 @@ impl Ctx<'_> {
         }
         Some(Match::Pred(pred))
     }
-
-    fn non_empty<T>(&mut self, items: &[T], what: &str, at: usize) -> Option<()> {
-        if items.is_empty() {
-            self.error(at, format!("`{what}` needs at least one value"));
-            return None;
-        }
-        Some(())
-    }
-
-    /// Checks every glob of `pats`; with `build_set`, compiles them into the list's set
-    /// (`name` lists leave it empty: the signature set's combined glob set matches them).
-    fn globs(
-        &mut self,
-        pats: &[Spanned<String>],
-        ignore_case: bool,
-        path: bool,
-        build_set: bool,
-        at: usize,
-    ) -> Option<GlobList> {
-        self.non_empty(pats, "glob list", at)?;
-        let mut builder = globset::GlobSetBuilder::new();
-        let mut ok = true;
-        for p in pats {
-            if p.get_ref().is_empty() {
-                self.error(p.span().start, "empty glob".into());
-                ok = false;
-                continue;
-            }
-            match GlobList::glob(p.get_ref(), ignore_case, path) {
-                Ok(g) => {
-                    builder.add(g);
-                }
-                Err(e) => {
-                    self.error(
-                        p.span().start,
-                        format!("bad glob `{}`: {}", p.get_ref(), e.kind()),
-                    );
-                    ok = false;
-                }
-            }
-        }
-        if !ok {
-            return None;
-        }
-        let patterns: Vec<String> = pats.iter().map(|p| p.get_ref().clone()).collect();
-        if !build_set {
-            return Some(GlobList::new(patterns, ignore_case, path, None));
-        }
-        match builder.build() {
-            Ok(set) => Some(GlobList::new(patterns, ignore_case, path, Some(set))),
-            Err(e) => {
-                self.error(at, format!("bad glob list: {e}"));
-                None
-            }
-        }
-    }
-
-    fn regex(&mut self, re: &Spanned<String>) -> Option<CmdlineRegex> {
-        if re.get_ref().is_empty() {
-            self.error(
-                re.span().start,
-                "empty cmdline regex would match every process".into(),
-            );
-            return None;
-        }
-        match CmdlineRegex::builder(re.get_ref()).build() {
-            // Checked; compiled again only when needed (see CmdlineRegex).
-            Ok(_) => Some(CmdlineRegex::checked(re.get_ref().clone())),
-            Err(e) => {
-                let msg = e
-                    .to_string()
-                    .lines()
-                    .map(str::trim_end)
-                    .collect::<Vec<_>>()
-                    .join(" | ");
-                self.error(re.span().start, format!("bad cmdline regex: {msg}"));
-                None
-            }
-        }
-    }
-
-    fn hashes(&mut self, hashes: &[Spanned<String>], at: usize) -> Option<Vec<String>> {
-        self.non_empty(hashes, "sha256", at)?;
-        let mut out = Vec::new();
-        let mut ok = true;
-        for h in hashes {
-            let s = h.get_ref();
-            if s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit()) {
-                out.push(s.to_ascii_lowercase());
-            } else {
-                self.error(
-                    h.span().start,
-                    format!("`{s}` is not a SHA-256 (64 hex digits)"),
-                );
-                ok = false;
-            }
-        }
-        ok.then_some(out)
-    }
-
-    fn strings(&mut self, items: &[Spanned<String>], what: &str, at: usize) -> Option<Vec<String>> {
-        self.non_empty(items, what, at)?;
-        let mut ok = true;
-        for s in items {
-            if s.get_ref().is_empty() {
-                self.error(s.span().start, format!("empty {what}"));
-                ok = false;
-            }
-        }
-        ok.then(|| items.iter().map(|s| s.get_ref().clone()).collect())
-    }
-
-    fn ports(&mut self, ports: &[Spanned<RawPort>]) -> Option<PortSet> {
-        let mut out = Vec::new();
-        let mut ok = true;
-        for p in ports {
-            let range = match p.get_ref() {
-                RawPort::Number(n) => port(*n).map(|n| (n, n)),
-                RawPort::Range(s) => s.split_once('-').and_then(|(lo, hi)| {
-                    let lo = port(lo.trim().parse().ok()?)?;
-                    let hi = port(hi.trim().parse().ok()?)?;
-                    (lo <= hi).then_some((lo, hi))
-                }),
-            };
-            match range {
-                Some(r) => out.push(r),
-                None => {
-                    let shown = match p.get_ref() {
-                        RawPort::Number(n) => n.to_string(),
-                        RawPort::Range(s) => format!("\"{s}\""),
-                    };
-                    self.error(
-                        p.span().start,
-                        format!("port {shown} is impossible: a port is 0-65535, a range \"lo-hi\" with lo <= hi"),
-                    );
-                    ok = false;
-                }
-            }
-        }
-        ok.then_some(PortSet(out))
-    }
-
-    fn protocol(&mut self, p: Option<&Spanned<String>>) -> Option<ProtocolFilter> {
-        match p.map(|p| (p.get_ref().as_str(), p.span())) {
-            None | Some(("any", _)) => Some(ProtocolFilter::Any),
-            Some(("tcp", _)) => Some(ProtocolFilter::Only(Protocol::Tcp)),
-            Some(("udp", _)) => Some(ProtocolFilter::Only(Protocol::Udp)),
-            Some((other, span)) => {
-                self.error(
-                    span.start,
-                    format!("unknown protocol `{other}` (tcp, udp or any)"),
-                );
-                None
-            }
-        }
-    }
-
-    fn bind(&mut self, b: Option<&Spanned<String>>) -> Option<BindFilter> {
-        match b.map(|b| (b.get_ref().as_str(), b.span())) {
-            None | Some(("any", _)) => Some(BindFilter::Any),
-            Some(("public", _)) => Some(BindFilter::Public),
-            Some(("loopback", _)) => Some(BindFilter::Loopback),
-            Some((other, span)) => {
-                self.error(
-                    span.start,
-                    format!("unknown bind `{other}` (public, loopback or any)"),
-                );
-                None
-            }
-        }
-    }
-
-    /// An optional `for` window (0 when absent): a duration of at most 24h.
-    fn window(&mut self, what: &str, d: Option<&Spanned<String>>) -> Option<u64> {
-        let Some(d) = d else { return Some(0) };
-        match parse_duration(d.get_ref()) {
-            Some(s) if s <= MAX_CPU_WINDOW_SECS => Some(s),
-            _ => {
-                self.error(
-                    d.span().start,
-                    format!(
-                        "{what} `{}` is not a duration of at most 24h (like \"30s\", \"10m\", \"1h30m\")",
-                        d.get_ref()
-                    ),
-                );
-                None
-            }
-        }
-    }
-
-    fn states(&mut self, states: &[Spanned<String>]) -> Option<StateFilter> {
-        use crate::inventory::SocketState as S;
-        let mut out = Vec::new();
-        let mut ok = true;
-        for s in states {
-            match s.get_ref().as_str() {
-                "established" => out.push(S::Established),
-                "syn_sent" => out.push(S::SynSent),
-                "syn_recv" => out.push(S::SynRecv),
-                other => {
-                    self.error(
-                        s.span().start,
-                        format!("unknown connection state `{other}` (established, syn_sent or syn_recv)"),
-                    );
-                    ok = false;
-                }
-            }
-        }
-        ok.then_some(StateFilter(out))
-    }
-
-    fn count(&mut self, n: &Spanned<i64>) -> Option<u32> {
-        match u32::try_from(*n.get_ref()) {
-            Ok(v) if v >= 1 => Some(v),
-            _ => {
-                self.error(
-                    n.span().start,
-                    format!("min {} is impossible: must be 1 or more", n.get_ref()),
-                );
-                None
-            }
-        }
-    }
-}
-
-fn port(n: i64) -> Option<u16> {
-    u16::try_from(n).ok()
 }
 
 fn valid_name(s: &str) -> bool {
@@ -956,34 +583,4 @@ fn positive(m: &Match) -> bool {
         Match::Any(v) => v.iter().all(positive),
         Match::Not(_) => false,
     }
-}
-
-/// `"90s"`, `"10m"`, `"2h"`, `"1h30m"` → seconds.
-pub(crate) fn parse_duration(s: &str) -> Option<u64> {
-    let s = s.trim();
-    if s.is_empty() {
-        return None;
-    }
-    let mut total: u64 = 0;
-    let mut num = String::new();
-    for c in s.chars() {
-        if c.is_ascii_digit() {
-            num.push(c);
-            continue;
-        }
-        let n: u64 = num.parse().ok()?;
-        num.clear();
-        let unit = match c {
-            's' => 1,
-            'm' => 60,
-            'h' => 3600,
-            'd' => 86400,
-            _ => return None,
-        };
-        total = total.checked_add(n.checked_mul(unit)?)?;
-    }
-    if !num.is_empty() {
-        return None;
-    }
-    Some(total)
 }

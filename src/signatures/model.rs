@@ -2,114 +2,11 @@
 
 use crate::inventory::Protocol;
 use serde::Serialize;
+use std::net::SocketAddr;
 
-/// Categories of AUP abuse. The id prefix of a signature must be its category.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Category {
-    Mining,
-    ComputeDonation,
-    Irc,
-    Tor,
-    Vpn,
-    Proxy,
-    Torrent,
-    FileServing,
-    Scanner,
-    Dos,
-    Mail,
-    Multicast,
-    TrafficShape,
-    Evasion,
-}
-
-impl Category {
-    pub const ALL: [Category; 14] = [
-        Category::Mining,
-        Category::ComputeDonation,
-        Category::Irc,
-        Category::Tor,
-        Category::Vpn,
-        Category::Proxy,
-        Category::Torrent,
-        Category::FileServing,
-        Category::Scanner,
-        Category::Dos,
-        Category::Mail,
-        Category::Multicast,
-        Category::TrafficShape,
-        Category::Evasion,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Category::Mining => "mining",
-            Category::ComputeDonation => "compute-donation",
-            Category::Irc => "irc",
-            Category::Tor => "tor",
-            Category::Vpn => "vpn",
-            Category::Proxy => "proxy",
-            Category::Torrent => "torrent",
-            Category::FileServing => "file-serving",
-            Category::Scanner => "scanner",
-            Category::Dos => "dos",
-            Category::Mail => "mail",
-            Category::Multicast => "multicast",
-            Category::TrafficShape => "traffic-shape",
-            Category::Evasion => "evasion",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Category> {
-        Category::ALL.into_iter().find(|c| c.as_str() == s)
-    }
-}
-
-impl std::fmt::Display for Category {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Severity {
-    Info,
-    Low,
-    Medium,
-    High,
-    Critical,
-}
-
-impl Severity {
-    pub const ALL: [Severity; 5] = [
-        Severity::Info,
-        Severity::Low,
-        Severity::Medium,
-        Severity::High,
-        Severity::Critical,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Severity::Info => "info",
-            Severity::Low => "low",
-            Severity::Medium => "medium",
-            Severity::High => "high",
-            Severity::Critical => "critical",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Severity> {
-        Severity::ALL.into_iter().find(|c| c.as_str() == s)
-    }
-}
-
-impl std::fmt::Display for Severity {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+/// Categories and severities are the documents' words (`aupwatch-proto`), so a value means
+/// the same thing and serializes one way in signatures, findings, events and status.
+pub use aupwatch_proto::{Category, Severity};
 
 /// What a signature is tried on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -208,8 +105,8 @@ pub enum Predicate {
     /// At least `min` connected sockets that fit; with `for_secs`, distinct connections
     /// seen over that window of history.
     Remote {
-        filter: SocketFilter,
-        states: StateFilter,
+        /// Its `local_ports` are always any: `remote` names only the remote port.
+        conn: ConnFilter,
         min: u32,
         for_secs: u64,
         /// Only connections open, in every scan, for at least this long (0: any).
@@ -220,10 +117,7 @@ pub enum Predicate {
     Peers {
         min: u32,
         count: PeerCount,
-        local_ports: PortSet,
-        remote_ports: PortSet,
-        protocol: ProtocolFilter,
-        states: StateFilter,
+        conn: ConnFilter,
         for_secs: u64,
     },
     Cpu {
@@ -320,20 +214,67 @@ impl Predicate {
         }
     }
 
-    pub fn subject(&self) -> Subject {
+    /// What decides this predicate: the one list of which predicates are static (decided by
+    /// a process's names, executable, command line and user, which the detection cache
+    /// fingerprints), which judge what a process does, and which are about interfaces or
+    /// the host. No wildcard: a new predicate must be placed here.
+    pub fn decided_by(&self) -> DecidedBy {
         match self {
+            Predicate::Name { .. }
+            | Predicate::Exe(_)
+            | Predicate::Cmdline { .. }
+            | Predicate::Sha256(_)
+            | Predicate::User(_)
+            | Predicate::ExeDeleted(_)
+            | Predicate::ExeStrings { .. }
+            | Predicate::CommMismatch(_) => DecidedBy::ProcessFacts,
+            Predicate::Listen(_)
+            | Predicate::Remote { .. }
+            | Predicate::Peers { .. }
+            | Predicate::Cpu { .. }
+            | Predicate::Policy(_)
+            | Predicate::Nice { .. }
+            | Predicate::Threads { .. }
+            | Predicate::Multicast => DecidedBy::ProcessActivity,
             Predicate::Interface(_)
             | Predicate::Traffic { .. }
-            | Predicate::MulticastGroups { .. } => Subject::Interface,
+            | Predicate::MulticastGroups { .. } => DecidedBy::Interface,
             Predicate::Preload
             | Predicate::HiddenProcesses { .. }
             | Predicate::ProcMounts
             | Predicate::UnlistedTasks { .. }
             | Predicate::HugePages { .. }
-            | Predicate::Msr { .. } => Subject::Host,
-            _ => Subject::Process,
+            | Predicate::Msr { .. } => DecidedBy::Host,
         }
     }
+
+    /// Static: decided by what the detection cache fingerprints of a process (its names,
+    /// executable, command line, user and executable facts), so the same until they change.
+    pub fn is_static(&self) -> bool {
+        self.decided_by() == DecidedBy::ProcessFacts
+    }
+
+    pub fn subject(&self) -> Subject {
+        match self.decided_by() {
+            DecidedBy::ProcessFacts | DecidedBy::ProcessActivity => Subject::Process,
+            DecidedBy::Interface => Subject::Interface,
+            DecidedBy::Host => Subject::Host,
+        }
+    }
+}
+
+/// What decides a predicate ([`Predicate::decided_by`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DecidedBy {
+    /// A process's unchanging facts: names, executable (and its hash, strings, whether
+    /// deleted), command line, user. Static: the detection cache keeps their results.
+    ProcessFacts,
+    /// What a process does: sockets, connections, CPU, scheduling, threads.
+    ProcessActivity,
+    /// An interface: its name, traffic, multicast groups.
+    Interface,
+    /// The host as a whole.
+    Host,
 }
 
 /// A `cmdline` regex: its text, compiled on first use. Matching goes through the set's one
@@ -497,7 +438,9 @@ pub enum PeerCount {
     Ports,
 }
 
-/// The connections one windowed `remote` / `peers` predicate counts.
+/// The connections a `remote` or `peers` predicate counts: the one connection filter, used
+/// by detection on the sockets of a scan and on the connections of its history, and by the
+/// history to choose which connections to remember.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ConnFilter {
     pub protocol: ProtocolFilter,
@@ -507,12 +450,31 @@ pub struct ConnFilter {
 }
 
 impl ConnFilter {
+    /// Whether a connection with these ends fits (its state aside).
+    pub fn fits_ends(&self, protocol: Protocol, local: SocketAddr, remote: SocketAddr) -> bool {
+        self.protocol.allows(protocol)
+            && self.local_ports.contains(local.port())
+            && self.remote_ports.contains(remote.port())
+    }
+
+    /// Whether a connection remembered by the history fits: the ends fit, and it was seen
+    /// (`was`) in one of the states counted.
+    pub fn fits_seen(
+        &self,
+        protocol: Protocol,
+        local: SocketAddr,
+        remote: SocketAddr,
+        was: impl Fn(crate::inventory::SocketState) -> bool,
+    ) -> bool {
+        (self.states.0.is_empty() || self.states.0.iter().any(|&s| was(s)))
+            && self.fits_ends(protocol, local, remote)
+    }
+
+    /// Whether socket `s` fits: a remote end, the ends fit, and its state is one counted.
     pub fn fits(&self, s: &crate::inventory::Socket) -> bool {
-        self.protocol.allows(s.protocol)
-            && self.states.allows(s.state)
-            && self.local_ports.contains(s.local.port())
+        self.states.allows(s.state)
             && s.remote
-                .is_some_and(|r| self.remote_ports.contains(r.port()))
+                .is_some_and(|r| self.fits_ends(s.protocol, s.local, r))
     }
 }
 
@@ -584,7 +546,29 @@ impl SignatureSet {
                     }
                     name_predicates += 1;
                 }
-                _ => {}
+                Predicate::Exe(_)
+                | Predicate::Sha256(_)
+                | Predicate::User(_)
+                | Predicate::Listen(_)
+                | Predicate::Remote { .. }
+                | Predicate::Peers { .. }
+                | Predicate::Cpu { .. }
+                | Predicate::Policy(_)
+                | Predicate::Nice { .. }
+                | Predicate::Threads { .. }
+                | Predicate::ExeDeleted(_)
+                | Predicate::ExeStrings { .. }
+                | Predicate::CommMismatch(_)
+                | Predicate::Multicast
+                | Predicate::Interface(_)
+                | Predicate::MulticastGroups { .. }
+                | Predicate::Traffic { .. }
+                | Predicate::Preload
+                | Predicate::HiddenProcesses { .. }
+                | Predicate::ProcMounts
+                | Predicate::UnlistedTasks { .. }
+                | Predicate::HugePages { .. }
+                | Predicate::Msr { .. } => {}
             });
         }
         // Should the combined set not build, detection tries each list on its own (each
@@ -629,8 +613,7 @@ impl SignatureSet {
                     longest = longest.max(*for_secs)
                 }
                 Predicate::Remote {
-                    filter,
-                    states,
+                    conn,
                     for_secs,
                     min_age_secs,
                     ..
@@ -638,34 +621,35 @@ impl SignatureSet {
                     longest = longest.max(*for_secs).max(*min_age_secs);
                     if *for_secs > 0 || *min_age_secs > 0 {
                         needs_connection_history = true;
-                        connection_filters.push(ConnFilter {
-                            protocol: filter.protocol,
-                            local_ports: PortSet::default(),
-                            remote_ports: filter.ports.clone(),
-                            states: states.clone(),
-                        });
+                        connection_filters.push(conn.clone());
                     }
                 }
-                Predicate::Peers {
-                    local_ports,
-                    remote_ports,
-                    protocol,
-                    states,
-                    for_secs,
-                    ..
-                } => {
+                Predicate::Peers { conn, for_secs, .. } => {
                     longest = longest.max(*for_secs);
                     if *for_secs > 0 {
                         needs_connection_history = true;
-                        connection_filters.push(ConnFilter {
-                            protocol: *protocol,
-                            local_ports: local_ports.clone(),
-                            remote_ports: remote_ports.clone(),
-                            states: states.clone(),
-                        });
+                        connection_filters.push(conn.clone());
                     }
                 }
-                _ => {}
+                Predicate::Name { .. }
+                | Predicate::Exe(_)
+                | Predicate::Cmdline { .. }
+                | Predicate::User(_)
+                | Predicate::Listen(_)
+                | Predicate::Policy(_)
+                | Predicate::Nice { .. }
+                | Predicate::Threads { .. }
+                | Predicate::ExeDeleted(_)
+                | Predicate::CommMismatch(_)
+                | Predicate::Multicast
+                | Predicate::Interface(_)
+                | Predicate::MulticastGroups { .. }
+                | Predicate::Preload
+                | Predicate::HiddenProcesses { .. }
+                | Predicate::ProcMounts
+                | Predicate::UnlistedTasks { .. }
+                | Predicate::HugePages { .. }
+                | Predicate::Msr { .. } => {}
             });
         }
         SignatureSet {

@@ -508,9 +508,9 @@ pub fn brief(doc: &Value) -> String {
                 "{} {} {} pid {} comm {} excepted {}",
                 t["id"],
                 t["state"],
-                t["finding"]["signature"],
-                t["finding"]["process"]["pid"],
-                t["finding"]["process"]["comm"],
+                signatures(&t["finding"]).join(","),
+                t["finding"]["subject"]["pid"],
+                t["finding"]["subject"]["comm"],
                 t["excepted"]
             )
         })
@@ -520,7 +520,7 @@ pub fn brief(doc: &Value) -> String {
         .into_iter()
         .flatten()
         .take(10)
-        .map(|t| format!("{} {}", t["id"], t["finding"]["signature"]))
+        .map(|t| format!("{} {}", t["id"], signatures(&t["finding"]).join(",")))
         .collect();
     format!(
         "agent {} scans {} last_reload {} signatures {}\nfindings:\n  {}\nrecently_resolved (first 10):\n  {}",
@@ -544,10 +544,41 @@ pub fn resolved<'a>(doc: &'a Value, sig: &str, pid: u32) -> Option<&'a Value> {
 }
 
 fn tracked_in<'a>(list: &'a Value, sig: &str, pid: u32) -> Option<&'a Value> {
-    list.as_array()?.iter().find(|t| {
-        t["finding"]["signature"] == sig
-            && t["finding"]["process"]["pid"].as_u64() == Some(u64::from(pid))
-    })
+    list.as_array()?
+        .iter()
+        .find(|t| has_signature(&t["finding"], sig) && pid_of(&t["finding"]) == Some(pid))
+}
+
+/// The signature ids a finding (one verdict) lists in its matches.
+pub fn signatures(finding: &Value) -> Vec<&str> {
+    finding["matches"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|m| m["signature"].as_str())
+        .collect()
+}
+
+/// Whether signature `sig` is among a finding's matches.
+pub fn has_signature(finding: &Value, sig: &str) -> bool {
+    signatures(finding).contains(&sig)
+}
+
+/// The pid of a finding's process, when its subject is a process.
+pub fn pid_of(finding: &Value) -> Option<u32> {
+    let s = &finding["subject"];
+    if s["kind"] != "process" {
+        return None;
+    }
+    s["pid"].as_u64().and_then(|p| u32::try_from(p).ok())
+}
+
+/// The match of signature `sig` in a finding.
+pub fn match_of<'a>(finding: &'a Value, sig: &str) -> Option<&'a Value> {
+    finding["matches"]
+        .as_array()?
+        .iter()
+        .find(|m| m["signature"] == sig)
 }
 
 /// Whether any tracked finding in `list` has id `id`.

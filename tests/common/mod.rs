@@ -8,8 +8,9 @@
 //!   user, comm and command line, to wait for readiness and to check what the scanner reports.
 //! * [`scan`]: runs `aupwatch scan --json --sample 1`, checks the document's shape and the exit
 //!   code, and [`Report`] finds, explains and checks findings of one namespace and one pid.
-//! * [`prerequisites`] / [`skip`]: a test that cannot run here returns early with a reason, or
-//!   fails when `CI=true`.
+//! * [`prerequisites`] / [`skip`]: the tests that need root, network namespaces or the
+//!   packages `.ci/run` installs are `#[ignore]`d (a plain `cargo test` counts them as
+//!   ignored); run with `--include-ignored` (CI does), a missing prerequisite fails them.
 //!
 //! Network rule: nothing a test starts may listen or connect outside its own loopback-only
 //! namespace, and clients connect only to 127.0.0.1 there.
@@ -21,7 +22,6 @@ use std::collections::BTreeSet;
 use std::ffi::{OsStr, OsString};
 use std::fmt::Write as _;
 use std::fs::{self, File};
-use std::io::Write as _;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::process::CommandExt;
@@ -41,47 +41,42 @@ const IMPOSTOR_C: &str = include_str!("impostor.c");
 // ---------------------------------------------------------------------------------------------
 // Prerequisites
 
-/// True when running under CI (`CI=true`), where a missing prerequisite is a failure.
+/// True when running under CI (`CI=true`).
 pub fn in_ci() -> bool {
     std::env::var("CI").map(|v| v == "true").unwrap_or(false)
 }
 
-/// A test that cannot run here: fails under `CI=true`, otherwise prints why. Returns `true`
-/// so a test can write `if skip(..) { return; }`.
-pub fn skip(test: &str, why: &str) -> bool {
-    if in_ci() {
-        panic!("{test}: cannot run: {why} (CI=true, so a missing prerequisite is a failure)");
-    }
-    // Straight to fd 2, past libtest's output capture, so the reason shows without --nocapture.
-    let _ = writeln!(std::io::stderr(), "SKIPPED {test}: {why}");
-    true
+/// A test that cannot run here: a failure, with the reason. The tests that need root,
+/// network namespaces or the packages `.ci/run` installs are `#[ignore]`d, so a plain
+/// `cargo test` lists them as ignored; one that runs was asked for (`--include-ignored`, as CI
+/// does), and a missing prerequisite then fails it instead of letting it pass by doing nothing.
+pub fn skip(test: &str, why: &str) -> ! {
+    let hint = if in_ci() {
+        "CI=true: .ci/run installs every prerequisite, so a missing one is a failure"
+    } else {
+        "ignored by default; run it with --include-ignored where root, network namespaces and the packages .ci/run installs are available"
+    };
+    panic!("{test}: cannot run: {why} ({hint})");
 }
 
 /// Checks that this test can run: root, `ip`, `nsenter`, `kill`, and every program named
-/// (looked up in PATH and the sbin directories). Returns their paths in the same order, or
-/// `None` after [`skip`] when something is missing.
-pub fn prerequisites(test: &str, programs: &[&str]) -> Option<Vec<PathBuf>> {
+/// (looked up in PATH and the sbin directories). Returns their paths in the same order;
+/// fails the test ([`skip`]) when something is missing.
+pub fn prerequisites(test: &str, programs: &[&str]) -> Vec<PathBuf> {
     if euid(std::process::id()) != Some(0) {
         skip(test, "not running as root: network namespaces need root");
-        return None;
     }
     for tool in ["ip", "nsenter", "kill"] {
         if which(tool).is_none() {
             skip(test, &format!("`{tool}` is not installed"));
-            return None;
         }
     }
-    let mut found = Vec::new();
-    for program in programs {
-        match which(program) {
-            Some(path) => found.push(path),
-            None => {
-                skip(test, &format!("`{program}` is not installed"));
-                return None;
-            }
-        }
-    }
-    Some(found)
+    programs
+        .iter()
+        .map(|program| {
+            which(program).unwrap_or_else(|| skip(test, &format!("`{program}` is not installed")))
+        })
+        .collect()
 }
 
 /// Finds an executable by name in PATH, /usr/sbin and /sbin (daemons live there); a name with a
