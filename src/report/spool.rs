@@ -236,10 +236,10 @@ impl Spool {
         now_unix_ms: u64,
         build: impl FnOnce(u64, Stats) -> Report,
     ) -> Result<u64, SpoolError> {
+        // The report's file is written before the counter moves on: a crash in between
+        // leaves the file, and `open` continues after the highest file. No number is ever
+        // used twice, and none is skipped.
         let sequence = self.counters.next_sequence;
-        self.counters.next_sequence += 1;
-        // The sequence is spent even if the write fails: a gap is honest, a reuse is not.
-        self.write_state()?;
         let mut stats = self.stats();
         stats.reports += 1;
         let report = build(sequence, stats);
@@ -285,6 +285,8 @@ impl Spool {
             },
         );
         self.bytes += size;
+        self.counters.next_sequence = sequence + 1;
+        self.write_state()?;
         self.enforce(now_unix_ms)?;
         Ok(sequence)
     }
