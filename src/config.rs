@@ -33,6 +33,38 @@ pub struct Config {
     pub syslog: SyslogConfig,
     pub event_log: EventLogConfig,
     pub exceptions: Vec<Exception>,
+    /// Where to report (`[collector]`); `None`: no reporting beyond the local sinks.
+    pub collector: Option<CollectorConfig>,
+}
+
+/// `[collector]`: the central collector the agent reports to.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CollectorConfig {
+    /// `https://collector.example:8740`; plain `http` only to a loopback address unless
+    /// `allow_insecure`.
+    pub url: String,
+    pub allow_insecure: bool,
+    pub enroll_secret: EnrollSecret,
+    /// PEM file of the CA that signed the collector's certificate; default: the public
+    /// web roots.
+    pub ca_file: Option<PathBuf>,
+    /// Sent at enrollment (`customer = "c-1042"`).
+    pub labels: std::collections::BTreeMap<String, String>,
+    /// Overrides the contents of `/etc/machine-id`.
+    pub machine_id: Option<String>,
+    /// Spool bounds. Defaults 64 MiB, 10,000 reports, 7 days.
+    pub spool: crate::report::spool::Bounds,
+    /// The most payload one request carries. Default 1 MiB.
+    pub batch_max_bytes: u64,
+    /// Connect + answer time allowed to one request. Default 10 s.
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum EnrollSecret {
+    Inline(String),
+    /// Read at enrollment; should be readable only by root and the agent.
+    File(PathBuf),
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -116,6 +148,7 @@ impl Default for Config {
                 facility: syslog::Facility::LOG_DAEMON,
             },
             exceptions: Vec::new(),
+            collector: None,
         }
     }
 }
@@ -158,6 +191,7 @@ struct Raw {
     status: Option<RawStatus>,
     syslog: Option<RawSyslog>,
     event_log: Option<RawEventLog>,
+    collector: Option<Spanned<RawCollector>>,
     /// With their position among the [[exception]] tables.
     exception: Vec<(usize, Spanned<RawException>)>,
 }
@@ -184,6 +218,23 @@ struct RawEventLog {
     path: Option<PathBuf>,
     max_bytes: Option<Spanned<i64>>,
     keep: Option<Spanned<i64>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCollector {
+    url: Spanned<String>,
+    allow_insecure: Option<bool>,
+    enroll_secret: Option<String>,
+    enroll_secret_file: Option<PathBuf>,
+    ca_file: Option<PathBuf>,
+    labels: Option<std::collections::BTreeMap<String, String>>,
+    machine_id: Option<Spanned<String>>,
+    spool_max_bytes: Option<Spanned<i64>>,
+    spool_max_reports: Option<Spanned<i64>>,
+    spool_max_age: Option<Spanned<String>>,
+    batch_max_bytes: Option<Spanned<i64>>,
+    timeout: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -338,6 +389,9 @@ pub fn parse(file: &str, text: &str) -> Result<Config, ConfigErrors> {
             }
         }
     }
+    if let Some(rc) = raw.collector {
+        c.collector = collector(rc, &mut err);
+    }
     for (n, ex) in raw.exception {
         let at = ex.span().start;
         let ex = ex.into_inner();
@@ -456,7 +510,7 @@ pub fn parse(file: &str, text: &str) -> Result<Config, ConfigErrors> {
     }
 }
 
-const TOP_KEYS: [&str; 10] = [
+const TOP_KEYS: [&str; 11] = [
     "interval",
     "signatures_dir",
     "local_signatures_dir",
@@ -466,8 +520,144 @@ const TOP_KEYS: [&str; 10] = [
     "status",
     "syslog",
     "event_log",
+    "collector",
     "exception",
 ];
+
+/// Validates `[collector]`; every problem goes to `err`.
+fn collector(
+    rc: Spanned<RawCollector>,
+    err: &mut impl FnMut(usize, String, String),
+) -> Option<CollectorConfig> {
+    let at = rc.span().start;
+    let rc = rc.into_inner();
+    let mut ok = true;
+    let mut bad = |offset: usize, key: &str, message: String| {
+        ok = false;
+        err(offset, format!("collector.{key}"), message);
+    };
+    let allow_insecure = rc.allow_insecure.unwrap_or(false);
+    let url = rc.url.get_ref().trim_end_matches('/').to_string();
+    match url.parse::<ureq::http::Uri>() {
+        Ok(uri) => match (uri.scheme_str(), uri.host()) {
+            (Some("https"), Some(_)) => {}
+            (Some("http"), Some(host)) => {
+                let host = host.trim_start_matches('[').trim_end_matches(']');
+                let loopback = host == "localhost"
+                    || host
+                        .parse::<std::net::IpAddr>()
+                        .is_ok_and(|ip| ip.is_loopback());
+                if !loopback && !allow_insecure {
+                    bad(
+                        rc.url.span().start,
+                        "url",
+                        format!(
+                            "plain http to `{host}` would send the node key in the clear: use https, or set allow_insecure = true"
+                        ),
+                    );
+                }
+            }
+            _ => bad(
+                rc.url.span().start,
+                "url",
+                format!("`{url}` is not an http(s) URL with a host"),
+            ),
+        },
+        Err(e) => bad(
+            rc.url.span().start,
+            "url",
+            format!("`{url}` is not a URL: {e}"),
+        ),
+    }
+    let enroll_secret = match (rc.enroll_secret, rc.enroll_secret_file) {
+        (Some(s), None) if !s.is_empty() => Some(EnrollSecret::Inline(s)),
+        (None, Some(f)) => Some(EnrollSecret::File(f)),
+        (Some(_), Some(_)) => {
+            bad(
+                at,
+                "enroll_secret",
+                "set enroll_secret or enroll_secret_file, not both".into(),
+            );
+            None
+        }
+        _ => {
+            bad(
+                at,
+                "enroll_secret",
+                "one of enroll_secret or enroll_secret_file is required".into(),
+            );
+            None
+        }
+    };
+    if let Some(m) = &rc.machine_id {
+        let id = m.get_ref();
+        if id.is_empty() || id.len() > 128 || !id.chars().all(|c| c.is_ascii_graphic()) {
+            bad(
+                m.span().start,
+                "machine_id",
+                "must be 1 to 128 printable ASCII characters".into(),
+            );
+        }
+    }
+    let mut spool = crate::report::spool::Bounds::default();
+    let mut positive = |v: &Option<Spanned<i64>>, key: &str, min: u64, target: &mut u64| {
+        if let Some(v) = v {
+            match u64::try_from(*v.get_ref()) {
+                Ok(n) if n >= min => *target = n,
+                _ => bad(v.span().start, key, format!("must be at least {min}")),
+            }
+        }
+    };
+    let mut batch_max_bytes = 1 << 20;
+    positive(
+        &rc.spool_max_bytes,
+        "spool_max_bytes",
+        1 << 16,
+        &mut spool.max_bytes,
+    );
+    positive(
+        &rc.spool_max_reports,
+        "spool_max_reports",
+        2,
+        &mut spool.max_reports,
+    );
+    positive(
+        &rc.batch_max_bytes,
+        "batch_max_bytes",
+        4096,
+        &mut batch_max_bytes,
+    );
+    let mut seconds = |v: &Option<Spanned<String>>, key: &str, default: u64| -> u64 {
+        match v {
+            None => default,
+            Some(v) => match crate::signatures::parse_duration(v.get_ref()) {
+                Some(s) if s > 0 => s,
+                _ => {
+                    bad(
+                        v.span().start,
+                        key,
+                        format!("`{}` is not a duration like \"10s\", \"7d\"", v.get_ref()),
+                    );
+                    default
+                }
+            },
+        }
+    };
+    spool.max_age_ms = seconds(&rc.spool_max_age, "spool_max_age", spool.max_age_ms / 1000) * 1000;
+    let timeout = Duration::from_secs(seconds(&rc.timeout, "timeout", 10));
+    let config = CollectorConfig {
+        url,
+        allow_insecure,
+        enroll_secret: enroll_secret?,
+        ca_file: rc.ca_file,
+        labels: rc.labels.unwrap_or_default(),
+        machine_id: rc.machine_id.map(|m| m.into_inner()),
+        spool,
+        batch_max_bytes,
+        timeout,
+    };
+    ok.then_some(config)
+}
 
 /// Reads the document key by key, so one bad key or section does not hide the problems of
 /// the others. Every problem goes to `err(offset, key, message)`.
@@ -498,6 +688,7 @@ fn read_raw(text: &str, err: &mut impl FnMut(usize, String, String)) -> Raw {
                 "status" => de(v).map(|x| raw.status = Some(x)),
                 "syslog" => de(v).map(|x| raw.syslog = Some(x)),
                 "event_log" => de(v).map(|x| raw.event_log = Some(x)),
+                "collector" => de(v).map(|x| raw.collector = Some(x)),
                 _ => de(v).map(|x| raw.exception.push((index, x))),
             };
             r.map_err(|e| {
@@ -649,7 +840,7 @@ expires = 2027-01-31
     fn errors_name_the_key_and_line() {
         assert_eq!(
             errors("intervall = \"5s\"\n"),
-            vec!["agent.toml:1: key `intervall`: unknown key, expected one of `interval`, `signatures_dir`, `local_signatures_dir`, `state_dir`, `hostname`, `probes`, `status`, `syslog`, `event_log`, `exception`"]
+            vec!["agent.toml:1: key `intervall`: unknown key, expected one of `interval`, `signatures_dir`, `local_signatures_dir`, `state_dir`, `hostname`, `probes`, `status`, `syslog`, `event_log`, `collector`, `exception`"]
         );
         assert_eq!(
             errors("interval = \"5x\"\n"),
@@ -684,7 +875,7 @@ expires = 2027-01-31
         assert_eq!(
             errs,
             vec![
-                "agent.toml:1: key `intervl`: unknown key, expected one of `interval`, `signatures_dir`, `local_signatures_dir`, `state_dir`, `hostname`, `probes`, `status`, `syslog`, `event_log`, `exception`",
+                "agent.toml:1: key `intervl`: unknown key, expected one of `interval`, `signatures_dir`, `local_signatures_dir`, `state_dir`, `hostname`, `probes`, `status`, `syslog`, `event_log`, `collector`, `exception`",
                 "agent.toml:2: key `interval`: `5x` is not a duration like \"15s\", \"1m\"",
                 "agent.toml:3: key `hostname`: must be 1-255 printable ASCII characters without spaces (a syslog HOSTNAME)",
                 "agent.toml:5: key `event_log`: unknown field `max_bytez`, expected one of `enabled`, `path`, `max_bytes`, `keep`",

@@ -8,6 +8,7 @@
 
 use crate::config::{self, Config};
 use crate::inventory;
+use crate::report::collector::{Collector, Identity, Parts};
 use crate::report::eventlog::EventLog;
 use crate::report::notify::{monotonic_usec, Notifier};
 use crate::report::sink::Counters;
@@ -18,6 +19,7 @@ use crate::scanner::{self, Scan, Scanner};
 use crate::signatures::{self, SignatureSet};
 use crate::tracker::Tracker;
 use crate::usage::{ms, now_unix_ms, Cost, Usage};
+use aupwatch_proto::protocol::Heartbeat;
 use aupwatch_proto::status::{self as doc, Health, Status};
 use aupwatch_proto::{Event, SCHEMA_VERSION};
 use std::path::{Path, PathBuf};
@@ -99,6 +101,7 @@ pub fn run(mut launch: Launch) -> Result<(), DaemonError> {
     drop(tx);
     agent.run_loop(&rx);
     agent.notify("STOPPING=1");
+    agent.goodbye();
     log(Level::Info, "agent stopped");
     Ok(())
 }
@@ -136,9 +139,10 @@ struct Agent {
     /// that rebuilds a sink keeps them.
     syslog_counters: Counters,
     eventlog_counters: Counters,
-    /// The collector's delivery state for the status document; `None` until the collector
-    /// sender exists (and whenever no collector is configured).
-    collector: Option<doc::Collector>,
+    /// The collector reporter (spool writer and sender threads), when `[collector]` is set.
+    reporter: Option<Collector>,
+    /// Why the reporter could not start (shown in status; retried on reload).
+    reporter_error: Option<String>,
     status: Shared,
     server: Option<StatusServer>,
     started: Instant,
@@ -168,7 +172,8 @@ impl Agent {
             eventlog: None,
             syslog_counters: Counters::default(),
             eventlog_counters: Counters::default(),
-            collector: None,
+            reporter: None,
+            reporter_error: None,
             status,
             server: Some(server),
             started: Instant::now(),
@@ -178,6 +183,7 @@ impl Agent {
             last_reload: None,
         };
         agent.configure_reporters();
+        agent.configure_collector();
         agent.publish();
         Ok(agent)
     }
@@ -300,8 +306,12 @@ impl Agent {
                 // CPU history, the inventory's cache and the probe cache outlive a reload.
                 self.scanner
                     .reconfigure(set, scanner_options(&self.launch, &cfg));
+                let collector_changed = cfg.collector != self.cfg.collector;
                 self.cfg = cfg;
                 self.configure_reporters();
+                if collector_changed {
+                    self.configure_collector();
+                }
                 if socket_changed {
                     self.server = None;
                     match StatusServer::start(
@@ -376,6 +386,93 @@ impl Agent {
         }
     }
 
+    /// Starts (or restarts, after a reload changed `[collector]`) the collector reporter. A
+    /// reporter that cannot start (no machine id, an unreadable CA file, an unwritable spool)
+    /// is an error in the log and in status; the agent scans on.
+    fn configure_collector(&mut self) {
+        if let Some(old) = self.reporter.take() {
+            old.stop(Duration::from_secs(1));
+        }
+        self.reporter_error = None;
+        let Some(cc) = self.cfg.collector.clone() else {
+            return;
+        };
+        let hostname = self.cfg.hostname.clone().unwrap_or_else(kernel_hostname);
+        let started = Identity::of_host(&cc, &hostname)
+            .and_then(|id| Collector::start(&cc, &self.cfg.state_dir, id));
+        match started {
+            Ok(c) => {
+                log(
+                    Level::Info,
+                    &format!(
+                        "reporting to {} (spool in {})",
+                        cc.url,
+                        self.cfg.state_dir.join("spool").display()
+                    ),
+                );
+                self.reporter = Some(c);
+            }
+            Err(e) => {
+                log(
+                    Level::Error,
+                    &format!("{e}: not reporting to the collector"),
+                );
+                self.reporter_error = Some(e.to_string());
+            }
+        }
+    }
+
+    /// What the collector report of this interval says besides events and findings.
+    fn heartbeat(&self) -> Heartbeat {
+        let own = Usage::own();
+        let set = self.scanner.set();
+        Heartbeat {
+            agent_version: env!("CARGO_PKG_VERSION").to_string(),
+            signature_version: set.version().to_string(),
+            signature_count: set.signatures.len() as u64,
+            interval_secs: self.cfg.interval.as_secs(),
+            started_at_unix_ms: self.started_unix_ms,
+            scans: self.scans,
+            cpu_ms: ms(own.cpu()),
+            max_rss_kib: own.max_rss_kib,
+            // The spool writer fills these in.
+            spool_reports: 0,
+            spool_bytes: 0,
+            dropped: Default::default(),
+            quarantined: 0,
+        }
+    }
+
+    /// Hands the collector reporter this interval's report (never blocks).
+    fn report(&self, events: Vec<Event>, goodbye: bool) {
+        let Some(reporter) = &self.reporter else {
+            return;
+        };
+        let open_findings = self
+            .tracker
+            .as_ref()
+            .map(|t| t.active().into_iter().cloned().collect())
+            .unwrap_or_default();
+        reporter.submit(Parts {
+            created_unix_ms: now_unix_ms(),
+            hostname: self.host_name(),
+            heartbeat: self.heartbeat(),
+            events,
+            open_findings,
+            goodbye,
+        });
+    }
+
+    /// A clean stop: the goodbye report (the collector shows the host `stopped`, not
+    /// `silent`), delivered if the collector answers within a few seconds; else it waits in
+    /// the spool for the next start.
+    fn goodbye(&mut self) {
+        self.report(Vec::new(), true);
+        if let Some(r) = self.reporter.take() {
+            r.stop(Duration::from_secs(3));
+        }
+    }
+
     fn host_name(&self) -> String {
         self.cfg
             .hostname
@@ -420,8 +517,10 @@ impl Agent {
             self.emit(e);
         }
         let spent = cost.stop();
-        let (duration_ms, cpu_ms) = (ms(spent.wall), ms(spent.cpu()));
         self.scans += 1;
+        // Every interval, with or without events: the heartbeat is the liveness signal.
+        self.report(events, false);
+        let (duration_ms, cpu_ms) = (ms(spent.wall), ms(spent.cpu()));
         self.last_scan = Some(doc::Scan {
             at_unix_ms: snap.taken_at_unix_ms,
             duration_ms,
@@ -487,7 +586,8 @@ impl Agent {
             .unwrap_or_default();
         let degraded = (self.syslog.is_some() && self.syslog_counters.last_error.is_some())
             || (self.eventlog.is_some() && self.eventlog_counters.last_error.is_some())
-            || self.last_reload.as_ref().is_some_and(|r| !r.ok);
+            || self.last_reload.as_ref().is_some_and(|r| !r.ok)
+            || self.reporter_error.is_some();
         let (subjects, entries) = self.scanner.history().size();
         let set = self.scanner.set();
         Status {
@@ -543,10 +643,50 @@ impl Agent {
                     .eventlog
                     .as_ref()
                     .map(|l| self.eventlog_counters.sink(l.path().display().to_string())),
-                collector: self.collector.clone(),
+                collector: self.collector_status(),
             },
         }
     }
+}
+
+impl Agent {
+    fn collector_status(&self) -> Option<doc::Collector> {
+        let url = self.cfg.collector.as_ref()?.url.clone();
+        let Some(r) = &self.reporter else {
+            return Some(doc::Collector {
+                url,
+                enrolled: false,
+                spool_reports: 0,
+                spool_bytes: 0,
+                delivered: 0,
+                last_delivery_unix_ms: None,
+                last_error: self.reporter_error.clone(),
+                dropped: Default::default(),
+                quarantined: 0,
+            });
+        };
+        let d = r.delivery();
+        let mut dropped = d.spool.counters.dropped;
+        dropped.transitions += d.dropped_unspooled;
+        Some(doc::Collector {
+            url,
+            enrolled: d.enrolled,
+            spool_reports: d.spool.reports,
+            spool_bytes: d.spool.bytes,
+            delivered: d.delivered,
+            last_delivery_unix_ms: d.last_delivery_unix_ms,
+            last_error: d.last_error,
+            dropped,
+            quarantined: d.spool.counters.quarantined,
+        })
+    }
+}
+
+/// The host name the kernel reports, for enrollment when the config names none.
+fn kernel_hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
 }
 
 /// The agent scans every interval, probing when the config says so.

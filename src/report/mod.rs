@@ -1,9 +1,11 @@
 //! Report: every side effect towards the outside — syslog, the JSON event log, the status
 //! socket, sd_notify — and the agent's own log lines. Nothing here decides anything.
 
+pub mod collector;
 pub mod eventlog;
 pub mod notify;
 pub mod sink;
+pub mod spool;
 pub mod status;
 pub mod syslog;
 
