@@ -202,14 +202,11 @@ fn a_finding_travels_from_proc_to_the_collector_and_resolves() {
 
     let setup = Setup::new(lab.dir(), "rp");
     let sig = setup.sig_id("travel");
-    setup.local_signatures(
-        "travel.toml",
-        &signature(&sig, "high", &setup.name("travel")),
-    );
+    setup.local_signatures("travel.toml", &signature(&sig, "high", &setup.name("tr")));
     let machine = format!("test-machine-{}", std::process::id());
     setup.write_config(&agent_config(&setup, &secret, &machine));
-    let mut offender = Offender::start(lab.dir(), &setup.name("travel"));
-    let agent = Agent::start(test, &lab, &setup);
+    let mut offender = Offender::start(lab.dir(), &setup.name("tr"));
+    let mut agent = Agent::start(test, &lab, &setup);
 
     let row = wait_for("the finding at the collector", || {
         row_of(&collector.findings("open"), &sig, offender.pid)
@@ -229,12 +226,15 @@ fn a_finding_travels_from_proc_to_the_collector_and_resolves() {
     assert_eq!(code, 1, "findings present: exit 1");
     assert!(table.contains(&sig), "{table}");
 
-    // The agent says where it reports, and that it delivered.
-    let doc = agent.status().expect("status");
+    // The agent says where it reports, and that it delivered (its status is rebuilt after
+    // each scan, so it may lag the collector by an interval).
+    let doc = agent.wait_status("the delivery in status", |d| {
+        let c = &d["reporting"]["collector"];
+        c["enrolled"] == true && c["delivered"].as_u64().unwrap_or(0) >= 1
+    });
     let c = &doc["reporting"]["collector"];
     assert_eq!(c["url"], format!("http://127.0.0.1:{PORT}"));
-    assert_eq!(c["enrolled"], true);
-    assert!(c["delivered"].as_u64().unwrap_or(0) >= 1, "{c}");
+    assert!(c["last_error"].is_null(), "{c}");
 
     // Heartbeats keep the host online.
     let (_, hosts) = collector.cli(&["hosts", "--json"]);
