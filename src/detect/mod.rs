@@ -73,73 +73,40 @@ impl Finding {
     }
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct ProcessRef {
-    pub pid: i32,
-    pub ppid: i32,
-    pub start_ticks: u64,
-    pub uid: u32,
-    pub user: Option<String>,
-    pub comm: String,
-    pub exe: Option<String>,
-    pub exe_deleted: bool,
-    pub cmdline: Vec<String>,
-    pub netns: u64,
-    pub container: Option<String>,
-}
+/// The process, interface, socket and evidence a finding names are the documents' own types
+/// (`aupwatch-proto`): what detection says is what the status socket, the event log and the
+/// collector carry, field for field.
+pub use aupwatch_proto::{
+    Evidence, Interface as InterfaceRef, Process as ProcessRef, Socket as SocketRef,
+};
 
-impl ProcessRef {
-    fn of(p: &Process) -> ProcessRef {
-        ProcessRef {
-            pid: p.pid,
-            ppid: p.ppid,
-            start_ticks: p.start_ticks,
-            uid: p.uid,
-            user: p.user.clone(),
-            comm: p.comm.clone(),
-            exe: p.exe.clone(),
-            exe_deleted: p.exe_deleted,
-            cmdline: p.cmdline.clone(),
-            netns: p.netns,
-            container: p.container.clone(),
-        }
+/// What a finding says of process `p`.
+fn process_ref(p: &Process) -> ProcessRef {
+    ProcessRef {
+        pid: p.pid,
+        ppid: p.ppid,
+        start_ticks: p.start_ticks,
+        uid: p.uid,
+        user: p.user.clone(),
+        comm: p.comm.clone(),
+        exe: p.exe.clone(),
+        exe_deleted: p.exe_deleted,
+        cmdline: p.cmdline.clone(),
+        netns: p.netns,
+        container: p.container.clone(),
     }
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct InterfaceRef {
-    pub netns: u64,
-    pub name: String,
-}
-
-#[derive(Debug, Clone, Serialize, PartialEq, Eq, PartialOrd, Ord)]
-pub struct SocketRef {
-    pub protocol: crate::inventory::Protocol,
-    pub local: std::net::SocketAddr,
-    pub remote: Option<std::net::SocketAddr>,
-    pub state: crate::inventory::SocketState,
-    pub netns: u64,
-    pub inode: u64,
-}
-
-impl SocketRef {
-    fn of(s: &Socket) -> SocketRef {
-        SocketRef {
-            protocol: s.protocol,
-            local: s.local,
-            remote: s.remote,
-            state: s.state,
-            netns: s.netns,
-            inode: s.inode,
-        }
+/// What a finding says of socket `s`.
+fn socket_ref(s: &Socket) -> SocketRef {
+    SocketRef {
+        protocol: s.protocol,
+        local: s.local,
+        remote: s.remote,
+        state: s.state,
+        netns: s.netns,
+        inode: s.inode,
     }
-}
-
-/// Which predicate saw which value.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Evidence {
-    pub predicate: String,
-    pub value: String,
 }
 
 /// One predicate tried on one subject: whether it held and what it saw.

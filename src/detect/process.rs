@@ -4,7 +4,7 @@
 
 use super::evidence::{self, CpuSeen, PeerSet, Seen};
 use super::history::ConnKey;
-use super::{combine, host, Ctx, Evidence, Finding, Hit, ProcessRef, SocketRef, Trial};
+use super::{combine, host, Ctx, Evidence, Finding, Hit, SocketRef, Trial};
 use crate::inventory::{Process, Socket};
 use crate::signatures::{
     BindFilter, ConnFilter, GlobList, Match, PeerCount, Predicate, Signature, SocketFilter,
@@ -84,12 +84,12 @@ pub(super) fn process_findings(ctx: &Ctx, si: usize, sig: &Signature) -> Vec<Fin
             let sockets: BTreeSet<SocketRef> = hit
                 .sockets
                 .iter()
-                .map(|&s| SocketRef::of(&ctx.snap.sockets[s]))
+                .map(|&s| super::socket_ref(&ctx.snap.sockets[s]))
                 .collect();
             let mut evidence: BTreeSet<Evidence> = hit.evidence.into_iter().collect();
             evidence.extend(host::hidden_evidence(ctx.snap, p.pid));
             Finding {
-                process: Some(ProcessRef::of(p)),
+                process: Some(super::process_ref(p)),
                 related_pids: related,
                 sockets: sockets.into_iter().collect(),
                 ..Finding::of(sig, evidence.into_iter().collect())

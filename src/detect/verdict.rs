@@ -8,8 +8,7 @@
 //!
 //! Pure, like the rest of detection; the output order is deterministic.
 
-use super::{Evidence, Finding, InterfaceRef, ProcessRef, SocketRef};
-use crate::probe::{ProbeReport, ProxyProtocol, Verdict};
+use super::Finding;
 use aupwatch_proto as proto;
 use std::collections::BTreeMap;
 
@@ -77,8 +76,8 @@ pub fn roll_up(findings: Vec<Finding>) -> Vec<proto::Finding> {
 
 fn subject(f: &Finding) -> proto::Subject {
     match (&f.process, &f.interface) {
-        (Some(p), _) => proto::Subject::Process(process(p)),
-        (None, Some(i)) => proto::Subject::Interface(interface(i)),
+        (Some(p), _) => proto::Subject::Process(p.clone()),
+        (None, Some(i)) => proto::Subject::Interface(i.clone()),
         (None, None) => proto::Subject::Host,
     }
 }
@@ -90,81 +89,18 @@ fn to_match(f: Finding) -> proto::Match {
         description: f.description,
         aup: f.aup,
         related_pids: f.related_pids,
-        sockets: f.sockets.iter().map(socket).collect(),
-        evidence: f.evidence.into_iter().map(evidence).collect(),
-        probe: f.probe.as_ref().map(probe),
-    }
-}
-
-fn process(p: &ProcessRef) -> proto::Process {
-    proto::Process {
-        pid: p.pid,
-        ppid: p.ppid,
-        start_ticks: p.start_ticks,
-        uid: p.uid,
-        user: p.user.clone(),
-        comm: p.comm.clone(),
-        exe: p.exe.clone(),
-        exe_deleted: p.exe_deleted,
-        cmdline: p.cmdline.clone(),
-        netns: p.netns,
-        container: p.container.clone(),
-    }
-}
-
-fn interface(i: &InterfaceRef) -> proto::Interface {
-    proto::Interface {
-        netns: i.netns,
-        name: i.name.clone(),
-    }
-}
-
-fn socket(s: &SocketRef) -> proto::Socket {
-    proto::Socket {
-        protocol: s.protocol,
-        local: s.local,
-        remote: s.remote,
-        state: s.state,
-        netns: s.netns,
-        inode: s.inode,
-    }
-}
-
-fn evidence(e: Evidence) -> proto::Evidence {
-    proto::Evidence {
-        predicate: e.predicate,
-        value: e.value,
-    }
-}
-
-fn probe(p: &ProbeReport) -> proto::Probe {
-    proto::Probe {
-        verdict: match p.verdict {
-            Verdict::Open => proto::ProbeVerdict::Open,
-            Verdict::Authenticated => proto::ProbeVerdict::Authenticated,
-            Verdict::Restricted => proto::ProbeVerdict::Restricted,
-            Verdict::Inconclusive => proto::ProbeVerdict::Inconclusive,
-            Verdict::NotProxy => proto::ProbeVerdict::NotProxy,
-            Verdict::NoAnswer => proto::ProbeVerdict::NoAnswer,
-            Verdict::NotProbed => proto::ProbeVerdict::NotProbed,
-        },
-        protocol: p.protocol.map(|x| match x {
-            ProxyProtocol::Http => proto::ProxyProtocol::Http,
-            ProxyProtocol::Socks4 => proto::ProxyProtocol::Socks4,
-            ProxyProtocol::Socks5 => proto::ProxyProtocol::Socks5,
-        }),
-        address: p.address,
-        netns: p.netns,
-        inode: p.inode,
-        evidence: p.evidence.clone(),
-        probed_at_unix_ms: p.probed_at_unix_ms,
+        sockets: f.sockets,
+        evidence: f.evidence,
+        probe: f.probe,
     }
 }
 
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use crate::detect::{Evidence, InterfaceRef, ProcessRef, SocketRef};
     use crate::inventory::{Protocol, SocketState};
+    use crate::probe::{ProbeReport, ProxyProtocol, Verdict};
     use crate::signatures::{Category, Severity};
 
     /// A per-signature finding of `sig` on process `pid` (started at `start`).
