@@ -63,6 +63,17 @@ STOPPING) when started by systemd with Type=notify."
     )]
     Agent(AgentArgs),
     /// Show the running agent's status: health, last scan, signatures, findings.
+    #[command(
+        long_about = "Asks the running agent, over its status socket, for its status \
+document and prints it: a table by default, the document with --json, metrics with \
+--prometheus. The agent's health is ok, starting, degraded (a sink failing, a reload \
+rejected, the collector reporter down) or stalled: its last scan is older than two scan \
+intervals, plus that scan's duration (the agent cannot notice its own stuck loop, so this \
+command decides it from the document; its status socket may still answer).\n\n\
+Exit status: 0 the agent runs and has no active finding outside an exception; 1 it has \
+active findings no exception covers; 2 error (no agent answering, a refused or garbled \
+answer) or the agent is stalled."
+    )]
     Status(StatusArgs),
     /// Validate the agent's configuration.
     #[command(subcommand)]
@@ -191,7 +202,15 @@ pub fn run() -> Result<u8> {
             Ok(EXIT_CLEAN)
         }
         Command::Status(args) => {
-            let doc = aupwatch::report::status::query(&args.socket)?;
+            let mut doc = aupwatch::report::status::query(&args.socket)?;
+            let now = aupwatch::usage::now_unix_ms();
+            if let Some(age) = status::judge_stall(&mut doc, now) {
+                stderr_line(&format!(
+                    "aupwatch status: the agent is stalled: its last scan is {}s old, its interval {}s",
+                    age / 1000,
+                    doc.agent.interval_secs
+                ));
+            }
             printed(if args.json {
                 output::json(&doc)
             } else if args.prometheus {
@@ -200,11 +219,7 @@ pub fn run() -> Result<u8> {
             } else {
                 status::table(&doc)
             })?;
-            Ok(if status::unexcepted(&doc) > 0 {
-                EXIT_FINDINGS
-            } else {
-                EXIT_CLEAN
-            })
+            Ok(status::exit_code(&doc))
         }
         Command::Config(ConfigCommand::Check { config }) => {
             match aupwatch::daemon::load_all(config.as_deref()) {
