@@ -223,7 +223,11 @@ pub fn run() -> Result<u8> {
         }
         Command::Config(ConfigCommand::Check { config }) => {
             match aupwatch::daemon::load_all(config.as_deref()) {
-                Ok((cfg, set)) => {
+                Ok(aupwatch::daemon::Loaded {
+                    cfg,
+                    set,
+                    overridden,
+                }) => {
                     let from = cfg
                         .path
                         .as_ref()
@@ -240,6 +244,18 @@ pub fn run() -> Result<u8> {
                         )
                         .map_err(anyhow::Error::from),
                     )?;
+                    for id in &overridden {
+                        let by = set
+                            .signatures
+                            .iter()
+                            .find(|s| &s.id == id)
+                            .map_or(String::new(), |s| format!(" by {}", s.source));
+                        stderr_line(&format!(
+                            "note: shipped signature {} is overridden{}",
+                            printable(id),
+                            printable(&by)
+                        ));
+                    }
                     let now = aupwatch::usage::now_unix_ms();
                     for ex in &cfg.exceptions {
                         if ex.expires_unix_ms.is_some_and(|e| e <= now) {

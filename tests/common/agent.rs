@@ -66,7 +66,8 @@ fn tail(text: &str, lines: usize) -> String {
 }
 
 /// Writes `text` to `path` atomically (a temporary name that no watcher cares about, then a
-/// rename), so the agent never reads half a file.
+/// rename), so the agent never reads half a file. Mode 0644 whatever the umask: the agent
+/// refuses config and signature files that group or others can write.
 pub fn write_atomic(path: &Path, text: &str) {
     let dir = path.parent().expect("a file in a directory");
     let name = path
@@ -76,6 +77,8 @@ pub fn write_atomic(path: &Path, text: &str) {
         .into_owned();
     let tmp = dir.join(format!(".{name}.partial"));
     fs::write(&tmp, text).unwrap_or_else(|e| panic!("write {}: {e}", tmp.display()));
+    fs::set_permissions(&tmp, fs::Permissions::from_mode(0o644))
+        .unwrap_or_else(|e| panic!("chmod 0644 {}: {e}", tmp.display()));
     fs::rename(&tmp, path).unwrap_or_else(|e| panic!("rename to {}: {e}", path.display()));
 }
 
@@ -174,12 +177,13 @@ impl Setup {
     pub fn replace_shipped(&mut self) {
         let d = self.etc.join("shipped");
         fs::create_dir_all(&d).expect("create the shipped directory");
+        fs::set_permissions(&d, fs::Permissions::from_mode(0o755)).expect("chmod 0755");
         let text = signature(
             &self.sig_id("never"),
             "low",
             &format!("{}-never-runs-*", self.base),
         );
-        fs::write(d.join("shipped.toml"), text).expect("write the shipped signature");
+        write_atomic(&d.join("shipped.toml"), &text);
         self.shipped = Some(d);
     }
 
