@@ -1565,6 +1565,58 @@ fn a_new_host_name_resolves_and_refinds_the_findings() {
     );
 }
 
+/// The kernel's host name changing (in the agent's own UTS namespace) does the same: the old
+/// findings resolved under the old name, found again under the new one. The agent re-reads
+/// the host name every 32 scans, so this takes up to ~32 s at the 1 s interval.
+#[test]
+#[ignore = "needs root, network namespaces and the packages .ci/run installs; run with --include-ignored (CI does)"]
+fn a_new_kernel_host_name_resolves_and_refinds_the_findings() {
+    const T: &str = "a_new_kernel_host_name_resolves_and_refinds_the_findings";
+    ready(T, &["unshare"]);
+    let lab = Lab::new(T, "aghk");
+    let s = Setup::new(lab.dir(), "hk");
+    let sig = s.sig_id("sleeper");
+    s.local_signatures("a.toml", &signature(&sig, "high", &format!("{}*", s.base)));
+    s.write_config(&Opts::default());
+    let mut agent = Agent::launch(
+        T,
+        &lab,
+        &s,
+        Launch {
+            own_uts: true,
+            ..Launch::default()
+        },
+    );
+    let off = Offender::start(&s.dir, &s.name("x"));
+    let doc = agent.wait_status("found under the first name", |d| {
+        finding(d, &sig, off.pid).is_some()
+    });
+    let old_host = doc["agent"]["host"].clone();
+    let old_id = finding(&doc, &sig, off.pid).expect("found")["id"].clone();
+    let new_host = format!("aupwt-k{}", std::process::id());
+    agent.set_kernel_hostname(&new_host);
+    let doc = agent.wait_status("found again under the kernel's new name", |d| {
+        d["agent"]["host"] == new_host.as_str()
+            && finding(d, &sig, off.pid).is_some_and(|t| t["id"] != old_id)
+    });
+    assert!(
+        by_id(
+            &doc["recently_resolved"],
+            old_id.as_str().unwrap_or_default()
+        )
+        .is_some(),
+        "the old finding is resolved: {}",
+        brief(&doc)
+    );
+    let events = s.events();
+    assert!(
+        events.iter().any(|e| e["kind"] == "resolved"
+            && e["tracked"]["id"] == old_id
+            && e["host"] == old_host),
+        "a resolved event of the old finding, under the old name: {events:#?}"
+    );
+}
+
 /// A reload that moves the status socket stops the old server: the old path is gone and does
 /// not answer, the new one does, and no status thread is left behind.
 #[test]

@@ -273,6 +273,9 @@ pub struct Launch<'a> {
     pub no_wait: bool,
     /// Names the output files `agent-<label>.std{out,err}.log` (for a second agent).
     pub label: Option<&'a str>,
+    /// Runs the agent in a UTS namespace of its own (`unshare --uts`), so a test can change
+    /// its kernel host name ([`Agent::set_kernel_hostname`]) without touching the machine's.
+    pub own_uts: bool,
 }
 
 impl Agent {
@@ -292,13 +295,23 @@ impl Agent {
         let config = l.config_arg.clone().unwrap_or_else(|| setup.config.clone());
         // setpriv --pdeathsig: the agent dies with the test thread that started it, even when
         // the test binary is killed outright and no Drop runs.
-        let mut cmd = match which("setpriv") {
-            Some(setpriv) => {
+        // unshare without --fork execs: the agent keeps the pid the test knows.
+        let mut cmd = match (which("setpriv"), l.own_uts) {
+            (Some(setpriv), uts) => {
                 let mut c = Command::new(setpriv);
-                c.args(["--pdeathsig", "KILL", "--", "nsenter"]);
+                c.args(["--pdeathsig", "KILL", "--"]);
+                if uts {
+                    c.args(["unshare", "--uts", "--"]);
+                }
+                c.arg("nsenter");
                 c
             }
-            None => Command::new("nsenter"),
+            (None, true) => {
+                let mut c = Command::new("unshare");
+                c.args(["--uts", "--", "nsenter"]);
+                c
+            }
+            (None, false) => Command::new("nsenter"),
         };
         cmd.arg(format!("--net=/run/netns/{}", lab.name()))
             .arg("--")
@@ -335,6 +348,33 @@ impl Agent {
 
     pub fn pid(&self) -> u32 {
         self.pid
+    }
+
+    /// Sets the kernel host name in the agent's UTS namespace (started with
+    /// [`Launch::own_uts`]; otherwise this would rename the machine, so it refuses).
+    pub fn set_kernel_hostname(&self, name: &str) {
+        let own = fs::read_link(format!("/proc/{}/ns/uts", self.pid)).ok();
+        let mine = fs::read_link("/proc/self/ns/uts").ok();
+        assert!(
+            own.is_some() && own != mine,
+            "{}: the agent shares the machine's UTS namespace (Launch::own_uts)",
+            self.test
+        );
+        let mut cmd = Command::new("nsenter");
+        cmd.arg("--uts")
+            .arg(format!("--target={}", self.pid))
+            .arg("--")
+            .arg("sh")
+            .arg("-c")
+            .arg("printf '%s' \"$1\" > /proc/sys/kernel/hostname")
+            .arg("sh")
+            .arg(name);
+        let out = run(cmd);
+        assert!(
+            out.status.success(),
+            "{}: setting the host name in the agent's UTS namespace: {out:?}",
+            self.test
+        );
     }
 
     /// Waits until the status socket answers with a document.
