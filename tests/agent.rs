@@ -1684,6 +1684,11 @@ fn an_overridden_shipped_signature_is_listed() {
         "config check names the overridden id and the file:\n{}",
         show(&out)
     );
+    assert!(
+        stdout(&out).contains("1 shipped overridden locally"),
+        "the OK line says it too: {}",
+        show(&out)
+    );
     let mut agent = Agent::start(T, &lab, &s);
     let doc = agent.wait_status("a first scan", |d| d["scans"].as_u64() >= Some(1));
     assert_eq!(

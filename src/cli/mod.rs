@@ -235,11 +235,16 @@ pub fn run() -> Result<u8> {
                     printed(
                         writeln!(
                             std::io::stdout(),
-                            "{}: OK — interval {}s, {} signatures (version {}), {} exception(s)",
+                            "{}: OK — interval {}s, {} signatures (version {}{}), {} exception(s)",
                             printable(&from),
                             cfg.interval.as_secs(),
                             set.signatures.len(),
                             set.version(),
+                            if overridden.is_empty() {
+                                String::new()
+                            } else {
+                                format!("; {} shipped overridden locally", overridden.len())
+                            },
                             cfg.exceptions.len()
                         )
                         .map_err(anyhow::Error::from),
