@@ -542,6 +542,8 @@ impl Agent {
             .hostname
             .clone()
             .unwrap_or_else(|| snap.hostname.clone());
+        // Resolutions of a host rename go out with this scan's events, in one report.
+        let mut events = Vec::new();
         match self.tracker.as_mut() {
             None => {
                 self.tracker = Some(Tracker::new(&host));
@@ -563,20 +565,21 @@ impl Agent {
                     self.emit(e);
                 }
                 self.configure_reporters();
-                self.report(resolved, false);
+                events = resolved;
             }
             Some(_) => {}
         }
         // One verdict per offender and category: what the tracker, status and sinks carry.
         let verdicts = crate::detect::verdict::roll_up(findings);
         let count = verdicts.len();
-        let events = match self.tracker.as_mut() {
+        let found = match self.tracker.as_mut() {
             Some(t) => t.update(verdicts, &self.cfg.exceptions, snap.taken_at_unix_ms),
             None => Vec::new(),
         };
-        for e in &events {
+        for e in &found {
             self.emit(e);
         }
+        events.extend(found);
         let spent = cost.stop();
         self.scans += 1;
         // Every interval, with or without events: the heartbeat is the liveness signal.
