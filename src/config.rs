@@ -257,6 +257,14 @@ pub fn load(path: Option<&Path>) -> Result<Config, ConfigErrors> {
         Some(p) => (p.to_path_buf(), true),
         None => (PathBuf::from(DEFAULT_PATH), false),
     };
+    if let Err(e) = crate::trust::check(&path) {
+        return Err(ConfigErrors(vec![ConfigError {
+            file: path.display().to_string(),
+            line: None,
+            key: None,
+            message: e.why(),
+        }]));
+    }
     match std::fs::read_to_string(&path) {
         Ok(text) => parse(&path.display().to_string(), &text).map(|mut c| {
             c.path = Some(path);

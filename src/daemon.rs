@@ -59,14 +59,42 @@ enum Msg {
     Reload(&'static str),
 }
 
-/// Loads config and signatures together: both good, or an error and nothing.
-pub fn load_all(config_path: Option<&Path>) -> Result<(Config, SignatureSet), DaemonError> {
+/// What [`load_all`] loads: the config, the signature set, and the shipped ids a local
+/// signature replaced.
+pub struct Loaded {
+    pub cfg: Config,
+    pub set: SignatureSet,
+    pub overridden: Vec<String>,
+}
+
+/// Loads config and signatures together: both good, or an error and nothing. A config file
+/// or signature directory (or file in one) that another user can write is an error.
+pub fn load_all(config_path: Option<&Path>) -> Result<Loaded, DaemonError> {
     let cfg = config::load(config_path)?;
-    let set = signatures::load_layered(
+    let layered = signatures::load_layered(
         cfg.signatures_dir.as_deref(),
         cfg.local_signatures_dir.as_deref(),
     )?;
-    Ok((cfg, set))
+    Ok(Loaded {
+        cfg,
+        set: layered.set,
+        overridden: layered.overridden,
+    })
+}
+
+/// One log line per shipped signature a local one replaced (at start and on reload).
+fn log_overridden(set: &SignatureSet, overridden: &[String]) {
+    for id in overridden {
+        let by = set
+            .signatures
+            .iter()
+            .find(|s| &s.id == id)
+            .map_or(String::new(), |s| format!(" by {}", s.source));
+        log(
+            Level::Warning,
+            &format!("shipped signature {id} is overridden{by}"),
+        );
+    }
 }
 
 /// Runs the agent until SIGTERM or SIGINT.
@@ -75,7 +103,11 @@ pub fn run(mut launch: Launch) -> Result<(), DaemonError> {
     launch.config_path = launch
         .config_path
         .map(|p| std::path::absolute(&p).unwrap_or(p));
-    let (cfg, set) = load_all(launch.config_path.as_deref())?;
+    let Loaded {
+        cfg,
+        set,
+        overridden,
+    } = load_all(launch.config_path.as_deref())?;
     let notifier = Notifier::from_env().map_err(|source| DaemonError::Setup {
         what: "sd_notify",
         source,
@@ -85,8 +117,8 @@ pub fn run(mut launch: Launch) -> Result<(), DaemonError> {
         what: "signal handling",
         source,
     })?;
-    let mut agent = Agent::new(launch, cfg, set, notifier)?;
-    let _watcher = agent.watch(tx.clone());
+    let mut agent = Agent::new(launch, cfg, set, overridden, notifier, tx.clone())?;
+    agent.rearm_watcher();
     agent.notify("READY=1");
     log(
         Level::Info,
@@ -98,6 +130,7 @@ pub fn run(mut launch: Launch) -> Result<(), DaemonError> {
             agent.cfg.status.socket.display()
         ),
     );
+    log_overridden(agent.scanner.set(), &agent.overridden);
     drop(tx);
     agent.run_loop(&rx);
     agent.notify("STOPPING=1");
@@ -131,8 +164,14 @@ struct Agent {
     cfg: Config,
     /// Inventory, history, detection cache and prober: the same engine as `scan`.
     scanner: Scanner,
+    /// Shipped signature ids a local file replaced.
+    overridden: Vec<String>,
     tracker: Option<Tracker>,
     notifier: Notifier,
+    /// Where the file watcher sends its reloads.
+    tx: Sender<Msg>,
+    /// The file watcher and the directories it watches (re-armed when a reload names others).
+    watcher: Option<(notify::RecommendedWatcher, Vec<PathBuf>)>,
     syslog: Option<Syslog>,
     eventlog: Option<EventLog>,
     /// Delivery counters since the agent started: kept apart from the sinks, so a reload
@@ -157,7 +196,9 @@ impl Agent {
         launch: Launch,
         cfg: Config,
         set: SignatureSet,
+        overridden: Vec<String>,
         notifier: Notifier,
+        tx: Sender<Msg>,
     ) -> Result<Agent, DaemonError> {
         let status: Shared = Arc::new(Mutex::new("{}".to_string()));
         let server = StatusServer::start(&cfg.status.socket, &cfg.status.group, status.clone())?;
@@ -166,8 +207,11 @@ impl Agent {
             scanner,
             launch,
             cfg,
+            overridden,
             tracker: None,
             notifier,
+            tx,
+            watcher: None,
             syslog: None,
             eventlog: None,
             syslog_counters: Counters::default(),
@@ -194,16 +238,10 @@ impl Agent {
         }
     }
 
-    /// Watches the config file's directory and the signature directories.
-    fn watch(&self, tx: Sender<Msg>) -> Option<notify::RecommendedWatcher> {
-        use notify::{RecursiveMode, Watcher};
+    /// The directories to watch: the config file's and the signature directories.
+    fn watch_targets(&self) -> Vec<PathBuf> {
         let mut targets: Vec<PathBuf> = Vec::new();
-        let cfg_file = self
-            .launch
-            .config_path
-            .clone()
-            .unwrap_or_else(|| PathBuf::from(config::DEFAULT_PATH));
-        if let Some(dir) = cfg_file.parent() {
+        if let Some(dir) = self.config_file().parent() {
             targets.push(dir.to_path_buf());
         }
         targets.extend(self.cfg.signatures_dir.clone());
@@ -211,34 +249,26 @@ impl Agent {
         targets.retain(|d| d.is_dir());
         targets.sort();
         targets.dedup();
-        let relevant = move |p: &Path| p == cfg_file || p.extension().is_some_and(|e| e == "toml");
-        let handler = move |res: notify::Result<notify::Event>| {
-            if let Ok(ev) = res {
-                let writes = !matches!(ev.kind, notify::EventKind::Access(_));
-                if writes && ev.paths.iter().any(|p| relevant(p)) {
-                    let _ = tx.send(Msg::Reload("file change"));
-                }
-            }
-        };
-        let mut watcher = match notify::recommended_watcher(handler) {
-            Ok(w) => w,
-            Err(e) => {
-                log(
-                    Level::Warning,
-                    &format!("cannot watch files for changes (SIGHUP still reloads): {e}"),
-                );
-                return None;
-            }
-        };
-        for dir in &targets {
-            if let Err(e) = watcher.watch(dir, RecursiveMode::NonRecursive) {
-                log(
-                    Level::Warning,
-                    &format!("cannot watch {} (SIGHUP still reloads): {e}", dir.display()),
-                );
-            }
+        targets
+    }
+
+    fn config_file(&self) -> PathBuf {
+        self.launch
+            .config_path
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(config::DEFAULT_PATH))
+    }
+
+    /// (Re)arms the file watcher on the directories the running config names (at start,
+    /// and after a reload that names other directories or made a named one appear).
+    fn rearm_watcher(&mut self) {
+        let targets = self.watch_targets();
+        if self.watcher.as_ref().is_some_and(|(_, t)| *t == targets) {
+            return;
         }
-        Some(watcher)
+        // The old watcher first: its thread ends when it drops.
+        self.watcher = None;
+        self.watcher = watch(self.config_file(), &targets, self.tx.clone()).map(|w| (w, targets));
     }
 
     fn run_loop(&mut self, rx: &Receiver<Msg>) {
@@ -292,7 +322,11 @@ impl Agent {
         self.notify(&format!("RELOADING=1\nMONOTONIC_USEC={}", monotonic_usec()));
         let result = load_all(self.launch.config_path.as_deref());
         let info = match result {
-            Ok((cfg, set)) => {
+            Ok(Loaded {
+                cfg,
+                set,
+                overridden,
+            }) => {
                 let socket_changed = cfg.status.socket != self.cfg.status.socket
                     || cfg.status.group != self.cfg.status.group;
                 log(
@@ -303,6 +337,10 @@ impl Agent {
                         set.version()
                     ),
                 );
+                if overridden != self.overridden {
+                    log_overridden(&set, &overridden);
+                }
+                self.overridden = overridden;
                 // CPU history, the inventory's cache and the probe cache outlive a reload.
                 self.scanner
                     .reconfigure(set, scanner_options(&self.launch, &cfg));
@@ -312,7 +350,9 @@ impl Agent {
                 if collector_changed {
                     self.configure_collector();
                 }
+                self.rearm_watcher();
                 if socket_changed {
+                    // Stops the old server's thread and removes its socket before the new one.
                     self.server = None;
                     match StatusServer::start(
                         &self.cfg.status.socket,
@@ -502,20 +542,44 @@ impl Agent {
             .hostname
             .clone()
             .unwrap_or_else(|| snap.hostname.clone());
-        if self.tracker.as_ref().is_none_or(|t| t.host() != host) {
-            self.tracker = Some(Tracker::new(&host));
-            self.configure_reporters();
+        // Resolutions of a host rename go out with this scan's events, in one report.
+        let mut events = Vec::new();
+        match self.tracker.as_mut() {
+            None => {
+                self.tracker = Some(Tracker::new(&host));
+                self.configure_reporters();
+            }
+            Some(t) if t.host() != host => {
+                // The identities name the host: the old host's findings are resolved (and
+                // said so, under the old name), then found again under the new one.
+                let old = t.host().to_string();
+                let resolved = t.rehost(&host, snap.taken_at_unix_ms);
+                log(
+                    Level::Info,
+                    &format!(
+                        "host name changed from {old:?} to {host:?}: {} finding(s) resolved under the old name",
+                        resolved.len()
+                    ),
+                );
+                for e in &resolved {
+                    self.emit(e);
+                }
+                self.configure_reporters();
+                events = resolved;
+            }
+            Some(_) => {}
         }
         // One verdict per offender and category: what the tracker, status and sinks carry.
         let verdicts = crate::detect::verdict::roll_up(findings);
         let count = verdicts.len();
-        let events = match self.tracker.as_mut() {
+        let found = match self.tracker.as_mut() {
             Some(t) => t.update(verdicts, &self.cfg.exceptions, snap.taken_at_unix_ms),
             None => Vec::new(),
         };
-        for e in &events {
+        for e in &found {
             self.emit(e);
         }
+        events.extend(found);
         let spent = cost.stop();
         self.scans += 1;
         // Every interval, with or without events: the heartbeat is the liveness signal.
@@ -630,7 +694,7 @@ impl Agent {
                     .local_signatures_dir
                     .as_ref()
                     .map(|d| d.display().to_string()),
-                overridden: Vec::new(),
+                overridden: self.overridden.clone(),
             },
             findings: active,
             recently_resolved: resolved,
@@ -696,4 +760,42 @@ fn scanner_options(launch: &Launch, cfg: &Config) -> scanner::Options {
         probes: cfg.probes,
         interval: cfg.interval,
     }
+}
+
+/// A file watcher on `targets` that asks the loop to reload when the config file or a
+/// `*.toml` in them changes; `None` (logged) when it cannot be set up.
+fn watch(
+    cfg_file: PathBuf,
+    targets: &[PathBuf],
+    tx: Sender<Msg>,
+) -> Option<notify::RecommendedWatcher> {
+    use notify::{RecursiveMode, Watcher};
+    let relevant = move |p: &Path| p == cfg_file || p.extension().is_some_and(|e| e == "toml");
+    let handler = move |res: notify::Result<notify::Event>| {
+        if let Ok(ev) = res {
+            let writes = !matches!(ev.kind, notify::EventKind::Access(_));
+            if writes && ev.paths.iter().any(|p| relevant(p)) {
+                let _ = tx.send(Msg::Reload("file change"));
+            }
+        }
+    };
+    let mut watcher = match notify::recommended_watcher(handler) {
+        Ok(w) => w,
+        Err(e) => {
+            log(
+                Level::Warning,
+                &format!("cannot watch files for changes (SIGHUP still reloads): {e}"),
+            );
+            return None;
+        }
+    };
+    for dir in targets {
+        if let Err(e) = watcher.watch(dir, RecursiveMode::NonRecursive) {
+            log(
+                Level::Warning,
+                &format!("cannot watch {} (SIGHUP still reloads): {e}", dir.display()),
+            );
+        }
+    }
+    Some(watcher)
 }

@@ -17,4 +17,5 @@ pub mod report;
 pub mod scanner;
 pub mod signatures;
 pub mod tracker;
+pub mod trust;
 pub mod usage;

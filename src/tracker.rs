@@ -56,6 +56,26 @@ impl Tracker {
         &self.host
     }
 
+    /// The host is now called `host`: every active finding is resolved (the returned
+    /// `Resolved` events still name the old host), so the next [`Tracker::update`] finds
+    /// them again, as new, under identities that name the new host. Recently resolved
+    /// findings are kept.
+    pub fn rehost(&mut self, host: &str, now_unix_ms: u64) -> Vec<Event> {
+        let mut events = Vec::new();
+        let mut gone: Vec<Tracked> = std::mem::take(&mut self.active).into_values().collect();
+        gone.sort_by(|a, b| a.id.cmp(&b.id));
+        for mut t in gone {
+            t.state = State::Resolved;
+            events.push(self.event(EventKind::Resolved, now_unix_ms, &t));
+            self.resolved.push_back(t);
+            while self.resolved.len() > RECENTLY_RESOLVED {
+                self.resolved.pop_front();
+            }
+        }
+        self.host = host.to_string();
+        events
+    }
+
     /// Active findings, oldest first.
     pub fn active(&self) -> Vec<&Tracked> {
         let mut v: Vec<&Tracked> = self.active.values().collect();
@@ -307,6 +327,39 @@ mod tests {
         assert_eq!(
             t.recently_resolved().next().map(|r| r.state),
             Some(State::Resolved)
+        );
+    }
+
+    #[test]
+    fn a_new_host_name_resolves_every_finding_and_finds_it_again() {
+        let mut t = Tracker::new("old");
+        t.update(
+            vec![
+                finding("irc.a", 10, 5, "u", None),
+                finding("irc.a", 11, 5, "u", None),
+            ],
+            &[],
+            1000,
+        );
+        let old_ids: Vec<String> = t.active().iter().map(|x| x.id.clone()).collect();
+        let e = t.rehost("new", 2000);
+        let mut got = kinds(&e);
+        got.sort_by_key(|k| k.1);
+        assert_eq!(
+            got,
+            vec![(EventKind::Resolved, 10), (EventKind::Resolved, 11)],
+            "(in id order)"
+        );
+        assert!(e.iter().all(|e| e.host == "old" && e.at_unix_ms == 2000));
+        assert!(t.active().is_empty());
+        assert_eq!(t.host(), "new");
+        assert_eq!(t.recently_resolved().count(), 2);
+        let e = t.update(vec![finding("irc.a", 10, 5, "u", None)], &[], 3000);
+        assert_eq!(kinds(&e), vec![(EventKind::New, 10)]);
+        assert_eq!(e[0].host, "new");
+        assert!(
+            !old_ids.contains(&e[0].tracked.id),
+            "the identity names the new host"
         );
     }
 

@@ -275,7 +275,7 @@ const STATUS_BUSY: &str = r#"{
     }
   },
   "last_scan": {
-    "at_unix_ms": 1796661885000,
+    "at_unix_ms": 1796662489000,
     "duration_ms": 13.169292,
     "cpu_ms": 9.029,
     "processes": 366,
@@ -296,7 +296,8 @@ const STATUS_BUSY: &str = r#"{
     "count": 146,
     "version": "89d4678a0426",
     "shipped": "bundled",
-    "local": "/etc/aupwatch/signatures.d"
+    "local": "/etc/aupwatch/signatures.d",
+    "overridden": ["mining.xmrig"]
   },
   "findings": [
     {
@@ -724,6 +725,28 @@ fn status_table_of_a_starting_agent() {
     });
 }
 
+/// The same agent, its last scan 10 minutes old at a 15 s interval: `stalled`, exit 2.
+#[test]
+fn status_of_a_stalled_agent() {
+    let stale = STATUS_BUSY.replace("1796662489000", "1796661885000");
+    assert_ne!(stale, STATUS_BUSY);
+    for args in [&[][..], &["--json"], &["--prometheus"]] {
+        let out = status(&stale, args);
+        assert_eq!(out.status.code(), Some(2), "stalled: exit 2: {out:?}");
+        assert!(
+            text(&out.stderr).contains("the agent is stalled: its last scan is 615s old"),
+            "{out:?}"
+        );
+        let shown = text(&out.stdout);
+        let said = match args.first() {
+            None => shown.lines().next().is_some_and(|l| l.contains("stalled")),
+            Some(&"--json") => shown.contains("\"health\": \"stalled\""),
+            Some(_) => shown.contains("aupwatch_up 0"),
+        };
+        assert!(said, "{args:?}:\n{shown}");
+    }
+}
+
 #[test]
 fn status_prometheus() {
     let busy = status(STATUS_BUSY, &["--prometheus"]);
@@ -733,7 +756,7 @@ fn status_prometheus() {
     // The one absolute time shown: the last scan's, shifted to now.
     let timestamp = (
         r"aupwatch_last_scan_timestamp_seconds \d+\.\d{3}".to_string(),
-        "aupwatch_last_scan_timestamp_seconds [now - 615]".to_string(),
+        "aupwatch_last_scan_timestamp_seconds [now - 11]".to_string(),
     );
     let shown = text(&busy.stdout);
     let line = shown
@@ -745,7 +768,7 @@ fn status_prometheus() {
         .expect("clock")
         .as_secs_f64();
     let age = now - line.parse::<f64>().expect("a number");
-    assert!((615.0..675.0).contains(&age), "last scan 615 s ago: {line}");
+    assert!((11.0..71.0).contains(&age), "last scan 11 s ago: {line}");
     with_filters(vec![timestamp], || {
         insta::assert_snapshot!("prometheus_busy", shown);
         insta::assert_snapshot!("prometheus_starting", text(&starting.stdout));

@@ -63,6 +63,17 @@ STOPPING) when started by systemd with Type=notify."
     )]
     Agent(AgentArgs),
     /// Show the running agent's status: health, last scan, signatures, findings.
+    #[command(
+        long_about = "Asks the running agent, over its status socket, for its status \
+document and prints it: a table by default, the document with --json, metrics with \
+--prometheus. The agent's health is ok, starting, degraded (a sink failing, a reload \
+rejected, the collector reporter down) or stalled: its last scan is older than two scan \
+intervals, plus that scan's duration (the agent cannot notice its own stuck loop, so this \
+command decides it from the document; its status socket may still answer).\n\n\
+Exit status: 0 the agent runs and has no active finding outside an exception; 1 it has \
+active findings no exception covers; 2 error (no agent answering, a refused or garbled \
+answer) or the agent is stalled."
+    )]
     Status(StatusArgs),
     /// Validate the agent's configuration.
     #[command(subcommand)]
@@ -191,7 +202,15 @@ pub fn run() -> Result<u8> {
             Ok(EXIT_CLEAN)
         }
         Command::Status(args) => {
-            let doc = aupwatch::report::status::query(&args.socket)?;
+            let mut doc = aupwatch::report::status::query(&args.socket)?;
+            let now = aupwatch::usage::now_unix_ms();
+            if let Some(age) = status::judge_stall(&mut doc, now) {
+                stderr_line(&format!(
+                    "aupwatch status: the agent is stalled: its last scan is {}s old, its interval {}s",
+                    age / 1000,
+                    doc.agent.interval_secs
+                ));
+            }
             printed(if args.json {
                 output::json(&doc)
             } else if args.prometheus {
@@ -200,15 +219,15 @@ pub fn run() -> Result<u8> {
             } else {
                 status::table(&doc)
             })?;
-            Ok(if status::unexcepted(&doc) > 0 {
-                EXIT_FINDINGS
-            } else {
-                EXIT_CLEAN
-            })
+            Ok(status::exit_code(&doc))
         }
         Command::Config(ConfigCommand::Check { config }) => {
             match aupwatch::daemon::load_all(config.as_deref()) {
-                Ok((cfg, set)) => {
+                Ok(aupwatch::daemon::Loaded {
+                    cfg,
+                    set,
+                    overridden,
+                }) => {
                     let from = cfg
                         .path
                         .as_ref()
@@ -216,15 +235,32 @@ pub fn run() -> Result<u8> {
                     printed(
                         writeln!(
                             std::io::stdout(),
-                            "{}: OK — interval {}s, {} signatures (version {}), {} exception(s)",
+                            "{}: OK — interval {}s, {} signatures (version {}{}), {} exception(s)",
                             printable(&from),
                             cfg.interval.as_secs(),
                             set.signatures.len(),
                             set.version(),
+                            if overridden.is_empty() {
+                                String::new()
+                            } else {
+                                format!("; {} shipped overridden locally", overridden.len())
+                            },
                             cfg.exceptions.len()
                         )
                         .map_err(anyhow::Error::from),
                     )?;
+                    for id in &overridden {
+                        let by = set
+                            .signatures
+                            .iter()
+                            .find(|s| &s.id == id)
+                            .map_or(String::new(), |s| format!(" by {}", s.source));
+                        stderr_line(&format!(
+                            "note: shipped signature {} is overridden{}",
+                            printable(id),
+                            printable(&by)
+                        ));
+                    }
                     let now = aupwatch::usage::now_unix_ms();
                     for ex in &cfg.exceptions {
                         if ex.expires_unix_ms.is_some_and(|e| e <= now) {

@@ -14,6 +14,44 @@ pub fn unexcepted(doc: &Status) -> usize {
     doc.findings.iter().filter(|t| t.excepted.is_none()).count()
 }
 
+/// Whether the agent's loop is stuck, decided at `now_unix_ms` from the document alone (the
+/// agent cannot notice its own stuck loop, while its status thread still answers): its last
+/// scan, or its start when it has not finished one, is older than two scan intervals (plus
+/// the last scan's own duration, so a host whose scans take most of an interval is not
+/// called stalled). Returns how old, in ms, when stalled.
+pub fn stalled(doc: &Status, now_unix_ms: u64) -> Option<u64> {
+    let (since, took) = match &doc.last_scan {
+        Some(s) => (s.at_unix_ms, s.duration_ms.max(0.0) as u64),
+        None => (doc.agent.started_at_unix_ms, 0),
+    };
+    let allowed = doc
+        .agent
+        .interval_secs
+        .saturating_mul(2_000)
+        .saturating_add(took);
+    let age = now_unix_ms.saturating_sub(since);
+    (age > allowed).then_some(age)
+}
+
+/// Marks the document's health `stalled` when [`stalled`] says so; returns the age.
+pub fn judge_stall(doc: &mut Status, now_unix_ms: u64) -> Option<u64> {
+    let age = stalled(doc, now_unix_ms)?;
+    doc.agent.health = Health::Stalled;
+    Some(age)
+}
+
+/// `aupwatch status`'s exit status: 2 when the agent is stalled (an error: what it shows is
+/// stale), else 1 with active findings no exception covers, else 0.
+pub fn exit_code(doc: &Status) -> u8 {
+    if doc.agent.health == Health::Stalled {
+        super::EXIT_ERROR
+    } else if unexcepted(doc) > 0 {
+        super::EXIT_FINDINGS
+    } else {
+        super::EXIT_CLEAN
+    }
+}
+
 /// The agent's status, readable at a glance.
 pub fn table(doc: &Status) -> Result<()> {
     let style = Style::stdout();
@@ -112,6 +150,17 @@ pub fn table(doc: &Status) -> Result<()> {
             )
         )
     )?;
+    if !sig.overridden.is_empty() {
+        let ids: Vec<String> = sig.overridden.iter().map(|i| clean(i)).collect();
+        writeln!(
+            out,
+            "{}",
+            kv(
+                "overridden",
+                format!("{} (shipped, replaced by local files)", ids.join(", "))
+            )
+        )?;
+    }
     if let Some(r) = &doc.last_reload {
         let what = if r.ok {
             "ok".to_string()
@@ -541,5 +590,45 @@ mod tests {
         }
         assert!(!text.contains("event_log"), "{text}");
         assert_eq!(unexcepted(&doc), 1);
+    }
+
+    #[test]
+    fn stalled_when_the_last_scan_is_older_than_two_intervals() {
+        let mut doc = status();
+        doc.agent.started_at_unix_ms = 100_000;
+        doc.agent.interval_secs = 15;
+        // no scan yet: measured from the start
+        assert_eq!(stalled(&doc, 100_000 + 30_000), None);
+        assert_eq!(stalled(&doc, 100_000 + 30_001), Some(30_001));
+        doc.last_scan = Some(Scan {
+            at_unix_ms: 200_000,
+            duration_ms: 500.0,
+            cpu_ms: 0.0,
+            processes: 0,
+            sockets: 0,
+            namespaces: 0,
+            gaps: 0,
+            findings: 0,
+            probe_candidates: 0,
+        });
+        doc.agent.health = Health::Ok;
+        assert_eq!(
+            stalled(&doc, 200_000 + 30_500),
+            None,
+            "two intervals + the scan"
+        );
+        assert_eq!(
+            stalled(&doc, 150_000),
+            None,
+            "a clock that went back is not stalled"
+        );
+        assert_eq!(exit_code(&doc), 0);
+        doc.findings = vec![tracked(&["proxy.a"], false)];
+        assert_eq!(exit_code(&doc), 1);
+        assert_eq!(judge_stall(&mut doc, 200_000 + 30_000), None);
+        assert_eq!(doc.agent.health, Health::Ok);
+        assert_eq!(judge_stall(&mut doc, 200_000 + 45_000), Some(45_000));
+        assert_eq!(doc.agent.health, Health::Stalled);
+        assert_eq!(exit_code(&doc), 2, "stalled wins over findings");
     }
 }

@@ -25,6 +25,10 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+/// The most probe threads that run at once, whatever the options say (see
+/// `systemd/aupwatch-agent.service`, `TasksMax=`).
+pub const MAX_PROBE_THREADS: usize = 8;
+
 /// How probes run.
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -32,9 +36,12 @@ pub struct Options {
     pub step_timeout: Duration,
     /// The whole probe stage of one scan. Default 3 s.
     pub budget: Duration,
-    /// At most this many sockets probed per scan (one thread each); the rest wait for a later
-    /// scan. Default 32.
+    /// At most this many sockets probed per scan; the rest wait for a later scan. Default 32.
     pub max_parallel: usize,
+    /// At most this many probe threads at once (one per socket; the next starts when one
+    /// ends, until the budget is spent). Default and ceiling [`MAX_PROBE_THREADS`], so the
+    /// agent's threads stay within the unit's `TasksMax=`.
+    pub max_threads: usize,
     /// A result is reused this long. Default 10 minutes.
     pub reprobe_after: Duration,
     /// The procfs mount (for `<pid>/ns/net`).
@@ -47,6 +54,7 @@ impl Default for Options {
             step_timeout: Duration::from_secs(1),
             budget: Duration::from_secs(3),
             max_parallel: 32,
+            max_threads: MAX_PROBE_THREADS,
             reprobe_after: Duration::from_secs(600),
             proc_root: PathBuf::from("/proc"),
         }
@@ -59,6 +67,8 @@ pub struct Prober {
     opts: Options,
     own: Option<(u64, u64)>,
     cache: HashMap<(u64, u64), (Instant, ProbeReport)>,
+    /// The most probe threads the last run had at once.
+    last_peak: usize,
 }
 
 /// A probe thread's handle and what it probes.
@@ -68,11 +78,13 @@ type Running = (
 );
 
 impl Prober {
-    pub fn new(opts: Options) -> Prober {
+    pub fn new(mut opts: Options) -> Prober {
+        opts.max_threads = opts.max_threads.clamp(1, MAX_PROBE_THREADS);
         Prober {
             opts,
             own: netns::own(),
             cache: HashMap::new(),
+            last_peak: 0,
         }
     }
 
@@ -123,75 +135,100 @@ impl Prober {
             }
         }
         let deadline = started + self.opts.budget;
+        // Wait for the threads at most a little past the budget (their own timeouts end them
+        // by then); one still running is left to finish on its own.
+        let give_up = deadline + Duration::from_millis(250);
+        let mut queue: std::collections::VecDeque<&Target> = todo.into();
         let mut running: Vec<Running> = Vec::new();
-        for t in todo {
-            let place = match crate::inventory::open_netns(&self.opts.proc_root, t.netns, &t.owners)
-            {
-                Ok((_, id)) if Some(id) == self.own => Place::Here,
-                Ok((fd, _)) => Place::Enter(fd),
-                Err(_) if self.own.is_some_and(|(_, ino)| ino == t.netns) => Place::Here,
-                Err(e) => {
-                    let r = report(
-                        t,
+        self.last_peak = 0;
+        loop {
+            while running.len() < self.opts.max_threads && Instant::now() < deadline {
+                let Some(t) = queue.pop_front() else { break };
+                match self.start(t, deadline) {
+                    Ok(handle) => running.push((t.clone(), handle)),
+                    Err((why, remember)) => {
+                        let r = report(t, Verdict::NotProbed, None, why);
+                        if remember {
+                            self.remember(t, &r, started);
+                        }
+                        results.insert(t.key(), r);
+                    }
+                }
+            }
+            self.last_peak = self.last_peak.max(running.len());
+            let (done, still): (Vec<Running>, Vec<Running>) =
+                running.into_iter().partition(|(_, h)| h.is_finished());
+            running = still;
+            for (t, handle) in done {
+                let r = match handle.join() {
+                    Ok(mut out) => match out.pop() {
+                        Some((_, Ok(c))) => report(&t, c.verdict, c.protocol, c.evidence),
+                        Some((_, Err(e))) => report(&t, Verdict::NotProbed, None, e.to_string()),
+                        None => report(&t, Verdict::NotProbed, None, "no result".into()),
+                    },
+                    Err(_) => report(
+                        &t,
                         Verdict::NotProbed,
                         None,
-                        format!("cannot open network namespace {}: {e}", t.netns),
-                    );
-                    self.remember(t, &r, started);
-                    results.insert(t.key(), r);
-                    continue;
-                }
-            };
-            let mut tcp = wire::Tcp {
-                addr: t.address(),
-                // A specific non-loopback address must prove it is local (see `wire::Tcp`).
-                bind_source: !t.address().ip().is_loopback(),
-                step: self.opts.step_timeout,
-                deadline,
-            };
-            let port = t.closed_port;
-            match netns::spawn_in("aupwatch-probe", vec![(t.netns, place)], move |_| {
-                wire::sequence(&mut tcp, port)
-            }) {
-                Ok(handle) => running.push((t.clone(), handle)),
-                Err(e) => {
-                    let why = format!("cannot start a probe thread: {e}");
-                    results.insert(t.key(), report(t, Verdict::NotProbed, None, why));
-                }
+                        "the probe thread panicked".into(),
+                    ),
+                };
+                self.remember(&t, &r, started);
+                results.insert(t.key(), r);
             }
-        }
-        // Wait for the threads, at most a little past the budget (their own timeouts end
-        // them by then); one still running is left to finish on its own.
-        let give_up = deadline + Duration::from_millis(250);
-        while running.iter().any(|(_, h)| !h.is_finished()) && Instant::now() < give_up {
+            let now = Instant::now();
+            let nothing_to_start = queue.is_empty() || now >= deadline;
+            if (running.is_empty() && nothing_to_start) || now >= give_up {
+                break;
+            }
             std::thread::sleep(Duration::from_millis(5));
         }
-        for (t, handle) in running {
-            if !handle.is_finished() {
-                let why = format!(
-                    "the probe did not finish within the {:?} budget",
-                    self.opts.budget
-                );
-                results.insert(t.key(), report(&t, Verdict::NotProbed, None, why));
-                continue;
-            }
-            let r = match handle.join() {
-                Ok(mut out) => match out.pop() {
-                    Some((_, Ok(c))) => report(&t, c.verdict, c.protocol, c.evidence),
-                    Some((_, Err(e))) => report(&t, Verdict::NotProbed, None, e.to_string()),
-                    None => report(&t, Verdict::NotProbed, None, "no result".into()),
-                },
-                Err(_) => report(
-                    &t,
-                    Verdict::NotProbed,
-                    None,
-                    "the probe thread panicked".into(),
-                ),
-            };
-            self.remember(&t, &r, started);
-            results.insert(t.key(), r);
+        for (t, _) in running {
+            let why = format!(
+                "the probe did not finish within the {:?} budget",
+                self.opts.budget
+            );
+            results.insert(t.key(), report(&t, Verdict::NotProbed, None, why));
+        }
+        for t in queue {
+            let why = format!(
+                "not probed this scan: the {:?} budget was spent on other candidates, left for a later scan",
+                self.opts.budget
+            );
+            results.insert(t.key(), report(t, Verdict::NotProbed, None, why));
         }
         results
+    }
+
+    /// Starts one probe thread; the error says why not, and whether to remember that.
+    fn start(
+        &self,
+        t: &Target,
+        deadline: Instant,
+    ) -> Result<std::thread::JoinHandle<netns::Visits<wire::Conclusion>>, (String, bool)> {
+        let place = match crate::inventory::open_netns(&self.opts.proc_root, t.netns, &t.owners) {
+            Ok((_, id)) if Some(id) == self.own => Place::Here,
+            Ok((fd, _)) => Place::Enter(fd),
+            Err(_) if self.own.is_some_and(|(_, ino)| ino == t.netns) => Place::Here,
+            Err(e) => {
+                return Err((
+                    format!("cannot open network namespace {}: {e}", t.netns),
+                    true,
+                ))
+            }
+        };
+        let mut tcp = wire::Tcp {
+            addr: t.address(),
+            // A specific non-loopback address must prove it is local (see `wire::Tcp`).
+            bind_source: !t.address().ip().is_loopback(),
+            step: self.opts.step_timeout,
+            deadline,
+        };
+        let port = t.closed_port;
+        netns::spawn_in("aupwatch-probe", vec![(t.netns, place)], move |_| {
+            wire::sequence(&mut tcp, port)
+        })
+        .map_err(|e| (format!("cannot start a probe thread: {e}"), false))
     }
 
     fn remember(&mut self, t: &Target, r: &ProbeReport, at: Instant) {
@@ -301,6 +338,45 @@ mod tests {
         let took = start.elapsed();
         assert!(took < Duration::from_millis(1500), "took {took:?}");
         assert_eq!(r[&t.key()].verdict, Verdict::NoAnswer, "{:?}", r[&t.key()]);
+    }
+
+    #[test]
+    fn probe_threads_are_bounded() {
+        assert_eq!(Options::default().max_threads, MAX_PROBE_THREADS);
+        // systemd/aupwatch-agent.service TasksMax= counts on at most 8.
+        const { assert!(MAX_PROBE_THREADS <= 8) };
+        let p = Prober::new(Options {
+            max_threads: 1000,
+            ..Options::default()
+        });
+        assert_eq!(p.options().max_threads, MAX_PROBE_THREADS);
+        let p = Prober::new(Options {
+            max_threads: 0,
+            ..Options::default()
+        });
+        assert_eq!(p.options().max_threads, 1);
+    }
+
+    #[test]
+    fn more_candidates_than_threads_are_probed_in_turn() {
+        // Listeners that accept and say nothing: each probe takes its step timeout.
+        let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = l.local_addr().expect("addr");
+        let mut p = Prober::new(Options {
+            max_threads: 2,
+            step_timeout: Duration::from_millis(50),
+            budget: Duration::from_secs(5),
+            ..Options::default()
+        });
+        let ts: Vec<Target> = (1..=5).map(|i| target(addr, i)).collect();
+        let r = p.run(&ts, 1);
+        drop(l);
+        assert_eq!(r.len(), 5);
+        assert!(
+            r.values().all(|x| x.verdict != Verdict::NotProbed),
+            "every candidate probed in turn within the budget: {r:?}"
+        );
+        assert_eq!(p.last_peak, 2, "probe threads at once");
     }
 
     #[test]

@@ -10,6 +10,7 @@ use std::io::{Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -50,8 +51,12 @@ pub enum StatusError {
 /// The latest status document, shared between the agent loop and the socket thread.
 pub type Shared = Arc<Mutex<String>>;
 
+/// A running status server: dropping it stops its thread (waits for it to end) and removes
+/// its socket file.
 pub struct StatusServer {
     path: PathBuf,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl StatusServer {
@@ -81,12 +86,16 @@ impl StatusServer {
         let mode = if gid.is_some() { 0o660 } else { 0o600 };
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(bind_err)?;
         let group = group.to_string();
-        std::thread::Builder::new()
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopped = stop.clone();
+        let thread = std::thread::Builder::new()
             .name("status".into())
-            .spawn(move || serve(listener, &group, gid, &shared))
+            .spawn(move || serve(listener, &group, gid, &shared, &stopped))
             .map_err(bind_err)?;
         Ok(StatusServer {
             path: path.to_path_buf(),
+            stop,
+            thread: Some(thread),
         })
     }
 
@@ -97,12 +106,31 @@ impl StatusServer {
 
 impl Drop for StatusServer {
     fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        // The thread waits in accept(): one connection wakes it to see the flag. If the
+        // socket file is gone (someone removed it) the thread cannot be woken, and is left
+        // rather than waited for forever.
+        let woken = UnixStream::connect(&self.path).is_ok();
         let _ = std::fs::remove_file(&self.path);
+        if let Some(t) = self.thread.take() {
+            if woken {
+                let _ = t.join();
+            }
+        }
     }
 }
 
-fn serve(listener: UnixListener, group: &str, gid: Option<u32>, shared: &Shared) {
+fn serve(
+    listener: UnixListener,
+    group: &str,
+    gid: Option<u32>,
+    shared: &Shared,
+    stop: &AtomicBool,
+) {
     for conn in listener.incoming() {
+        if stop.load(Ordering::SeqCst) {
+            return;
+        }
         let Ok(mut conn) = conn else { continue };
         let _ = conn.set_read_timeout(Some(Duration::from_secs(1)));
         let _ = conn.set_write_timeout(Some(Duration::from_secs(2)));
@@ -249,5 +277,33 @@ mod tests {
         drop(server);
         assert!(!path.exists());
         assert!(matches!(query(&path), Err(StatusError::Connect { .. })));
+    }
+
+    #[test]
+    fn dropping_the_server_ends_its_thread() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("agent.sock");
+        let shared: Shared = Arc::new(Mutex::new("{}".to_string()));
+        let mut server =
+            StatusServer::start(&path, "no-such-group-aupwatch", shared.clone()).expect("start");
+        let thread = server.thread.take().expect("a thread");
+        // Put it back so Drop stops it; keep a way to see it end.
+        let finished = Arc::new(AtomicBool::new(false));
+        let seen = finished.clone();
+        let watcher = std::thread::spawn(move || {
+            let _ = thread.join();
+            seen.store(true, Ordering::SeqCst);
+        });
+        drop(server);
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while !finished.load(Ordering::SeqCst) && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(
+            finished.load(Ordering::SeqCst),
+            "the status thread still runs"
+        );
+        let _ = watcher.join();
+        assert!(!path.exists());
     }
 }

@@ -141,24 +141,45 @@ pub fn load_sources(sources: &[(String, String)]) -> Result<SignatureSet, LoadEr
     Ok(SignatureSet::new(signatures, sources))
 }
 
+/// The agent's signatures: the set, and which shipped ids a local file replaced.
+#[derive(Debug)]
+pub struct Layered {
+    pub set: SignatureSet,
+    /// Every shipped id a local signature replaced, sorted: said out loud by `config check`,
+    /// the agent's start-up log and its status, since a replacement can match nothing.
+    pub overridden: Vec<String>,
+}
+
 /// The agent's set: the shipped signatures (`shipped_dir`, or the bundled packs) plus the
 /// `*.toml` files of `local_dir` when it exists and has any. A local signature whose id is
-/// a shipped one replaces it. Errors of both layers are reported together.
+/// a shipped one replaces it (and is listed in [`Layered::overridden`]). Errors of both
+/// layers are reported together. Both directories and their `*.toml` files must be trusted
+/// ([`crate::trust`]: not writable by group or others, owned by root or this user), else
+/// nothing is loaded and every such path is an error.
 pub fn load_layered(
     shipped_dir: Option<&Path>,
     local_dir: Option<&Path>,
-) -> Result<SignatureSet, DirError> {
+) -> Result<Layered, DirError> {
+    let local_dir = local_dir.filter(|d| d.is_dir());
+    let untrusted: Vec<LoadError> = shipped_dir
+        .into_iter()
+        .chain(local_dir)
+        .flat_map(untrusted_in)
+        .collect();
+    if !untrusted.is_empty() {
+        return Err(LoadErrors(untrusted).into());
+    }
     let shipped: Vec<(String, String)> = match shipped_dir {
         Some(d) => read_dir_sources(d)?,
         None => bundled_sources(),
     };
     let local = match local_dir {
-        Some(d) if d.is_dir() => match read_dir_sources(d) {
+        Some(d) => match read_dir_sources(d) {
             Ok(s) => s,
             Err(DirError::Empty(_)) => Vec::new(),
             Err(e) => return Err(e),
         },
-        _ => Vec::new(),
+        None => Vec::new(),
     };
     let base = compile_layer(&shipped);
     let over = compile_layer(&local);
@@ -175,10 +196,45 @@ pub fn load_layered(
         }
     };
     let replaced: std::collections::HashSet<&str> = over.iter().map(|s| s.id.as_str()).collect();
+    let mut overridden: Vec<String> = base
+        .iter()
+        .filter(|s| replaced.contains(s.id.as_str()))
+        .map(|s| s.id.clone())
+        .collect();
+    overridden.sort();
     base.retain(|s| !replaced.contains(s.id.as_str()));
     base.extend(over);
     let all: Vec<(String, String)> = shipped.into_iter().chain(local).collect();
-    Ok(SignatureSet::new(base, &all))
+    Ok(Layered {
+        set: SignatureSet::new(base, &all),
+        overridden,
+    })
+}
+
+/// `dir` and its `*.toml` files that the agent must not trust, one error each.
+fn untrusted_in(dir: &Path) -> Vec<LoadError> {
+    let mut paths = vec![dir.to_path_buf()];
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        paths.extend(
+            rd.flatten()
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|e| e == "toml")),
+        );
+    }
+    paths.sort();
+    paths
+        .iter()
+        .filter_map(|p| crate::trust::check(p).err())
+        .map(|e| LoadError {
+            file: match &e {
+                crate::trust::Untrusted::Writable { path, .. }
+                | crate::trust::Untrusted::Owner { path, .. } => path.display().to_string(),
+            },
+            line: None,
+            id: None,
+            message: e.why(),
+        })
+        .collect()
 }
 
 /// Compiles one layer of sources: every signature, or every error (duplicate ids included).

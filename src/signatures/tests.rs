@@ -293,17 +293,24 @@ fn local_signatures_add_to_and_replace_shipped_ones() {
     )
     .expect("write");
     // a missing or empty local directory adds nothing
-    let set = load_layered(Some(&shipped), Some(&dir.path().join("none"))).expect("valid");
-    assert_eq!(set.signatures.len(), 2);
-    let set = load_layered(Some(&shipped), Some(&local)).expect("valid");
-    assert_eq!(set.signatures.len(), 2);
+    let got = load_layered(Some(&shipped), Some(&dir.path().join("none"))).expect("valid");
+    assert_eq!(got.set.signatures.len(), 2);
+    let got = load_layered(Some(&shipped), Some(&local)).expect("valid");
+    assert_eq!(got.set.signatures.len(), 2);
+    assert!(got.overridden.is_empty());
     std::fs::write(
         local.join("mine.toml"),
         sig("irc.b", "low") + &sig("irc.c", "low"),
     )
     .expect("write");
-    let set = load_layered(Some(&shipped), Some(&local)).expect("valid");
-    let got: Vec<(&str, Severity)> = set
+    let layered = load_layered(Some(&shipped), Some(&local)).expect("valid");
+    assert_eq!(
+        layered.overridden,
+        vec!["irc.b".to_string()],
+        "said out loud"
+    );
+    let got: Vec<(&str, Severity)> = layered
+        .set
         .signatures
         .iter()
         .map(|s| (s.id.as_str(), s.severity))
@@ -325,10 +332,53 @@ fn local_signatures_add_to_and_replace_shipped_ones() {
     };
     assert_eq!(errs.len(), 2, "{errs:?}");
     // the bundled packs are the default shipped layer
-    let set = load_layered(None, None).expect("bundled packs load");
+    let got = load_layered(None, None).expect("bundled packs load");
+    assert!(got.overridden.is_empty());
     assert_eq!(
-        set.signatures.len(),
+        got.set.signatures.len(),
         load_bundled().expect("bundled").signatures.len()
+    );
+}
+
+#[test]
+fn layered_directories_and_files_others_can_write_are_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let shipped = dir.path().join("shipped");
+    let local = dir.path().join("local");
+    for d in [&shipped, &local] {
+        std::fs::create_dir_all(d).expect("mkdir");
+        std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    }
+    let sig = "[[signature]]\nid = \"irc.a\"\ncategory = \"irc\"\nseverity = \"low\"\ndescription = \"d\"\naup = \"a\"\nmatch = { name = [\"x\"] }\n";
+    std::fs::write(shipped.join("irc.toml"), sig).expect("write");
+    std::fs::write(local.join("irc.toml"), sig).expect("write");
+    for f in [shipped.join("irc.toml"), local.join("irc.toml")] {
+        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    }
+    assert!(load_layered(Some(&shipped), Some(&local)).is_ok());
+    let mode = |p: &Path, m: u32| {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).expect("chmod")
+    };
+    mode(&local.join("irc.toml"), 0o666);
+    mode(&shipped, 0o775);
+    let Err(DirError::Invalid(LoadErrors(errs))) = load_layered(Some(&shipped), Some(&local))
+    else {
+        panic!("a world-writable file and a group-writable directory must be refused")
+    };
+    let text: Vec<String> = errs.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        text,
+        vec![
+            format!(
+                "{}: refused: mode 0775 lets group or others write it (chmod go-w)",
+                shipped.display()
+            ),
+            format!(
+                "{}: refused: mode 0666 lets group or others write it (chmod go-w)",
+                local.join("irc.toml").display()
+            ),
+        ]
     );
 }
 

@@ -66,7 +66,8 @@ fn tail(text: &str, lines: usize) -> String {
 }
 
 /// Writes `text` to `path` atomically (a temporary name that no watcher cares about, then a
-/// rename), so the agent never reads half a file.
+/// rename), so the agent never reads half a file. Mode 0644 whatever the umask: the agent
+/// refuses config and signature files that group or others can write.
 pub fn write_atomic(path: &Path, text: &str) {
     let dir = path.parent().expect("a file in a directory");
     let name = path
@@ -76,6 +77,8 @@ pub fn write_atomic(path: &Path, text: &str) {
         .into_owned();
     let tmp = dir.join(format!(".{name}.partial"));
     fs::write(&tmp, text).unwrap_or_else(|e| panic!("write {}: {e}", tmp.display()));
+    fs::set_permissions(&tmp, fs::Permissions::from_mode(0o644))
+        .unwrap_or_else(|e| panic!("chmod 0644 {}: {e}", tmp.display()));
     fs::rename(&tmp, path).unwrap_or_else(|e| panic!("rename to {}: {e}", path.display()));
 }
 
@@ -174,12 +177,13 @@ impl Setup {
     pub fn replace_shipped(&mut self) {
         let d = self.etc.join("shipped");
         fs::create_dir_all(&d).expect("create the shipped directory");
+        fs::set_permissions(&d, fs::Permissions::from_mode(0o755)).expect("chmod 0755");
         let text = signature(
             &self.sig_id("never"),
             "low",
             &format!("{}-never-runs-*", self.base),
         );
-        fs::write(d.join("shipped.toml"), text).expect("write the shipped signature");
+        write_atomic(&d.join("shipped.toml"), &text);
         self.shipped = Some(d);
     }
 
@@ -269,6 +273,9 @@ pub struct Launch<'a> {
     pub no_wait: bool,
     /// Names the output files `agent-<label>.std{out,err}.log` (for a second agent).
     pub label: Option<&'a str>,
+    /// Runs the agent in a UTS namespace of its own (`unshare --uts`), so a test can change
+    /// its kernel host name ([`Agent::set_kernel_hostname`]) without touching the machine's.
+    pub own_uts: bool,
 }
 
 impl Agent {
@@ -288,13 +295,23 @@ impl Agent {
         let config = l.config_arg.clone().unwrap_or_else(|| setup.config.clone());
         // setpriv --pdeathsig: the agent dies with the test thread that started it, even when
         // the test binary is killed outright and no Drop runs.
-        let mut cmd = match which("setpriv") {
-            Some(setpriv) => {
+        // unshare without --fork execs: the agent keeps the pid the test knows.
+        let mut cmd = match (which("setpriv"), l.own_uts) {
+            (Some(setpriv), uts) => {
                 let mut c = Command::new(setpriv);
-                c.args(["--pdeathsig", "KILL", "--", "nsenter"]);
+                c.args(["--pdeathsig", "KILL", "--"]);
+                if uts {
+                    c.args(["unshare", "--uts", "--"]);
+                }
+                c.arg("nsenter");
                 c
             }
-            None => Command::new("nsenter"),
+            (None, true) => {
+                let mut c = Command::new("unshare");
+                c.args(["--uts", "--", "nsenter"]);
+                c
+            }
+            (None, false) => Command::new("nsenter"),
         };
         cmd.arg(format!("--net=/run/netns/{}", lab.name()))
             .arg("--")
@@ -331,6 +348,33 @@ impl Agent {
 
     pub fn pid(&self) -> u32 {
         self.pid
+    }
+
+    /// Sets the kernel host name in the agent's UTS namespace (started with
+    /// [`Launch::own_uts`]; otherwise this would rename the machine, so it refuses).
+    pub fn set_kernel_hostname(&self, name: &str) {
+        let own = fs::read_link(format!("/proc/{}/ns/uts", self.pid)).ok();
+        let mine = fs::read_link("/proc/self/ns/uts").ok();
+        assert!(
+            own.is_some() && own != mine,
+            "{}: the agent shares the machine's UTS namespace (Launch::own_uts)",
+            self.test
+        );
+        let mut cmd = Command::new("nsenter");
+        cmd.arg("--uts")
+            .arg(format!("--target={}", self.pid))
+            .arg("--")
+            .arg("sh")
+            .arg("-c")
+            .arg("printf '%s' \"$1\" > /proc/sys/kernel/hostname")
+            .arg("sh")
+            .arg(name);
+        let out = run(cmd);
+        assert!(
+            out.status.success(),
+            "{}: setting the host name in the agent's UTS namespace: {out:?}",
+            self.test
+        );
     }
 
     /// Waits until the status socket answers with a document.
