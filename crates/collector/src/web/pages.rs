@@ -850,20 +850,18 @@ pub async fn host(
         .into_iter()
         .find(|h| h.host_id == id)
         .ok_or_else(PageError::not_found)?;
+    // The store's rows of this host, and its silent row (the host is at hand: no second
+    // read of every host, as `finding_page` would do).
     let list = |state| {
-        finding_page(
-            st.store.as_ref(),
-            now,
-            &st.config,
-            FindingFilter {
-                host: Some(h.host_id.clone()),
-                state,
-                limit: HOST_FINDINGS,
-                ..FindingFilter::default()
-            },
-        )
+        st.store.findings(FindingFilter {
+            host: Some(h.host_id.clone()),
+            state,
+            limit: HOST_FINDINGS,
+            ..FindingFilter::default()
+        })
     };
-    let open = list(StateFilter::Open).await.map_err(PageError::store)?;
+    let mut open = list(StateFilter::Open).await.map_err(PageError::store)?;
+    open.extend(liveness::silent_row(&h));
     let past = list(StateFilter::Resolved)
         .await
         .map_err(PageError::store)?;
@@ -897,8 +895,8 @@ pub async fn host(
             .map_or_else(|| "unknown".into(), |s| format!("{s} s")),
         enrolled: when(h.enrolled_unix_ms),
         anomalies,
-        open: open.findings.iter().map(finding_view).collect(),
-        past: past.findings.iter().map(finding_view).collect(),
+        open: open.iter().map(finding_view).collect(),
+        past: past.iter().map(finding_view).collect(),
         audit: audit_views(audit),
     };
     Ok(html(&page))
