@@ -27,6 +27,7 @@ const HOSTILE_HOST: &str = "vm-<b>bold</b>\"'&";
 
 struct Fixture {
     state: AppState,
+    clock: Arc<ManualClock>,
     store: Arc<dyn Store>,
     _dir: tempfile::TempDir,
 }
@@ -78,6 +79,10 @@ fn form(pairs: &[(&str, &str)]) -> String {
 }
 
 async fn fixture() -> Fixture {
+    fixture_with(Config::default()).await
+}
+
+async fn fixture_with(config: Config) -> Fixture {
     let dir = tempfile::tempdir().expect("tempdir");
     let store: Arc<dyn Store> = Arc::new(
         SqliteStore::open(
@@ -88,16 +93,18 @@ async fn fixture() -> Fixture {
         )
         .expect("open"),
     );
+    let clock = Arc::new(ManualClock::new(T0));
     let state = AppState {
         store: store.clone(),
-        clock: Arc::new(ManualClock::new(T0)) as Arc<dyn Clock>,
-        config: Arc::new(Config::default()),
+        clock: clock.clone() as Arc<dyn Clock>,
+        config: Arc::new(config),
         metrics: Arc::new(Metrics::default()),
         alerts: Arc::new(aupwatch_collector::alerts::Alerter::disabled()),
         auth_cache: Default::default(),
     };
     let f = Fixture {
         state,
+        clock,
         store,
         _dir: dir,
     };
@@ -226,7 +233,11 @@ impl Fixture {
             set.contains("HttpOnly") && set.contains("SameSite=Strict") && set.contains("Path=/"),
             "{set}"
         );
-        assert!(!set.contains("Secure"), "no TLS here: {set}");
+        assert_eq!(
+            set.contains("; Secure"),
+            self.state.config.tls.is_some(),
+            "Secure exactly over TLS: {set}"
+        );
         let cookie = cookie_pair(&set);
         let home = self.get("/", Some(&cookie)).await;
         assert_eq!(home.status, StatusCode::OK, "{}", home.body);
@@ -600,5 +611,45 @@ async fn the_overview_counts_the_fleet() {
     assert!(
         a.body.contains("new (5)"),
         "5 findings first seen this week"
+    );
+}
+
+#[tokio::test]
+async fn sessions_expire_and_cookies_are_secure_over_tls() {
+    let f = fixture().await;
+    let (cookie, _) = f.login("vic", Role::Viewer).await;
+    f.clock.advance_secs(12 * 3600 - 1);
+    assert_eq!(f.get("/", Some(&cookie)).await.status, StatusCode::OK);
+    f.clock.advance_secs(1);
+    assert_eq!(
+        f.get("/", Some(&cookie)).await.location(),
+        "/login",
+        "expired"
+    );
+    let mut config = Config::default();
+    config.tls = Some(aupwatch_collector::config::Tls {
+        cert: "unused.pem".into(),
+        key: "unused.key".into(),
+    });
+    // `login` checks the Secure attribute against the config.
+    fixture_with(config).await.login("vic", Role::Viewer).await;
+}
+
+#[tokio::test]
+async fn silent_agents_are_listed_on_the_overview() {
+    let f = fixture().await;
+    let (cookie, _) = f.login("vic", Role::Viewer).await;
+    let quiet = f.get("/", Some(&cookie)).await;
+    assert!(quiet.body.contains("No silent agents."));
+    // Both hosts announced 15 s; ten minutes later they are silent.
+    f.clock.advance_secs(600);
+    let a = f.get("/", Some(&cookie)).await;
+    let silent = a.body.split("id=\"silent\"").nth(1).expect("#silent");
+    assert!(silent.contains("vm-plain") && silent.contains("href=\"/hosts/h-m2\""));
+    assert!(silent.contains("0.1.0"), "the agent version");
+    assert!(silent.contains("c-1042"), "the customer label");
+    assert!(
+        !silent.contains("<b>bold"),
+        "the hostile hostname escaped here too"
     );
 }
