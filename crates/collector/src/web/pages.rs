@@ -330,7 +330,7 @@ struct OverviewPage {
     open_findings: u64,
     severities: Vec<&'static str>,
     /// (category, count per severity in `severities`' order, total).
-    by_category: Vec<(String, Vec<u64>, u64)>,
+    by_category: Vec<(String, String, Vec<u64>, u64)>,
     severity_totals: Vec<u64>,
     chart: chart::Chart,
     reports_per_minute: String,
@@ -362,7 +362,7 @@ pub async fn overview(State(st): State<AppState>, op: Operator) -> Result<Respon
     let mut cats: BTreeMap<String, Vec<u64>> = BTreeMap::new();
     for ((c, s), n) in &open {
         let row = cats
-            .entry(shown(c))
+            .entry(c.clone())
             .or_insert_with(|| vec![0; severities.len()]);
         if let Some(i) = severities.iter().position(|v| v == s) {
             row[i] += n;
@@ -375,7 +375,7 @@ pub async fn overview(State(st): State<AppState>, op: Operator) -> Result<Respon
         .into_iter()
         .map(|(c, r)| {
             let t = r.iter().sum();
-            (c, r, t)
+            (shown(&c), format!("/findings?category={}", pct(&c)), r, t)
         })
         .collect();
     // The chart: 7 days of hourly buckets ending with the current hour.
