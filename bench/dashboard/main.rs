@@ -127,6 +127,7 @@ async fn main() {
         metrics: Arc::new(Metrics::default()),
         alerts: Arc::new(aupwatch_collector::alerts::Alerter::disabled()),
         auth_cache: Default::default(),
+        logins: Default::default(),
     };
     println!("| page | min ms | median ms | max ms | bytes |");
     println!("|---|---|---|---|---|");

@@ -49,6 +49,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     pub alerts: Arc<crate::alerts::Alerter>,
     pub auth_cache: Arc<AuthCache>,
+    /// Failed dashboard logins per account name (backoff).
+    pub logins: Arc<crate::web::auth::LoginThrottle>,
 }
 
 /// Recently seen node keys of approved, unblocked hosts, so a report costs no database

@@ -61,6 +61,7 @@ async fn fixture(edit: impl FnOnce(&mut Config)) -> Fixture {
         metrics: Arc::new(Metrics::default()),
         alerts: Arc::new(aupwatch_collector::alerts::Alerter::disabled()),
         auth_cache: Default::default(),
+        logins: Default::default(),
     };
     Fixture {
         state,

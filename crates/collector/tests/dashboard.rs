@@ -101,6 +101,7 @@ async fn fixture_with(config: Config) -> Fixture {
         metrics: Arc::new(Metrics::default()),
         alerts: Arc::new(aupwatch_collector::alerts::Alerter::disabled()),
         auth_cache: Default::default(),
+        logins: Default::default(),
     };
     let f = Fixture {
         state,
@@ -652,4 +653,40 @@ async fn silent_agents_are_listed_on_the_overview() {
         !silent.contains("<b>bold"),
         "the hostile hostname escaped here too"
     );
+}
+
+#[tokio::test]
+async fn failed_logins_back_off() {
+    let f = fixture().await;
+    let hash = auth::hash_password(PASSWORD).expect("hash");
+    f.store
+        .create_user("ana".into(), Role::Analyst, hash, T0)
+        .await
+        .expect("create");
+    let attempt = |pw: &'static str| {
+        let f = &f;
+        async move {
+            let page = f.get("/login", None).await;
+            let lc = cookie_pair(&page.set_cookies()[0]);
+            let token = page.hidden("login_token");
+            f.post(
+                "/login",
+                Some(&lc),
+                form(&[("login_token", &token), ("name", "ana"), ("password", pw)]),
+            )
+            .await
+        }
+    };
+    for _ in 0..auth::FREE_FAILURES {
+        assert_eq!(
+            attempt("wrong password!!").await.status,
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    // Even the right password waits now, unchecked.
+    let a = attempt(PASSWORD).await;
+    assert_eq!(a.status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(a.headers[header::RETRY_AFTER], "1");
+    f.clock.advance_secs(1);
+    assert_eq!(attempt(PASSWORD).await.status, StatusCode::SEE_OTHER);
 }

@@ -88,6 +88,52 @@ pub fn set_cookie(name: &str, value: &str, max_age_secs: u64, secure: bool) -> S
     )
 }
 
+/// Failed logins per account name: after [`FREE_FAILURES`] failures in a row, each next
+/// attempt on that name must wait 2^(failures − FREE_FAILURES) seconds (at most
+/// [`MAX_WAIT_SECS`]) after the last failure, or is refused unchecked (429). A success
+/// forgets the name. In memory: per collector process.
+#[derive(Default)]
+pub struct LoginThrottle {
+    map: std::sync::Mutex<std::collections::HashMap<String, (u32, u64)>>,
+}
+
+pub const FREE_FAILURES: u32 = 5;
+pub const MAX_WAIT_SECS: u64 = 300;
+/// Names remembered before the oldest failures are forgotten.
+const MAX_NAMES: usize = 100_000;
+
+impl LoginThrottle {
+    /// Seconds `name` must still wait at `now` (0: may try).
+    pub fn wait_secs(&self, name: &str, now_unix_ms: u64) -> u64 {
+        let map = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(&(failures, last)) = map.get(name) else {
+            return 0;
+        };
+        if failures < FREE_FAILURES {
+            return 0;
+        }
+        let wait_ms = (1u64 << (failures - FREE_FAILURES).min(16)).min(MAX_WAIT_SECS) * 1000;
+        (last + wait_ms).saturating_sub(now_unix_ms).div_ceil(1000)
+    }
+
+    pub fn failed(&self, name: &str, now_unix_ms: u64) {
+        let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        if map.len() >= MAX_NAMES && !map.contains_key(name) {
+            map.clear();
+        }
+        let e = map.entry(name.to_string()).or_insert((0, 0));
+        e.0 = e.0.saturating_add(1);
+        e.1 = now_unix_ms;
+    }
+
+    pub fn succeeded(&self, name: &str) {
+        self.map
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(name);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -103,6 +149,26 @@ mod tests {
             hash_password("short"),
             Err(PasswordError::TooShort)
         ));
+    }
+
+    #[test]
+    fn failed_logins_back_off_per_name() {
+        let t = LoginThrottle::default();
+        for i in 0..FREE_FAILURES {
+            assert_eq!(t.wait_secs("ana", 1000), 0, "attempt {i}");
+            t.failed("ana", 1000);
+        }
+        assert_eq!(t.wait_secs("ana", 1000), 1);
+        assert_eq!(t.wait_secs("ana", 2000), 0);
+        t.failed("ana", 2000);
+        assert_eq!(t.wait_secs("ana", 2000), 2);
+        assert_eq!(t.wait_secs("bob", 2000), 0, "per name");
+        for _ in 0..30 {
+            t.failed("ana", 5000);
+        }
+        assert_eq!(t.wait_secs("ana", 5000), MAX_WAIT_SECS, "capped");
+        t.succeeded("ana");
+        assert_eq!(t.wait_secs("ana", 5000), 0);
     }
 
     #[test]

@@ -187,7 +187,22 @@ pub async fn login(
     }
     let name = form.get("name").cloned().unwrap_or_default();
     let password = form.get("password").cloned().unwrap_or_default();
-    let user = match st.store.user(name).await {
+    let now = st.clock.now_unix_ms();
+    let wait = st.logins.wait_secs(&name, now);
+    if wait > 0 {
+        let mut resp = login_page(
+            &st,
+            Some(format!(
+                "Too many failed logins for this name: try again in {wait} s."
+            )),
+            StatusCode::TOO_MANY_REQUESTS,
+        );
+        if let Ok(v) = HeaderValue::from_str(&wait.to_string()) {
+            resp.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+        return resp;
+    }
+    let user = match st.store.user(name.clone()).await {
         Ok(u) => u,
         Err(e) => return PageError::store(e).into_response(),
     };
@@ -199,6 +214,7 @@ pub async fn login(
         .await
         .unwrap_or(false);
     let Some(user) = user.filter(|_| ok) else {
+        st.logins.failed(&name, now);
         return login_page(
             &st,
             Some("Wrong name or password.".into()),
@@ -208,7 +224,7 @@ pub async fn login(
     let (Ok(sid), Ok(csrf)) = (secret::random_hex(32), secret::random_hex(32)) else {
         return (StatusCode::INTERNAL_SERVER_ERROR, "internal error").into_response();
     };
-    let now = st.clock.now_unix_ms();
+    st.logins.succeeded(&name);
     if let Err(e) = st
         .store
         .create_session(NewSession {
