@@ -513,6 +513,15 @@ async fn the_csv_has_exactly_the_rows_of_the_page() {
         let linked = f.get(&href, Some(&cookie)).await;
         assert_eq!(linked.body, csv.body, "{q}: {href}");
     }
+    let ranged = f.get("/findings?range=24h", Some(&cookie)).await;
+    assert!(
+        ranged.body.contains("<option value=\"24h\" selected>"),
+        "the range stays chosen"
+    );
+    assert!(
+        !ranged.body.contains("name=\"since\""),
+        "no stale since beside a range"
+    );
     let narrowed = f.get("/findings?category=proxy", Some(&cookie)).await;
     assert_eq!(
         listed_ids(&narrowed.body).len(),

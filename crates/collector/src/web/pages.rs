@@ -506,6 +506,8 @@ struct FindingsPage {
     states: Vec<&'static str>,
     since_shown: Option<String>,
     until_shown: Option<String>,
+    /// The `range` asked for, if any (it became `since`).
+    range: String,
 }
 
 impl FindingsPage {
@@ -514,6 +516,9 @@ impl FindingsPage {
     }
     fn is(&self, k: &str, v: &str) -> bool {
         self.f.get(k).is_some_and(|x| x == v)
+    }
+    fn range_is(&self, v: &str) -> bool {
+        self.range == v
     }
 }
 
@@ -561,6 +566,7 @@ pub async fn findings(
             .map(|(k, v)| (k.clone(), shown(v)))
             .collect(),
         categories,
+        range: q.get("range").cloned().unwrap_or_default(),
         severities: Severity::ALL.iter().map(|s| s.as_str()).collect(),
         states: vec!["open", "new", "ongoing", "resolved", "all"],
     };
