@@ -59,6 +59,11 @@ enum Command {
         #[command(subcommand)]
         command: TokenCmd,
     },
+    /// Dashboard operator accounts (log in with a password at the collector's address).
+    User {
+        #[command(subcommand)]
+        command: UserCmd,
+    },
     /// List hosts, or act on one.
     #[command(args_conflicts_with_subcommands = true)]
     Hosts {
@@ -144,6 +149,37 @@ enum TokenCmd {
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(Subcommand)]
+enum UserCmd {
+    /// Create an account; its password is read from stdin (one line), or prompted for
+    /// without echo on a terminal. At least 12 characters.
+    Create {
+        #[arg(long)]
+        name: String,
+        /// viewer (reads), analyst (acts on findings), admin (also acts on hosts).
+        #[arg(long)]
+        role: String,
+    },
+    List,
+}
+
+/// A new account's password: prompted twice on a terminal, else the first line of stdin.
+fn read_password() -> Result<String> {
+    use std::io::IsTerminal;
+    if std::io::stdin().is_terminal() {
+        let a = rpassword::prompt_password("password: ")?;
+        let b = rpassword::prompt_password("again: ")?;
+        if a != b {
+            bail!("the passwords differ");
+        }
+        Ok(a)
+    } else {
+        let mut line = String::new();
+        std::io::stdin().read_line(&mut line)?;
+        Ok(line.trim_end_matches(['\r', '\n']).to_string())
+    }
 }
 
 #[derive(Subcommand)]
@@ -285,6 +321,41 @@ async fn command(cmd: Command, store: Arc<dyn Store>, config: &Config) -> Result
                     bail!("no active secret {id}");
                 }
                 out(&format!("secret {id} revoked\n"))?;
+            }
+        },
+        Command::User { command } => match command {
+            UserCmd::Create { name, role } => {
+                let role = Role::parse(&role)
+                    .ok_or_else(|| anyhow!("--role: viewer, analyst or admin"))?;
+                if name.is_empty() || name.chars().any(|c| c.is_control() || c.is_whitespace()) {
+                    bail!("--name: no spaces or control characters");
+                }
+                let password = read_password()?;
+                let hash = tokio::task::spawn_blocking(move || {
+                    aupwatch_collector::web::auth::hash_password(&password)
+                })
+                .await??;
+                match store.create_user(name.clone(), role, hash, now).await? {
+                    Some(id) => out(&format!(
+                        "user {id} {} ({})\n",
+                        printable(&name),
+                        role.as_str()
+                    ))?,
+                    None => bail!("a user named {} exists", printable(&name)),
+                }
+            }
+            UserCmd::List => {
+                let mut text = String::new();
+                for u in store.users().await? {
+                    text.push_str(&format!(
+                        "{}\t{}\t{}\t{}\n",
+                        u.id,
+                        printable(&u.name),
+                        u.role.as_str(),
+                        time(u.created_unix_ms)
+                    ));
+                }
+                out(&text)?;
             }
         },
         Command::Token { command } => match command {

@@ -49,6 +49,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     pub alerts: Arc<crate::alerts::Alerter>,
     pub auth_cache: Arc<AuthCache>,
+    /// Failed dashboard logins per account name (backoff).
+    pub logins: Arc<crate::web::auth::LoginThrottle>,
 }
 
 /// Recently seen node keys of approved, unblocked hosts, so a report costs no database
@@ -102,6 +104,7 @@ pub fn app(state: AppState) -> Router {
         .route("/api/v1/summary", get(summary))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
+        .merge(crate::web::router())
         .fallback(not_found)
         .with_state(state)
 }
@@ -854,10 +857,11 @@ pub async fn build_summary(
 ) -> Result<Summary, StoreError> {
     let hosts = host_rows(store, now, cfg).await?;
     let counts = store.counts().await?;
-    Ok(summarize(&hosts, counts))
+    Ok(build_summary_parts(&hosts, counts))
 }
 
-fn summarize(hosts: &[HostRow], counts: crate::store::Counts) -> Summary {
+/// The summary of these hosts and counts.
+pub fn build_summary_parts(hosts: &[HostRow], counts: crate::store::Counts) -> Summary {
     let mut s = Summary {
         hosts: hosts.len() as u64,
         reports: counts.reports,
@@ -922,7 +926,7 @@ async fn metrics(State(st): State<AppState>) -> Result<Response, Failure> {
         .await
         .map_err(|e| Failure::store(e, retry))?;
     let mut open: BTreeMap<(String, String), u64> = counts.open.clone();
-    let summary = summarize(&hosts, counts);
+    let summary = build_summary_parts(&hosts, counts);
     out.push_str(
         "# HELP aupwatch_collector_hosts Hosts by liveness.\n# TYPE aupwatch_collector_hosts gauge\n",
     );

@@ -21,6 +21,7 @@ pub mod metrics;
 pub mod secret;
 pub mod server;
 pub mod store;
+pub mod web;
 
 /// One line of the collector's own log on stderr (escaped: it may quote host input).
 pub fn log(message: &str) {

@@ -72,6 +72,7 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
         metrics: Arc::new(Metrics::default()),
         alerts: Arc::new(crate::alerts::Alerter::start(config.alerts.webhook.clone())),
         auth_cache: Default::default(),
+        logins: Default::default(),
     };
     tokio::spawn(retention_loop(state.clone()));
     if state.alerts.enabled() {

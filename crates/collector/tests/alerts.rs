@@ -114,6 +114,7 @@ async fn alerts_are_routed_retried_and_stable() {
         metrics: Arc::new(Metrics::default()),
         alerts: alerts.clone(),
         auth_cache: Default::default(),
+        logins: Default::default(),
     };
     let send = |req: Request<Body>| {
         let state = state.clone();
@@ -217,6 +218,7 @@ async fn silent_hosts_are_alerted_once_and_their_return_too() {
         metrics: Arc::new(Metrics::default()),
         alerts: Arc::new(Alerter::start(vec![r, not_wanted])),
         auth_cache: Default::default(),
+        logins: Default::default(),
     };
     let e = match store
         .enroll(aupwatch_collector::store::Enrollment {

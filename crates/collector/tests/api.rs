@@ -61,6 +61,7 @@ async fn fixture(edit: impl FnOnce(&mut Config)) -> Fixture {
         metrics: Arc::new(Metrics::default()),
         alerts: Arc::new(aupwatch_collector::alerts::Alerter::disabled()),
         auth_cache: Default::default(),
+        logins: Default::default(),
     };
     Fixture {
         state,
@@ -609,6 +610,43 @@ mod busy {
         }
         fn retain(&self, e: Option<u64>, a: Option<u64>) -> Fut<'_, Retained> {
             self.0.retain(e, a)
+        }
+        fn create_user(&self, n: String, r: Role, h: String, t: u64) -> Fut<'_, Option<i64>> {
+            self.0.create_user(n, r, h, t)
+        }
+        fn user(&self, n: String) -> Fut<'_, Option<UserRow>> {
+            self.0.user(n)
+        }
+        fn users(&self) -> Fut<'_, Vec<UserRow>> {
+            self.0.users()
+        }
+        fn create_session(&self, s: NewSession) -> Fut<'_, ()> {
+            self.0.create_session(s)
+        }
+        fn session(&self, h: String, n: u64) -> Fut<'_, Option<Session>> {
+            self.0.session(h, n)
+        }
+        fn delete_session(&self, h: String) -> Fut<'_, bool> {
+            self.0.delete_session(h)
+        }
+        fn audit(&self, e: AuditEntry) -> Fut<'_, ()> {
+            self.0.audit(e)
+        }
+        fn audit_log(&self, t: String) -> Fut<'_, Vec<AuditEntry>> {
+            self.0.audit_log(t)
+        }
+        fn finding_events(&self, h: String, t: String) -> Fut<'_, Vec<(String, u64)>> {
+            self.0.finding_events(h, t)
+        }
+        fn activity(&self, s: u64, b: u64, r: u64) -> Fut<'_, Activity> {
+            self.0.activity(s, b, r)
+        }
+        fn newest_findings(
+            &self,
+            s: aupwatch_proto::Severity,
+            l: usize,
+        ) -> Fut<'_, Vec<FindingRow>> {
+            self.0.newest_findings(s, l)
         }
         fn queue_depth(&self) -> usize {
             0

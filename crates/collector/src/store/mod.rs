@@ -232,6 +232,66 @@ pub struct TokenRow {
     pub revoked_unix_ms: Option<u64>,
 }
 
+/// A dashboard operator account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserRow {
+    pub id: i64,
+    pub name: String,
+    pub role: Role,
+    /// Argon2id, PHC string.
+    pub password_hash: String,
+    pub created_unix_ms: u64,
+}
+
+/// A session to store: the SHA-256 of its id, never the id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewSession {
+    pub id_hash: String,
+    pub user_id: i64,
+    pub csrf: String,
+    pub now_unix_ms: u64,
+    pub expires_unix_ms: u64,
+}
+
+/// A live session and its operator.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Session {
+    pub user: String,
+    pub role: Role,
+    /// The per-session CSRF token every form carries.
+    pub csrf: String,
+    pub expires_unix_ms: u64,
+}
+
+/// One line of the audit log: who did what to which target, when.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditEntry {
+    pub at_unix_ms: u64,
+    pub actor: String,
+    pub action: String,
+    /// `finding:<host_id>:<tracked id>` or `host:<host_id>`.
+    pub target: String,
+    pub detail: String,
+}
+
+/// The overview's activity figures.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Activity {
+    /// Bucket start (ms) → findings first seen in it.
+    pub new: BTreeMap<u64, u64>,
+    /// Bucket start (ms) → findings resolved in it.
+    pub resolved: BTreeMap<u64, u64>,
+    pub reports: u64,
+}
+
+/// The schema's parts: version 1, and what version 2 adds (after its marker line,
+/// `-- version 2`).
+pub fn schema_parts(schema: &str) -> (&str, &str) {
+    schema
+        .split_once("\n-- version 2\n")
+        .unwrap_or((schema, ""))
+}
+
 /// The database. Every write is committed before its future resolves.
 pub trait Store: Send + Sync + 'static {
     fn enroll(&self, e: Enrollment) -> Fut<'_, EnrollOutcome>;
@@ -285,6 +345,34 @@ pub trait Store: Send + Sync + 'static {
         events_before_unix_ms: Option<u64>,
         archive_before_unix_ms: Option<u64>,
     ) -> Fut<'_, Retained>;
+    /// A new operator account for the dashboard; `None` when the name is taken.
+    fn create_user(
+        &self,
+        name: String,
+        role: Role,
+        password_hash: String,
+        now: u64,
+    ) -> Fut<'_, Option<i64>>;
+    /// The account with this name, with its password hash.
+    fn user(&self, name: String) -> Fut<'_, Option<UserRow>>;
+    fn users(&self) -> Fut<'_, Vec<UserRow>>;
+    /// Stores a session (its id hashed); expired sessions are deleted on the way.
+    fn create_session(&self, s: NewSession) -> Fut<'_, ()>;
+    /// The live session whose id hashes to `id_hash`, with its user.
+    fn session(&self, id_hash: String, now: u64) -> Fut<'_, Option<Session>>;
+    /// Ends a session; false when there was none.
+    fn delete_session(&self, id_hash: String) -> Fut<'_, bool>;
+    /// Appends to the audit log.
+    fn audit(&self, entry: AuditEntry) -> Fut<'_, ()>;
+    /// The audit log of one target (`finding:<id>`, `host:<id>`), oldest first.
+    fn audit_log(&self, target: String) -> Fut<'_, Vec<AuditEntry>>;
+    /// A finding's lifecycle events (kind, time), oldest first.
+    fn finding_events(&self, host_id: String, tracked_id: String) -> Fut<'_, Vec<(String, u64)>>;
+    /// Findings first seen and resolved per `bucket_ms` since `since`, and reports received
+    /// since `reports_since`: the overview's activity figures.
+    fn activity(&self, since: u64, bucket_ms: u64, reports_since: u64) -> Fut<'_, Activity>;
+    /// Open findings of `min_severity` or higher, newest first seen first.
+    fn newest_findings(&self, min_severity: Severity, limit: usize) -> Fut<'_, Vec<FindingRow>>;
     /// Requests waiting for the writer (0 where there is no single writer).
     fn queue_depth(&self) -> usize;
     /// How long commits take.
@@ -341,6 +429,9 @@ pub const TABLES: &[&str] = &[
     "findings",
     "enroll_secrets",
     "tokens",
+    "users",
+    "sessions",
+    "audit",
 ];
 
 /// A finding's API id from its parts.

@@ -7,10 +7,10 @@
 //! database on loopback or a private network (a TLS connector is future work).
 
 use super::{
-    check_sequence, finding_row, refusal, severity_rank, signature_pattern, to_i64, to_u64, Counts,
-    EnrollOutcome, Enrollment, FindingColumns, FindingFilter, Fut, HostAction, HostAuth,
-    HostRecord, IngestOutcome, Retained, Role, SecretRow, StateFilter, Store, StoreError, TokenRow,
-    TABLES,
+    check_sequence, finding_row, refusal, severity_rank, signature_pattern, to_i64, to_u64,
+    Activity, AuditEntry, Counts, EnrollOutcome, Enrollment, FindingColumns, FindingFilter, Fut,
+    HostAction, HostAuth, HostRecord, IngestOutcome, NewSession, Retained, Role, SecretRow,
+    Session, StateFilter, Store, StoreError, TokenRow, UserRow, TABLES,
 };
 use crate::metrics::Histogram;
 use aupwatch_proto::api::FindingRow;
@@ -25,7 +25,7 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::{NoTls, Row};
 
 const SCHEMA: &str = include_str!("schema_postgres.sql");
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
 /// Serializes migrations of collectors starting together.
 const MIGRATION_LOCK: i64 = 0x6175_7077_6174_6368;
 
@@ -101,8 +101,14 @@ impl PgStore {
                 known: SCHEMA_VERSION,
             });
         }
+        let (v1, v2) = super::schema_parts(SCHEMA);
         if version < 1 {
-            tx.batch_execute(SCHEMA).await?;
+            tx.batch_execute(v1).await?;
+        }
+        if version < 2 {
+            tx.batch_execute(v2).await?;
+        }
+        if version < SCHEMA_VERSION {
             tx.execute(
                 "INSERT INTO schema_version (version) VALUES ($1)",
                 &[&SCHEMA_VERSION],
@@ -470,6 +476,17 @@ fn host_record(r: &Row) -> Result<HostRecord, StoreError> {
 const FINDING_COLUMNS: &str = "f.host_id, f.tracked_id, h.hostname, h.customer, f.category,
     f.severity, f.state, f.signatures, f.first_seen_unix_ms, f.last_seen_unix_ms,
     f.resolved_unix_ms, f.excepted, f.tracked";
+
+fn user_row(r: &Row) -> Result<UserRow, StoreError> {
+    let role: String = r.get(2);
+    Ok(UserRow {
+        id: r.get(0),
+        name: r.get(1),
+        role: Role::parse(&role).ok_or_else(|| StoreError::Corrupt(format!("role {role:?}")))?,
+        password_hash: r.get(3),
+        created_unix_ms: to_u64(r.get(4)),
+    })
+}
 
 fn finding_from_row(r: &Row) -> Result<FindingRow, StoreError> {
     let severity: String = r.try_get(5)?;
@@ -866,6 +883,228 @@ impl Store for PgStore {
                 }
                 Ok(r)
             })
+        })
+    }
+
+    fn create_user(
+        &self,
+        name: String,
+        role: Role,
+        password_hash: String,
+        now: u64,
+    ) -> Fut<'_, Option<i64>> {
+        self.write(move |tx| {
+            Box::pin(async move {
+                Ok(tx
+                    .query_opt(
+                        "INSERT INTO users (name, role, password_hash, created_unix_ms)
+                         VALUES ($1, $2, $3, $4) ON CONFLICT (name) DO NOTHING RETURNING id",
+                        &[&name, &role.as_str(), &password_hash, &to_i64(now)],
+                    )
+                    .await?
+                    .map(|r| r.get(0)))
+            })
+        })
+    }
+
+    fn user(&self, name: String) -> Fut<'_, Option<UserRow>> {
+        Box::pin(async move {
+            let c = self.pool.get().await?;
+            let row = c
+                .query_opt(
+                    "SELECT id, name, role, password_hash, created_unix_ms FROM users WHERE name = $1",
+                    &[&name],
+                )
+                .await?;
+            row.as_ref().map(user_row).transpose()
+        })
+    }
+
+    fn users(&self) -> Fut<'_, Vec<UserRow>> {
+        Box::pin(async move {
+            let c = self.pool.get().await?;
+            let rows = c
+                .query(
+                    "SELECT id, name, role, password_hash, created_unix_ms FROM users ORDER BY name",
+                    &[],
+                )
+                .await?;
+            rows.iter().map(user_row).collect()
+        })
+    }
+
+    fn create_session(&self, s: NewSession) -> Fut<'_, ()> {
+        self.write(move |tx| {
+            Box::pin(async move {
+                tx.execute(
+                    "DELETE FROM sessions WHERE expires_unix_ms <= $1",
+                    &[&to_i64(s.now_unix_ms)],
+                )
+                .await?;
+                tx.execute(
+                    "INSERT INTO sessions (id_hash, user_id, csrf, created_unix_ms, expires_unix_ms)
+                     VALUES ($1, $2, $3, $4, $5)",
+                    &[
+                        &s.id_hash,
+                        &s.user_id,
+                        &s.csrf,
+                        &to_i64(s.now_unix_ms),
+                        &to_i64(s.expires_unix_ms),
+                    ],
+                )
+                .await?;
+                Ok(())
+            })
+        })
+    }
+
+    fn session(&self, id_hash: String, now: u64) -> Fut<'_, Option<Session>> {
+        Box::pin(async move {
+            let c = self.pool.get().await?;
+            let row = c
+                .query_opt(
+                    "SELECT u.name, u.role, s.csrf, s.expires_unix_ms FROM sessions s
+                     JOIN users u ON u.id = s.user_id
+                     WHERE s.id_hash = $1 AND s.expires_unix_ms > $2",
+                    &[&id_hash, &to_i64(now)],
+                )
+                .await?;
+            row.map(|r| {
+                let role: String = r.get(1);
+                Ok(Session {
+                    user: r.get(0),
+                    role: Role::parse(&role)
+                        .ok_or_else(|| StoreError::Corrupt(format!("role {role:?}")))?,
+                    csrf: r.get(2),
+                    expires_unix_ms: to_u64(r.get(3)),
+                })
+            })
+            .transpose()
+        })
+    }
+
+    fn delete_session(&self, id_hash: String) -> Fut<'_, bool> {
+        self.write(move |tx| {
+            Box::pin(async move {
+                Ok(tx
+                    .execute("DELETE FROM sessions WHERE id_hash = $1", &[&id_hash])
+                    .await?
+                    > 0)
+            })
+        })
+    }
+
+    fn audit(&self, e: AuditEntry) -> Fut<'_, ()> {
+        self.write(move |tx| {
+            Box::pin(async move {
+                tx.execute(
+                    "INSERT INTO audit (at_unix_ms, actor, action, target, detail)
+                     VALUES ($1, $2, $3, $4, $5)",
+                    &[
+                        &to_i64(e.at_unix_ms),
+                        &e.actor,
+                        &e.action,
+                        &e.target,
+                        &e.detail,
+                    ],
+                )
+                .await?;
+                Ok(())
+            })
+        })
+    }
+
+    fn audit_log(&self, target: String) -> Fut<'_, Vec<AuditEntry>> {
+        Box::pin(async move {
+            let c = self.pool.get().await?;
+            let rows = c
+                .query(
+                    "SELECT at_unix_ms, actor, action, target, detail FROM audit WHERE target = $1
+                     ORDER BY at_unix_ms, id",
+                    &[&target],
+                )
+                .await?;
+            Ok(rows
+                .iter()
+                .map(|r| AuditEntry {
+                    at_unix_ms: to_u64(r.get(0)),
+                    actor: r.get(1),
+                    action: r.get(2),
+                    target: r.get(3),
+                    detail: r.get(4),
+                })
+                .collect())
+        })
+    }
+
+    fn finding_events(&self, host_id: String, tracked_id: String) -> Fut<'_, Vec<(String, u64)>> {
+        Box::pin(async move {
+            let c = self.pool.get().await?;
+            let rows = c
+                .query(
+                    "SELECT kind, at_unix_ms FROM events WHERE host_id = $1 AND tracked_id = $2
+                     ORDER BY at_unix_ms, id",
+                    &[&host_id, &tracked_id],
+                )
+                .await?;
+            Ok(rows
+                .iter()
+                .map(|r| (r.get::<_, String>(0), to_u64(r.get(1))))
+                .collect())
+        })
+    }
+
+    fn activity(&self, since: u64, bucket_ms: u64, reports_since: u64) -> Fut<'_, Activity> {
+        Box::pin(async move {
+            let c = self.pool.get().await?;
+            let bucket = to_i64(bucket_ms.max(1));
+            let mut a = Activity::default();
+            for (col, map) in [
+                ("first_seen_unix_ms", &mut a.new),
+                ("resolved_unix_ms", &mut a.resolved),
+            ] {
+                let rows = c
+                    .query(
+                        &format!(
+                            "SELECT {col} / $2 * $2, count(*) FROM findings WHERE {col} >= $1 GROUP BY 1"
+                        ),
+                        &[&to_i64(since), &bucket],
+                    )
+                    .await?;
+                for r in rows {
+                    map.insert(to_u64(r.get(0)), to_u64(r.get(1)));
+                }
+            }
+            let n: i64 = c
+                .query_one(
+                    "SELECT count(*) FROM reports WHERE received_unix_ms >= $1",
+                    &[&to_i64(reports_since)],
+                )
+                .await?
+                .get(0);
+            a.reports = to_u64(n);
+            Ok(a)
+        })
+    }
+
+    fn newest_findings(
+        &self,
+        min: aupwatch_proto::Severity,
+        limit: usize,
+    ) -> Fut<'_, Vec<FindingRow>> {
+        Box::pin(async move {
+            let c = self.pool.get().await?;
+            let rows = c
+                .query(
+                    &format!(
+                        "SELECT {FINDING_COLUMNS} FROM findings f JOIN hosts h ON h.host_id = f.host_id
+                         WHERE f.state != 'resolved' AND f.severity_rank >= $1
+                         ORDER BY f.first_seen_unix_ms DESC, f.host_id, f.tracked_id LIMIT $2"
+                    ),
+                    &[&severity_rank(min), &i64::try_from(limit).unwrap_or(i64::MAX)],
+                )
+                .await?;
+            rows.iter().map(finding_from_row).collect()
         })
     }
 

@@ -1,4 +1,4 @@
--- aupwatch-collector PostgreSQL schema, version 1. SQLite's is store/schema_sqlite.sql;
+-- aupwatch-collector PostgreSQL schema, version 2 (the part below the line "-- version 2" migrates a version 1 database). SQLite's is store/schema_sqlite.sql;
 -- keep them alike.
 CREATE TABLE enroll_secrets (
     id BIGSERIAL PRIMARY KEY,
@@ -81,3 +81,31 @@ CREATE TABLE findings (
     PRIMARY KEY (host_id, tracked_id)
 );
 CREATE INDEX findings_state ON findings (state, category, severity_rank);
+-- version 2
+-- The web dashboard's operator accounts, sessions and audit log.
+CREATE TABLE users (
+    id BIGSERIAL PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    role TEXT NOT NULL,
+    password_hash TEXT NOT NULL,
+    created_unix_ms BIGINT NOT NULL
+);
+-- Only the SHA-256 of a session id is stored.
+CREATE TABLE sessions (
+    id_hash TEXT PRIMARY KEY,
+    user_id BIGINT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    csrf TEXT NOT NULL,
+    created_unix_ms BIGINT NOT NULL,
+    expires_unix_ms BIGINT NOT NULL
+);
+CREATE TABLE audit (
+    id BIGSERIAL PRIMARY KEY,
+    at_unix_ms BIGINT NOT NULL,
+    actor TEXT NOT NULL,
+    action TEXT NOT NULL,
+    target TEXT NOT NULL,
+    detail TEXT NOT NULL
+);
+CREATE INDEX audit_target ON audit (target, at_unix_ms);
+CREATE INDEX findings_first_seen ON findings (first_seen_unix_ms);
+CREATE INDEX findings_resolved ON findings (resolved_unix_ms);

@@ -6,9 +6,10 @@
 //! writer; SQLite serializes the two with its lock and `busy_timeout`).
 
 use super::{
-    check_sequence, finding_row, refusal, to_i64, to_u64, Counts, EnrollOutcome, Enrollment,
-    FindingColumns, FindingFilter, Fut, HostAction, HostAuth, HostRecord, IngestOutcome, Retained,
-    Role, SecretRow, StateFilter, Store, StoreError, TokenRow, TABLES,
+    check_sequence, finding_row, refusal, severity_rank, to_i64, to_u64, Activity, AuditEntry,
+    Counts, EnrollOutcome, Enrollment, FindingColumns, FindingFilter, Fut, HostAction, HostAuth,
+    HostRecord, IngestOutcome, NewSession, Retained, Role, SecretRow, Session, StateFilter, Store,
+    StoreError, TokenRow, UserRow, TABLES,
 };
 use crate::metrics::Histogram;
 use aupwatch_proto::api::FindingRow;
@@ -24,7 +25,7 @@ use std::time::Instant;
 use tokio::sync::oneshot;
 
 const SCHEMA: &str = include_str!("schema_sqlite.sql");
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
 
 /// One write, run inside the writer's transaction under its own savepoint.
 trait Job: Send {
@@ -96,8 +97,14 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
             known: SCHEMA_VERSION,
         });
     }
+    let (v1, v2) = super::schema_parts(SCHEMA);
     if version < 1 {
-        tx.execute_batch(SCHEMA)?;
+        tx.execute_batch(v1)?;
+    }
+    if version < 2 {
+        tx.execute_batch(v2)?;
+    }
+    if version < SCHEMA_VERSION {
         tx.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}"))?;
     }
     tx.commit()?;
@@ -545,6 +552,17 @@ const FINDING_COLUMNS: &str = "f.host_id, f.tracked_id, h.hostname, h.customer, 
     f.severity, f.state, f.signatures, f.first_seen_unix_ms, f.last_seen_unix_ms,
     f.resolved_unix_ms, f.excepted, f.tracked";
 
+fn user_row(r: &rusqlite::Row<'_>) -> Result<UserRow, StoreError> {
+    let role: String = r.get(2)?;
+    Ok(UserRow {
+        id: r.get(0)?,
+        name: r.get(1)?,
+        role: Role::parse(&role).ok_or_else(|| StoreError::Corrupt(format!("role {role:?}")))?,
+        password_hash: r.get(3)?,
+        created_unix_ms: to_u64(r.get(4)?),
+    })
+}
+
 fn finding_from_row(r: &rusqlite::Row<'_>) -> Result<FindingRow, StoreError> {
     let severity: String = r.get(5)?;
     let signatures: String = r.get(7)?;
@@ -880,6 +898,194 @@ impl Store for SqliteStore {
                 )? as u64;
             }
             Ok(r)
+        })
+    }
+
+    fn create_user(
+        &self,
+        name: String,
+        role: Role,
+        password_hash: String,
+        now: u64,
+    ) -> Fut<'_, Option<i64>> {
+        self.write(move |conn| {
+            let n = conn.execute(
+                "INSERT INTO users (name, role, password_hash, created_unix_ms) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (name) DO NOTHING",
+                params![name, role.as_str(), password_hash, to_i64(now)],
+            )?;
+            Ok((n > 0).then(|| conn.last_insert_rowid()))
+        })
+    }
+
+    fn user(&self, name: String) -> Fut<'_, Option<UserRow>> {
+        self.read(move |conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT id, name, role, password_hash, created_unix_ms FROM users WHERE name = ?1",
+            )?;
+            let mut rows = stmt.query([name])?;
+            match rows.next()? {
+                Some(r) => Ok(Some(user_row(r)?)),
+                None => Ok(None),
+            }
+        })
+    }
+
+    fn users(&self) -> Fut<'_, Vec<UserRow>> {
+        self.read(move |conn| {
+            let mut stmt = conn.prepare(
+                "SELECT id, name, role, password_hash, created_unix_ms FROM users ORDER BY name",
+            )?;
+            let mut rows = stmt.query([])?;
+            let mut out = Vec::new();
+            while let Some(r) = rows.next()? {
+                out.push(user_row(r)?);
+            }
+            Ok(out)
+        })
+    }
+
+    fn create_session(&self, s: NewSession) -> Fut<'_, ()> {
+        self.write(move |conn| {
+            conn.execute(
+                "DELETE FROM sessions WHERE expires_unix_ms <= ?1",
+                [to_i64(s.now_unix_ms)],
+            )?;
+            conn.execute(
+                "INSERT INTO sessions (id_hash, user_id, csrf, created_unix_ms, expires_unix_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![
+                    s.id_hash,
+                    s.user_id,
+                    s.csrf,
+                    to_i64(s.now_unix_ms),
+                    to_i64(s.expires_unix_ms)
+                ],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn session(&self, id_hash: String, now: u64) -> Fut<'_, Option<Session>> {
+        self.read(move |conn| {
+            let row: Option<(String, String, String, i64)> = conn
+                .prepare_cached(
+                    "SELECT u.name, u.role, s.csrf, s.expires_unix_ms FROM sessions s
+                     JOIN users u ON u.id = s.user_id
+                     WHERE s.id_hash = ?1 AND s.expires_unix_ms > ?2",
+                )?
+                .query_row(params![id_hash, to_i64(now)], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+                })
+                .optional()?;
+            row.map(|(user, role, csrf, expires)| {
+                Ok(Session {
+                    user,
+                    role: Role::parse(&role)
+                        .ok_or_else(|| StoreError::Corrupt(format!("role {role:?}")))?,
+                    csrf,
+                    expires_unix_ms: to_u64(expires),
+                })
+            })
+            .transpose()
+        })
+    }
+
+    fn delete_session(&self, id_hash: String) -> Fut<'_, bool> {
+        self.write(move |conn| {
+            Ok(conn.execute("DELETE FROM sessions WHERE id_hash = ?1", [id_hash])? > 0)
+        })
+    }
+
+    fn audit(&self, e: AuditEntry) -> Fut<'_, ()> {
+        self.write(move |conn| {
+            conn.execute(
+                "INSERT INTO audit (at_unix_ms, actor, action, target, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![to_i64(e.at_unix_ms), e.actor, e.action, e.target, e.detail],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn audit_log(&self, target: String) -> Fut<'_, Vec<AuditEntry>> {
+        self.read(move |conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT at_unix_ms, actor, action, target, detail FROM audit WHERE target = ?1
+                 ORDER BY at_unix_ms, id",
+            )?;
+            let rows = stmt.query_map([target], |r| {
+                Ok(AuditEntry {
+                    at_unix_ms: to_u64(r.get(0)?),
+                    actor: r.get(1)?,
+                    action: r.get(2)?,
+                    target: r.get(3)?,
+                    detail: r.get(4)?,
+                })
+            })?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+    }
+
+    fn finding_events(&self, host_id: String, tracked_id: String) -> Fut<'_, Vec<(String, u64)>> {
+        self.read(move |conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT kind, at_unix_ms FROM events WHERE host_id = ?1 AND tracked_id = ?2
+                 ORDER BY at_unix_ms, id",
+            )?;
+            let rows = stmt.query_map([host_id, tracked_id], |r| {
+                Ok((r.get::<_, String>(0)?, to_u64(r.get(1)?)))
+            })?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+    }
+
+    fn activity(&self, since: u64, bucket_ms: u64, reports_since: u64) -> Fut<'_, Activity> {
+        self.read(move |conn| {
+            let bucket = to_i64(bucket_ms.max(1));
+            let mut a = Activity::default();
+            for (col, map) in [
+                ("first_seen_unix_ms", &mut a.new),
+                ("resolved_unix_ms", &mut a.resolved),
+            ] {
+                let mut stmt = conn.prepare_cached(&format!(
+                    "SELECT {col} / ?2 * ?2, count(*) FROM findings WHERE {col} >= ?1 GROUP BY 1"
+                ))?;
+                let rows = stmt.query_map(params![to_i64(since), bucket], |r| {
+                    Ok((to_u64(r.get(0)?), to_u64(r.get(1)?)))
+                })?;
+                for row in rows {
+                    let (b, n) = row?;
+                    map.insert(b, n);
+                }
+            }
+            let n: i64 = conn
+                .prepare_cached("SELECT count(*) FROM reports WHERE received_unix_ms >= ?1")?
+                .query_row([to_i64(reports_since)], |r| r.get(0))?;
+            a.reports = to_u64(n);
+            Ok(a)
+        })
+    }
+
+    fn newest_findings(
+        &self,
+        min: aupwatch_proto::Severity,
+        limit: usize,
+    ) -> Fut<'_, Vec<FindingRow>> {
+        self.read(move |conn| {
+            let mut stmt = conn.prepare_cached(&format!(
+                "SELECT {FINDING_COLUMNS} FROM findings f JOIN hosts h ON h.host_id = f.host_id
+                 WHERE f.state != 'resolved' AND f.severity_rank >= ?1
+                 ORDER BY f.first_seen_unix_ms DESC, f.host_id, f.tracked_id LIMIT ?2"
+            ))?;
+            let mut rows = stmt.query(params![
+                severity_rank(min),
+                i64::try_from(limit).unwrap_or(i64::MAX)
+            ])?;
+            let mut out = Vec::new();
+            while let Some(r) = rows.next()? {
+                out.push(finding_from_row(r)?);
+            }
+            Ok(out)
         })
     }
 

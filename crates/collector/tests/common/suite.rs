@@ -4,7 +4,8 @@
 use super::{finding, report};
 use aupwatch_collector::secret;
 use aupwatch_collector::store::{
-    EnrollOutcome, Enrollment, FindingFilter, HostAction, Role, StateFilter, Store,
+    AuditEntry, EnrollOutcome, Enrollment, FindingFilter, HostAction, NewSession, Role,
+    StateFilter, Store,
 };
 use aupwatch_proto::protocol::Stored;
 use aupwatch_proto::{Category, Severity};
@@ -481,6 +482,103 @@ pub async fn checked_ingest_sees_revokes_and_blocks(a: Arc<dyn Store>, b: Arc<dy
 }
 
 /// Declares one `#[tokio::test]` per suite test, each on a fresh pair from `$open`.
+pub async fn users_sessions_and_audit(a: Arc<dyn Store>, b: Arc<dyn Store>) {
+    let id = a
+        .create_user("ana".into(), Role::Analyst, "$argon2id$x".into(), NOW)
+        .await
+        .expect("create")
+        .expect("new name");
+    assert_eq!(
+        a.create_user("ana".into(), Role::Admin, "$argon2id$y".into(), NOW)
+            .await
+            .expect("create"),
+        None,
+        "a taken name"
+    );
+    let u = b.user("ana".into()).await.expect("user").expect("found");
+    assert_eq!(
+        (u.id, u.role, u.password_hash.as_str()),
+        (id, Role::Analyst, "$argon2id$x")
+    );
+    assert_eq!(b.user("bob".into()).await.expect("user"), None);
+    assert_eq!(a.users().await.expect("users").len(), 1);
+    a.create_session(NewSession {
+        id_hash: secret::hash("sid"),
+        user_id: id,
+        csrf: "tok".into(),
+        now_unix_ms: NOW,
+        expires_unix_ms: NOW + 1000,
+    })
+    .await
+    .expect("session");
+    let s = b
+        .session(secret::hash("sid"), NOW + 999)
+        .await
+        .expect("session")
+        .expect("live");
+    assert_eq!(
+        (s.user.as_str(), s.role, s.csrf.as_str()),
+        ("ana", Role::Analyst, "tok")
+    );
+    assert_eq!(
+        b.session(secret::hash("sid"), NOW + 1000).await.expect("s"),
+        None,
+        "expired"
+    );
+    assert_eq!(
+        b.session(secret::hash("other"), NOW).await.expect("s"),
+        None
+    );
+    assert!(a.delete_session(secret::hash("sid")).await.expect("delete"));
+    assert_eq!(
+        b.session(secret::hash("sid"), NOW).await.expect("s"),
+        None,
+        "logged out"
+    );
+    for (i, action) in ["acknowledge", "note"].iter().enumerate() {
+        a.audit(AuditEntry {
+            at_unix_ms: NOW + i as u64,
+            actor: "ana".into(),
+            action: action.to_string(),
+            target: "finding:h1:t1".into(),
+            detail: format!("d{i}"),
+        })
+        .await
+        .expect("audit");
+    }
+    let log = b.audit_log("finding:h1:t1".into()).await.expect("log");
+    assert_eq!(
+        log.iter().map(|e| e.action.as_str()).collect::<Vec<_>>(),
+        ["acknowledge", "note"]
+    );
+    assert!(b.audit_log("host:h1".into()).await.expect("log").is_empty());
+}
+
+pub async fn dashboard_activity_and_events(a: Arc<dyn Store>, _b: Arc<dyn Store>) {
+    let s = a.as_ref();
+    let h = enrolled(s, "m1", "h1").await;
+    let r = report("r1", "m1", 1);
+    let tracked = r.open_findings[0].clone();
+    s.ingest(h.clone(), vec![r], NOW).await.expect("ingest");
+    let act = s.activity(0, 3_600_000, NOW - 1).await.expect("activity");
+    assert_eq!(act.new.values().sum::<u64>(), 1, "{act:?}");
+    assert_eq!(act.reports, 1);
+    assert_eq!(
+        s.activity(0, 3_600_000, NOW + 1).await.expect("a").reports,
+        0
+    );
+    let newest = s.newest_findings(Severity::Low, 10).await.expect("newest");
+    assert_eq!(newest.len(), 1);
+    let events = s
+        .finding_events(h.clone(), tracked.id.clone())
+        .await
+        .expect("events");
+    assert!(
+        !events.is_empty(),
+        "the example report's event is the finding's"
+    );
+}
+
 #[macro_export]
 macro_rules! store_suite {
     ($open:ident $(, #[$attr:meta])*) => {
@@ -495,6 +593,8 @@ macro_rules! store_suite {
             concurrent_delivery_is_stored_once
             retention_prunes_events_and_archives_hosts
             checked_ingest_sees_revokes_and_blocks
+            users_sessions_and_audit
+            dashboard_activity_and_events
         );
     };
     (@each $open:ident $attrs:tt $($name:ident)*) => {
