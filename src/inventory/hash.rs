@@ -246,6 +246,10 @@ use std::os::fd::AsFd;
 /// are no longer read and every process says so in a gap.
 pub(super) struct ExeReader {
     wanted: std::sync::Arc<Wanted>,
+    /// What the reader found, by file: a process of a known executable is answered here,
+    /// from a `statx` that does not reach the file's file system, with no round trip to
+    /// the reader thread.
+    known: HashMap<FileKey, ExeFacts>,
     worker: Option<Worker>,
     abandoned: Vec<std::sync::Arc<std::sync::atomic::AtomicBool>>,
     timed_out: HashSet<String>,
@@ -265,6 +269,7 @@ impl ExeReader {
     pub(super) fn new(wanted: Wanted, timeout: std::time::Duration) -> ExeReader {
         ExeReader {
             wanted: std::sync::Arc::new(wanted),
+            known: HashMap::new(),
             worker: None,
             abandoned: Vec::new(),
             timed_out: HashSet::new(),
@@ -296,6 +301,20 @@ impl ExeReader {
             return gap(
                 "not read: reading this executable timed out before (hung file system?)".into(),
             );
+        }
+        match file_key(dir, c"exe") {
+            Ok(key) => {
+                if let Some(f) = self.known.get(&key) {
+                    let g = (self.wanted.hash && f.sha256.is_none()).then(|| Gap {
+                        what: format!("/proc/{pid}/exe"),
+                        error: "executable too large to hash".into(),
+                    });
+                    return Hashed::Facts(key, f.clone(), g);
+                }
+            }
+            Err(e) if is_vanished(e) => return Hashed::Nothing,
+            // Anything else: the reader thread tries, and says what went wrong.
+            Err(_) => {}
         }
         let stuck = self.stuck();
         if stuck >= MAX_STUCK {
@@ -336,7 +355,12 @@ impl ExeReader {
             }
         };
         match reply {
-            Ok(r) => r,
+            Ok(r) => {
+                if let Hashed::Facts(key, facts, _) = &r {
+                    self.known.insert(*key, facts.clone());
+                }
+                r
+            }
             Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
                 if let Some(w) = self.worker.take() {
                     self.abandoned.push(w.done);
@@ -358,6 +382,7 @@ impl ExeReader {
 
     /// Forgets the executables no live process runs.
     pub(super) fn retain(&mut self, live: HashSet<FileKey>) {
+        self.known.retain(|k, _| live.contains(k));
         if let Some(w) = &self.worker {
             let _ = w.jobs.send(Job::Retain(live));
         }

@@ -209,16 +209,25 @@ pub(super) struct FileKey {
     pub mtime_nsec: i64,
 }
 
-/// `stat` of the file a link points to (`/proc/<pid>/exe` follows to the executable, even a
-/// deleted one).
+/// `statx` of the file a link points to (`/proc/<pid>/exe` follows to the executable, even a
+/// deleted one), with `AT_STATX_DONT_SYNC`: the attributes the kernel holds, without asking
+/// the file's file system (FUSE and NFS answer from their cache), so a hung file system
+/// cannot block it. Following the magic link looks nothing up on that file system either.
 pub(super) fn file_key(dir: BorrowedFd<'_>, name: &CStr) -> Result<FileKey, Errno> {
-    let st = rustix::fs::statat(dir, name, AtFlags::empty()).map_err(errno)?;
+    use rustix::fs::StatxFlags;
+    let st = rustix::fs::statx(
+        dir,
+        name,
+        AtFlags::STATX_DONT_SYNC,
+        StatxFlags::INO | StatxFlags::SIZE | StatxFlags::MTIME,
+    )
+    .map_err(errno)?;
     Ok(FileKey {
-        dev: st.st_dev,
-        ino: st.st_ino,
-        size: st.st_size,
-        mtime: st.st_mtime,
-        mtime_nsec: st.st_mtime_nsec as i64,
+        dev: rustix::fs::makedev(st.stx_dev_major, st.stx_dev_minor),
+        ino: st.stx_ino,
+        size: i64::try_from(st.stx_size).unwrap_or(i64::MAX),
+        mtime: st.stx_mtime.tv_sec,
+        mtime_nsec: i64::from(st.stx_mtime.tv_nsec),
     })
 }
 
