@@ -269,6 +269,9 @@ pub struct Launch<'a> {
     pub no_wait: bool,
     /// Names the output files `agent-<label>.std{out,err}.log` (for a second agent).
     pub label: Option<&'a str>,
+    /// A command the agent runs under, inside the lab's network namespace (it must exec its
+    /// arguments: the agent keeps the pid): `unshare --mount …`.
+    pub wrap: Vec<String>,
 }
 
 impl Agent {
@@ -298,6 +301,7 @@ impl Agent {
         };
         cmd.arg(format!("--net=/run/netns/{}", lab.name()))
             .arg("--")
+            .args(&l.wrap)
             .arg(bin())
             .arg("agent")
             .arg("--config")
