@@ -9,6 +9,9 @@
 # Environment variables (MALLOC_ARENA_MAX=2, as the systemd unit sets) pass to the agent.
 # The load is whatever runs on the host: /work/shared/bench/fixture.sh start S gives ~370
 # processes and 1k sockets in a loopback-only namespace. Opens no network socket itself.
+# With COLLECTOR_URL and ENROLL_SECRET set the agent also reports to that collector
+# (machine_id footprint-<pid>); bench/agent_footprint_reporting.sh runs both ways side by
+# side against a collector in a loopback-only network namespace.
 set -euo pipefail
 bin=${1:?usage: $0 BINARY MINUTES DIR}
 mins=${2:?usage: $0 BINARY MINUTES DIR}
@@ -25,6 +28,14 @@ socket = "$dir/agent.sock"
 [syslog]
 enabled = false
 EOF
+if [ -n "${COLLECTOR_URL:-}" ]; then
+  cat >>"$dir/cfg/agent.toml" <<EOF
+[collector]
+url = "$COLLECTOR_URL"
+enroll_secret = "${ENROLL_SECRET:?ENROLL_SECRET goes with COLLECTOR_URL}"
+machine_id = "footprint-$$"
+EOF
+fi
 "$bin" agent --config "$dir/cfg/agent.toml" >"$dir/agent.log" 2>&1 &
 pid=$!
 trap 'kill -TERM "$pid" 2>/dev/null || true' EXIT

@@ -618,7 +618,21 @@ const STATUS_BUSY: &str = r#"{
       "errors": 0,
       "last_error": null
     },
-    "collector": null
+    "collector": {
+      "url": "https://collector.example.net:8740",
+      "enrolled": true,
+      "spool_reports": 12,
+      "spool_bytes": 48213,
+      "delivered": 1402,
+      "last_delivery_unix_ms": 1796662380000,
+      "last_error": "sending: connection refused\u001b[31m",
+      "dropped": {
+        "heartbeats": 3,
+        "ongoing": 1,
+        "transitions": 0
+      },
+      "quarantined": 1
+    }
   }
 }"#;
 
@@ -753,7 +767,7 @@ fn status_prometheus() {
     assert_eq!(busy.status.code(), Some(1), "{busy:?}");
     let starting = status(STATUS_STARTING, &["--prometheus"]);
     assert_eq!(starting.status.code(), Some(0), "{starting:?}");
-    // The one absolute time shown: the last scan's, shifted to now.
+    // The absolute times shown: the last scan's and the last delivery's, shifted to now.
     let timestamp = (
         r"aupwatch_last_scan_timestamp_seconds \d+\.\d{3}".to_string(),
         "aupwatch_last_scan_timestamp_seconds [now - 11]".to_string(),
@@ -769,7 +783,11 @@ fn status_prometheus() {
         .as_secs_f64();
     let age = now - line.parse::<f64>().expect("a number");
     assert!((11.0..71.0).contains(&age), "last scan 11 s ago: {line}");
-    with_filters(vec![timestamp], || {
+    let delivery = (
+        r"aupwatch_collector_last_delivery_timestamp_seconds \d+\.\d{3}".to_string(),
+        "aupwatch_collector_last_delivery_timestamp_seconds [now - 120]".to_string(),
+    );
+    with_filters(vec![timestamp, delivery], || {
         insta::assert_snapshot!("prometheus_busy", shown);
         insta::assert_snapshot!("prometheus_starting", text(&starting.stdout));
     });

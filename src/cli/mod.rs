@@ -261,6 +261,20 @@ pub fn run() -> Result<u8> {
                             printable(&by)
                         ));
                     }
+                    let reporting = match &cfg.collector {
+                        Some(c) => format!(
+                            "collector: {} (spool at most {} bytes, {} reports, {}s)",
+                            c.url,
+                            c.spool.max_bytes,
+                            c.spool.max_reports,
+                            c.spool.max_age_ms / 1000
+                        ),
+                        None => "collector: not configured".to_string(),
+                    };
+                    printed(
+                        writeln!(std::io::stdout(), "{}", printable(&reporting))
+                            .map_err(anyhow::Error::from),
+                    )?;
                     let now = aupwatch::usage::now_unix_ms();
                     for ex in &cfg.exceptions {
                         if ex.expires_unix_ms.is_some_and(|e| e <= now) {

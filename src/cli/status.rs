@@ -192,27 +192,61 @@ pub fn table(doc: &Status) -> Result<()> {
     };
     writeln!(out, "{}", kv("syslog", sink(&rep.syslog)))?;
     writeln!(out, "{}", kv("event log", sink(&rep.event_log)))?;
-    let collector = match &rep.collector {
-        None => "not configured".to_string(),
+    match &rep.collector {
+        None => writeln!(out, "{}", kv("collector", "not configured".to_string()))?,
         Some(c) => {
-            let err = c
-                .last_error
-                .as_deref()
-                .map_or(String::new(), |e| format!(", last error: {}", clean(e)));
-            format!(
-                "{} ({}, {} delivered, {} in spool{err})",
-                clean(&c.url),
-                if c.enrolled {
-                    "enrolled"
-                } else {
-                    "not enrolled"
-                },
-                c.delivered,
-                c.spool_reports
-            )
+            writeln!(
+                out,
+                "{}",
+                kv(
+                    "collector",
+                    format!(
+                        "{} ({})",
+                        clean(&c.url),
+                        if c.enrolled {
+                            "enrolled"
+                        } else {
+                            "not enrolled"
+                        }
+                    )
+                )
+            )?;
+            writeln!(
+                out,
+                "{}",
+                kv(
+                    "  spool",
+                    format!("{} reports, {} bytes", c.spool_reports, c.spool_bytes)
+                )
+            )?;
+            let last = c
+                .last_delivery_unix_ms
+                .map_or("never".to_string(), |t| age(t, now));
+            writeln!(
+                out,
+                "{}",
+                kv(
+                    "  delivered",
+                    format!("{} reports, last {last}", c.delivered)
+                )
+            )?;
+            let d = &c.dropped;
+            writeln!(
+                out,
+                "{}",
+                kv(
+                    "  dropped",
+                    format!(
+                        "{} heartbeats, {} ongoing, {} transitions; {} quarantined",
+                        d.heartbeats, d.ongoing, d.transitions, c.quarantined
+                    )
+                )
+            )?;
+            if let Some(e) = &c.last_error {
+                writeln!(out, "{}", kv("  error", clean(e)))?;
+            }
         }
-    };
-    writeln!(out, "{}", kv("collector", collector))?;
+    }
     let mut findings: Vec<&Tracked> = doc.findings.iter().collect();
     findings.sort_by_key(|t| {
         let f = &t.finding;
@@ -289,6 +323,20 @@ pub fn table(doc: &Status) -> Result<()> {
         writeln!(out, "\n{resolved} recently resolved (see --json)")?;
     }
     Ok(())
+}
+
+/// One metric without labels: HELP, TYPE and the sample.
+fn one(
+    out: &mut impl Write,
+    name: &str,
+    help: &str,
+    kind: &str,
+    value: String,
+) -> std::io::Result<()> {
+    writeln!(
+        out,
+        "# HELP aupwatch_{name} {help}\n# TYPE aupwatch_{name} {kind}\naupwatch_{name} {value}"
+    )
 }
 
 /// A Prometheus label value: `\`, `"` and newlines escaped.
@@ -421,6 +469,71 @@ pub fn prometheus(doc: &Status, out: &mut impl Write) -> std::io::Result<()> {
                 out,
                 "aupwatch_report_sent_total{{sink=\"{name}\"}} {}",
                 s.sent
+            )?;
+        }
+    }
+    if let Some(c) = &doc.reporting.collector {
+        one(
+            out,
+            "collector_enrolled",
+            "1 when the agent holds a node key for the collector.",
+            "gauge",
+            u8::from(c.enrolled).to_string(),
+        )?;
+        one(
+            out,
+            "collector_spool_reports",
+            "Reports in the spool, not yet acknowledged by the collector.",
+            "gauge",
+            c.spool_reports.to_string(),
+        )?;
+        one(
+            out,
+            "collector_spool_bytes",
+            "Bytes of the reports in the spool.",
+            "gauge",
+            c.spool_bytes.to_string(),
+        )?;
+        one(
+            out,
+            "collector_delivered_total",
+            "Reports the collector acknowledged since the agent started.",
+            "counter",
+            c.delivered.to_string(),
+        )?;
+        if let Some(t) = c.last_delivery_unix_ms {
+            one(
+                out,
+                "collector_last_delivery_timestamp_seconds",
+                "When the collector last acknowledged a report.",
+                "gauge",
+                format!("{:.3}", t as f64 / 1000.0),
+            )?;
+        }
+        one(
+            out,
+            "collector_error",
+            "1 when the last delivery attempt failed.",
+            "gauge",
+            u8::from(c.last_error.is_some()).to_string(),
+        )?;
+        one(
+            out,
+            "collector_quarantined_total",
+            "Reports the collector refused as malformed, kept aside and never resent.",
+            "counter",
+            c.quarantined.to_string(),
+        )?;
+        writeln!(out, "# HELP aupwatch_collector_dropped_total Reports dropped from the spool (bounds, full disk) by kind.\n# TYPE aupwatch_collector_dropped_total counter")?;
+        let d = &c.dropped;
+        for (kind, n) in [
+            ("heartbeat", d.heartbeats),
+            ("ongoing", d.ongoing),
+            ("transitions", d.transitions),
+        ] {
+            writeln!(
+                out,
+                "aupwatch_collector_dropped_total{{kind=\"{kind}\"}} {n}"
             )?;
         }
     }

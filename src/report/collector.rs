@@ -235,6 +235,7 @@ fn write_loop(rx: &Receiver<Parts>, shared: &Shared, identity: &Identity) {
         let unspooled = std::mem::take(&mut lock(&shared.delivery).dropped_unspooled);
         let result = {
             let mut spool = lock(&shared.spool);
+            let before = spool.stats().counters.dropped;
             let r = spool.push(now, |sequence, stats| {
                 let mut heartbeat = parts.heartbeat;
                 heartbeat.spool_reports = stats.reports;
@@ -255,7 +256,23 @@ fn write_loop(rx: &Receiver<Parts>, shared: &Shared, identity: &Identity) {
                     goodbye: parts.goodbye,
                 }
             });
-            (r, spool.stats())
+            let after = spool.stats();
+            let d = after.counters.dropped;
+            let (h, o, t) = (
+                d.heartbeats - before.heartbeats,
+                d.ongoing - before.ongoing,
+                d.transitions - before.transitions,
+            );
+            if h + o + t > 0 {
+                super::log(
+                    super::Level::Warning,
+                    &format!(
+                        "collector spool full ({} reports, {} bytes kept): dropped the oldest {h} heartbeat, {o} ongoing and {t} transition report(s); dropped so far: {} heartbeat, {} ongoing, {} transition",
+                        after.reports, after.bytes, d.heartbeats, d.ongoing, d.transitions
+                    ),
+                );
+            }
+            (r, after)
         };
         let mut d = lock(&shared.delivery);
         d.spool = result.1;
@@ -267,7 +284,9 @@ fn write_loop(rx: &Receiver<Parts>, shared: &Shared, identity: &Identity) {
             }
             Err(e) => {
                 d.dropped_unspooled += 1 + unspooled;
-                d.last_error = Some(format!("spool full or unwritable, report dropped: {e}"));
+                let msg = format!("spool full or unwritable, report dropped: {e}");
+                super::log(super::Level::Error, &msg);
+                d.last_error = Some(msg);
             }
         }
     }
@@ -372,7 +391,10 @@ fn send_loop(mut client: Client, shared: &Shared, batch_max: u64) {
                 d.last_error = Some(msg);
             }
             Outcome::TooLarge if pending.len() > 1 => {
-                batch_limit = (batch_limit / 2).max(1);
+                // Half of what was refused (not half of the limit: a batch far below it
+                // would be sent again unchanged).
+                let sent: u64 = pending.iter().map(|p| p.payload.len() as u64).sum();
+                batch_limit = (sent / 2).max(1);
             }
             Outcome::TooLarge => {
                 // A single report the collector will never take: same as malformed.

@@ -286,7 +286,9 @@ impl Spool {
         );
         self.bytes += size;
         self.counters.next_sequence = sequence + 1;
-        self.write_state()?;
+        // The report is in place: a full disk now costs older reports, not this one (and
+        // `open` finds the sequence from the files should the state stay behind).
+        self.write_state_making_room(Some(sequence))?;
         self.enforce(now_unix_ms)?;
         Ok(sequence)
     }
@@ -419,6 +421,24 @@ impl Spool {
         self.counters.quarantined += 1;
         self.write_state()?;
         Ok(to)
+    }
+
+    /// [`Spool::write_state`], dropping older reports (by the drop order, never `keep`) while
+    /// the file system is full.
+    fn write_state_making_room(&mut self, keep: Option<u64>) -> Result<(), SpoolError> {
+        loop {
+            match self.write_state() {
+                Ok(()) => return Ok(()),
+                Err(e) if is_full(&e) => {
+                    let _ = fs::remove_file(self.dir.join("tmp").join("state.json"));
+                    match self.victim(keep) {
+                        Some(s) => self.drop_entry(s)?,
+                        None => return Err(e),
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     fn write_state(&self) -> Result<(), SpoolError> {

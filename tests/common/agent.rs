@@ -276,6 +276,9 @@ pub struct Launch<'a> {
     /// Runs the agent in a UTS namespace of its own (`unshare --uts`), so a test can change
     /// its kernel host name ([`Agent::set_kernel_hostname`]) without touching the machine's.
     pub own_uts: bool,
+    /// A command the agent runs under, inside the lab's network namespace (it must exec its
+    /// arguments: the agent keeps the pid): `unshare --mount …`.
+    pub wrap: Vec<String>,
 }
 
 impl Agent {
@@ -315,6 +318,7 @@ impl Agent {
         };
         cmd.arg(format!("--net=/run/netns/{}", lab.name()))
             .arg("--")
+            .args(&l.wrap)
             .arg(bin())
             .arg("agent")
             .arg("--config")
