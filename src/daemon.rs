@@ -11,7 +11,7 @@ use crate::inventory;
 use crate::report::collector::{Collector, Identity, Parts};
 use crate::report::eventlog::EventLog;
 use crate::report::notify::{monotonic_usec, Notifier};
-use crate::report::sink::Counters;
+use crate::report::sinks::Sinks;
 use crate::report::status::{Shared, StatusError, StatusServer};
 use crate::report::syslog::Syslog;
 use crate::report::{log, Level};
@@ -135,6 +135,9 @@ pub fn run(mut launch: Launch) -> Result<(), DaemonError> {
     agent.run_loop(&rx);
     agent.notify("STOPPING=1");
     agent.goodbye();
+    // What the sinks still hold is written, unless they are stuck.
+    let Agent { sinks, .. } = agent;
+    sinks.stop(Duration::from_secs(2));
     log(Level::Info, "agent stopped");
     Ok(())
 }
@@ -172,12 +175,10 @@ struct Agent {
     tx: Sender<Msg>,
     /// The file watcher and the directories it watches (re-armed when a reload names others).
     watcher: Option<(notify::RecommendedWatcher, Vec<PathBuf>)>,
-    syslog: Option<Syslog>,
-    eventlog: Option<EventLog>,
-    /// Delivery counters since the agent started: kept apart from the sinks, so a reload
-    /// that rebuilds a sink keeps them.
-    syslog_counters: Counters,
-    eventlog_counters: Counters,
+    /// Syslog and the event log, on their own thread: where they point now.
+    sinks: Sinks,
+    syslog_target: Option<PathBuf>,
+    eventlog_target: Option<PathBuf>,
     /// The collector reporter (spool writer and sender threads), when `[collector]` is set.
     reporter: Option<Collector>,
     /// Why the reporter could not start (shown in status; retried on reload).
@@ -212,10 +213,12 @@ impl Agent {
             notifier,
             tx,
             watcher: None,
-            syslog: None,
-            eventlog: None,
-            syslog_counters: Counters::default(),
-            eventlog_counters: Counters::default(),
+            sinks: Sinks::start().map_err(|source| DaemonError::Setup {
+                what: "the sink thread",
+                source,
+            })?,
+            syslog_target: None,
+            eventlog_target: None,
             reporter: None,
             reporter_error: None,
             status,
@@ -399,30 +402,29 @@ impl Agent {
     /// target forgets the old target's last error.
     fn configure_reporters(&mut self) {
         let host = self.host_name();
-        let syslog_target = self.syslog.as_ref().map(|s| s.socket().to_path_buf());
-        self.syslog = self
+        let syslog = self
             .cfg
             .syslog
             .enabled
             .then(|| Syslog::new(&self.cfg.syslog.socket, self.cfg.syslog.facility, &host));
-        if self.syslog.as_ref().map(|s| s.socket()) != syslog_target.as_deref() {
-            self.syslog_counters.retarget();
-        }
-        let keep_log = self
-            .eventlog
-            .as_ref()
-            .is_some_and(|l| l.path() == self.cfg.event_log.path);
-        if !keep_log {
-            self.eventlog_counters.retarget();
-        }
-        if !self.cfg.event_log.enabled {
-            self.eventlog = None;
-        } else if !keep_log {
-            self.eventlog = Some(EventLog::new(
-                &self.cfg.event_log.path,
-                self.cfg.event_log.max_bytes,
-                self.cfg.event_log.keep,
-            ));
+        let target = syslog.as_ref().map(|s| s.socket().to_path_buf());
+        let retarget = target != self.syslog_target;
+        self.syslog_target = target;
+        // Rebuilt every time: the host name in its header may have changed.
+        self.sinks.set_syslog(syslog, retarget);
+        let target = self
+            .cfg
+            .event_log
+            .enabled
+            .then(|| self.cfg.event_log.path.clone());
+        if target != self.eventlog_target {
+            self.sinks.set_eventlog(
+                target.as_ref().map(|path| {
+                    EventLog::new(path, self.cfg.event_log.max_bytes, self.cfg.event_log.keep)
+                }),
+                true,
+            );
+            self.eventlog_target = target;
         }
     }
 
@@ -561,9 +563,7 @@ impl Agent {
                         resolved.len()
                     ),
                 );
-                for e in &resolved {
-                    self.emit(e);
-                }
+                self.sinks.emit(resolved.clone());
                 self.configure_reporters();
                 events = resolved;
             }
@@ -576,9 +576,7 @@ impl Agent {
             Some(t) => t.update(verdicts, &self.cfg.exceptions, snap.taken_at_unix_ms),
             None => Vec::new(),
         };
-        for e in &found {
-            self.emit(e);
-        }
+        self.sinks.emit(found.clone());
         events.extend(found);
         let spent = cost.stop();
         self.scans += 1;
@@ -604,27 +602,6 @@ impl Agent {
         ));
     }
 
-    fn emit(&mut self, event: &Event) {
-        if let Some(s) = self.syslog.as_mut() {
-            let result = s.send(event);
-            if let (Err(e), true) = (&result, self.syslog_counters.record(result.clone())) {
-                log(
-                    Level::Warning,
-                    &format!("{e} (counting further failures in status)"),
-                );
-            }
-        }
-        if let Some(l) = self.eventlog.as_mut() {
-            let result = l.append(event).map_err(|e| e.to_string());
-            if let (Err(e), true) = (&result, self.eventlog_counters.record(result.clone())) {
-                log(
-                    Level::Warning,
-                    &format!("event log {}: {e}", l.path().display()),
-                );
-            }
-        }
-    }
-
     /// Rebuilds the status document the socket serves.
     fn publish(&self) {
         let doc = self.status_doc();
@@ -648,8 +625,9 @@ impl Agent {
             .as_ref()
             .map(|t| t.recently_resolved().take(20).cloned().collect())
             .unwrap_or_default();
-        let degraded = (self.syslog.is_some() && self.syslog_counters.last_error.is_some())
-            || (self.eventlog.is_some() && self.eventlog_counters.last_error.is_some())
+        let tally = self.sinks.tally();
+        let degraded = (self.syslog_target.is_some() && tally.syslog.last_error.is_some())
+            || (self.eventlog_target.is_some() && tally.eventlog.last_error.is_some())
             || self.last_reload.as_ref().is_some_and(|r| !r.ok)
             || self.reporter_error.is_some();
         let (subjects, entries) = self.scanner.history().size();
@@ -700,13 +678,13 @@ impl Agent {
             recently_resolved: resolved,
             reporting: doc::Reporting {
                 syslog: self
-                    .syslog
+                    .syslog_target
                     .as_ref()
-                    .map(|s| self.syslog_counters.sink(s.socket().display().to_string())),
+                    .map(|p| tally.syslog.sink(p.display().to_string())),
                 event_log: self
-                    .eventlog
+                    .eventlog_target
                     .as_ref()
-                    .map(|l| self.eventlog_counters.sink(l.path().display().to_string())),
+                    .map(|p| tally.eventlog.sink(p.display().to_string())),
                 collector: self.collector_status(),
             },
         }

@@ -1833,3 +1833,76 @@ fn status_help_documents_exit_codes_and_stalled() {
         );
     }
 }
+
+/// A syslog daemon that stops reading (its datagram socket's queue full: every send blocks)
+/// must not stop the scans: syslog and the event log are written on a thread of their own,
+/// and the loop never waits for it.
+#[test]
+#[ignore = "needs root, network namespaces and the packages .ci/run installs; run with --include-ignored"]
+fn a_stalled_syslog_does_not_stop_the_scans() {
+    let test = "a_stalled_syslog_does_not_stop_the_scans";
+    prerequisites(test, &[]);
+    let lab = Lab::new(test, "zs");
+    let setup = Setup::new(lab.dir(), "zs");
+    let sig = setup.sig_id("stall");
+    setup.local_signatures(
+        "stall.toml",
+        &signature(&sig, "high", &format!("{}*", setup.name(""))),
+    );
+    // Bound and never read, in the lab's namespace whose datagram queue length is 1 (a
+    // per-namespace setting): after a datagram or two, every send to it blocks.
+    let _ = std::fs::remove_file(&setup.syslog);
+    let ns = format!("--net=/run/netns/{}", lab.name());
+    let set = Command::new("nsenter")
+        .args([
+            ns.as_str(),
+            "--",
+            "sysctl",
+            "-q",
+            "-w",
+            "net.unix.max_dgram_qlen=1",
+        ])
+        .status()
+        .expect("sysctl in the lab namespace");
+    assert!(
+        set.success(),
+        "sysctl net.unix.max_dgram_qlen=1 in the lab namespace"
+    );
+    let mut stalled = Command::new("nsenter")
+        .args([ns.as_str(), "--", "python3", "-c"])
+        .arg(
+            "import socket,sys,time\ns=socket.socket(socket.AF_UNIX,socket.SOCK_DGRAM)\n\
+             s.bind(sys.argv[1])\ntime.sleep(600)",
+        )
+        .arg(&setup.syslog)
+        .spawn()
+        .expect("start the stalled syslog");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !setup.syslog.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the stalled syslog did not bind"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    setup.write_config(&Opts {
+        syslog: true,
+        ..Opts::default()
+    });
+    let _offenders: Vec<Offender> = (0..8)
+        .map(|i| Offender::start(lab.dir(), &setup.name(&format!("s{i}"))))
+        .collect();
+    let mut agent = Agent::start(test, &lab, &setup);
+    let doc = agent.wait_status("scans going on past the stalled syslog", |d| {
+        d["scans"].as_u64().unwrap_or(0) >= 6
+            && d["findings"].as_array().is_some_and(|f| f.len() >= 8)
+    });
+    assert!(
+        doc["reporting"]["syslog"]["sent"].as_u64().unwrap_or(0) < 8,
+        "the stalled socket cannot have taken every event: {}",
+        doc["reporting"]["syslog"]
+    );
+    drop(agent);
+    let _ = stalled.kill();
+    let _ = stalled.wait();
+}

@@ -5,6 +5,7 @@ pub mod collector;
 pub mod eventlog;
 pub mod notify;
 pub mod sink;
+pub mod sinks;
 pub mod spool;
 pub mod status;
 pub mod syslog;
