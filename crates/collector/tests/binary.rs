@@ -10,22 +10,10 @@ use common::{batch, report};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
-const BIN: &str = env!("CARGO_BIN_EXE_aupwatch-collector");
-
-struct Server {
-    child: Child,
-    addr: SocketAddr,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use common::server::{start, start_on, BIN};
 
 fn config(dir: &Path) -> PathBuf {
     let path = dir.join("collector.toml");
@@ -52,34 +40,6 @@ fn cli(config: &Path, args: &[&str]) -> (i32, String, String) {
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
-}
-
-fn start(config: &Path) -> Server {
-    start_on(config, None)
-}
-
-fn start_on(config: &Path, listen: Option<SocketAddr>) -> Server {
-    let mut cmd = Command::new(BIN);
-    cmd.arg("--config").arg(config).arg("serve");
-    if let Some(l) = listen {
-        cmd.arg("--listen").arg(l.to_string());
-    }
-    let mut child = cmd
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("start collector");
-    let stderr = child.stderr.take().expect("stderr");
-    let mut lines = BufReader::new(stderr).lines();
-    let line = lines.next().expect("a line").expect("utf8");
-    let addr = line
-        .rsplit("http://")
-        .next()
-        .and_then(|a| a.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no address in {line:?}"));
-    // Keep draining stderr so the server never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
-    Server { child, addr }
 }
 
 struct Answer {

@@ -21,13 +21,13 @@ mod common;
 
 use aupwatch_proto::protocol::{EnrollResponse, ReportAck, Stored};
 use aupwatch_proto::{Category, Subject};
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_aupwatch-collector");
+use common::server::{start, BIN};
 const PASSWORD: &str = "correct horse battery";
 const HOSTILE_COMM: &str = "<img src=x onerror=alert(1)>";
 const HOSTILE_ARG: &str = "<script>alert(2)</script>\u{1b}[31mred\u{1b}[0m";
@@ -48,18 +48,6 @@ fn chromium_is_installed_under_ci() {
         None => {
             eprintln!("NOT RUN: the browser test needs Debian's chromium and --include-ignored")
         }
-    }
-}
-
-struct Server {
-    child: Child,
-    addr: SocketAddr,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -84,27 +72,6 @@ fn cli(config: &Path, args: &[&str], stdin: &str) -> (i32, String) {
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
     )
-}
-
-fn start(config: &Path) -> Server {
-    let mut child = Command::new(BIN)
-        .arg("--config")
-        .arg(config)
-        .arg("serve")
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("start collector");
-    let stderr = child.stderr.take().expect("stderr");
-    let mut lines = BufReader::new(stderr).lines();
-    let line = lines.next().expect("a line").expect("utf8");
-    let addr = line
-        .rsplit("http://")
-        .next()
-        .and_then(|a| a.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no address in {line:?}"));
-    std::thread::spawn(move || for _ in lines {});
-    Server { child, addr }
 }
 
 struct Answer {

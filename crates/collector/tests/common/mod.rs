@@ -2,6 +2,7 @@
 //! store suite every backend runs.
 #![allow(dead_code)]
 
+pub mod server;
 pub mod suite;
 
 use aupwatch_proto::protocol::{Report, ReportBatch};
