@@ -1072,8 +1072,7 @@ fn binary_for(setpriv: &Path, who: &As, dir: &Path) -> PathBuf {
         return built;
     }
     let copy = dir.join("aupwatch");
-    std::fs::copy(&built, &copy).expect("copy the binary");
-    std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    common::install_executable(&built, &copy);
     copy
 }
 

@@ -68,7 +68,7 @@ fn a_hidden_miner_is_found_by_behaviour_and_busy_benign_jobs_are_not() {
     let hidden = lab.dir().join(".cache");
     std::fs::create_dir_all(&hidden).expect("mkdir .cache");
     let exe = hidden.join("dbus-session-helper");
-    std::fs::copy(&built, &exe).expect("copy the miner");
+    common::install_executable(&built, &exe);
     let started = Instant::now();
     let miner = lab.start("miner", Spawn::new(&exe).arg("3333"));
     lab.wait_connected("miner", miner, 3333);

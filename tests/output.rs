@@ -86,7 +86,14 @@ struct Offender(Child);
 impl Offender {
     fn start(dir: &Path) -> Offender {
         let exe = dir.join(HOSTILE_NAME);
-        std::fs::copy("/bin/sleep", &exe).expect("copy /bin/sleep");
+        // Copied by another process (`install`): a copy written here could still be open in
+        // a child another test thread forks meanwhile, and exec would fail with ETXTBSY.
+        let installed = Command::new("install")
+            .args(["-m", "0755", "/bin/sleep"])
+            .arg(&exe)
+            .status()
+            .expect("run install (coreutils)");
+        assert!(installed.success(), "install /bin/sleep {}", exe.display());
         let child = Command::new(&exe)
             .arg0(HOSTILE_ARGV0)
             .arg("300")

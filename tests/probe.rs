@@ -312,7 +312,7 @@ fn renamed_open_proxy_on_a_proxy_port_is_open() {
     let bins = prerequisites(T, &["microsocks"]);
     let mut lab = Lab::new(T, "pren");
     let bin = lab.dir().join("relayd");
-    std::fs::copy(&bins[0], &bin).expect("copy microsocks");
+    common::install_executable(&bins[0], &bin);
     let pid = lab.start(
         "relayd",
         Spawn::new(&bin).args(["-i", "0.0.0.0", "-p", "8118"]),

@@ -654,14 +654,13 @@ impl Offender {
         fs::set_permissions(&bin, fs::Permissions::from_mode(0o755)).expect("chmod bin/");
         let path = bin.join(name);
         if !path.exists() {
-            fs::copy(&sleep, &path).expect("copy sleep");
-            fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).expect("chmod");
+            crate::common::install_executable(&sleep, &path);
         }
         // What /proc/PID/exe will say.
         let path = fs::canonicalize(&path).expect("canonicalize the offender's path");
-        // Another test thread may fork while the copy is open for writing: its child holds
-        // the file open until it execs, and exec here fails with ETXTBSY (in spawn, or in
-        // setpriv's exec). Retry briefly. setpriv --pdeathsig: it dies with the test thread
+        // The copy was written by another process, so no child forked here holds it open;
+        // ETXTBSY is still retried briefly in case another test copies the same name.
+        // setpriv --pdeathsig: it dies with the test thread
         // even when the test binary is killed outright and no Drop runs.
         let setpriv = which("setpriv");
         let retry_until = Instant::now() + Duration::from_secs(10);

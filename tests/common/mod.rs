@@ -79,6 +79,30 @@ pub fn prerequisites(test: &str, programs: &[&str]) -> Vec<PathBuf> {
         .collect()
 }
 
+/// Copies the executable `src` to `dest` (mode 0755) in a child process (`install`).
+///
+/// Copying it here instead would race with the other test threads: one that forks while the
+/// copy is open for writing leaves a child holding that file until it execs, and exec of the
+/// copy fails with ETXTBSY ("Text file busy"). The file written by another process is never
+/// open in this one.
+pub fn install_executable(src: &Path, dest: &Path) {
+    let out = Command::new("install")
+        .arg("-m")
+        .arg("0755")
+        .arg(src)
+        .arg(dest)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run install (coreutils)");
+    assert!(
+        out.status.success(),
+        "install {} {}: {}",
+        src.display(),
+        dest.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// Finds an executable by name in PATH, /usr/sbin and /sbin (daemons live there); a name with a
 /// slash is taken as a path.
 pub fn which(name: &str) -> Option<PathBuf> {
@@ -765,8 +789,7 @@ impl Lab {
         };
         let dest = self.dir.path().join("bin").join(name);
         fs::create_dir_all(self.dir.path().join("bin")).expect("create bin/");
-        fs::copy(&built, &dest).expect("copy the impostor");
-        fs::set_permissions(&dest, fs::Permissions::from_mode(0o755)).expect("chmod impostor");
+        install_executable(&built, &dest);
         dest
     }
 }
