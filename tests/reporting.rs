@@ -792,12 +792,14 @@ fn self_signed(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
 /// the legitimate one (the collector's certificate as its `ca_file`); one that trusts
 /// another CA (it refuses the collector: nothing sent, nothing stored); and one holding a
 /// copy of the legitimate agent's `node_key.json` under another machine id (a stolen key on
-/// another host: every report is refused, 403 `wrong_machine`, nothing stored). The
-/// legitimate agent goes on delivering, its key unchanged.
+/// another host: every report is refused, 403 `wrong_machine`, nothing stored); and a twin
+/// with the legitimate agent's machine id but no key (a cloned image: its enrollment is
+/// refused, 409 `machine_in_use`, while the legitimate agent reports). The legitimate agent
+/// goes on delivering, its key unchanged.
 #[test]
 #[ignore = "needs root, network namespaces, python3, openssl and the collector binary; CI runs it with --include-ignored"]
-fn a_stolen_key_and_a_wrong_ca_are_refused_and_the_legitimate_agent_goes_on() {
-    let test = "a_stolen_key_and_a_wrong_ca_are_refused_and_the_legitimate_agent_goes_on";
+fn a_stolen_key_a_twin_and_a_wrong_ca_are_refused_and_the_legitimate_agent_goes_on() {
+    let test = "a_stolen_key_a_twin_and_a_wrong_ca_are_refused_and_the_legitimate_agent_goes_on";
     prerequisites(test, &["python3", "openssl"]);
     let lab = Lab::new(test, "ri");
     let (cert, key) = self_signed(lab.dir(), "collector");
@@ -889,6 +891,30 @@ fn a_stolen_key_and_a_wrong_ca_are_refused_and_the_legitimate_agent_goes_on() {
     );
     assert_eq!(b_status["delivered"], 0, "{b_status}");
 
+    // A twin: another agent with the legitimate one's machine id (a cloned image), no key
+    // yet. Its enrollment is refused while the legitimate agent reports.
+    let twin = Setup::new(&lab.dir().join("twin"), "id");
+    twin.write_config(&opts(&machine, &cert));
+    let mut d = launch(&twin, "twin");
+    let doc = d.wait_status("the twin refused", |d| {
+        d["reporting"]["collector"]["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("409"))
+    });
+    let d_status = &doc["reporting"]["collector"];
+    eprintln!("{test}: twin: {d_status}");
+    assert!(
+        d_status["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("machine_in_use")),
+        "{d_status}"
+    );
+    assert_eq!(d_status["enrolled"], false, "{d_status}");
+    assert!(
+        !twin.state.join("node_key.json").exists(),
+        "the twin holds no key"
+    );
+
     // The legitimate agent goes on, with its own key.
     let before = a.status().expect("status")["reporting"]["collector"]["delivered"]
         .as_u64()
@@ -921,5 +947,5 @@ fn a_stolen_key_and_a_wrong_ca_are_refused_and_the_legitimate_agent_goes_on() {
         (1..=n).collect::<Vec<_>>(),
         "only the legitimate agent's reports, each once"
     );
-    drop((b, c));
+    drop((b, c, d));
 }

@@ -306,6 +306,7 @@ async fn enroll(State(st): State<AppState>, body: Bytes) -> Result<Json<EnrollRe
             node_key_hash: secret::hash(&node_key),
             require_approval: st.config.ingest.require_approval,
             now_unix_ms: st.clock.now_unix_ms(),
+            in_use_intervals: st.config.liveness.late_after_intervals,
         })
         .await
         .map_err(|e| Failure::store(e, retry))?;
@@ -332,6 +333,27 @@ async fn enroll(State(st): State<AppState>, body: Bytes) -> Result<Json<EnrollRe
             "blocked",
             "this machine is blocked",
         )),
+        EnrollOutcome::InUse {
+            host_id,
+            retry_after_secs,
+        } => {
+            st.metrics
+                .enrollments_in_use
+                .fetch_add(1, Ordering::Relaxed);
+            Err(Failure {
+                retry_after: Some(retry_after_secs),
+                ..Failure::new(
+                    StatusCode::CONFLICT,
+                    "machine_in_use",
+                    format!(
+                        "machine id in use: host {host_id} reports with its current key; \
+                         another machine with the same machine id (a cloned image?) needs its \
+                         own machine_id, or an operator revokes the old key if this machine \
+                         replaced it"
+                    ),
+                )
+            })
+        }
     }
 }
 

@@ -73,6 +73,8 @@ pub struct Metrics {
     pub reports_duplicate: AtomicU64,
     rejected: [AtomicU64; 8],
     pub enrollments: AtomicU64,
+    /// Enrollments refused because the machine id's key is in use by a reporting agent.
+    pub enrollments_in_use: AtomicU64,
 }
 
 impl Metrics {
@@ -124,6 +126,14 @@ impl Metrics {
              # TYPE aupwatch_collector_enrollments_total counter\n\
              aupwatch_collector_enrollments_total {}",
             self.enrollments.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP aupwatch_collector_enrollments_in_use_total Enrollments refused because \
+             another agent reports with the machine id's current key (duplicate machine ids).\n\
+             # TYPE aupwatch_collector_enrollments_in_use_total counter\n\
+             aupwatch_collector_enrollments_in_use_total {}",
+            self.enrollments_in_use.load(Ordering::Relaxed)
         );
     }
 }

@@ -231,6 +231,7 @@ async fn silent_hosts_are_alerted_once_and_their_return_too() {
             node_key_hash: secret::hash("k1"),
             require_approval: false,
             now_unix_ms: 0,
+            in_use_intervals: 2,
         })
         .await
         .expect("enroll")

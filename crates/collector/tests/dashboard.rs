@@ -168,6 +168,7 @@ impl Fixture {
                     node_key_hash: secret::hash(&format!("k-{m}")),
                     require_approval: false,
                     now_unix_ms: T0 - 60_000,
+                    in_use_intervals: 2,
                 })
                 .await
                 .expect("enroll");

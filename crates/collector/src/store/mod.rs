@@ -55,6 +55,40 @@ pub struct Enrollment {
     pub node_key_hash: String,
     pub require_approval: bool,
     pub now_unix_ms: u64,
+    /// A known machine whose current key reported within this many of its intervals (the
+    /// liveness rules' `late_after_intervals`) is not given a new key: see [`key_in_use`].
+    pub in_use_intervals: u64,
+}
+
+/// What the store knows of a machine's current key when it enrolls again.
+#[derive(Debug, Clone, Copy)]
+pub struct CurrentKey {
+    pub revoked: bool,
+    /// The last report said goodbye.
+    pub stopped: bool,
+    pub last_seen_unix_ms: Option<u64>,
+    pub interval_secs: Option<u64>,
+}
+
+/// Seconds until a machine's current key may be replaced by a new enrollment, or `None` when
+/// it may be now. A key that is in use (its host reported within `intervals` of its announced
+/// intervals, and neither said goodbye nor was revoked) is kept: otherwise two agents that
+/// share a machine id (a cloned VM image with the same `/etc/machine-id`) would take the key
+/// from each other on every 401, and both would look alive. The second one is refused until the
+/// first goes quiet; an operator who replaced the machine revokes the old key to let the new
+/// one in at once.
+pub fn key_in_use(k: &CurrentKey, now_unix_ms: u64, intervals: u64) -> Option<u64> {
+    if k.revoked || k.stopped {
+        return None;
+    }
+    let last = k.last_seen_unix_ms?;
+    let interval_ms = k
+        .interval_secs
+        .filter(|i| *i > 0)
+        .unwrap_or(crate::liveness::DEFAULT_INTERVAL_SECS)
+        .saturating_mul(1000);
+    let free_at = last.saturating_add(interval_ms.saturating_mul(intervals));
+    (free_at > now_unix_ms).then(|| (free_at - now_unix_ms).div_ceil(1000).max(1))
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -67,6 +101,11 @@ pub enum EnrollOutcome {
     BadSecret,
     /// The machine id is blocked.
     Blocked,
+    /// The machine's current key is in use by an agent that reports: see [`key_in_use`].
+    InUse {
+        host_id: String,
+        retry_after_secs: u64,
+    },
 }
 
 /// The host a node key belongs to.

@@ -7,10 +7,10 @@
 //! database on loopback or a private network (a TLS connector is future work).
 
 use super::{
-    check_sequence, finding_row, refusal, severity_rank, signature_pattern, to_i64, to_u64,
-    Activity, AuditEntry, Counts, EnrollOutcome, Enrollment, FindingColumns, FindingFilter, Fut,
-    HostAction, HostAuth, HostRecord, IngestOutcome, NewSession, Retained, Role, SecretRow,
-    Session, StateFilter, Store, StoreError, TokenRow, UserRow, TABLES,
+    check_sequence, finding_row, key_in_use, refusal, severity_rank, signature_pattern, to_i64,
+    to_u64, Activity, AuditEntry, Counts, CurrentKey, EnrollOutcome, Enrollment, FindingColumns,
+    FindingFilter, Fut, HostAction, HostAuth, HostRecord, IngestOutcome, NewSession, Retained,
+    Role, SecretRow, Session, StateFilter, Store, StoreError, TokenRow, UserRow, TABLES,
 };
 use crate::metrics::Histogram;
 use aupwatch_proto::api::FindingRow;
@@ -156,12 +156,28 @@ async fn enroll(c: &Transaction<'_>, e: &Enrollment) -> Result<EnrollOutcome, St
     let labels_json = serde_json::to_string(&labels)?;
     let existing = c
         .query_opt(
-            "SELECT host_id, blocked, approved FROM hosts WHERE machine_id = $1 FOR UPDATE",
+            "SELECT h.host_id, h.blocked, h.approved, h.revoked, h.stopped, h.interval_secs,
+             l.last_seen_unix_ms
+             FROM hosts h LEFT JOIN last_seen l ON l.host_id = h.host_id
+             WHERE h.machine_id = $1 FOR UPDATE OF h",
             &[&e.machine_id],
         )
         .await?;
+    let in_use = existing.as_ref().and_then(|r| {
+        let key = CurrentKey {
+            revoked: r.get(3),
+            stopped: r.get(4),
+            interval_secs: r.get::<_, Option<i64>>(5).map(to_u64),
+            last_seen_unix_ms: r.get::<_, Option<i64>>(6).map(to_u64),
+        };
+        key_in_use(&key, e.now_unix_ms, e.in_use_intervals)
+    });
     match existing {
         Some(r) if r.get::<_, bool>(1) => Ok(EnrollOutcome::Blocked),
+        Some(r) if in_use.is_some() => Ok(EnrollOutcome::InUse {
+            host_id: r.get(0),
+            retry_after_secs: in_use.unwrap_or(1),
+        }),
         Some(r) => {
             let host_id: String = r.get(0);
             let approved: bool = r.get(2);

@@ -6,10 +6,10 @@
 //! writer; SQLite serializes the two with its lock and `busy_timeout`).
 
 use super::{
-    check_sequence, finding_row, refusal, severity_rank, to_i64, to_u64, Activity, AuditEntry,
-    Counts, EnrollOutcome, Enrollment, FindingColumns, FindingFilter, Fut, HostAction, HostAuth,
-    HostRecord, IngestOutcome, NewSession, Retained, Role, SecretRow, Session, StateFilter, Store,
-    StoreError, TokenRow, UserRow, TABLES,
+    check_sequence, finding_row, key_in_use, refusal, severity_rank, to_i64, to_u64, Activity,
+    AuditEntry, Counts, CurrentKey, EnrollOutcome, Enrollment, FindingColumns, FindingFilter, Fut,
+    HostAction, HostAuth, HostRecord, IngestOutcome, NewSession, Retained, Role, SecretRow,
+    Session, StateFilter, Store, StoreError, TokenRow, UserRow, TABLES,
 };
 use crate::metrics::Histogram;
 use aupwatch_proto::api::FindingRow;
@@ -256,16 +256,35 @@ fn enroll(conn: &Connection, e: &Enrollment) -> Result<EnrollOutcome, StoreError
     }
     let customer = labels.get("customer").cloned();
     let labels_json = serde_json::to_string(&labels)?;
-    let existing: Option<(String, bool, bool)> = conn
+    let existing: Option<(String, bool, bool, CurrentKey)> = conn
         .query_row(
-            "SELECT host_id, blocked, approved FROM hosts WHERE machine_id = ?1",
+            "SELECT h.host_id, h.blocked, h.approved, h.revoked, h.stopped, h.interval_secs,
+             l.last_seen_unix_ms
+             FROM hosts h LEFT JOIN last_seen l ON l.host_id = h.host_id WHERE h.machine_id = ?1",
             [&e.machine_id],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            |r| {
+                let key = CurrentKey {
+                    revoked: r.get(3)?,
+                    stopped: r.get(4)?,
+                    interval_secs: r.get::<_, Option<i64>>(5)?.map(to_u64),
+                    last_seen_unix_ms: r.get::<_, Option<i64>>(6)?.map(to_u64),
+                };
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, key))
+            },
         )
         .optional()?;
     match existing {
-        Some((_, true, _)) => Ok(EnrollOutcome::Blocked),
-        Some((host_id, false, approved)) => {
+        Some((_, true, _, _)) => Ok(EnrollOutcome::Blocked),
+        Some((host_id, false, _, key))
+            if key_in_use(&key, e.now_unix_ms, e.in_use_intervals).is_some() =>
+        {
+            let retry_after_secs = key_in_use(&key, e.now_unix_ms, e.in_use_intervals).unwrap_or(1);
+            Ok(EnrollOutcome::InUse {
+                host_id,
+                retry_after_secs,
+            })
+        }
+        Some((host_id, false, approved, _)) => {
             conn.execute(
                 "UPDATE hosts SET node_key_hash = ?2, hostname = ?3, labels = ?4, customer = ?5,
                  agent_version = ?6, revoked = 0, archived = 0, stopped = 0 WHERE host_id = ?1",

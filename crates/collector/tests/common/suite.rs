@@ -25,6 +25,7 @@ pub fn enrollment(secret: &str, machine_id: &str, host_id: &str, key: &str) -> E
         node_key_hash: secret::hash(key),
         require_approval: false,
         now_unix_ms: NOW,
+        in_use_intervals: 2,
     }
 }
 
@@ -114,6 +115,76 @@ pub async fn enroll_secrets_and_node_keys(a: Arc<dyn Store>, _b: Arc<dyn Store>)
         .expect("auth")
         .is_some());
     assert_eq!(s.secrets().await.expect("list").len(), 2);
+}
+
+/// Two agents with one machine id (a cloned image): while the first reports with its key, the
+/// second is refused and the first keeps its key; once the first said goodbye, went quiet for
+/// two intervals, or had its key revoked, a new enrollment replaces the key.
+pub async fn a_machine_id_in_use_keeps_its_key(a: Arc<dyn Store>, _b: Arc<dyn Store>) {
+    let s = a.as_ref();
+    let h = enrolled(s, "m1", "h1").await;
+    // Enrolled but never reported: a re-enrollment (a restart that lost its key) is let in.
+    let again = |key: &str, now: u64| {
+        let mut e = enrollment("s-enroll", "m1", "hX", key);
+        e.now_unix_ms = now;
+        e
+    };
+    let out = s.enroll(again("key-m1", NOW)).await.expect("enroll");
+    assert!(matches!(out, EnrollOutcome::Enrolled { ref host_id, .. } if host_id == "h1"));
+    // It reports (interval 15 s) at NOW.
+    s.ingest(h.clone(), vec![report("r1", "m1", 1)], NOW)
+        .await
+        .expect("ingest");
+    // A twin 10 s later: refused until two intervals after that report; the key is kept.
+    let out = s.enroll(again("twin", NOW + 10_000)).await.expect("enroll");
+    assert_eq!(
+        out,
+        EnrollOutcome::InUse {
+            host_id: "h1".into(),
+            retry_after_secs: 20
+        }
+    );
+    assert!(s
+        .authenticate(secret::hash("key-m1"))
+        .await
+        .expect("auth")
+        .is_some());
+    assert!(s
+        .authenticate(secret::hash("twin"))
+        .await
+        .expect("auth")
+        .is_none());
+    // Quiet for two intervals: the key may be replaced.
+    let out = s
+        .enroll(again("later", NOW + 30_001))
+        .await
+        .expect("enroll");
+    assert!(matches!(out, EnrollOutcome::Enrolled { .. }), "{out:?}");
+    // A goodbye frees it at once.
+    let h_now = NOW + 60_000;
+    let mut bye = report("r2", "m1", 2);
+    bye.goodbye = true;
+    s.ingest(h.clone(), vec![bye], h_now).await.expect("ingest");
+    let out = s
+        .enroll(again("after-bye", h_now + 1))
+        .await
+        .expect("enroll");
+    assert!(matches!(out, EnrollOutcome::Enrolled { .. }), "{out:?}");
+    // So does a revoke by an operator.
+    s.ingest(h.clone(), vec![report("r3", "m1", 3)], h_now + 2)
+        .await
+        .expect("ingest");
+    let out = s.enroll(again("refused", h_now + 3)).await.expect("enroll");
+    assert!(matches!(out, EnrollOutcome::InUse { .. }), "{out:?}");
+    assert!(s
+        .host_action("h1".into(), HostAction::Revoke, h_now + 4)
+        .await
+        .expect("revoke"));
+    let out = s
+        .enroll(again("after-revoke", h_now + 5))
+        .await
+        .expect("enroll");
+    assert!(matches!(out, EnrollOutcome::Enrolled { .. }), "{out:?}");
 }
 
 pub async fn revoke_block_approve(a: Arc<dyn Store>, _b: Arc<dyn Store>) {
@@ -584,6 +655,7 @@ macro_rules! store_suite {
     ($open:ident $(, #[$attr:meta])*) => {
         $crate::store_suite!(@each $open [$(#[$attr])*]
             enroll_secrets_and_node_keys
+            a_machine_id_in_use_keeps_its_key
             revoke_block_approve
             reports_are_stored_once
             open_sets_reconcile
