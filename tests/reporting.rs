@@ -544,6 +544,7 @@ fn a_full_spool_drops_heartbeats_first_says_so_and_catches_up() {
     let c = &full["reporting"]["collector"];
     eprintln!("{test}: full: {c}");
     assert_eq!(c["dropped"]["transitions"], 0, "the `new` is kept: {c}");
+    assert_eq!(c["spool_full"], true, "status says the spool is full: {c}");
     assert!(
         c["spool_bytes"].as_u64().unwrap_or(0) <= 64 << 10,
         "the spool fits its tmpfs: {c}"
@@ -560,11 +561,12 @@ fn a_full_spool_drops_heartbeats_first_says_so_and_catches_up() {
     let out = agent.cli(&[]);
     let table = String::from_utf8_lossy(&out.stdout);
     assert!(table.contains("dropped:"), "{table}");
+    assert!(table.contains("FULL"), "{table}");
 
     collector.start();
     agent.wait_status("the spool drained", |d| {
         let c = &d["reporting"]["collector"];
-        c["spool_reports"] == 0 && c["last_error"].is_null()
+        c["spool_reports"] == 0 && c["last_error"].is_null() && c["spool_full"] == false
     });
     wait_for("the finding at the collector", || {
         row_of(&collector.findings("open"), &sig, offender.pid)

@@ -216,7 +216,16 @@ pub fn table(doc: &Status) -> Result<()> {
                 "{}",
                 kv(
                     "  spool",
-                    format!("{} reports, {} bytes", c.spool_reports, c.spool_bytes)
+                    format!(
+                        "{} reports, {} bytes{}",
+                        c.spool_reports,
+                        c.spool_bytes,
+                        if c.spool_full {
+                            " (FULL: dropping the oldest)"
+                        } else {
+                            ""
+                        }
+                    )
                 )
             )?;
             let last = c
@@ -493,6 +502,13 @@ pub fn prometheus(doc: &Status, out: &mut impl Write) -> std::io::Result<()> {
             "Bytes of the reports in the spool.",
             "gauge",
             c.spool_bytes.to_string(),
+        )?;
+        one(
+            out,
+            "collector_spool_full",
+            "1 when the spool is at a bound or its file system is full and older reports are dropped.",
+            "gauge",
+            u8::from(c.spool_full).to_string(),
         )?;
         one(
             out,

@@ -109,6 +109,8 @@ pub struct Delivery {
     pub last_delivery_unix_ms: Option<u64>,
     pub last_error: Option<String>,
     pub spool: Stats,
+    /// The last report written had to drop older ones, or could not be written.
+    pub spool_full: bool,
     /// Reports the loop handed over while the writer was stuck (counted, lost).
     pub dropped_unspooled: u64,
 }
@@ -263,7 +265,8 @@ fn write_loop(rx: &Receiver<Parts>, shared: &Shared, identity: &Identity) {
                 d.ongoing - before.ongoing,
                 d.transitions - before.transitions,
             );
-            if h + o + t > 0 {
+            let dropped = h + o + t > 0;
+            if dropped {
                 super::log(
                     super::Level::Warning,
                     &format!(
@@ -272,10 +275,11 @@ fn write_loop(rx: &Receiver<Parts>, shared: &Shared, identity: &Identity) {
                     ),
                 );
             }
-            (r, after)
+            (r, after, dropped)
         };
         let mut d = lock(&shared.delivery);
         d.spool = result.1;
+        d.spool_full = result.2 || result.0.is_err();
         match result.0 {
             Ok(_) => {
                 drop(d);

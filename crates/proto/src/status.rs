@@ -166,6 +166,11 @@ pub struct Collector {
     /// Reports written to the spool and not yet acknowledged.
     pub spool_reports: u64,
     pub spool_bytes: u64,
+    /// The spool is at a bound (bytes, reports, age) or its file system is full: the last
+    /// report written had to drop older ones, or could not be written. Cleared by the next
+    /// report that fits. The drops are counted in `dropped`.
+    #[serde(default)]
+    pub spool_full: bool,
     pub delivered: u64,
     pub last_delivery_unix_ms: Option<u64>,
     pub last_error: Option<String>,
