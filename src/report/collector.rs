@@ -6,7 +6,8 @@
 //! node key, sends the oldest reports in gzip batches bounded in bytes, and removes them
 //! from the spool only when the collector answered `stored` or `duplicate` (after its
 //! commit). Failures: 400 quarantines (never resent; a batch is split first to find the
-//! one at fault), 401 re-enrolls (the old key stays until a new one is in hand), 403 waits,
+//! one at fault), 401 re-enrolls (the old key stays until a new one is in hand), 403
+//! `wrong_machine` enrolls as this machine (the key came with a copied state directory), other 403s wait,
 //! 413 splits, 429/503 honour `Retry-After`, anything else backs off exponentially with
 //! jitter up to [`MAX_BACKOFF`].
 //!
@@ -414,7 +415,7 @@ fn send_loop(mut client: Client, shared: &Shared, batch_max: u64) {
                 backoff = wait.min(MAX_BACKOFF);
                 more = false;
             }
-            Outcome::Failed(reason) => {
+            Outcome::Failed(reason) | Outcome::WrongMachine(reason) => {
                 set_error(shared, reason);
                 backoff = next_backoff(&mut failures);
                 more = false;
@@ -449,6 +450,9 @@ enum Outcome {
     TooLarge,
     /// 429/503 (or 403 while pending approval): wait this long.
     RetryAfter(Duration, String),
+    /// 403 `wrong_machine`: the key in hand is another machine's (a state directory copied
+    /// with an image): enroll for this machine.
+    WrongMachine(String),
     /// Anything else: back off.
     Failed(String),
 }
@@ -602,6 +606,25 @@ impl Client {
                 Err(e) => Outcome::Failed(format!("re-enrolling after 401: {e}")),
             };
         }
+        if let Outcome::WrongMachine(reason) = outcome {
+            // The key belongs to another machine id (a copied state directory): this
+            // machine enrolls as itself; the other machine's key is replaced only once a
+            // new one is in hand. A second refusal right after is backed off, not looped.
+            super::log(
+                super::Level::Warning,
+                &format!(
+                    "the collector says the node key is another machine's ({reason}): enrolling as machine {}",
+                    self.identity.machine_id
+                ),
+            );
+            outcome = match self.enroll() {
+                Ok(()) => match self.post(pending) {
+                    Outcome::WrongMachine(r) => Outcome::Failed(r),
+                    o => o,
+                },
+                Err(e) => Outcome::Failed(format!("enrolling after {reason}: {e}")),
+            };
+        }
         outcome
     }
 
@@ -667,6 +690,9 @@ impl Client {
                 retry_after.unwrap_or(Duration::from_secs(5)),
                 format!("HTTP {status}: {}", api_error(&text)),
             ),
+            403 if api_code(&text).as_deref() == Some("wrong_machine") => {
+                Outcome::WrongMachine(format!("HTTP 403: {}", api_error(&text)))
+            }
             403 => Outcome::RetryAfter(
                 Duration::from_secs(60),
                 format!("HTTP 403: {}", api_error(&text)),
@@ -700,6 +726,13 @@ fn acknowledged(pending: &[Pending], ack: &ReportAck) -> Outcome {
     } else {
         Outcome::Acknowledged(sequences)
     }
+}
+
+/// The `code` of an [`ApiError`] answer.
+fn api_code(text: &[u8]) -> Option<String> {
+    serde_json::from_slice::<ApiError>(text)
+        .ok()
+        .map(|e| e.code)
 }
 
 fn api_error(text: &[u8]) -> String {
