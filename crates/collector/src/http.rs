@@ -878,7 +878,7 @@ pub async fn build_summary(
     cfg: &Config,
 ) -> Result<Summary, StoreError> {
     let hosts = host_rows(store, now, cfg).await?;
-    let counts = store.counts().await?;
+    let counts = store.counts(true).await?;
     Ok(build_summary_parts(&hosts, counts))
 }
 
@@ -944,7 +944,7 @@ async fn metrics(State(st): State<AppState>) -> Result<Response, Failure> {
         .map_err(|e| Failure::store(e, retry))?;
     let counts = st
         .store
-        .counts()
+        .counts(false)
         .await
         .map_err(|e| Failure::store(e, retry))?;
     let mut open: BTreeMap<(String, String), u64> = counts.open.clone();

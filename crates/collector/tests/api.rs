@@ -584,8 +584,8 @@ mod busy {
         fn finding(&self, h: String, t: String) -> Fut<'_, Option<FindingRow>> {
             self.0.finding(h, t)
         }
-        fn counts(&self) -> Fut<'_, Counts> {
-            self.0.counts()
+        fn counts(&self, totals: bool) -> Fut<'_, Counts> {
+            self.0.counts(totals)
         }
         fn count_rows(&self, t: &'static str) -> Fut<'_, u64> {
             self.0.count_rows(t)

@@ -362,7 +362,10 @@ pub trait Store: Send + Sync + 'static {
     /// `filter.limit`.
     fn findings(&self, filter: FindingFilter) -> Fut<'_, Vec<FindingRow>>;
     fn finding(&self, host_id: String, tracked_id: String) -> Fut<'_, Option<FindingRow>>;
-    fn counts(&self) -> Fut<'_, Counts>;
+    /// Open findings by category and severity; with `totals`, also the rows of `reports` and
+    /// `events` (a full count: for the summary an operator asks for, not for every scrape or
+    /// page view, which pass `false` and get 0).
+    fn counts(&self, totals: bool) -> Fut<'_, Counts>;
     /// Rows in a table, for tests and the benchmark (`reports`, `events`, `findings`, …).
     fn count_rows(&self, table: &'static str) -> Fut<'_, u64>;
     fn create_secret(

@@ -730,17 +730,21 @@ impl Store for PgStore {
         })
     }
 
-    fn counts(&self) -> Fut<'_, Counts> {
+    fn counts(&self, totals: bool) -> Fut<'_, Counts> {
         Box::pin(async move {
             let c = self.pool.get().await?;
-            let reports: i64 = c
-                .query_one("SELECT count(*) FROM reports", &[])
-                .await?
-                .get(0);
-            let events: i64 = c
-                .query_one("SELECT count(*) FROM events", &[])
-                .await?
-                .get(0);
+            let (reports, events): (i64, i64) = if totals {
+                (
+                    c.query_one("SELECT count(*) FROM reports", &[])
+                        .await?
+                        .get(0),
+                    c.query_one("SELECT count(*) FROM events", &[])
+                        .await?
+                        .get(0),
+                )
+            } else {
+                (0, 0)
+            };
             let mut open = BTreeMap::new();
             for r in c
                 .query(

@@ -788,10 +788,16 @@ impl Store for SqliteStore {
         })
     }
 
-    fn counts(&self) -> Fut<'_, Counts> {
-        self.read(|conn| {
-            let reports: i64 = conn.query_row("SELECT count(*) FROM reports", [], |r| r.get(0))?;
-            let events: i64 = conn.query_row("SELECT count(*) FROM events", [], |r| r.get(0))?;
+    fn counts(&self, totals: bool) -> Fut<'_, Counts> {
+        self.read(move |conn| {
+            let (reports, events): (i64, i64) = if totals {
+                (
+                    conn.query_row("SELECT count(*) FROM reports", [], |r| r.get(0))?,
+                    conn.query_row("SELECT count(*) FROM events", [], |r| r.get(0))?,
+                )
+            } else {
+                (0, 0)
+            };
             let mut open = BTreeMap::new();
             let mut stmt = conn.prepare(
                 "SELECT category, severity, count(*) FROM findings WHERE state != 'resolved'

@@ -363,7 +363,7 @@ pub async fn overview(State(st): State<AppState>, op: Operator) -> Result<Respon
     let hosts = host_rows(st.store.as_ref(), now, &st.config)
         .await
         .map_err(PageError::store)?;
-    let counts = st.store.counts().await.map_err(PageError::store)?;
+    let counts = st.store.counts(false).await.map_err(PageError::store)?;
     let mut open = counts.open.clone();
     let summary = build_summary_parts(&hosts, counts);
     let silent_n = summary

@@ -304,7 +304,7 @@ pub async fn open_sets_reconcile(a: Arc<dyn Store>, _b: Arc<dyn Store>) {
         .expect("get")
         .expect("fa");
     assert_eq!(fa.state, "resolved");
-    let counts = s.counts().await.expect("counts");
+    let counts = s.counts(true).await.expect("counts");
     assert_eq!(counts.open.values().sum::<u64>(), 1);
     assert_eq!(
         counts.open.get(&("tor".to_string(), "high".to_string())),
