@@ -9,6 +9,7 @@
 //!
 //! Must never: acknowledge a write before its commit; store a secret in the clear.
 
+mod pg_batch;
 pub mod postgres;
 pub mod sqlite;
 

@@ -6,21 +6,22 @@
 //! Must never: acknowledge before COMMIT. Connections are made without TLS: keep the
 //! database on loopback or a private network (a TLS connector is future work).
 
+use super::pg_batch::{self, Job, JobData};
 use super::{
-    check_sequence, finding_row, key_in_use, refusal, severity_rank, signature_pattern, to_i64,
-    to_u64, Activity, AuditEntry, Counts, CurrentKey, EnrollOutcome, Enrollment, FindingColumns,
-    FindingFilter, Fut, HostAction, HostAuth, HostRecord, IngestOutcome, NewSession, Retained,
-    Role, SecretRow, Session, StateFilter, Store, StoreError, TokenRow, UserRow, TABLES,
+    finding_row, key_in_use, severity_rank, signature_pattern, to_i64, to_u64, Activity,
+    AuditEntry, Counts, CurrentKey, EnrollOutcome, Enrollment, FindingFilter, Fut, HostAction,
+    HostAuth, HostRecord, IngestOutcome, NewSession, Retained, Role, SecretRow, Session,
+    StateFilter, Store, StoreError, TokenRow, UserRow, TABLES,
 };
 use crate::metrics::Histogram;
 use aupwatch_proto::api::FindingRow;
 use aupwatch_proto::protocol::{Report, Stored};
-use aupwatch_proto::LifecycleState;
 use deadpool_postgres::Transaction;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
+use tokio::sync::{mpsc, oneshot};
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{NoTls, Row};
 
@@ -44,7 +45,15 @@ impl From<deadpool_postgres::PoolError> for StoreError {
 pub struct PgStore {
     pool: Pool,
     commits: Arc<Histogram>,
+    /// To the group-commit writers (`pg_batch`), which end when it is dropped.
+    ingest: mpsc::Sender<Job>,
 }
+
+/// Group-commit writer tasks: a transaction each at a time, so they take at most this many of
+/// the pool's connections.
+const INGEST_WRITERS: usize = 4;
+/// Requests waiting for a writer; beyond, `Busy` (503 with Retry-After).
+const INGEST_QUEUE: usize = 16_384;
 
 type Param = Box<dyn ToSql + Sync + Send>;
 
@@ -78,7 +87,20 @@ impl PgStore {
             .max_size(pool_size.max(1))
             .build()
             .map_err(|e| StoreError::Postgres(e.to_string()))?;
-        let store = PgStore { pool, commits };
+        let (ingest, rx) = mpsc::channel(INGEST_QUEUE);
+        let queue = Arc::new(tokio::sync::Mutex::new(rx));
+        for _ in 0..INGEST_WRITERS.min(pool_size.max(1)) {
+            tokio::spawn(pg_batch::writer(
+                pool.clone(),
+                Arc::clone(&commits),
+                Arc::clone(&queue),
+            ));
+        }
+        let store = PgStore {
+            pool,
+            commits,
+            ingest,
+        };
         store.migrate().await?;
         Ok(store)
     }
@@ -125,16 +147,37 @@ impl PgStore {
         R: Send + 'a,
         F: for<'t> FnOnce(&'t deadpool_postgres::Transaction<'t>) -> Fut<'t, R> + Send + 'a,
     {
-        Box::pin(async move {
-            let mut client = self.pool.get().await?;
-            let started = Instant::now();
-            let tx = client.transaction().await?;
-            let out = f(&tx).await?;
-            tx.commit().await?;
-            self.commits.observe(started.elapsed());
-            Ok(out)
-        })
+        transaction(&self.pool, &self.commits, f)
     }
+
+    /// Queues reports for the group-commit writers and waits for their commit.
+    async fn queue_ingest(&self, data: JobData) -> Result<IngestOutcome, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.ingest
+            .try_send(Job { data, reply })
+            .map_err(|e| match e {
+                mpsc::error::TrySendError::Full(_) => StoreError::Busy,
+                mpsc::error::TrySendError::Closed(_) => StoreError::WriterGone,
+            })?;
+        answer.await.map_err(|_| StoreError::WriterGone)?
+    }
+}
+
+/// Runs `f` in a transaction of a connection from `pool` and commits, timing it.
+pub(super) fn transaction<'a, R, F>(pool: &'a Pool, commits: &'a Histogram, f: F) -> Fut<'a, R>
+where
+    R: Send + 'a,
+    F: for<'t> FnOnce(&'t deadpool_postgres::Transaction<'t>) -> Fut<'t, R> + Send + 'a,
+{
+    Box::pin(async move {
+        let mut client = pool.get().await?;
+        let started = Instant::now();
+        let tx = client.transaction().await?;
+        let out = f(&tx).await?;
+        tx.commit().await?;
+        commits.observe(started.elapsed());
+        Ok(out)
+    })
 }
 
 async fn enroll(c: &Transaction<'_>, e: &Enrollment) -> Result<EnrollOutcome, StoreError> {
@@ -229,235 +272,6 @@ async fn enroll(c: &Transaction<'_>, e: &Enrollment) -> Result<EnrollOutcome, St
             })
         }
     }
-}
-
-async fn upsert_finding(
-    c: &Transaction<'_>,
-    host_id: &str,
-    f: &FindingColumns,
-    resolved: Option<i64>,
-) -> Result<(), StoreError> {
-    let stmt = c
-        .prepare_cached(
-            "INSERT INTO findings (host_id, tracked_id, category, severity, severity_rank, state,
-             signatures, excepted, first_seen_unix_ms, last_seen_unix_ms, resolved_unix_ms, tracked)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
-             ON CONFLICT (host_id, tracked_id) DO UPDATE SET category = excluded.category,
-             severity = excluded.severity, severity_rank = excluded.severity_rank,
-             state = excluded.state, signatures = excluded.signatures,
-             excepted = excluded.excepted,
-             first_seen_unix_ms = LEAST(findings.first_seen_unix_ms, excluded.first_seen_unix_ms),
-             last_seen_unix_ms = excluded.last_seen_unix_ms,
-             resolved_unix_ms = excluded.resolved_unix_ms, tracked = excluded.tracked",
-        )
-        .await?;
-    c.execute(
-        &stmt,
-        &[
-            &host_id,
-            &f.tracked_id,
-            &f.category,
-            &f.severity,
-            &f.severity_rank,
-            &f.state,
-            &f.signatures,
-            &f.excepted,
-            &f.first_seen_unix_ms,
-            &f.last_seen_unix_ms,
-            &resolved,
-            &f.tracked_json,
-        ],
-    )
-    .await?;
-    Ok(())
-}
-
-async fn ingest(
-    c: &Transaction<'_>,
-    host_id: &str,
-    reports: &[Report],
-    now: u64,
-) -> Result<Vec<Stored>, StoreError> {
-    let now = to_i64(now);
-    // The host's row lock orders its reports across collectors.
-    let h = c
-        .query_one(
-            "SELECT last_sequence, boot_id, findings_as_of_unix_ms, sequence_gaps, sequence_resets,
-             boot_changes, last_anomaly FROM hosts WHERE host_id = $1 FOR UPDATE",
-            &[&host_id],
-        )
-        .await?;
-    let mut last_sequence: Option<u64> = h.get::<_, Option<i64>>(0).map(to_u64);
-    let mut boot_id: Option<String> = h.get(1);
-    let mut findings_as_of: i64 = h.get(2);
-    let mut gaps: i64 = h.get(3);
-    let mut resets: i64 = h.get(4);
-    let mut boot_changes: i64 = h.get(5);
-    let mut anomaly: Option<String> = h.get(6);
-    let insert_report = c
-        .prepare_cached(
-            "INSERT INTO reports (report_id, host_id, sequence, boot_id, created_unix_ms,
-             received_unix_ms, goodbye, heartbeat) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-             ON CONFLICT (report_id) DO NOTHING",
-        )
-        .await?;
-    let insert_event = c
-        .prepare_cached(
-            "INSERT INTO events (report_id, host_id, kind, at_unix_ms, tracked_id, tracked)
-             VALUES ($1, $2, $3, $4, $5, $6)",
-        )
-        .await?;
-    let mut results = Vec::with_capacity(reports.len());
-    let mut latest: Option<&Report> = None;
-    for report in reports {
-        let n = c
-            .execute(
-                &insert_report,
-                &[
-                    &report.report_id,
-                    &host_id,
-                    &to_i64(report.sequence),
-                    &report.boot_id,
-                    &to_i64(report.created_unix_ms),
-                    &now,
-                    &report.goodbye,
-                    &serde_json::to_string(&report.heartbeat)?,
-                ],
-            )
-            .await?;
-        if n == 0 {
-            results.push(Stored::Duplicate);
-            continue;
-        }
-        results.push(Stored::Stored);
-        let seq = check_sequence(
-            last_sequence,
-            boot_id.as_deref(),
-            report.sequence,
-            &report.boot_id,
-        );
-        gaps += to_i64(seq.gap);
-        resets += i64::from(seq.reset);
-        boot_changes += i64::from(seq.boot_changed);
-        if seq.anomaly.is_some() {
-            anomaly = seq.anomaly;
-        }
-        if let Some(l) = seq.new_last {
-            last_sequence = Some(l);
-        }
-        boot_id = Some(report.boot_id.clone());
-        for ev in &report.events {
-            c.execute(
-                &insert_event,
-                &[
-                    &report.report_id,
-                    &host_id,
-                    &ev.kind.as_str(),
-                    &to_i64(ev.at_unix_ms),
-                    &ev.tracked.id,
-                    &serde_json::to_string(&ev.tracked)?,
-                ],
-            )
-            .await?;
-        }
-        let created = to_i64(report.created_unix_ms);
-        if created >= findings_as_of {
-            findings_as_of = created;
-            latest = Some(report);
-            reconcile(c, host_id, report, created).await?;
-        }
-    }
-    if let Some(r) = latest {
-        let hb = &r.heartbeat;
-        c.execute(
-            "UPDATE hosts SET hostname = $2, stopped = $3, interval_secs = $4, agent_version = $5,
-             signature_version = $6 WHERE host_id = $1",
-            &[
-                &host_id,
-                &r.hostname,
-                &r.goodbye,
-                &to_i64(hb.interval_secs),
-                &hb.agent_version,
-                &hb.signature_version,
-            ],
-        )
-        .await?;
-    }
-    if results.contains(&Stored::Stored) {
-        c.execute(
-            "UPDATE hosts SET last_sequence = $2, boot_id = $3, findings_as_of_unix_ms = $4,
-             sequence_gaps = $5, sequence_resets = $6, boot_changes = $7, last_anomaly = $8
-             WHERE host_id = $1",
-            &[
-                &host_id,
-                &last_sequence.map(to_i64),
-                &boot_id,
-                &findings_as_of,
-                &gaps,
-                &resets,
-                &boot_changes,
-                &anomaly,
-            ],
-        )
-        .await?;
-    }
-    c.execute(
-        "INSERT INTO last_seen (host_id, last_seen_unix_ms) VALUES ($1, $2)
-         ON CONFLICT (host_id) DO UPDATE SET last_seen_unix_ms = excluded.last_seen_unix_ms",
-        &[&host_id, &now],
-    )
-    .await?;
-    Ok(results)
-}
-
-async fn reconcile(
-    c: &Transaction<'_>,
-    host_id: &str,
-    report: &Report,
-    created: i64,
-) -> Result<(), StoreError> {
-    let mut open: HashSet<&str> = HashSet::with_capacity(report.open_findings.len());
-    for t in &report.open_findings {
-        let state = match t.state {
-            LifecycleState::Resolved => LifecycleState::Ongoing,
-            s => s,
-        };
-        upsert_finding(c, host_id, &FindingColumns::new(t, state)?, None).await?;
-        open.insert(t.id.as_str());
-    }
-    let stored_open = c
-        .query(
-            "SELECT tracked_id FROM findings WHERE host_id = $1 AND state != 'resolved'",
-            &[&host_id],
-        )
-        .await?;
-    for row in stored_open {
-        let id: String = row.get(0);
-        if !open.contains(id.as_str()) {
-            c.execute(
-                "UPDATE findings SET state = 'resolved', resolved_unix_ms = $3
-                 WHERE host_id = $1 AND tracked_id = $2",
-                &[&host_id, &id, &created],
-            )
-            .await?;
-        }
-    }
-    for ev in &report.events {
-        if ev.tracked.state == LifecycleState::Resolved && !open.contains(ev.tracked.id.as_str()) {
-            let known = c
-                .query_opt(
-                    "SELECT 1 FROM findings WHERE host_id = $1 AND tracked_id = $2",
-                    &[&host_id, &ev.tracked.id],
-                )
-                .await?
-                .is_some();
-            if !known {
-                let cols = FindingColumns::new(&ev.tracked, LifecycleState::Resolved)?;
-                upsert_finding(c, host_id, &cols, Some(to_i64(ev.at_unix_ms))).await?;
-            }
-        }
-    }
-    Ok(())
 }
 
 fn host_record(r: &Row) -> Result<HostRecord, StoreError> {
@@ -627,7 +441,20 @@ impl Store for PgStore {
     }
 
     fn ingest(&self, host_id: String, reports: Vec<Report>, now: u64) -> Fut<'_, Vec<Stored>> {
-        self.write(move |tx| Box::pin(async move { ingest(tx, &host_id, &reports, now).await }))
+        Box::pin(async move {
+            let data = JobData {
+                host_id,
+                key_hash: None,
+                reports,
+                now_unix_ms: now,
+            };
+            match self.queue_ingest(data).await? {
+                IngestOutcome::Done(stored) => Ok(stored),
+                IngestOutcome::Refused(r) => Err(StoreError::Corrupt(format!(
+                    "unchecked ingest refused: {r:?}"
+                ))),
+            }
+        })
     }
 
     fn ingest_checked(
@@ -637,28 +464,14 @@ impl Store for PgStore {
         reports: Vec<Report>,
         now: u64,
     ) -> Fut<'_, IngestOutcome> {
-        self.write(move |tx| {
-            Box::pin(async move {
-                // FOR UPDATE (as ingest's own lock, so two collectors never deadlock by
-                // upgrading a shared lock): a revoke or block committing meanwhile waits for
-                // this report, or this report waits for it and sees it.
-                let r = tx
-                    .query_one(
-                        "SELECT node_key_hash, revoked, blocked, approved FROM hosts
-                         WHERE host_id = $1 FOR UPDATE",
-                        &[&host_id],
-                    )
-                    .await?;
-                let stored: Option<String> = r.get(0);
-                if let Some(why) =
-                    refusal(stored.as_deref(), &key_hash, r.get(1), r.get(2), r.get(3))
-                {
-                    return Ok(IngestOutcome::Refused(why));
-                }
-                Ok(IngestOutcome::Done(
-                    ingest(tx, &host_id, &reports, now).await?,
-                ))
+        Box::pin(async move {
+            self.queue_ingest(JobData {
+                host_id,
+                key_hash: Some(key_hash),
+                reports,
+                now_unix_ms: now,
             })
+            .await
         })
     }
 

@@ -4,8 +4,8 @@
 use super::{finding, report};
 use aupwatch_collector::secret;
 use aupwatch_collector::store::{
-    AuditEntry, EnrollOutcome, Enrollment, FindingFilter, HostAction, NewSession, Role,
-    StateFilter, Store,
+    AuditEntry, EnrollOutcome, Enrollment, FindingFilter, HostAction, IngestOutcome, NewSession,
+    Refusal, Role, StateFilter, Store,
 };
 use aupwatch_proto::protocol::Stored;
 use aupwatch_proto::{Category, Severity};
@@ -475,6 +475,81 @@ pub async fn concurrent_delivery_is_stored_once(a: Arc<dyn Store>, b: Arc<dyn St
     assert_eq!(b.count_rows("events").await.expect("count"), 20);
 }
 
+/// Many requests at once, for many hosts, through both stores (group commit takes several
+/// into one transaction): overlapping and repeated reports are stored once each, a revoked
+/// host's requests are refused and store nothing, and nothing else is refused.
+pub async fn a_crowd_of_requests_is_stored_once_and_refused_alone(
+    a: Arc<dyn Store>,
+    b: Arc<dyn Store>,
+) {
+    const HOSTS: u64 = 10;
+    let mut hosts = Vec::new();
+    for m in 0..HOSTS {
+        hosts.push(enrolled(a.as_ref(), &format!("m{m}"), &format!("h{m}")).await);
+    }
+    assert!(a
+        .host_action(hosts[9].clone(), HostAction::Revoke, NOW)
+        .await
+        .expect("revoke"));
+    let mut tasks = Vec::new();
+    for round in 0..4u64 {
+        for (m, h) in hosts.iter().enumerate() {
+            let machine = format!("m{m}");
+            // Rounds 0..3 send r1+r2, r2+r3, r3+r4, r3+r4: overlaps and repeats.
+            let ids = [(round + 1).min(3), (round + 2).min(4)]
+                .map(|seq| report(&format!("r{m}-{seq}"), &machine, seq));
+            for store in [&a, &b] {
+                let store = Arc::clone(store);
+                let (h, key) = (h.clone(), secret::hash(&format!("key-{machine}")));
+                let reports = ids.to_vec();
+                tasks.push(tokio::spawn(async move {
+                    let ids: Vec<String> = reports.iter().map(|r| r.report_id.clone()).collect();
+                    let out = store.ingest_checked(h, key, reports, NOW + round).await;
+                    (m, ids, out)
+                }));
+            }
+        }
+    }
+    let mut stored: BTreeMap<String, u32> = BTreeMap::new();
+    for t in tasks {
+        let (m, ids, out) = t.await.expect("task");
+        match out.expect("ingest") {
+            IngestOutcome::Refused(r) => {
+                assert_eq!(m, 9, "only the revoked host is refused: {r:?}");
+                assert_eq!(r, Refusal::UnknownKey);
+            }
+            IngestOutcome::Done(results) => {
+                assert_ne!(m, 9, "the revoked host's reports are refused");
+                assert_eq!(results.len(), ids.len());
+                for (id, r) in ids.into_iter().zip(results) {
+                    let n = stored.entry(id).or_default();
+                    if r == Stored::Stored {
+                        *n += 1;
+                    }
+                }
+            }
+        }
+    }
+    // Hosts 0..9 have reports r-1 … r-4 each, every one stored exactly once.
+    assert_eq!(stored.len(), 9 * 4, "{stored:?}");
+    assert!(stored.values().all(|n| *n == 1), "{stored:?}");
+    assert_eq!(a.count_rows("reports").await.expect("count"), 36);
+    assert_eq!(a.count_rows("events").await.expect("count"), 36);
+    assert_eq!(a.count_rows("findings").await.expect("count"), 9);
+    assert_eq!(b.count_rows("last_seen").await.expect("count"), 9);
+    let list = a.hosts().await.expect("hosts");
+    for h in &list {
+        if h.host_id == hosts[9] {
+            assert_eq!(h.last_seen_unix_ms, None, "the revoked host was not seen");
+        } else {
+            // (The order of arrival is the tasks', so the sequence may have gone back.)
+            assert!(h.last_sequence.is_some(), "{}", h.host_id);
+            assert_eq!(h.last_seen_unix_ms.map(|t| t >= NOW), Some(true));
+            assert_eq!(h.open_findings, 1, "{}", h.host_id);
+        }
+    }
+}
+
 pub async fn retention_prunes_events_and_archives_hosts(a: Arc<dyn Store>, _b: Arc<dyn Store>) {
     let s = a.as_ref();
     let h = enrolled(s, "m1", "h1").await;
@@ -663,6 +738,7 @@ macro_rules! store_suite {
             findings_filter_and_page
             tokens_have_roles
             concurrent_delivery_is_stored_once
+            a_crowd_of_requests_is_stored_once_and_refused_alone
             retention_prunes_events_and_archives_hosts
             checked_ingest_sees_revokes_and_blocks
             users_sessions_and_audit
