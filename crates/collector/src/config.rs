@@ -133,6 +133,10 @@ pub struct Database {
     pub url: Option<String>,
     /// PostgreSQL connections.
     pub pool_size: usize,
+    /// PEM file of the CA that signed the PostgreSQL server's certificate: when set, every
+    /// connection uses TLS (`sslmode=require`) and the server's certificate and name are
+    /// verified against it.
+    pub tls_ca_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -192,6 +196,7 @@ impl Default for Database {
             path: None,
             url: None,
             pool_size: 16,
+            tls_ca_file: None,
         }
     }
 }
@@ -304,6 +309,26 @@ impl Config {
         }
         if self.database.pool_size == 0 {
             err("pool_size", "must be 1 or more".into());
+        }
+        if let Some(url) = &self.database.url {
+            match url.parse::<tokio_postgres::Config>() {
+                Err(e) => err("url", format!("not a PostgreSQL connection string: {e}")),
+                Ok(pg)
+                    if pg.get_ssl_mode() == tokio_postgres::config::SslMode::Require
+                        && self.database.tls_ca_file.is_none() =>
+                {
+                    err(
+                        "url",
+                        "sslmode=require needs database.tls_ca_file (the CA that signed the server's certificate)".into(),
+                    )
+                }
+                Ok(_) => {}
+            }
+        }
+        if let Some(ca) = &self.database.tls_ca_file {
+            if let Err(e) = crate::store::postgres::load_roots(ca) {
+                err("tls_ca_file", e.to_string());
+            }
         }
         let i = &self.ingest;
         if i.max_body_bytes < 1024 {
@@ -460,5 +485,23 @@ mod tests {
         .expect_err("bad values");
         assert_eq!(errs.len(), 3, "{errs:?}");
         assert_eq!(errs[0].line, Some(2));
+    }
+
+    #[test]
+    fn postgres_tls_needs_a_ca_that_loads() {
+        let errs = Config::parse(
+            "c.toml",
+            "[database]\nbackend = \"postgres\"\nurl = \"host=db.example.net sslmode=require\"\n",
+        )
+        .expect_err("require without a CA");
+        assert!(errs[0].to_string().contains("tls_ca_file"), "{errs:?}");
+        assert_eq!(errs[0].line, Some(3));
+        let errs = Config::parse(
+            "c.toml",
+            "[database]\nbackend = \"postgres\"\nurl = \"host=db\"\ntls_ca_file = \"/nonexistent/ca.pem\"\n",
+        )
+        .expect_err("a CA file that does not load");
+        assert!(errs[0].to_string().contains("/nonexistent/ca.pem"), "{errs:?}");
+        assert_eq!(errs[0].line, Some(4));
     }
 }

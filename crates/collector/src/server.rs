@@ -50,6 +50,7 @@ pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>, ServeError> {
             })?;
             let store = PgStore::connect(
                 url,
+                config.database.tls_ca_file.as_deref(),
                 config.database.pool_size,
                 Arc::new(Histogram::default()),
             )

@@ -47,13 +47,124 @@ async fn open() -> (Arc<dyn Store>, Arc<dyn Store>, ()) {
         .expect("create database");
     let mut cfg = admin.clone();
     cfg.dbname(&name);
-    let a = PgStore::with_config(cfg.clone(), 8, Arc::new(Histogram::default()))
-        .await
-        .expect("store a");
-    let b = PgStore::with_config(cfg, 8, Arc::new(Histogram::default()))
-        .await
-        .expect("store b");
+    let a = PgStore::with_config(
+        cfg.clone(),
+        tokio_postgres::NoTls,
+        8,
+        Arc::new(Histogram::default()),
+    )
+    .await
+    .expect("store a");
+    let b = PgStore::with_config(
+        cfg,
+        tokio_postgres::NoTls,
+        8,
+        Arc::new(Histogram::default()),
+    )
+    .await
+    .expect("store b");
     (Arc::new(a), Arc::new(b), ())
 }
 
 store_suite!(open, #[ignore = "needs AUPWATCH_TEST_PG_URL (tests/pg.sh start); run with --include-ignored"]);
+
+/// A fresh database in the test cluster; the admin client and its name.
+async fn fresh_database() -> (tokio_postgres::Client, String, String) {
+    let url = url().unwrap_or_else(|| panic!("{URL_VAR} is unset: run tests/pg.sh start"));
+    let admin: tokio_postgres::Config = url.parse().expect("a PostgreSQL URL");
+    let (client, conn) = admin
+        .connect(tokio_postgres::NoTls)
+        .await
+        .expect("connect to the test cluster");
+    tokio::spawn(conn);
+    let name = format!("aupwatch_t_{}", secret::random_hex(8).expect("random"));
+    client
+        .batch_execute(&format!("CREATE DATABASE {name}"))
+        .await
+        .expect("create database");
+    (client, url, name)
+}
+
+/// With `tls_ca_file` the store's connections use TLS and verify the server against that CA
+/// (the cluster's own certificate, from tests/pg.sh): the server sees TLS sessions. A CA that
+/// did not sign the server's certificate is refused at connect, as is `sslmode=require`
+/// without a CA to verify with.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs AUPWATCH_TEST_PG_URL and AUPWATCH_TEST_PG_CA (tests/pg.sh start); run with --include-ignored"]
+async fn tls_connections_verify_the_server() {
+    let ca = std::env::var("AUPWATCH_TEST_PG_CA")
+        .unwrap_or_else(|_| panic!("AUPWATCH_TEST_PG_CA is unset: run tests/pg.sh start"));
+    let (admin, url, name) = fresh_database().await;
+    let db_url = format!("{url} dbname={name}");
+    let store = PgStore::connect(
+        &db_url,
+        Some(std::path::Path::new(&ca)),
+        2,
+        Arc::new(Histogram::default()),
+    )
+    .await
+    .expect("a TLS store verified with the cluster's certificate");
+    assert_eq!(
+        store.count_rows("hosts").await.expect("a query over TLS"),
+        0
+    );
+    let row = admin
+        .query_one(
+            "SELECT count(*) FILTER (WHERE s.ssl), count(*) FROM pg_stat_ssl s
+             JOIN pg_stat_activity a ON a.pid = s.pid WHERE a.datname = $1",
+            &[&name],
+        )
+        .await
+        .expect("pg_stat_ssl");
+    let (tls, all): (i64, i64) = (row.get(0), row.get(1));
+    assert!(all > 0 && tls == all, "{tls} of {all} sessions use TLS");
+
+    // Another CA: the server's certificate does not chain to it.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let other = dir.path().join("other.pem");
+    let out = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+            "-keyout",
+        ])
+        .arg(dir.path().join("other.key"))
+        .arg("-out")
+        .arg(&other)
+        .output()
+        .expect("openssl");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let err = match PgStore::connect(&db_url, Some(&other), 2, Arc::new(Histogram::default())).await
+    {
+        Ok(_) => panic!("a server certificate of another CA was accepted"),
+        Err(e) => e.to_string(),
+    };
+    assert!(err.to_lowercase().contains("certificate"), "{err}");
+    let err = match PgStore::connect(
+        &format!("{db_url} sslmode=require"),
+        None,
+        2,
+        Arc::new(Histogram::default()),
+    )
+    .await
+    {
+        Ok(_) => panic!("sslmode=require without a CA was accepted"),
+        Err(e) => e.to_string(),
+    };
+    assert!(err.contains("tls_ca_file"), "{err}");
+}

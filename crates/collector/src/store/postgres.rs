@@ -19,11 +19,14 @@ use aupwatch_proto::protocol::{Report, Stored};
 use deadpool_postgres::Transaction;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 use tokio::sync::{mpsc, oneshot};
+use tokio_postgres::config::SslMode;
+use tokio_postgres::tls::{MakeTlsConnect, TlsConnect};
 use tokio_postgres::types::ToSql;
-use tokio_postgres::{NoTls, Row};
+use tokio_postgres::{NoTls, Row, Socket};
 
 const SCHEMA: &str = include_str!("schema_postgres.sql");
 const SCHEMA_VERSION: i64 = 2;
@@ -32,14 +35,30 @@ const MIGRATION_LOCK: i64 = 0x6175_7077_6174_6368;
 
 impl From<tokio_postgres::Error> for StoreError {
     fn from(e: tokio_postgres::Error) -> StoreError {
-        StoreError::Postgres(e.to_string())
+        StoreError::Postgres(with_sources(&e))
     }
 }
 
 impl From<deadpool_postgres::PoolError> for StoreError {
     fn from(e: deadpool_postgres::PoolError) -> StoreError {
-        StoreError::Postgres(e.to_string())
+        StoreError::Postgres(with_sources(&e))
     }
+}
+
+/// An error and its causes, `a: b: c` (a TLS handshake error says which certificate check
+/// failed only in its source).
+fn with_sources(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut next = e.source();
+    while let Some(s) = next {
+        let text = s.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        next = s.source();
+    }
+    out
 }
 
 pub struct PgStore {
@@ -60,25 +79,57 @@ type Param = Box<dyn ToSql + Sync + Send>;
 impl PgStore {
     /// Connects a pool of `pool_size` to `url` (a libpq connection string or URL) and
     /// migrates the schema.
+    ///
+    /// With `tls_ca_file`, every connection uses TLS (`sslmode=require`) and verifies the
+    /// server's certificate and name against that CA; without it, the connection is plain
+    /// (a connection string asking for `sslmode=require` is refused: there would be nothing to
+    /// verify the server with).
     pub async fn connect(
         url: &str,
+        tls_ca_file: Option<&Path>,
         pool_size: usize,
         commits: Arc<Histogram>,
     ) -> Result<PgStore, StoreError> {
-        let pg: tokio_postgres::Config = url
+        let mut pg: tokio_postgres::Config = url
             .parse()
             .map_err(|e: tokio_postgres::Error| StoreError::Postgres(e.to_string()))?;
-        PgStore::with_config(pg, pool_size, commits).await
+        match tls_ca_file {
+            Some(ca) => {
+                pg.ssl_mode(SslMode::Require);
+                let roots = load_roots(ca)?;
+                // ring, as decided for the project (as the HTTPS listener's).
+                #[allow(deprecated)]
+                let provider = rustls::crypto::ring::default_provider();
+                let tls = rustls::ClientConfig::builder_with_provider(Arc::new(provider))
+                .with_safe_default_protocol_versions()
+                .map_err(|e| StoreError::Postgres(format!("TLS: {e}")))?
+                .with_root_certificates(roots)
+                .with_no_client_auth();
+                let tls = tokio_postgres_rustls::MakeRustlsConnect::new(tls);
+                PgStore::with_config(pg, tls, pool_size, commits).await
+            }
+            None if pg.get_ssl_mode() == SslMode::Require => Err(StoreError::Postgres(
+                "sslmode=require needs database.tls_ca_file (the CA that signed the server's certificate)".into(),
+            )),
+            None => PgStore::with_config(pg, NoTls, pool_size, commits).await,
+        }
     }
 
-    pub async fn with_config(
+    pub async fn with_config<T>(
         pg: tokio_postgres::Config,
+        tls: T,
         pool_size: usize,
         commits: Arc<Histogram>,
-    ) -> Result<PgStore, StoreError> {
+    ) -> Result<PgStore, StoreError>
+    where
+        T: MakeTlsConnect<Socket> + Clone + Sync + Send + 'static,
+        T::Stream: Sync + Send,
+        T::TlsConnect: Sync + Send,
+        <T::TlsConnect as TlsConnect<Socket>>::Future: Send,
+    {
         let manager = Manager::from_config(
             pg,
-            NoTls,
+            tls,
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },
@@ -161,6 +212,26 @@ impl PgStore {
             })?;
         answer.await.map_err(|_| StoreError::WriterGone)?
     }
+}
+
+/// The certificates of a PEM file, as the roots the PostgreSQL server's certificate must
+/// chain to.
+pub fn load_roots(path: &Path) -> Result<rustls::RootCertStore, StoreError> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::CertificateDer;
+    let bad = |m: String| StoreError::Postgres(format!("{}: {m}", path.display()));
+    let bytes = std::fs::read(path).map_err(|e| bad(e.to_string()))?;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(&bytes) {
+        let cert = cert.map_err(|e| bad(format!("not PEM: {e}")))?;
+        roots
+            .add(cert)
+            .map_err(|e| bad(format!("not a usable CA certificate: {e}")))?;
+    }
+    if roots.is_empty() {
+        return Err(bad("no certificate in it".into()));
+    }
+    Ok(roots)
 }
 
 /// Runs `f` in a transaction of a connection from `pool` and commits, timing it.
