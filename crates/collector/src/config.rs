@@ -501,7 +501,10 @@ mod tests {
             "[database]\nbackend = \"postgres\"\nurl = \"host=db\"\ntls_ca_file = \"/nonexistent/ca.pem\"\n",
         )
         .expect_err("a CA file that does not load");
-        assert!(errs[0].to_string().contains("/nonexistent/ca.pem"), "{errs:?}");
+        assert!(
+            errs[0].to_string().contains("/nonexistent/ca.pem"),
+            "{errs:?}"
+        );
         assert_eq!(errs[0].line, Some(4));
     }
 }

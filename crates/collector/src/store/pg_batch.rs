@@ -376,15 +376,6 @@ async fn ingest_batch(
         }
         outcomes[i] = Some(Ok(IngestOutcome::Done(results)));
     }
-    if !e_report.is_empty() {
-        c.execute(
-            "INSERT INTO events (report_id, host_id, kind, at_unix_ms, tracked_id, tracked)
-             SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[],
-             $6::text[])",
-            &[&e_report, &e_host, &e_kind, &e_at, &e_id, &e_tracked],
-        )
-        .await?;
-    }
 
     // 5. The open set of each host's newest report: upserted (one row per finding), the
     //    host's other open findings resolved, resolved transitions of unknown findings kept.
@@ -439,31 +430,6 @@ async fn ingest_batch(
             }
         }
     }
-    insert_findings(
-        c,
-        &upserts,
-        "ON CONFLICT (host_id, tracked_id) DO UPDATE SET category = excluded.category,
-         severity = excluded.severity, severity_rank = excluded.severity_rank,
-         state = excluded.state, signatures = excluded.signatures, excepted = excluded.excepted,
-         first_seen_unix_ms = LEAST(findings.first_seen_unix_ms, excluded.first_seen_unix_ms),
-         last_seen_unix_ms = excluded.last_seen_unix_ms,
-         resolved_unix_ms = excluded.resolved_unix_ms, tracked = excluded.tracked",
-    )
-    .await?;
-    if !n_host.is_empty() {
-        c.execute(
-            "UPDATE findings f SET state = 'resolved', resolved_unix_ms = n.created
-             FROM unnest($1::text[], $2::bigint[]) AS n(host_id, created)
-             WHERE f.host_id = n.host_id AND f.state != 'resolved'
-             AND NOT EXISTS (SELECT 1 FROM unnest($3::text[], $4::text[]) AS o(host_id, tracked_id)
-                             WHERE o.host_id = f.host_id AND o.tracked_id = f.tracked_id)",
-            &[&n_host, &n_created, &o_host, &o_id],
-        )
-        .await?;
-    }
-    // A finding the collector never saw open, reported resolved: kept as resolved.
-    insert_findings(c, &gone, "ON CONFLICT (host_id, tracked_id) DO NOTHING").await?;
-
     // 6. The hosts: heartbeat of the newest report, sequence state, last seen.
     let (mut hb_host, mut hb_name, mut hb_bye) = (vec![], vec![], vec![]);
     let (mut hb_interval, mut hb_agent, mut hb_sigs) = (vec![], vec![], vec![]);
@@ -498,7 +464,35 @@ async fn ingest_batch(
             s_anomaly.push(h.anomaly.as_deref());
         }
     }
-    if !hb_host.is_empty() {
+    // 7. One pipelined round trip: events, the open sets' upserts, resolving the rest, the
+    //    hosts, last seen. The server runs them in the order sent, as if one after another;
+    //    none needs another's answer.
+    let events = async {
+        if e_report.is_empty() {
+            return Ok(0);
+        }
+        c.execute(
+            "INSERT INTO events (report_id, host_id, kind, at_unix_ms, tracked_id, tracked)
+             SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[],
+             $6::text[])",
+            &[&e_report, &e_host, &e_kind, &e_at, &e_id, &e_tracked],
+        )
+        .await
+    };
+    let open_sets = insert_findings(
+        c,
+        &upserts,
+        "ON CONFLICT (host_id, tracked_id) DO UPDATE SET category = excluded.category,
+         severity = excluded.severity, severity_rank = excluded.severity_rank,
+         state = excluded.state, signatures = excluded.signatures, excepted = excluded.excepted,
+         first_seen_unix_ms = LEAST(findings.first_seen_unix_ms, excluded.first_seen_unix_ms),
+         last_seen_unix_ms = excluded.last_seen_unix_ms,
+         resolved_unix_ms = excluded.resolved_unix_ms, tracked = excluded.tracked",
+    );
+    let heartbeats = async {
+        if hb_host.is_empty() {
+            return Ok(0);
+        }
         c.execute(
             "UPDATE hosts h SET hostname = u.hostname, stopped = u.goodbye,
              interval_secs = u.interval_secs, agent_version = u.agent_version,
@@ -515,9 +509,12 @@ async fn ingest_batch(
                 &hb_sigs,
             ],
         )
-        .await?;
-    }
-    if !s_host.is_empty() {
+        .await
+    };
+    let sequences = async {
+        if s_host.is_empty() {
+            return Ok(0);
+        }
         c.execute(
             "UPDATE hosts h SET last_sequence = u.last_sequence, boot_id = u.boot_id,
              findings_as_of_unix_ms = u.as_of, sequence_gaps = u.gaps,
@@ -531,17 +528,47 @@ async fn ingest_batch(
                 &s_host, &s_last, &s_boot, &s_asof, &s_gaps, &s_resets, &s_boots, &s_anomaly,
             ],
         )
-        .await?;
-    }
-    if !l_host.is_empty() {
+        .await
+    };
+    let seen = async {
+        if l_host.is_empty() {
+            return Ok(0);
+        }
         c.execute(
             "INSERT INTO last_seen (host_id, last_seen_unix_ms)
              SELECT * FROM unnest($1::text[], $2::bigint[])
              ON CONFLICT (host_id) DO UPDATE SET last_seen_unix_ms = excluded.last_seen_unix_ms",
             &[&l_host, &l_at],
         )
-        .await?;
-    }
+        .await
+    };
+    // The host's other open findings: disjoint from the upserted ones (not in the open set).
+    let resolve = async {
+        if n_host.is_empty() {
+            return Ok(0);
+        }
+        c.execute(
+            "UPDATE findings f SET state = 'resolved', resolved_unix_ms = n.created
+             FROM unnest($1::text[], $2::bigint[]) AS n(host_id, created)
+             WHERE f.host_id = n.host_id AND f.state != 'resolved'
+             AND NOT EXISTS (SELECT 1 FROM unnest($3::text[], $4::text[]) AS o(host_id, tracked_id)
+                             WHERE o.host_id = f.host_id AND o.tracked_id = f.tracked_id)",
+            &[&n_host, &n_created, &o_host, &o_id],
+        )
+        .await
+    };
+    // A finding the collector never saw open, reported resolved: kept as resolved (not in
+    // the open set either, so no other statement here touches it).
+    let gone = insert_findings(c, &gone, "ON CONFLICT (host_id, tracked_id) DO NOTHING");
+    let (events, open_sets, resolve, gone, heartbeats, sequences, seen) =
+        tokio::join!(events, open_sets, resolve, gone, heartbeats, sequences, seen);
+    events?;
+    open_sets?;
+    resolve?;
+    gone?;
+    heartbeats?;
+    sequences?;
+    seen?;
     Ok(outcomes
         .into_iter()
         .map(|o| o.unwrap_or(Err(StoreError::WriterGone)))

@@ -69,8 +69,8 @@ pub struct PgStore {
 }
 
 /// Group-commit writer tasks: a transaction each at a time, so they take at most this many of
-/// the pool's connections.
-const INGEST_WRITERS: usize = 4;
+/// the pool's connections (and at most half of it).
+const INGEST_WRITERS: usize = 8;
 /// Requests waiting for a writer; beyond, `Busy` (503 with Retry-After).
 const INGEST_QUEUE: usize = 16_384;
 
@@ -140,7 +140,7 @@ impl PgStore {
             .map_err(|e| StoreError::Postgres(e.to_string()))?;
         let (ingest, rx) = mpsc::channel(INGEST_QUEUE);
         let queue = Arc::new(tokio::sync::Mutex::new(rx));
-        for _ in 0..INGEST_WRITERS.min(pool_size.max(1)) {
+        for _ in 0..INGEST_WRITERS.min(pool_size / 2).max(1) {
             tokio::spawn(pg_batch::writer(
                 pool.clone(),
                 Arc::clone(&commits),
