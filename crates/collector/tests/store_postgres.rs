@@ -33,18 +33,8 @@ fn pg_url_is_set_under_ci() {
 }
 
 async fn open() -> (Arc<dyn Store>, Arc<dyn Store>, ()) {
-    let url = url().unwrap_or_else(|| panic!("{URL_VAR} is unset: run tests/pg.sh start"));
+    let (_admin, url, name) = fresh_database().await;
     let admin: tokio_postgres::Config = url.parse().expect("a PostgreSQL URL");
-    let (client, conn) = admin
-        .connect(tokio_postgres::NoTls)
-        .await
-        .expect("connect to the test cluster");
-    tokio::spawn(conn);
-    let name = format!("aupwatch_t_{}", secret::random_hex(8).expect("random"));
-    client
-        .batch_execute(&format!("CREATE DATABASE {name}"))
-        .await
-        .expect("create database");
     let mut cfg = admin.clone();
     cfg.dbname(&name);
     let a = PgStore::with_config(

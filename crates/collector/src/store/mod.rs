@@ -498,6 +498,39 @@ pub struct SequenceCheck {
     pub anomaly: Option<String>,
 }
 
+/// A host's sequence columns, as its stored reports move them on.
+#[derive(Debug, Clone, Default)]
+pub struct SequenceState {
+    pub last_sequence: Option<u64>,
+    pub boot_id: Option<String>,
+    pub gaps: i64,
+    pub resets: i64,
+    pub boot_changes: i64,
+    pub anomaly: Option<String>,
+}
+
+impl SequenceState {
+    /// Takes a newly stored report's sequence number and boot id into account.
+    pub fn advance(&mut self, sequence: u64, boot_id: &str) {
+        let seq = check_sequence(
+            self.last_sequence,
+            self.boot_id.as_deref(),
+            sequence,
+            boot_id,
+        );
+        self.gaps += to_i64(seq.gap);
+        self.resets += i64::from(seq.reset);
+        self.boot_changes += i64::from(seq.boot_changed);
+        if seq.anomaly.is_some() {
+            self.anomaly = seq.anomaly;
+        }
+        if let Some(l) = seq.new_last {
+            self.last_sequence = Some(l);
+        }
+        self.boot_id = Some(boot_id.to_string());
+    }
+}
+
 /// Compares a report's sequence and boot id with the host's last ones.
 pub fn check_sequence(
     last_sequence: Option<u64>,

@@ -17,7 +17,7 @@
 
 use super::postgres::transaction;
 use super::{
-    check_sequence, refusal, to_i64, to_u64, FindingColumns, IngestOutcome, Refusal, StoreError,
+    refusal, to_i64, to_u64, FindingColumns, IngestOutcome, Refusal, SequenceState, StoreError,
 };
 use crate::metrics::Histogram;
 use aupwatch_proto::protocol::{Report, Stored};
@@ -121,13 +121,8 @@ struct HostState {
     revoked: bool,
     blocked: bool,
     approved: bool,
-    last_sequence: Option<u64>,
-    boot_id: Option<String>,
+    seq: SequenceState,
     findings_as_of: i64,
-    gaps: i64,
-    resets: i64,
-    boot_changes: i64,
-    anomaly: Option<String>,
     /// A report of this batch was stored: the sequence columns are written back.
     stored: bool,
     /// The newest report that advanced `findings_as_of`: its open set and heartbeat win.
@@ -237,13 +232,15 @@ async fn ingest_batch(
                 revoked: r.get(2),
                 blocked: r.get(3),
                 approved: r.get(4),
-                last_sequence: r.get::<_, Option<i64>>(5).map(to_u64),
-                boot_id: r.get(6),
+                seq: SequenceState {
+                    last_sequence: r.get::<_, Option<i64>>(5).map(to_u64),
+                    boot_id: r.get(6),
+                    gaps: r.get(8),
+                    resets: r.get(9),
+                    boot_changes: r.get(10),
+                    anomaly: r.get(11),
+                },
                 findings_as_of: r.get(7),
-                gaps: r.get(8),
-                resets: r.get(9),
-                boot_changes: r.get(10),
-                anomaly: r.get(11),
                 stored: false,
                 latest: None,
                 last_seen: i64::MIN,
@@ -344,22 +341,7 @@ async fn ingest_batch(
             }
             results.push(Stored::Stored);
             h.stored = true;
-            let seq = check_sequence(
-                h.last_sequence,
-                h.boot_id.as_deref(),
-                report.sequence,
-                &report.boot_id,
-            );
-            h.gaps += to_i64(seq.gap);
-            h.resets += i64::from(seq.reset);
-            h.boot_changes += i64::from(seq.boot_changed);
-            if seq.anomaly.is_some() {
-                h.anomaly = seq.anomaly;
-            }
-            if let Some(l) = seq.new_last {
-                h.last_sequence = Some(l);
-            }
-            h.boot_id = Some(report.boot_id.clone());
+            h.seq.advance(report.sequence, &report.boot_id);
             for ev in &report.events {
                 e_report.push(report.report_id.as_str());
                 e_host.push(job.host_id.as_str());
@@ -455,13 +437,13 @@ async fn ingest_batch(
         l_at.push(h.last_seen);
         if h.stored {
             s_host.push(*id);
-            s_last.push(h.last_sequence.map(to_i64));
-            s_boot.push(h.boot_id.as_deref());
+            s_last.push(h.seq.last_sequence.map(to_i64));
+            s_boot.push(h.seq.boot_id.as_deref());
             s_asof.push(h.findings_as_of);
-            s_gaps.push(h.gaps);
-            s_resets.push(h.resets);
-            s_boots.push(h.boot_changes);
-            s_anomaly.push(h.anomaly.as_deref());
+            s_gaps.push(h.seq.gaps);
+            s_resets.push(h.seq.resets);
+            s_boots.push(h.seq.boot_changes);
+            s_anomaly.push(h.seq.anomaly.as_deref());
         }
     }
     // 7. One pipelined round trip: events, the open sets' upserts, resolving the rest, the

@@ -6,9 +6,9 @@
 //! writer; SQLite serializes the two with its lock and `busy_timeout`).
 
 use super::{
-    check_sequence, finding_row, key_in_use, refusal, severity_rank, to_i64, to_u64, Activity,
-    AuditEntry, Counts, CurrentKey, EnrollOutcome, Enrollment, FindingColumns, FindingFilter, Fut,
-    HostAction, HostAuth, HostRecord, IngestOutcome, NewSession, Retained, Role, SecretRow,
+    finding_row, key_in_use, refusal, severity_rank, to_i64, to_u64, Activity, AuditEntry, Counts,
+    CurrentKey, EnrollOutcome, Enrollment, FindingColumns, FindingFilter, Fut, HostAction,
+    HostAuth, HostRecord, IngestOutcome, NewSession, Retained, Role, SecretRow, SequenceState,
     Session, StateFilter, Store, StoreError, TokenRow, UserRow, TABLES,
 };
 use crate::metrics::Histogram;
@@ -327,13 +327,8 @@ fn enroll(conn: &Connection, e: &Enrollment) -> Result<EnrollOutcome, StoreError
 }
 
 struct HostState {
-    last_sequence: Option<u64>,
-    boot_id: Option<String>,
+    seq: SequenceState,
     findings_as_of: i64,
-    gaps: i64,
-    resets: i64,
-    boot_changes: i64,
-    anomaly: Option<String>,
 }
 
 fn upsert_finding(
@@ -383,13 +378,15 @@ fn ingest(
         [host_id],
         |r| {
             Ok(HostState {
-                last_sequence: r.get::<_, Option<i64>>(0)?.map(to_u64),
-                boot_id: r.get(1)?,
+                seq: SequenceState {
+                    last_sequence: r.get::<_, Option<i64>>(0)?.map(to_u64),
+                    boot_id: r.get(1)?,
+                    gaps: r.get(3)?,
+                    resets: r.get(4)?,
+                    boot_changes: r.get(5)?,
+                    anomaly: r.get(6)?,
+                },
                 findings_as_of: r.get(2)?,
-                gaps: r.get(3)?,
-                resets: r.get(4)?,
-                boot_changes: r.get(5)?,
-                anomaly: r.get(6)?,
             })
         },
     )?;
@@ -417,22 +414,7 @@ fn ingest(
             continue;
         }
         results.push(Stored::Stored);
-        let seq = check_sequence(
-            h.last_sequence,
-            h.boot_id.as_deref(),
-            report.sequence,
-            &report.boot_id,
-        );
-        h.gaps += to_i64(seq.gap);
-        h.resets += i64::from(seq.reset);
-        h.boot_changes += i64::from(seq.boot_changed);
-        if seq.anomaly.is_some() {
-            h.anomaly = seq.anomaly;
-        }
-        if let Some(l) = seq.new_last {
-            h.last_sequence = Some(l);
-        }
-        h.boot_id = Some(report.boot_id.clone());
+        h.seq.advance(report.sequence, &report.boot_id);
         {
             let mut insert = conn.prepare_cached(
                 "INSERT INTO events (report_id, host_id, kind, at_unix_ms, tracked_id, tracked)
@@ -478,13 +460,13 @@ fn ingest(
              WHERE host_id = ?1",
             params![
                 host_id,
-                h.last_sequence.map(to_i64),
-                h.boot_id,
+                h.seq.last_sequence.map(to_i64),
+                h.seq.boot_id,
                 h.findings_as_of,
-                h.gaps,
-                h.resets,
-                h.boot_changes,
-                h.anomaly
+                h.seq.gaps,
+                h.seq.resets,
+                h.seq.boot_changes,
+                h.seq.anomaly
             ],
         )?;
     }
