@@ -204,6 +204,14 @@ struct Phase {
     rss_max_kib: u64,
 }
 
+/// A client of the `--pg-url` cluster.
+async fn pg_admin(url: &str) -> tokio_postgres::Client {
+    let admin: tokio_postgres::Config = url.parse().expect("--pg-url");
+    let (client, conn) = admin.connect(tokio_postgres::NoTls).await.expect("connect");
+    tokio::spawn(conn);
+    client
+}
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let a = args();
@@ -212,11 +220,9 @@ async fn main() {
     let database = match &a.pg_url {
         None => format!("path = \"{}\"", dir.path().join("c.db").display()),
         Some(url) => {
-            let admin: tokio_postgres::Config = url.parse().expect("--pg-url");
-            let (client, conn) = admin.connect(tokio_postgres::NoTls).await.expect("connect");
-            tokio::spawn(conn);
             let name = format!("aupwatch_bench_{}", std::process::id());
-            client
+            pg_admin(url)
+                .await
                 .batch_execute(&format!("CREATE DATABASE {name}"))
                 .await
                 .expect("create database");
@@ -447,9 +453,30 @@ async fn main() {
     let mut raws = Vec::new();
     for (i, per_tx) in [1024usize, 64, 8].into_iter().enumerate() {
         let take = if per_tx == 1024 { n } else { n.min(50_000) };
-        let raw_path = dir.path().join(format!("raw-{i}.db"));
         let raw_cpu0 = proc_cpu_secs(std::process::id());
-        let raw = raw_insert(&raw_path, &rows[..take], per_tx).expect("raw insert");
+        let raw = match &a.pg_url {
+            None => {
+                let raw_path = dir.path().join(format!("raw-{i}.db"));
+                raw_insert(&raw_path, &rows[..take], per_tx).expect("raw insert")
+            }
+            // Into a fresh database of the same cluster, by the writer's own batch code.
+            Some(url) => {
+                let name = format!("aupwatch_bench_{}_raw{i}", std::process::id());
+                pg_admin(url)
+                    .await
+                    .batch_execute(&format!("CREATE DATABASE {name}"))
+                    .await
+                    .expect("create database");
+                aupwatch_collector::store::postgres::raw_insert(
+                    &format!("{url} dbname={name}"),
+                    &rows[..take],
+                    per_tx,
+                )
+                .await
+                .expect("raw insert")
+            }
+        };
+        // (On PostgreSQL the server's own CPU is not in this figure.)
         let raw_cpu = proc_cpu_secs(std::process::id()) - raw_cpu0;
         raws.push((
             per_tx,
@@ -513,7 +540,8 @@ async fn main() {
         .fold(0.0, f64::max);
     for (per_tx, take, rate, cpu) in &raws {
         println!(
-            "raw insert of {take} reports (one thread, {per_tx} per transaction, no HTTP): {rate:.0} reports/s, {cpu:.3} CPU-ms/report"
+            "raw insert of {take} reports into {} (one thread, {per_tx} per transaction, no HTTP): {rate:.0} reports/s, {cpu:.3} CPU-ms/report (this process)",
+            if a.pg_url.is_some() { "PostgreSQL" } else { "SQLite" }
         );
     }
     println!(

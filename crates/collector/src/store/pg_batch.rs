@@ -207,7 +207,7 @@ async fn insert_findings(
 }
 
 /// The outcome of every job, in order; an `Err` aborts the whole transaction.
-async fn ingest_batch(
+pub async fn ingest_batch(
     c: &Transaction<'_>,
     jobs: &[JobData],
 ) -> Result<Vec<Result<IngestOutcome, StoreError>>, StoreError> {

@@ -214,6 +214,48 @@ impl PgStore {
     }
 }
 
+/// The benchmark's ceiling (bench/ingest): `reports` stored into the fresh database at `url`
+/// by the group-commit writer's own batch code, `per_tx` reports per transaction, from one
+/// task: no HTTP, no JSON parsing, no queue. Hosts are made first (not timed).
+pub async fn raw_insert(
+    url: &str,
+    reports: &[(String, Report)],
+    per_tx: usize,
+) -> Result<std::time::Duration, StoreError> {
+    let store = PgStore::connect(url, None, 2, Arc::new(Histogram::default())).await?;
+    {
+        let c = store.pool.get().await?;
+        let mut seen = std::collections::HashSet::new();
+        for (host_id, r) in reports {
+            if seen.insert(host_id.as_str()) {
+                c.execute(
+                    "INSERT INTO hosts (host_id, machine_id, hostname, labels, approved,
+                     enrolled_unix_ms) VALUES ($1, $2, $3, '{}', TRUE, 0)",
+                    &[host_id, &r.machine_id, &r.hostname],
+                )
+                .await?;
+            }
+        }
+    }
+    let started = Instant::now();
+    for chunk in reports.chunks(per_tx.max(1)) {
+        let jobs: Vec<JobData> = chunk
+            .iter()
+            .map(|(host_id, r)| JobData {
+                host_id: host_id.clone(),
+                key_hash: None,
+                reports: vec![r.clone()],
+                now_unix_ms: 1,
+            })
+            .collect();
+        transaction(&store.pool, &store.commits, move |tx| {
+            Box::pin(async move { pg_batch::ingest_batch(tx, &jobs).await })
+        })
+        .await?;
+    }
+    Ok(started.elapsed())
+}
+
 /// The certificates of a PEM file, as the roots the PostgreSQL server's certificate must
 /// chain to.
 pub fn load_roots(path: &Path) -> Result<rustls::RootCertStore, StoreError> {
