@@ -29,7 +29,9 @@ pub enum Command {
     #[command(
         long_about = "Takes an inventory of the host, samples CPU use for --sample seconds \
 (a second inventory), matches every signature and prints the findings: a table by default, \
-JSON with --json. Exits 0 when nothing was found, 1 when something was, 2 on error."
+JSON with --json.",
+        after_help = "Exit status: 0 nothing found, 1 findings (with --explain: a signature \
+matches), 2 error."
     )]
     Scan(ScanArgs),
     /// Validate or list signatures.
@@ -56,10 +58,10 @@ document and prints it: a table by default, the document with --json, metrics wi
 --prometheus. The agent's health is ok, starting, degraded (a sink failing, a reload \
 rejected, the collector reporter down) or stalled: its last scan is older than two scan \
 intervals, plus that scan's duration (the agent cannot notice its own stuck loop, so this \
-command decides it from the document; its status socket may still answer).\n\n\
-Exit status: 0 the agent runs and has no active finding outside an exception; 1 it has \
-active findings no exception covers; 2 error (no agent answering, a refused or garbled \
-answer) or the agent is stalled."
+command decides it from the document; its status socket may still answer).",
+        after_help = "Exit status: 0 the agent runs and has no active finding outside an \
+exception; 1 it has active findings no exception covers; 2 error (no agent answering, a \
+refused or garbled answer) or the agent is stalled."
     )]
     Status(StatusArgs),
     /// Validate the agent's configuration.
@@ -96,8 +98,9 @@ pub enum ConfigCommand {
     #[command(
         long_about = "Loads the configuration (FILE, else /etc/aupwatch/agent.toml if it \
 exists, else built-in defaults) and the signatures it names (shipped plus local override \
-directory) and reports every error with file, line and key or signature id. Exits 0 when \
-valid, 2 otherwise. Meant for ExecStartPre= and for CI."
+directory) and reports every error with file, line and key or signature id. Meant for \
+ExecStartPre= and for CI.",
+        after_help = "Exit status: 0 valid, 2 invalid."
     )]
     Check {
         /// Configuration file.
@@ -123,9 +126,13 @@ pub struct ScanArgs {
     /// Seconds to sample CPU use over (0: use each process's average since start only).
     #[arg(long, value_name = "SECS", default_value_t = 2.0)]
     pub sample: f64,
-    /// Instead of findings, show what each signature saw on this process.
+    /// Instead of findings, show what each signature saw on this process, and which of its
+    /// parts could not be read.
     #[arg(long, value_name = "PID")]
     pub explain: Option<i32>,
+    /// With --explain: show only the signatures with at least one matching predicate.
+    #[arg(long, requires = "explain")]
+    pub matched: bool,
     /// Run N scans in one process, waiting --sample seconds between them, and print each
     /// scan's wall and CPU time to stderr (the first is cold, the rest steady state). The
     /// findings of the last scan are printed.
@@ -147,8 +154,8 @@ pub enum SignaturesCommand {
     /// Validate signature files; reports every error with file, line and signature id.
     #[command(
         long_about = "Loads the *.toml files of DIR (the bundled packs when DIR is not \
-given) and reports every error with file, line and signature id. Exits 0 when the set is \
-valid, 2 otherwise."
+given) and reports every error with file, line and signature id.",
+        after_help = "Exit status: 0 valid, 2 invalid."
     )]
     Check {
         /// Directory of *.toml signature files.

@@ -160,11 +160,11 @@ fn check(dir: Option<PathBuf>) -> Result<u8> {
         Some(d) => signatures::load_dir(d).map_err(anyhow::Error::from),
         None => signatures::load_bundled().map_err(anyhow::Error::from),
     };
-    let where_ = dir
-        .as_ref()
-        .map_or("bundled packs".to_string(), |d| d.display().to_string());
     match result {
         Ok(set) => {
+            let where_ = dir
+                .as_ref()
+                .map_or("bundled packs".to_string(), |d| d.display().to_string());
             printed(
                 writeln!(
                     std::io::stdout(),
@@ -177,8 +177,13 @@ fn check(dir: Option<PathBuf>) -> Result<u8> {
             )?;
             Ok(EXIT_CLEAN)
         }
+        // A directory's errors name it (or each file, with its line) already.
+        Err(e) if dir.is_some() => {
+            stderr_line(&printable_lines(&e.to_string()));
+            Ok(EXIT_ERROR)
+        }
         Err(e) => {
-            stderr_line(&printable_lines(&format!("{where_}: {e}")));
+            stderr_line(&printable_lines(&format!("bundled packs: {e}")));
             Ok(EXIT_ERROR)
         }
     }
@@ -241,7 +246,16 @@ fn scan(args: ScanArgs) -> Result<u8> {
         let Some(explanations) = detect::explain(&snap, history, set, pid) else {
             bail!("no process {pid} in the inventory (it exited, or this user cannot see it)");
         };
-        printed(output::explain(&snap, pid, &explanations, &findings))?;
+        printed(output::explain(
+            &output::Explained {
+                snap: &snap,
+                proc_root: &args.proc_root,
+                pid,
+                only_matched: args.matched,
+            },
+            &explanations,
+            &findings,
+        ))?;
         let any = explanations.iter().any(|e| e.matched);
         return Ok(if any { EXIT_FINDINGS } else { EXIT_CLEAN });
     }
