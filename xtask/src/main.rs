@@ -2,9 +2,10 @@
 //!
 //! - `cargo xtask docs [DIR]`: man pages (one per command and subcommand, gzipped) and bash,
 //!   zsh and fish completions for `aupwatch` and `aupwatch-collector`, generated from their
-//!   clap definitions, into DIR (default `target/assets`), where the `.deb`s' `assets` expect
-//!   them.
-//! - `cargo xtask deb`: `docs`, then `cargo deb` for both packages (target/debian/*.deb).
+//!   clap definitions, into DIR/BINARY/{man,completions} (DIR: `dist`, git-ignored), where
+//!   the `.deb`s' `assets` expect them.
+//! - `cargo xtask deb [OPTIONS]`: `docs`, then `cargo deb OPTIONS` for both packages
+//!   (target/debian/*.deb). CI passes `--profile dev --strip` (see .ci/run).
 //!
 //! The clap definitions are included by path: they depend only on clap and std, so the
 //! generators (clap_mangen, clap_complete) never become dependencies of the binaries.
@@ -27,7 +28,7 @@ mod collector;
 
 /// Where `docs` writes by default, relative to the workspace root; the `assets` of both
 /// `[package.metadata.deb]` tables name files under it.
-const ASSETS: &str = "target/assets";
+const ASSETS: &str = "dist";
 
 fn main() -> Result<()> {
     let root = workspace_root();
@@ -40,14 +41,14 @@ fn main() -> Result<()> {
     {
         ["docs"] => docs(&root.join(ASSETS)),
         ["docs", dir] => docs(Path::new(dir)),
-        ["deb"] => {
+        ["deb", extra @ ..] => {
             docs(&root.join(ASSETS))?;
             for package in ["aupwatch", "aupwatch-collector"] {
-                cargo_deb(&root, package)?;
+                cargo_deb(&root, package, extra)?;
             }
             Ok(())
         }
-        _ => bail!("usage: cargo xtask docs [DIR] | cargo xtask deb"),
+        _ => bail!("usage: cargo xtask docs [DIR] | cargo xtask deb [CARGO-DEB OPTIONS]"),
     }
 }
 
@@ -56,16 +57,16 @@ fn workspace_root() -> PathBuf {
     xtask.parent().unwrap_or(xtask).to_path_buf()
 }
 
-/// Man pages and completions of both binaries into `dir`/{man,completions}.
+/// Man pages and completions of both binaries into `dir`/BINARY/{man,completions}.
 fn docs(dir: &Path) -> Result<()> {
-    let man = dir.join("man");
-    let completions = dir.join("completions");
-    for d in [&man, &completions] {
-        std::fs::create_dir_all(d).with_context(|| format!("create {}", d.display()))?;
-    }
     let mut pages = 0;
     for cmd in [agent::Cli::command(), collector::Cli::command()] {
         let name = cmd.get_name().to_string();
+        let man = dir.join(&name).join("man");
+        let completions = dir.join(&name).join("completions");
+        for d in [&man, &completions] {
+            std::fs::create_dir_all(d).with_context(|| format!("create {}", d.display()))?;
+        }
         pages += man_pages(cmd.clone(), &name, &man)?;
         for (shell, file) in [
             (Shell::Bash, name.clone()),
@@ -79,9 +80,8 @@ fn docs(dir: &Path) -> Result<()> {
         }
     }
     eprintln!(
-        "xtask: {pages} man pages in {}, completions in {}",
-        man.display(),
-        completions.display()
+        "xtask: {pages} man pages and 3 completions for each of 2 binaries in {}",
+        dir.display()
     );
     Ok(())
 }
@@ -96,12 +96,7 @@ fn man_pages(cmd: clap::Command, name: &str, dir: &Path) -> Result<usize> {
         .bin_name(name.replace('-', " ").leak() as &'static str)
         .disable_help_subcommand(true);
     cmd.build();
-    let mut page = Vec::new();
-    clap_mangen::Man::new(cmd.clone())
-        .source(format!("aupwatch {}", env!("CARGO_PKG_VERSION")))
-        .manual("aupwatch manual")
-        .render(&mut page)
-        .with_context(|| format!("render the man page of {name}"))?;
+    let page = render(&cmd).with_context(|| format!("render the man page of {name}"))?;
     let path = dir.join(format!("{name}.1.gz"));
     // gzip -9n: the best compression, no name and no time stamp (reproducible; lintian).
     let mut gz = GzBuilder::new().write(Vec::new(), Compression::best());
@@ -117,11 +112,67 @@ fn man_pages(cmd: clap::Command, name: &str, dir: &Path) -> Result<usize> {
     Ok(written)
 }
 
-fn cargo_deb(root: &Path, package: &str) -> Result<()> {
+/// clap_mangen's page, except that the text after the options (clap's `after_help`) gets the
+/// section a reader looks for, "EXIT STATUS" or "EXAMPLES", instead of "EXTRA".
+fn render(cmd: &clap::Command) -> std::io::Result<Vec<u8>> {
+    let man = clap_mangen::Man::new(cmd.clone())
+        .source(format!("aupwatch {}", env!("CARGO_PKG_VERSION")))
+        .manual("aupwatch manual");
+    let mut page = Vec::new();
+    man.render_title(&mut page)?;
+    man.render_name_section(&mut page)?;
+    man.render_synopsis_section(&mut page)?;
+    man.render_description_section(&mut page)?;
+    if cmd.get_arguments().any(|a| !a.is_hide_set()) {
+        man.render_options_section(&mut page)?;
+    }
+    if cmd.get_subcommands().any(|s| !s.is_hide_set()) {
+        man.render_subcommands_section(&mut page)?;
+    }
+    if let Some(after) = cmd.get_after_long_help().or(cmd.get_after_help()) {
+        let text = after.to_string();
+        let (title, body) = if let Some(rest) = text.strip_prefix("Exit status: ") {
+            ("EXIT STATUS", rest.to_string())
+        } else if let Some(rest) = text.strip_prefix("Examples:\n") {
+            ("EXAMPLES", rest.to_string())
+        } else {
+            ("EXTRA", text.clone())
+        };
+        writeln!(page, ".SH \"{title}\"")?;
+        if title == "EXAMPLES" {
+            // One example per line, as written: no filling.
+            writeln!(page, ".nf")?;
+            for line in body.lines() {
+                writeln!(page, "{}", roff_text(line.trim_start()))?;
+            }
+            writeln!(page, ".fi")?;
+        } else {
+            writeln!(page, "{}", roff_text(&body))?;
+        }
+    }
+    if cmd.get_version().is_some() {
+        man.render_version_section(&mut page)?;
+    }
+    Ok(page)
+}
+
+/// Text as a roff line: backslashes escaped, hyphens as minus signs (options copy and paste),
+/// and a leading `.` or `'` (a request) defused.
+fn roff_text(text: &str) -> String {
+    let escaped = text.replace('\\', "\\e").replace('-', "\\-");
+    if escaped.starts_with('.') || escaped.starts_with('\'') {
+        format!("\\&{escaped}")
+    } else {
+        escaped
+    }
+}
+
+fn cargo_deb(root: &Path, package: &str, extra: &[&str]) -> Result<()> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let status = Command::new(cargo)
         .current_dir(root)
         .args(["deb", "--locked", "-p", package])
+        .args(extra)
         .status()
         .context("run `cargo deb` (install it with `cargo install cargo-deb --locked`)")?;
     if !status.success() {
