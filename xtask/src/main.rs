@@ -96,6 +96,10 @@ fn man_pages(cmd: clap::Command, name: &str, dir: &Path) -> Result<usize> {
         .bin_name(name.replace('-', " ").leak() as &'static str)
         .disable_help_subcommand(true);
     cmd.build();
+    if cmd.get_about().is_none() {
+        // The NAME line of the page (whatis, apropos) would be empty: lintian bad-whatis-entry.
+        bail!("{name} has no about text (a doc comment on its clap definition)");
+    }
     let page = render(&cmd).with_context(|| format!("render the man page of {name}"))?;
     let path = dir.join(format!("{name}.1.gz"));
     // gzip -9n: the best compression, no name and no time stamp (reproducible; lintian).

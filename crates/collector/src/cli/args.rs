@@ -110,13 +110,13 @@ pub enum SecretCmd {
         #[arg(long)]
         label: Option<String>,
     },
+    /// List the enroll secrets (their ids and labels; a secret is shown only when created).
     List {
         #[arg(long)]
         json: bool,
     },
-    Revoke {
-        id: i64,
-    },
+    /// Revoke an enroll secret: no host can enroll with it any more.
+    Revoke { id: i64 },
 }
 
 #[derive(Subcommand)]
@@ -128,6 +128,7 @@ pub enum TokenCmd {
         #[arg(long)]
         name: String,
     },
+    /// List the operator API tokens (a token is shown only when created).
     List {
         #[arg(long)]
         json: bool,
@@ -145,28 +146,20 @@ pub enum UserCmd {
         #[arg(long)]
         role: String,
     },
+    /// List the dashboard accounts.
     List,
 }
 
 #[derive(Subcommand)]
 pub enum HostCmd {
     /// Invalidate the host's node key: it must enroll again.
-    Revoke {
-        host: String,
-    },
+    Revoke { host: String },
     /// Refuse its reports and any enrollment of its machine id.
-    Block {
-        host: String,
-    },
-    Unblock {
-        host: String,
-    },
+    Block { host: String },
+    /// Accept its reports and enrollments again.
+    Unblock { host: String },
     /// Accept its reports (with `ingest.require_approval`).
-    Approve {
-        host: String,
-    },
+    Approve { host: String },
     /// Keep for history, out of the live views.
-    Archive {
-        host: String,
-    },
+    Archive { host: String },
 }
