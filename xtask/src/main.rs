@@ -67,7 +67,7 @@ fn docs(dir: &Path) -> Result<()> {
         for d in [&man, &completions] {
             std::fs::create_dir_all(d).with_context(|| format!("create {}", d.display()))?;
         }
-        pages += man_pages(cmd.clone(), &name, &man)?;
+        pages += man_pages(cmd.clone(), &name, &name, &man)?;
         for (shell, file) in [
             (Shell::Bash, name.clone()),
             (Shell::Zsh, format!("_{name}")),
@@ -86,14 +86,15 @@ fn docs(dir: &Path) -> Result<()> {
     Ok(())
 }
 
-/// One page for `cmd` (named `name`, e.g. `aupwatch-signatures-check`) and one for each of its
-/// subcommands, recursively; returns how many were written.
-fn man_pages(cmd: clap::Command, name: &str, dir: &Path) -> Result<usize> {
+/// One page for `cmd` (named `name`, e.g. `aupwatch-signatures-check`, and invoked as
+/// `bin_name`, e.g. `aupwatch signatures check`) and one for each of its subcommands,
+/// recursively; returns how many were written.
+fn man_pages(cmd: clap::Command, name: &str, bin_name: &str, dir: &Path) -> Result<usize> {
     // clap takes `&'static str` names (without its `string` feature, which would then be
     // unified into the binaries' clap in a workspace build); a build tool may leak them.
     let mut cmd = cmd
         .name(name.to_string().leak() as &'static str)
-        .bin_name(name.replace('-', " ").leak() as &'static str)
+        .bin_name(bin_name.to_string().leak() as &'static str)
         .disable_help_subcommand(true);
     cmd.build();
     if cmd.get_about().is_none() {
@@ -111,7 +112,12 @@ fn man_pages(cmd: clap::Command, name: &str, dir: &Path) -> Result<usize> {
         if sub.get_name() == "help" || sub.is_hide_set() {
             continue;
         }
-        written += man_pages(sub.clone(), &format!("{name}-{}", sub.get_name()), dir)?;
+        written += man_pages(
+            sub.clone(),
+            &format!("{name}-{}", sub.get_name()),
+            &format!("{bin_name} {}", sub.get_name()),
+            dir,
+        )?;
     }
     Ok(written)
 }
@@ -183,4 +189,69 @@ fn cargo_deb(root: &Path, package: &str, extra: &[&str]) -> Result<()> {
         bail!("cargo deb -p {package} failed: {status}");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+
+    fn page(dir: &Path, binary: &str, name: &str) -> String {
+        let path = dir.join(binary).join("man").join(format!("{name}.1.gz"));
+        let gz = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let mut text = String::new();
+        flate2::read::GzDecoder::new(&gz[..])
+            .read_to_string(&mut text)
+            .expect("a gzip man page");
+        text
+    }
+
+    /// Every command and subcommand gets a page whose NAME line has a description and whose
+    /// SYNOPSIS shows how it is typed; the three completions exist.
+    #[test]
+    fn docs_cover_every_subcommand() {
+        let dir = std::env::temp_dir().join(format!("aupwatch-xtask-{}", std::process::id()));
+        docs(&dir).expect("docs");
+        let mut expected = 0;
+        fn count(cmd: &clap::Command) -> usize {
+            1 + cmd
+                .get_subcommands()
+                .filter(|s| s.get_name() != "help")
+                .map(count)
+                .sum::<usize>()
+        }
+        for (binary, cmd) in [
+            ("aupwatch", agent::Cli::command()),
+            ("aupwatch-collector", collector::Cli::command()),
+        ] {
+            expected += count(&cmd);
+            let found = std::fs::read_dir(dir.join(binary).join("man"))
+                .expect("man dir")
+                .count();
+            assert_eq!(found, count(&cmd), "{binary}: pages");
+            for file in [
+                binary.to_string(),
+                format!("_{binary}"),
+                format!("{binary}.fish"),
+            ] {
+                assert!(
+                    dir.join(binary).join("completions").join(&file).is_file(),
+                    "{file}"
+                );
+            }
+        }
+        assert!(expected > 30, "{expected} commands");
+        let list = page(&dir, "aupwatch-collector", "aupwatch-collector-secret-list");
+        assert!(
+            list.contains("aupwatch\\-collector\\-secret\\-list \\- List the enroll secrets"),
+            "{list}"
+        );
+        assert!(
+            list.contains("\\fBaupwatch\\-collector secret list\\fR"),
+            "{list}"
+        );
+        let status = page(&dir, "aupwatch", "aupwatch-status");
+        assert!(status.contains(".SH \"EXIT STATUS\""), "{status}");
+        std::fs::remove_dir_all(&dir).expect("clean up");
+    }
 }
