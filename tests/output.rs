@@ -199,10 +199,56 @@ fn scan_table_and_explain_of_a_hostile_process() {
         .collect();
     assert_eq!(comms, [HOSTILE_NAME, HOSTILE_NAME], "{json_text}");
 
+    // --matched: only the signatures with a matching predicate (tor.snapshot-never has none).
+    let only = aupwatch(&[&scan[..], &["--explain", &pid, "--matched"]].concat());
+    assert_eq!(only.status.code(), Some(1), "{only:?}");
+    let only_matched = text(&only.stdout);
+    assert_escaped("scan --explain --matched", &only_matched);
+    assert!(
+        !only_matched.contains("tor.snapshot-never"),
+        "{only_matched}"
+    );
+    assert!(
+        only_matched.contains("irc.snapshot-cmdline"),
+        "{only_matched}"
+    );
+
     with_filters(scan_filters(dir.path(), offender.pid()), || {
         insta::assert_snapshot!("scan_table", shown);
         insta::assert_snapshot!("scan_explain", explained);
+        insta::assert_snapshot!("scan_explain_matched", only_matched);
     });
+}
+
+/// `scan --explain` of a process this user cannot fully read (pid 1, root's, seen by user
+/// nobody) lists the unreadable parts as gaps instead of showing `exe -, netns 0`.
+#[test]
+fn explain_lists_what_it_could_not_read() {
+    let args = [
+        "scan",
+        "--sample",
+        "0",
+        "--no-probe",
+        "--explain",
+        "1",
+        "--matched",
+    ];
+    let out = if nix::unistd::geteuid().is_root() {
+        // As root everything of pid 1 may be readable: look as user nobody.
+        Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups", BIN])
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run setpriv (util-linux)")
+    } else {
+        aupwatch(&args)
+    };
+    let shown = text(&out.stdout);
+    assert!(matches!(out.status.code(), Some(0 | 1)), "{out:?}\n{shown}");
+    assert!(shown.contains(", exe unreadable, "), "{shown}");
+    assert!(shown.contains("\n  gap: /proc/1/exe: "), "{shown}");
+    assert!(!shown.contains("exe -"), "{shown}");
 }
 
 #[test]
@@ -798,4 +844,39 @@ fn status_prometheus() {
         insta::assert_snapshot!("prometheus_busy", shown);
         insta::assert_snapshot!("prometheus_starting", text(&starting.stdout));
     });
+}
+
+// ---------------------------------------------------------------------------------------------
+// small frictions
+
+#[test]
+fn signatures_check_of_a_missing_directory_names_it_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let missing = dir.path().join("missing");
+    let missing = missing.to_string_lossy();
+    let out = aupwatch(&["signatures", "check", &missing]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let err = text(&out.stderr);
+    assert_eq!(err.matches(&*missing).count(), 1, "{err}");
+}
+
+/// The commands whose exit status means something beyond success say so in `-h` and `--help`.
+#[test]
+fn help_states_exit_status() {
+    for cmd in [
+        &["scan"][..],
+        &["status"],
+        &["signatures", "check"],
+        &["config", "check"],
+    ] {
+        for help in ["-h", "--help"] {
+            let out = aupwatch(&[cmd, &[help]].concat());
+            assert_eq!(out.status.code(), Some(0), "{cmd:?} {help}: {out:?}");
+            let shown = text(&out.stdout);
+            assert!(
+                shown.contains("Exit status: 0 "),
+                "{cmd:?} {help}:\n{shown}"
+            );
+        }
+    }
 }

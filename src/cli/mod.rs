@@ -1,15 +1,17 @@
 //! Command line: flags → one command → an exit status. The only place that uses `anyhow`.
 
+pub mod args;
 mod output;
 mod status;
 
 use anyhow::{bail, Context, Result};
+use args::{Cli, Command, ConfigCommand, ScanArgs, SignatureSource, SignaturesCommand};
 use aupwatch::detect;
 use aupwatch::inventory;
 use aupwatch::report::{printable, printable_lines, stderr_line};
 use aupwatch::scanner::{self, Scan, Scanner};
 use aupwatch::signatures::{self, SignatureSet};
-use clap::{Args, Parser, Subcommand};
+use clap::Parser;
 use std::io::Write;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -17,172 +19,6 @@ use std::time::Duration;
 pub const EXIT_CLEAN: u8 = 0;
 pub const EXIT_FINDINGS: u8 = 1;
 pub const EXIT_ERROR: u8 = 2;
-
-#[derive(Parser)]
-#[command(
-    name = "aupwatch",
-    version,
-    about = "Find acceptable-use-policy abuse on this host: miners, IRC, Tor, VPN services, open proxies …",
-    long_about = "aupwatch inventories this host from /proc (processes, their CPU use, the TCP and UDP \
-sockets of every network namespace, interface counters) and matches the inventory against \
-signatures: TOML rules for cryptocurrency mining, volunteer computing, IRC servers and bots, \
-Tor, commercial VPN services, proxies and more. The signature packs are compiled into the \
-binary.\n\nRun it as root to see every process and socket; as another user it sees only what \
-/proc shows that user, and says so.\n\nExit status: 0 no findings, 1 findings, 2 error.",
-    after_help = "Examples:\n  aupwatch scan                     scan this host, readable table\n  aupwatch scan --json | jq .       the same for machines\n  aupwatch scan --explain 4242      what every signature saw on pid 4242\n  aupwatch signatures check ./sigs  validate a signature directory"
-)]
-struct Cli {
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Subcommand)]
-enum Command {
-    /// Scan this host once and print the findings.
-    #[command(
-        long_about = "Takes an inventory of the host, samples CPU use for --sample seconds \
-(a second inventory), matches every signature and prints the findings: a table by default, \
-JSON with --json. Exits 0 when nothing was found, 1 when something was, 2 on error."
-    )]
-    Scan(ScanArgs),
-    /// Validate or list signatures.
-    #[command(subcommand)]
-    Signatures(SignaturesCommand),
-    /// Print the raw inventory of this host as JSON (what the signatures are matched against).
-    Inventory(InventoryArgs),
-    /// Run the agent: scan every interval, track findings, report them (run by systemd).
-    #[command(
-        long_about = "Runs in the foreground until SIGTERM or SIGINT. Every `interval` \
-(default 15 s) it scans the host with the same engine as `scan`, tracks each finding's \
-lifecycle (new, ongoing, resolved) under a stable identity, applies the configured \
-exceptions, and reports: RFC 5424 syslog with structured data, a JSON-lines event log in the \
-state directory, and a status socket that `aupwatch status` reads. SIGHUP, or a change to the \
-config file or a signature directory, reloads configuration and signatures; a broken new set \
-is rejected and the running one kept. Speaks sd_notify (READY, WATCHDOG, RELOADING, \
-STOPPING) when started by systemd with Type=notify."
-    )]
-    Agent(AgentArgs),
-    /// Show the running agent's status: health, last scan, signatures, findings.
-    #[command(
-        long_about = "Asks the running agent, over its status socket, for its status \
-document and prints it: a table by default, the document with --json, metrics with \
---prometheus. The agent's health is ok, starting, degraded (a sink failing, a reload \
-rejected, the collector reporter down) or stalled: its last scan is older than two scan \
-intervals, plus that scan's duration (the agent cannot notice its own stuck loop, so this \
-command decides it from the document; its status socket may still answer).\n\n\
-Exit status: 0 the agent runs and has no active finding outside an exception; 1 it has \
-active findings no exception covers; 2 error (no agent answering, a refused or garbled \
-answer) or the agent is stalled."
-    )]
-    Status(StatusArgs),
-    /// Validate the agent's configuration.
-    #[command(subcommand)]
-    Config(ConfigCommand),
-}
-
-#[derive(Args)]
-struct AgentArgs {
-    /// Configuration file [default: /etc/aupwatch/agent.toml if it exists, else built-in defaults].
-    #[arg(long, value_name = "FILE")]
-    config: Option<PathBuf>,
-    /// Read this procfs mount instead of /proc.
-    #[arg(long, value_name = "DIR", default_value = "/proc", hide = true)]
-    proc_root: PathBuf,
-}
-
-#[derive(Args)]
-struct StatusArgs {
-    /// The agent's status socket.
-    #[arg(long, value_name = "PATH", default_value = "/run/aupwatch/agent.sock")]
-    socket: PathBuf,
-    /// Print the status document as JSON.
-    #[arg(long, conflicts_with = "prometheus")]
-    json: bool,
-    /// Print metrics in the Prometheus text format (for node_exporter's textfile collector).
-    #[arg(long)]
-    prometheus: bool,
-}
-
-#[derive(Subcommand)]
-enum ConfigCommand {
-    /// Check the configuration file and the signatures it names, without starting the agent.
-    #[command(
-        long_about = "Loads the configuration (FILE, else /etc/aupwatch/agent.toml if it \
-exists, else built-in defaults) and the signatures it names (shipped plus local override \
-directory) and reports every error with file, line and key or signature id. Exits 0 when \
-valid, 2 otherwise. Meant for ExecStartPre= and for CI."
-    )]
-    Check {
-        /// Configuration file.
-        #[arg(long, value_name = "FILE")]
-        config: Option<PathBuf>,
-    },
-}
-
-#[derive(Args)]
-struct SignatureSource {
-    /// Use the *.toml signature files of DIR instead of the bundled packs.
-    #[arg(long, value_name = "DIR")]
-    signatures: Option<PathBuf>,
-}
-
-#[derive(Args)]
-struct ScanArgs {
-    #[command(flatten)]
-    source: SignatureSource,
-    /// Print one JSON document instead of a table.
-    #[arg(long)]
-    json: bool,
-    /// Seconds to sample CPU use over (0: use each process's average since start only).
-    #[arg(long, value_name = "SECS", default_value_t = 2.0)]
-    sample: f64,
-    /// Instead of findings, show what each signature saw on this process.
-    #[arg(long, value_name = "PID")]
-    explain: Option<i32>,
-    /// Run N scans in one process, waiting --sample seconds between them, and print each
-    /// scan's wall and CPU time to stderr (the first is cold, the rest steady state). The
-    /// findings of the last scan are printed.
-    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=100_000))]
-    iterations: u32,
-    /// Do not probe suspected proxies. By default the TCP listeners of findings whose
-    /// signature says `probe = "proxy"` are asked, over loopback inside their network
-    /// namespace, whether they serve without credentials (HTTP CONNECT, SOCKS5, SOCKS4; at
-    /// most 1 s per question and 3 s in all): `open` makes a finding high.
-    #[arg(long)]
-    no_probe: bool,
-    /// Read this procfs mount instead of /proc.
-    #[arg(long, value_name = "DIR", default_value = "/proc", hide = true)]
-    proc_root: PathBuf,
-}
-
-#[derive(Subcommand)]
-enum SignaturesCommand {
-    /// Validate signature files; reports every error with file, line and signature id.
-    #[command(
-        long_about = "Loads the *.toml files of DIR (the bundled packs when DIR is not \
-given) and reports every error with file, line and signature id. Exits 0 when the set is \
-valid, 2 otherwise."
-    )]
-    Check {
-        /// Directory of *.toml signature files.
-        dir: Option<PathBuf>,
-    },
-    /// List the loaded signatures.
-    List {
-        #[command(flatten)]
-        source: SignatureSource,
-        /// Print JSON instead of a table.
-        #[arg(long)]
-        json: bool,
-    },
-}
-
-#[derive(Args)]
-struct InventoryArgs {
-    /// Read this procfs mount instead of /proc.
-    #[arg(long, value_name = "DIR", default_value = "/proc", hide = true)]
-    proc_root: PathBuf,
-}
 
 pub fn run() -> Result<u8> {
     let cli = Cli::parse();
@@ -324,11 +160,11 @@ fn check(dir: Option<PathBuf>) -> Result<u8> {
         Some(d) => signatures::load_dir(d).map_err(anyhow::Error::from),
         None => signatures::load_bundled().map_err(anyhow::Error::from),
     };
-    let where_ = dir
-        .as_ref()
-        .map_or("bundled packs".to_string(), |d| d.display().to_string());
     match result {
         Ok(set) => {
+            let where_ = dir
+                .as_ref()
+                .map_or("bundled packs".to_string(), |d| d.display().to_string());
             printed(
                 writeln!(
                     std::io::stdout(),
@@ -341,8 +177,13 @@ fn check(dir: Option<PathBuf>) -> Result<u8> {
             )?;
             Ok(EXIT_CLEAN)
         }
+        // A directory's errors name it (or each file, with its line) already.
+        Err(e) if dir.is_some() => {
+            stderr_line(&printable_lines(&e.to_string()));
+            Ok(EXIT_ERROR)
+        }
         Err(e) => {
-            stderr_line(&printable_lines(&format!("{where_}: {e}")));
+            stderr_line(&printable_lines(&format!("bundled packs: {e}")));
             Ok(EXIT_ERROR)
         }
     }
@@ -405,7 +246,16 @@ fn scan(args: ScanArgs) -> Result<u8> {
         let Some(explanations) = detect::explain(&snap, history, set, pid) else {
             bail!("no process {pid} in the inventory (it exited, or this user cannot see it)");
         };
-        printed(output::explain(&snap, pid, &explanations, &findings))?;
+        printed(output::explain(
+            &output::Explained {
+                snap: &snap,
+                proc_root: &args.proc_root,
+                pid,
+                only_matched: args.matched,
+            },
+            &explanations,
+            &findings,
+        ))?;
         let any = explanations.iter().any(|e| e.matched);
         return Ok(if any { EXIT_FINDINGS } else { EXIT_CLEAN });
     }

@@ -9,6 +9,7 @@ use aupwatch::signatures::{Severity, SignatureSet};
 use serde::Serialize;
 use std::collections::BTreeSet;
 use std::io::{IsTerminal, Write};
+use std::path::Path;
 
 #[derive(Serialize)]
 pub struct ScanReport<'a> {
@@ -276,22 +277,53 @@ fn probe_line(p: &ProbeReport) -> String {
     )
 }
 
-pub fn explain(
-    snap: &Snapshot,
-    pid: i32,
-    explanations: &[Explanation],
-    findings: &[Finding],
-) -> Result<()> {
+/// What `scan --explain PID` shows, and of which scan.
+pub struct Explained<'a> {
+    pub snap: &'a Snapshot,
+    /// The procfs root the scan read (its gaps are named by paths under it).
+    pub proc_root: &'a Path,
+    pub pid: i32,
+    /// `--matched`: only the signatures with at least one matching predicate.
+    pub only_matched: bool,
+}
+
+impl Explained<'_> {
+    /// The gaps of this process: the parts of `/proc/PID` the scan could not read.
+    fn gaps(&self) -> Vec<&Gap> {
+        let dir = self.proc_root.join(self.pid.to_string());
+        self.snap
+            .gaps
+            .iter()
+            .filter(|g| Path::new(&g.what).starts_with(&dir))
+            .collect()
+    }
+}
+
+pub fn explain(e: &Explained, explanations: &[Explanation], findings: &[Finding]) -> Result<()> {
     let mut out = std::io::stdout().lock();
-    if let Some(p) = snap.processes.iter().find(|p| p.pid == pid) {
+    let gaps = e.gaps();
+    let unreadable = |part: &str| gaps.iter().any(|g| g.what.ends_with(part));
+    if let Some(p) = e.snap.processes.iter().find(|p| p.pid == e.pid) {
+        let exe = match &p.exe {
+            Some(exe) => format!(
+                "{}{}",
+                clean(exe),
+                if p.exe_deleted { " (deleted)" } else { "" }
+            ),
+            None if unreadable("/exe") => "unreadable".to_string(),
+            None => "-".to_string(),
+        };
+        let netns = if p.netns == 0 && unreadable("/ns/net") {
+            "unreadable".to_string()
+        } else {
+            p.netns.to_string()
+        };
         writeln!(
             out,
-            "pid {pid} ({}), user {}, exe {}{}, netns {}",
+            "pid {} ({}), user {}, exe {exe}, netns {netns}",
+            e.pid,
             clean(&p.comm),
             clean(p.user.as_deref().unwrap_or(&p.uid.to_string())),
-            clean(p.exe.as_deref().unwrap_or("-")),
-            if p.exe_deleted { " (deleted)" } else { "" },
-            p.netns
         )?;
         writeln!(out, "cmdline: {}", clean(&p.cmdline_joined()))?;
         if p.kernel_thread {
@@ -301,24 +333,47 @@ pub fn explain(
             )?;
         }
     }
-    let matched = explanations.iter().filter(|e| e.matched).count();
-    writeln!(
-        out,
-        "{matched} of {} process signatures match\n",
-        explanations.len()
-    )?;
-    let mut sorted: Vec<&Explanation> = explanations.iter().collect();
-    sorted.sort_by_key(|e| (!e.matched, e.signature.clone()));
-    for e in sorted {
+    if !gaps.is_empty() {
+        writeln!(
+            out,
+            "{} part(s) of this process could not be read (predicates on them see nothing):",
+            gaps.len()
+        )?;
+        for g in &gaps {
+            writeln!(out, "  gap: {}: {}", clean(&g.what), clean(&g.error))?;
+        }
+    }
+    let matched = explanations.iter().filter(|x| x.matched).count();
+    let shown: Vec<&Explanation> = explanations
+        .iter()
+        .filter(|x| !e.only_matched || x.trials.iter().any(|t| t.matched))
+        .collect();
+    if e.only_matched {
+        writeln!(
+            out,
+            "{matched} of {} process signatures match; {} with at least one matching predicate shown\n",
+            explanations.len(),
+            shown.len()
+        )?;
+    } else {
+        writeln!(
+            out,
+            "{matched} of {} process signatures match\n",
+            explanations.len()
+        )?;
+    }
+    let mut sorted = shown;
+    sorted.sort_by_key(|x| (!x.matched, x.signature.clone()));
+    for x in sorted {
         writeln!(
             out,
             "{} {} [{} {}]",
-            if e.matched { "MATCH" } else { "  -  " },
-            clean(&e.signature),
-            e.category,
-            e.severity
+            if x.matched { "MATCH" } else { "  -  " },
+            clean(&x.signature),
+            x.category,
+            x.severity
         )?;
-        for t in &e.trials {
+        for t in &x.trials {
             writeln!(
                 out,
                 "        {} {}: {}",
@@ -329,14 +384,14 @@ pub fn explain(
         }
         let probed = findings
             .iter()
-            .filter(|f| f.signature == e.signature)
+            .filter(|f| f.signature == x.signature)
             .filter_map(|f| Some((f, f.probe.as_ref()?)));
         for (f, p) in probed {
             writeln!(
                 out,
                 "        probe: {} (severity {} → {})",
                 probe_line(p),
-                e.severity,
+                x.severity,
                 f.severity
             )?;
         }

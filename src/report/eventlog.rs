@@ -1,11 +1,17 @@
 //! The JSON-lines event log under the state directory: one `aupwatch_proto::Event` per line
 //! (with its `schema_version`; `crates/proto/schema/event.schema.json`), rotated by size
 //! (`events.jsonl` → `events.jsonl.1` → …, keeping `keep` old files), so it is bounded.
+//! The files are at most mode 0640 (the agent's user, and group `aupwatch` to read) whatever
+//! the umask of whoever started the agent: they name processes, users and command lines.
 
 use aupwatch_proto::Event;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+
+/// The widest mode of an event log file: owner reads and writes, group reads.
+const MODE: u32 = 0o640;
 
 #[derive(Debug)]
 pub struct EventLog {
@@ -57,8 +63,15 @@ impl EventLog {
         let file = OpenOptions::new()
             .create(true)
             .append(true)
+            .mode(MODE)
             .open(&self.path)?;
-        self.size = file.metadata()?.len();
+        let meta = file.metadata()?;
+        // A file created before (by an older agent, or by hand) may be wider than MODE.
+        let mode = meta.permissions().mode() & 0o7777;
+        if mode & !MODE != 0 {
+            file.set_permissions(std::fs::Permissions::from_mode(mode & MODE))?;
+        }
+        self.size = meta.len();
         self.file = Some(file);
         Ok(())
     }
@@ -85,6 +98,56 @@ impl EventLog {
 mod tests {
     use super::*;
     use crate::tracker::Tracker;
+
+    fn event() -> Event {
+        let mut tracker = Tracker::new("h");
+        let finding = crate::detect::Finding {
+            signature: "irc.a".into(),
+            category: crate::signatures::Category::Irc,
+            severity: crate::signatures::Severity::Low,
+            description: "d".into(),
+            aup: "a".into(),
+            process: None,
+            interface: Some(crate::detect::InterfaceRef {
+                netns: 1,
+                name: "wg0".into(),
+            }),
+            host: false,
+            related_pids: vec![],
+            sockets: vec![],
+            evidence: vec![],
+            probe: None,
+        };
+        let mut events = tracker.update(crate::detect::verdict::roll_up(vec![finding]), &[], 1);
+        events.pop().expect("one new event")
+    }
+
+    fn mode(path: &Path) -> u32 {
+        std::fs::metadata(path).expect("stat").permissions().mode() & 0o7777
+    }
+
+    #[test]
+    fn new_file_is_not_world_readable() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("events.jsonl");
+        EventLog::new(&path, 4096, 2)
+            .append(&event())
+            .expect("append");
+        let m = mode(&path);
+        assert_eq!(m & !0o640, 0, "events.jsonl is {m:04o}, wider than 0640");
+    }
+
+    #[test]
+    fn existing_wide_file_is_narrowed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("events.jsonl");
+        std::fs::write(&path, "").expect("create");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666)).expect("chmod");
+        EventLog::new(&path, 4096, 2)
+            .append(&event())
+            .expect("append");
+        assert_eq!(mode(&path), 0o640);
+    }
 
     #[test]
     fn bounded_by_rotation() {

@@ -3,7 +3,10 @@
 //! no server running. Exit status: 0 clean, 1 findings present (findings, summary), 2 error.
 //! Every host-supplied string goes through `escape::printable` before the terminal.
 
+mod args;
+
 use anyhow::{anyhow, bail, Result};
+use args::{Cli, Command, ConfigCmd, HostCmd, SecretCmd, TokenCmd, UserCmd};
 use aupwatch_collector::alerts::rfc3339 as time;
 use aupwatch_collector::clock::{Clock, SystemClock};
 use aupwatch_collector::config::Config;
@@ -11,7 +14,7 @@ use aupwatch_collector::escape::printable;
 use aupwatch_collector::http::{build_summary, finding_page, host_rows, parse_filter};
 use aupwatch_collector::store::{HostAction, Role, Store};
 use aupwatch_collector::{secret, server};
-use clap::{Parser, Subcommand};
+use clap::Parser;
 use std::collections::HashMap;
 use std::io::Write;
 use std::path::PathBuf;
@@ -20,150 +23,6 @@ use std::sync::Arc;
 
 /// Used when `--config` is not given and the file exists.
 const SYSTEM_CONFIG: &str = "/etc/aupwatch-collector/collector.toml";
-
-#[derive(Parser)]
-#[command(
-    name = "aupwatch-collector",
-    version,
-    about = "aupwatch's central collector"
-)]
-struct Cli {
-    /// Config file (default: /etc/aupwatch-collector/collector.toml when it exists, else
-    /// built-in defaults).
-    #[arg(long, global = true)]
-    config: Option<PathBuf>,
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Subcommand)]
-enum Command {
-    /// Serve the agent and query APIs.
-    Serve {
-        /// Override `listen` (port 0 picks a free port; the address is logged).
-        #[arg(long)]
-        listen: Option<std::net::SocketAddr>,
-    },
-    /// Check the config file.
-    Config {
-        #[command(subcommand)]
-        command: ConfigCmd,
-    },
-    /// Enroll secrets.
-    Secret {
-        #[command(subcommand)]
-        command: SecretCmd,
-    },
-    /// Operator API tokens.
-    Token {
-        #[command(subcommand)]
-        command: TokenCmd,
-    },
-    /// Dashboard operator accounts (log in with a password at the collector's address).
-    User {
-        #[command(subcommand)]
-        command: UserCmd,
-    },
-    /// List hosts, or act on one.
-    #[command(args_conflicts_with_subcommands = true)]
-    Hosts {
-        #[command(subcommand)]
-        command: Option<HostCmd>,
-        /// Only hosts with this liveness (online, late, silent, …).
-        #[arg(long)]
-        liveness: Option<String>,
-        #[arg(long)]
-        json: bool,
-    },
-    /// List findings (open ones by default); exit 1 when any.
-    Findings {
-        #[arg(long)]
-        host: Option<String>,
-        #[arg(long)]
-        customer: Option<String>,
-        #[arg(long)]
-        category: Option<String>,
-        /// This severity or higher.
-        #[arg(long)]
-        severity: Option<String>,
-        /// open (default), new, ongoing, resolved, all.
-        #[arg(long)]
-        state: Option<String>,
-        #[arg(long)]
-        signature: Option<String>,
-        /// Last seen at or after (unix ms).
-        #[arg(long)]
-        since: Option<u64>,
-        /// Last seen before (unix ms).
-        #[arg(long)]
-        until: Option<u64>,
-        #[arg(long, default_value_t = 1000)]
-        limit: usize,
-        #[arg(long, conflicts_with = "csv")]
-        json: bool,
-        #[arg(long)]
-        csv: bool,
-    },
-    /// One retention pass now (`[retention]`: old events deleted, unseen hosts archived).
-    Prune,
-    /// The fleet at a glance; exit 1 when findings are open.
-    Summary {
-        #[arg(long)]
-        json: bool,
-    },
-}
-
-#[derive(Subcommand)]
-enum ConfigCmd {
-    /// Report every error of the config file; exit 2 if any.
-    Check,
-}
-
-#[derive(Subcommand)]
-enum SecretCmd {
-    /// Create an enroll secret (printed once).
-    Create {
-        /// `customer=X`: hosts enrolling with it get that customer label.
-        #[arg(long)]
-        label: Option<String>,
-    },
-    List {
-        #[arg(long)]
-        json: bool,
-    },
-    Revoke {
-        id: i64,
-    },
-}
-
-#[derive(Subcommand)]
-enum TokenCmd {
-    /// Create an operator token (printed once).
-    Create {
-        #[arg(long)]
-        role: String,
-        #[arg(long)]
-        name: String,
-    },
-    List {
-        #[arg(long)]
-        json: bool,
-    },
-}
-
-#[derive(Subcommand)]
-enum UserCmd {
-    /// Create an account; its password is read from stdin (one line), or prompted for
-    /// without echo on a terminal. At least 12 characters.
-    Create {
-        #[arg(long)]
-        name: String,
-        /// viewer (reads), analyst (acts on findings), admin (also acts on hosts).
-        #[arg(long)]
-        role: String,
-    },
-    List,
-}
 
 /// A new account's password: prompted twice on a terminal, else the first line of stdin.
 fn read_password() -> Result<String> {
@@ -180,29 +39,6 @@ fn read_password() -> Result<String> {
         std::io::stdin().read_line(&mut line)?;
         Ok(line.trim_end_matches(['\r', '\n']).to_string())
     }
-}
-
-#[derive(Subcommand)]
-enum HostCmd {
-    /// Invalidate the host's node key: it must enroll again.
-    Revoke {
-        host: String,
-    },
-    /// Refuse its reports and any enrollment of its machine id.
-    Block {
-        host: String,
-    },
-    Unblock {
-        host: String,
-    },
-    /// Accept its reports (with `ingest.require_approval`).
-    Approve {
-        host: String,
-    },
-    /// Keep for history, out of the live views.
-    Archive {
-        host: String,
-    },
 }
 
 fn load_config(path: Option<&PathBuf>) -> Result<Config> {
