@@ -23,17 +23,18 @@ const SQUID_CONF: &str = include_str!("common/daemons/squid.conf");
 const DANTED_CONF: &str = include_str!("common/daemons/danted.conf");
 
 /// The finding of signature `sig` for `pid` in the lab, checked against /proc like every
-/// daemon test's, with its probe result: verdict, protocol, the address probed (`port` on
-/// 127.0.0.1, the listeners here are bound to 0.0.0.0) and the severity that follows.
+/// daemon test's, with its probe result: verdict, protocol, the address probed (127.0.0.1
+/// for a listener on 0.0.0.0 in a namespace with only loopback, the namespace's own
+/// non-loopback address when it has one) and the severity that follows.
 fn expect_probe<'a>(
     report: &'a Report,
     lab: &Lab,
     what: &str,
     pid: u32,
     sig: &str,
-    want: (&str, &str, u16, &str),
+    want: (&str, &str, &str, &str),
 ) -> &'a Value {
-    let (verdict, protocol, port, severity) = want;
+    let (verdict, protocol, address, severity) = want;
     let f = report.expect(lab, what, pid, "proxy");
     let f = report
         .in_netns(lab.netns())
@@ -53,13 +54,7 @@ fn expect_probe<'a>(
         p["address"].as_str(),
         f["severity"].as_str(),
     );
-    let address = format!("127.0.0.1:{port}");
-    let expected = (
-        Some(verdict),
-        Some(protocol),
-        Some(address.as_str()),
-        Some(severity),
-    );
+    let expected = (Some(verdict), Some(protocol), Some(address), Some(severity));
     if got != expected {
         lab.fail(&format!(
             "{what}: probe (verdict, protocol, address, severity) {got:?}, expected {expected:?}\nfinding: {}",
@@ -110,7 +105,7 @@ fn microsocks_without_auth_is_open() {
         "microsocks without auth",
         pid,
         "proxy.software-public",
-        ("open", "socks5", 1080, "high"),
+        ("open", "socks5", "127.0.0.1:1080", "high"),
     );
     // Without probes the same finding keeps its signature's severity and has no probe.
     let report = scan(&["--no-probe"]);
@@ -131,7 +126,7 @@ fn microsocks_with_password_is_authenticated() {
         "microsocks -u/-P",
         pid,
         "proxy.software-public",
-        ("authenticated", "socks5", 1080, "low"),
+        ("authenticated", "socks5", "127.0.0.1:1080", "low"),
     );
 }
 
@@ -158,7 +153,7 @@ fn danted_without_auth_is_open() {
         "danted, socksmethod none",
         pid,
         "proxy.software-public",
-        ("open", "socks5", 1080, "high"),
+        ("open", "socks5", "127.0.0.1:1080", "high"),
     );
 }
 
@@ -174,7 +169,7 @@ fn danted_with_username_is_authenticated() {
         "danted, socksmethod username",
         pid,
         "proxy.software-public",
-        ("authenticated", "socks5", 1080, "low"),
+        ("authenticated", "socks5", "127.0.0.1:1080", "low"),
     );
 }
 
@@ -205,12 +200,18 @@ fn squid_allow_all_is_open() {
         "squid, http_access allow all",
         pid,
         "proxy.software-public",
-        ("open", "http", 3128, "high"),
+        ("open", "http", "127.0.0.1:3128", "high"),
     );
-    // It tried the closed port for us: a gateway error to CONNECT.
+    // The proof: the canary saw it connect, and bytes went through the tunnel both ways.
     let evidence = f["probe"]["evidence"].as_str().unwrap_or_default();
     assert!(
-        evidence.contains("CONNECT 127.0.0.1:443") && evidence.contains(" 503 "),
+        evidence.contains("200 Connection established")
+            && evidence.contains("the canary saw 1 connection(s)")
+            && evidence.contains("the canary's answer came back"),
+        "{evidence}"
+    );
+    assert!(
+        evidence.starts_with("probed from 127.0.0.1: the namespace has no non-loopback address"),
         "{evidence}"
     );
 }
@@ -229,7 +230,7 @@ fn squid_deny_all_is_restricted() {
         "squid, http_access deny all",
         pid,
         "proxy.software-public",
-        ("restricted", "http", 3128, "low"),
+        ("restricted", "http", "127.0.0.1:3128", "low"),
     );
 }
 
@@ -262,7 +263,7 @@ fn squid_with_basic_auth_is_authenticated() {
         "squid, basic auth required",
         pid,
         "proxy.software-public",
-        ("authenticated", "http", 3128, "low"),
+        ("authenticated", "http", "127.0.0.1:3128", "low"),
     );
 }
 
@@ -289,7 +290,7 @@ fn http_server_on_a_proxy_port_is_not_a_proxy() {
         "python3 -m http.server 8888",
         pid,
         "proxy.proxy-port-public",
-        ("not_proxy", "http", 8888, "low"),
+        ("not_proxy", "http", "127.0.0.1:8888", "low"),
     );
     // Whatever other findings the process has: no probe calls it open, no proxy finding is
     // high.
@@ -325,7 +326,7 @@ fn renamed_open_proxy_on_a_proxy_port_is_open() {
         "microsocks renamed relayd on 8118",
         pid,
         "proxy.proxy-port-public",
-        ("open", "socks5", 8118, "high"),
+        ("open", "socks5", "127.0.0.1:8118", "high"),
     );
 }
 
@@ -435,4 +436,179 @@ fn without_cap_sys_admin_a_foreign_namespace_is_reported_not_probed() {
         "{evidence}"
     );
     assert_eq!(f["severity"], "medium", "{f:#}");
+}
+
+/// The documentation address the source-address tests give their namespace's own `lo`.
+const OUTSIDE: &str = "192.0.2.10";
+
+const TINYPROXY_CONF: &str = include_str!("common/daemons/tinyproxy.conf");
+const UNABLE_TO_CONNECT: &str = include_str!("common/daemons/unable_to_connect.py");
+
+/// Tinyproxy with `extra` appended to its configuration, in its own lab; with `outside`
+/// the lab's `lo` also gets [`OUTSIDE`]. Returns the lab and tinyproxy's pid.
+fn tinyproxy(test: &str, short: &str, extra: &str, outside: bool) -> (Lab, u32) {
+    let bins = prerequisites(test, &["tinyproxy"]);
+    let mut lab = Lab::new(test, short);
+    if outside {
+        lab.add_local_address(OUTSIDE.parse().expect("ip"));
+    }
+    let dir = lab.writable_dir("tinyproxy");
+    let conf = format!("{}{extra}\n", fill(TINYPROXY_CONF, &dir));
+    let conf = lab.write("tinyproxy/tinyproxy.conf", &conf);
+    let pid = lab.start(
+        "tinyproxy",
+        Spawn::new(&bins[0]).args(["-d", "-c"]).arg(&conf),
+    );
+    lab.wait_listening("tinyproxy", pid, "tcp", 8888);
+    (lab, pid)
+}
+
+/// Tinyproxy with no `Allow` line serves everyone. Its error page for a failed connection
+/// ("500 Unable to connect") once made the probe call it an HTTP server; the canary proves
+/// it open, both from loopback and from the namespace's non-loopback address.
+#[test]
+#[ignore = "needs root, network namespaces and the packages .ci/run installs; run with --include-ignored (CI does)"]
+fn tinyproxy_open_to_all_is_open() {
+    const T: &str = "tinyproxy_open_to_all_is_open";
+    for (short, outside, address) in [
+        ("ptpo", false, "127.0.0.1:8888".to_string()),
+        ("ptpx", true, format!("{OUTSIDE}:8888")),
+    ] {
+        let (lab, pid) = tinyproxy(T, short, "", outside);
+        let report = scan(&[]);
+        let f = expect_probe(
+            &report,
+            &lab,
+            "tinyproxy without Allow",
+            pid,
+            "proxy.software-public",
+            ("open", "http", &address, "high"),
+        );
+        let evidence = f["probe"]["evidence"].as_str().unwrap_or_default();
+        let from = address.split(':').next().unwrap_or_default();
+        assert!(
+            evidence.starts_with(&format!("probed from {from}"))
+                && evidence.contains("the canary's answer came back"),
+            "{evidence}"
+        );
+    }
+}
+
+/// Tinyproxy admitting only 10.0.0.0/8, probed from the namespace's own non-loopback
+/// address: refused, so restricted (which the AUP allows) and low.
+#[test]
+#[ignore = "needs root, network namespaces and the packages .ci/run installs; run with --include-ignored (CI does)"]
+fn tinyproxy_allowing_a_network_is_restricted() {
+    const T: &str = "tinyproxy_allowing_a_network_is_restricted";
+    let (lab, pid) = tinyproxy(T, "ptpr", "Allow 10.0.0.0/8", true);
+    let report = scan(&[]);
+    let f = expect_probe(
+        &report,
+        &lab,
+        "tinyproxy, Allow 10.0.0.0/8",
+        pid,
+        "proxy.software-public",
+        ("restricted", "http", &format!("{OUTSIDE}:8888"), "low"),
+    );
+    let evidence = f["probe"]["evidence"].as_str().unwrap_or_default();
+    assert!(
+        evidence.starts_with(&format!("probed from {OUTSIDE}"))
+            && evidence.contains("the canary saw no connection"),
+        "{evidence}"
+    );
+}
+
+/// The `acl` and `http_access` lines of the installed Debian `/etc/squid/squid.conf`, in
+/// order (its `include` of conf.d left out): `http_access allow localhost`, `deny all`.
+fn debian_squid_access() -> String {
+    let text = std::fs::read_to_string("/etc/squid/squid.conf")
+        .unwrap_or_else(|e| panic!("read Debian's /etc/squid/squid.conf: {e}"));
+    let lines: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| l.starts_with("acl ") || l.starts_with("http_access "))
+        .collect();
+    assert!(
+        lines.contains(&"http_access allow localhost")
+            && lines.last() == Some(&"http_access deny all"),
+        "not Debian's default access rules: {lines:#?}"
+    );
+    lines.join("\n")
+}
+
+/// Squid with Debian's default access rules admits only localhost. From 127.0.0.1 (no other
+/// address in the namespace) the probe is localhost and gets served: open, and the evidence
+/// says why. From the namespace's own non-loopback address it is a stranger: restricted.
+#[test]
+#[ignore = "needs root, network namespaces and the packages .ci/run installs; run with --include-ignored (CI does)"]
+fn squid_debian_default_is_restricted_from_outside() {
+    const T: &str = "squid_debian_default_is_restricted_from_outside";
+    prerequisites(T, &["squid"]);
+    let access = debian_squid_access();
+    let (lab, pid) = squid(T, "psqd", |c, _| {
+        c.replace("http_access allow all", &access)
+    });
+    let report = scan(&[]);
+    let f = expect_probe(
+        &report,
+        &lab,
+        "squid, Debian default, probed from loopback",
+        pid,
+        "proxy.software-public",
+        ("open", "http", "127.0.0.1:3128", "high"),
+    );
+    let evidence = f["probe"]["evidence"].as_str().unwrap_or_default();
+    assert!(
+        evidence.contains("no non-loopback address") && evidence.contains("GET http://127.0.0.1:"),
+        "{evidence}"
+    );
+    lab.add_local_address(OUTSIDE.parse().expect("ip"));
+    let report = scan(&[]);
+    let f = expect_probe(
+        &report,
+        &lab,
+        "squid, Debian default, probed from 192.0.2.10",
+        pid,
+        "proxy.software-public",
+        ("restricted", "http", &format!("{OUTSIDE}:3128"), "low"),
+    );
+    let evidence = f["probe"]["evidence"].as_str().unwrap_or_default();
+    assert!(
+        evidence.starts_with(&format!("probed from {OUTSIDE}")) && evidence.contains(" 403 "),
+        "{evidence}"
+    );
+}
+
+/// An HTTP server on Tinyproxy's port whose every answer is Tinyproxy's "500 Unable to
+/// connect" page: it never connects anywhere, the canary sees nothing, not a proxy.
+#[test]
+#[ignore = "needs root, network namespaces and the packages .ci/run installs; run with --include-ignored (CI does)"]
+fn http_server_saying_unable_to_connect_is_not_a_proxy() {
+    const T: &str = "http_server_saying_unable_to_connect_is_not_a_proxy";
+    prerequisites(T, &[]);
+    let Some(python) = python3() else {
+        skip(T, "python3 is not installed");
+    };
+    let mut lab = Lab::new(T, "putc");
+    let script = lab.write("unable_to_connect.py", UNABLE_TO_CONNECT);
+    let pid = lab.start(
+        "unable_to_connect",
+        Spawn::new(&python).arg(&script).arg("8888"),
+    );
+    lab.wait_listening("unable_to_connect", pid, "tcp", 8888);
+    let report = scan(&[]);
+    let f = expect_probe(
+        &report,
+        &lab,
+        "HTTP server answering 500 Unable to connect",
+        pid,
+        "proxy.proxy-port-public",
+        ("not_proxy", "http", "127.0.0.1:8888", "low"),
+    );
+    let evidence = f["probe"]["evidence"].as_str().unwrap_or_default();
+    assert!(
+        evidence.contains("500 Unable to connect")
+            && evidence.contains("the canary saw no connection"),
+        "{evidence}"
+    );
 }

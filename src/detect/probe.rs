@@ -11,19 +11,9 @@
 use super::Finding;
 use crate::inventory::{Protocol, Snapshot, SocketState};
 use crate::signatures::{ProbeKind, Severity, SignatureSet};
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 
 pub use super::probe_types::{ProbeReport, ProbeResults, ProxyProtocol, Target, Verdict};
-
-/// Ports tried, in order, for the one destination a probe names (127.0.0.1:port): the first
-/// on which nothing listens in the socket's namespace. 443 first: Squid's default
-/// `SSL_ports` and `Safe_ports` both hold it, so a default ACL does not refuse the request
-/// for its port alone; then 1 (tcpmux), 2, ….
-fn closed_port(listening: &BTreeSet<u16>) -> Option<u16> {
-    std::iter::once(443)
-        .chain(1..=u16::MAX)
-        .find(|p| !listening.contains(p))
-}
 
 /// The (netns, inode) of the TCP listeners a probed finding stands on.
 fn probed_sockets(f: &Finding, snap: &Snapshot) -> Vec<(u64, u64)> {
@@ -73,13 +63,6 @@ pub fn candidates(findings: &[Finding], snap: &Snapshot, set: &SignatureSet) -> 
     if keys.is_empty() {
         return Vec::new();
     }
-    let mut listening: HashMap<u64, BTreeSet<u16>> = HashMap::new();
-    for s in &snap.sockets {
-        if s.protocol == Protocol::Tcp && s.state == SocketState::Listen {
-            listening.entry(s.netns).or_default().insert(s.local.port());
-        }
-    }
-    let empty = BTreeSet::new();
     let mut out = Vec::new();
     for s in &snap.sockets {
         if s.protocol != Protocol::Tcp
@@ -89,15 +72,11 @@ pub fn candidates(findings: &[Finding], snap: &Snapshot, set: &SignatureSet) -> 
         {
             continue;
         }
-        let Some(port) = closed_port(listening.get(&s.netns).unwrap_or(&empty)) else {
-            continue;
-        };
         out.push(Target {
             netns: s.netns,
             inode: s.inode,
             listen: s.local,
             owners: s.owners.clone(),
-            closed_port: port,
         });
     }
     out.sort();
@@ -202,7 +181,7 @@ match = { name = ["microsocks"] }
             sockets: vec![
                 socket(7, "0.0.0.0:1080", SocketState::Listen, 100, 10),
                 socket(7, "127.0.0.1:1081", SocketState::Listen, 101, 10),
-                // Something else of the namespace on 443: the named port must differ.
+                // Something else of the namespace: not a candidate.
                 socket(7, "0.0.0.0:443", SocketState::Listen, 200, 99),
                 socket(8, "0.0.0.0:1080", SocketState::Listen, 300, 77),
             ],
@@ -235,10 +214,6 @@ match = { name = ["microsocks"] }
         assert_eq!(keys, [(7, 100), (7, 101)]);
         assert_eq!(t[0].listen, "0.0.0.0:1080".parse().expect("addr"));
         assert_eq!(t[0].owners, [10]);
-        // 443 is taken in namespace 7: the next closed port is named.
-        assert_eq!(t[0].closed_port, 1);
-        assert_eq!(closed_port(&BTreeSet::new()), Some(443));
-        assert_eq!(closed_port(&[443, 1, 2].into()), Some(3));
         // A finding without sockets: its process's TCP listeners.
         let mut bare = f.clone();
         for x in &mut bare {

@@ -23,8 +23,6 @@ pub struct Target {
     pub listen: SocketAddr,
     /// Processes holding it: the namespace is entered through one of them.
     pub owners: Vec<i32>,
-    /// A port on which nothing listens in the namespace: the only destination named.
-    pub closed_port: u16,
 }
 
 impl Target {
@@ -32,7 +30,9 @@ impl Target {
         (self.netns, self.inode)
     }
 
-    /// Where to connect: the listener's address, loopback for an unspecified one.
+    /// Where a probe connects when the namespace has no non-loopback address: the
+    /// listener's address, loopback for an unspecified one (the prober decides the real
+    /// route inside the namespace).
     pub fn address(&self) -> SocketAddr {
         let ip = match self.listen.ip() {
             IpAddr::V4(v4) if v4.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),

@@ -583,6 +583,23 @@ impl Lab {
         d
     }
 
+    /// Gives the namespace's own `lo` the local address `addr` (`/32` or `/128`), so the
+    /// namespace has a non-loopback address that is still delivered locally: nothing leaves
+    /// the namespace, which has no other interface. Only documentation-range addresses
+    /// (192.0.2.0/24, 2001:db8::/32) are accepted.
+    pub fn add_local_address(&self, addr: std::net::IpAddr) {
+        let (ok, prefix) = match addr {
+            std::net::IpAddr::V4(v4) => (v4.octets()[..3] == [192, 0, 2], 32),
+            std::net::IpAddr::V6(v6) => (v6.segments()[..2] == [0x2001, 0xdb8], 128),
+        };
+        assert!(ok, "{}: {addr} is not a documentation address", self.test);
+        let cidr = format!("{addr}/{prefix}");
+        if let Err(e) = run_ok("ip", &["-n", &self.name, "addr", "add", &cidr, "dev", "lo"]) {
+            self.fail(&format!("cannot add {cidr} to lo: {e}"));
+        }
+        assert_eq!(self.links(), vec!["lo".to_string()], "{}", self.test);
+    }
+
     /// Names of the namespace's network interfaces.
     pub fn links(&self) -> Vec<String> {
         let out = run_ok("ip", &["-n", &self.name, "-o", "link", "show"])
