@@ -31,6 +31,16 @@ pub fn socks4_connect(canary: SocketAddr) -> Option<[u8; 9]> {
     Some([0x04, 0x01, p[0], p[1], a[0], a[1], a[2], a[3], 0x00])
 }
 
+/// The SOCKS4a CONNECT request (destination 0.0.0.1, empty user id, then the host name) for
+/// `canary`, its address written as the host name: what reaches an IPv6 canary over SOCKS4.
+pub fn socks4a_connect(canary: SocketAddr) -> Vec<u8> {
+    let p = canary.port().to_be_bytes();
+    let mut r = vec![0x04, 0x01, p[0], p[1], 0, 0, 0, 1, 0x00];
+    r.extend_from_slice(canary.ip().to_string().as_bytes());
+    r.push(0x00);
+    r
+}
+
 /// The SOCKS5 CONNECT request for `canary` (address type 1, IPv4, or 4, IPv6).
 pub fn socks5_connect(canary: SocketAddr) -> Vec<u8> {
     let mut r = vec![0x05, 0x01, 0x00];
@@ -167,6 +177,10 @@ mod tests {
             Some([4, 1, 0x01, 0xBB, 192, 0, 2, 10, 0])
         );
         assert_eq!(socks4_connect("[::1]:1".parse().expect("addr")), None);
+        assert_eq!(
+            socks4a_connect("[::1]:1".parse().expect("addr")),
+            [4, 1, 0, 1, 0, 0, 0, 1, 0, b':', b':', b'1', 0]
+        );
         assert_eq!(socks5_connect(c), [5, 1, 0, 1, 192, 0, 2, 10, 0x01, 0xBB]);
         let v6 = socks5_connect("[::1]:2".parse().expect("addr"));
         assert_eq!(v6.len(), 22);

@@ -125,7 +125,7 @@ fn tunnel(wire: &mut dyn Wire) -> bool {
 /// Asks, in order, until one answer is conclusive: HTTP `CONNECT <canary>` (then an
 /// absolute-form `GET http://<canary>/<token>` unless the tunnel proved it), the SOCKS5
 /// method negotiation (and, offered no authentication, a SOCKS5 CONNECT to the canary), a
-/// SOCKS4 CONNECT to the canary. A server that answers HTTP is not asked SOCKS (it would
+/// SOCKS4 CONNECT to the canary (SOCKS4a for an IPv6 canary). A server that answers HTTP is not asked SOCKS (it would
 /// wait for a line end).
 pub fn sequence(wire: &mut dyn Wire) -> Conclusion {
     let canary = wire.canary();
@@ -158,11 +158,12 @@ pub fn sequence(wire: &mut dyn Wire) -> Conclusion {
         return c;
     }
 
-    // 3. SOCKS4 CONNECT to the canary.
-    if let Some(req) = socks::socks4_connect(canary) {
-        if let Some(c) = socks4(wire, &req, &mut notes, &mut heard) {
-            return c;
-        }
+    // 3. SOCKS4 CONNECT to the canary; SOCKS4a, naming it as a host name, for an IPv6 one.
+    let req = socks::socks4_connect(canary)
+        .map(|r| r.to_vec())
+        .unwrap_or_else(|| socks::socks4a_connect(canary));
+    if let Some(c) = socks4(wire, &req, &mut notes, &mut heard) {
+        return c;
     }
     let _ = wire.seen();
     let verdict = if heard {
