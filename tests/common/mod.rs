@@ -501,6 +501,10 @@ pub fn start_danted(lab: &mut Lab, danted: &Path, dir: &Path, conf: &str) -> u32
     pid
 }
 
+/// The namespaces (inodes) of the labs alive in this test binary: the only ones [`scan`]
+/// probes.
+static LABS: std::sync::Mutex<Vec<u64>> = std::sync::Mutex::new(Vec::new());
+
 /// A loopback-only network namespace, a temporary directory and the processes started in the
 /// namespace. Dropping it kills the processes, reaps them and deletes the namespace.
 pub struct Lab {
@@ -547,6 +551,9 @@ impl Lab {
         lab.ino = fs::metadata(&ns_path)
             .map(|m| m.ino())
             .expect("stat the new network namespace");
+        if let Ok(mut labs) = LABS.lock() {
+            labs.push(lab.ino);
+        }
         if let Err(e) = run_ok("ip", &["-n", &lab.name, "link", "set", "lo", "up"]) {
             panic!("{test}: {e}");
         }
@@ -813,6 +820,9 @@ impl Lab {
 
 impl Drop for Lab {
     fn drop(&mut self) {
+        if let Ok(mut labs) = LABS.lock() {
+            labs.retain(|&i| i != self.ino);
+        }
         // 1. The process groups of everything started (daemons' helpers stay in the group).
         let groups: Vec<String> = self.started.iter().map(|s| format!("-{}", s.pid)).collect();
         if !groups.is_empty() {
@@ -901,7 +911,15 @@ pub fn aupwatch_bin() -> &'static str {
 
 /// Runs `cmd`, an `aupwatch scan --json …` (possibly wrapped: `unshare … aupwatch scan`, an
 /// environment set), with the checks of [`scan_raw`]. `what` names it in failure messages.
+/// The scan probes only listeners inside the labs of this test binary, never the host's own
+/// (`--probe-netns`, appended; 0, no namespace, when there is no lab).
 pub fn scan_command(mut cmd: Command, what: &str) -> Report {
+    // Probes only inside the labs of this test binary: never the host's own listeners
+    // (0, no namespace, when there is no lab).
+    let labs = LABS.lock().map(|l| l.clone()).unwrap_or_default();
+    for ino in if labs.is_empty() { vec![0] } else { labs } {
+        cmd.arg("--probe-netns").arg(ino.to_string());
+    }
     let child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
