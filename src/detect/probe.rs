@@ -56,13 +56,18 @@ fn probed_sockets(f: &Finding, snap: &Snapshot) -> Vec<(u64, u64)> {
         .collect()
 }
 
-/// Whether `f`'s signature asks for the proxy probe.
+/// The probe `f`'s signature asks for, if any.
+fn probe_kind(f: &Finding, set: &SignatureSet) -> Option<ProbeKind> {
+    f.process.as_ref()?;
+    set.signatures
+        .iter()
+        .find(|s| s.id == f.signature)
+        .and_then(|s| s.probe)
+}
+
+/// Whether `f`'s signature asks for a probe.
 fn wants_probe(f: &Finding, set: &SignatureSet) -> bool {
-    f.process.is_some()
-        && set
-            .signatures
-            .iter()
-            .any(|s| s.id == f.signature && s.probe == Some(ProbeKind::Proxy))
+    probe_kind(f, set).is_some()
 }
 
 /// The pids of a finding's process and its folded relatives.
@@ -102,16 +107,27 @@ pub fn candidates(
     set: &SignatureSet,
     mode: ProbeMode,
 ) -> Vec<Target> {
-    let mut keys: BTreeSet<(u64, u64)> = match mode {
+    // A socket two signatures ask about is asked the first kind (proxy before SMTP).
+    let mut keys: std::collections::BTreeMap<(u64, u64), ProbeKind> = match mode {
         ProbeMode::Off => return Vec::new(),
-        ProbeMode::All | ProbeMode::Suspected => findings
-            .iter()
-            .filter(|f| wants_probe(f, set))
-            .flat_map(|f| probed_sockets(f, snap))
-            .collect(),
+        ProbeMode::All | ProbeMode::Suspected => {
+            let mut keys = std::collections::BTreeMap::new();
+            for f in findings {
+                let Some(kind) = probe_kind(f, set) else {
+                    continue;
+                };
+                for k in probed_sockets(f, snap) {
+                    let e = keys.entry(k).or_insert(kind);
+                    *e = (*e).min(kind);
+                }
+            }
+            keys
+        }
     };
     if mode == ProbeMode::All {
-        keys.extend(unexplained_listeners(findings, snap));
+        for k in unexplained_listeners(findings, snap) {
+            keys.entry(k).or_insert(ProbeKind::Proxy);
+        }
     }
     if keys.is_empty() {
         return Vec::new();
@@ -120,16 +136,19 @@ pub fn candidates(
     for s in &snap.sockets {
         if s.protocol != Protocol::Tcp
             || s.state != SocketState::Listen
-            || !keys.contains(&(s.netns, s.inode))
             || out.iter().any(|t: &Target| t.key() == (s.netns, s.inode))
         {
             continue;
         }
+        let Some(&question) = keys.get(&(s.netns, s.inode)) else {
+            continue;
+        };
         out.push(Target {
             netns: s.netns,
             inode: s.inode,
             listen: s.local,
             owners: s.owners.clone(),
+            question,
         });
     }
     out.sort();

@@ -54,6 +54,8 @@ pub struct Target {
     pub listen: SocketAddr,
     /// Processes holding it: the namespace is entered through one of them.
     pub owners: Vec<i32>,
+    /// What to ask it.
+    pub question: crate::signatures::ProbeKind,
 }
 
 impl Target {

@@ -23,11 +23,13 @@
 //! scanning every 15 s does not ask the same proxy every scan.
 
 pub mod http;
+pub mod smtp;
 pub mod socks;
 pub mod wire;
 
 pub use crate::detect::probe::{ProbeReport, ProbeResults, ProxyProtocol, Target, Verdict};
 use crate::netns::{self, Place};
+use crate::signatures::ProbeKind;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -238,12 +240,16 @@ impl Prober {
             }
         };
         let listen = t.listen;
+        let question = t.question;
         let step = self.opts.step_timeout;
         netns::spawn_in("aupwatch-probe", vec![(t.netns, place)], move |_| {
             let route = wire::route(listen, &wire::local_addresses());
             let conclusion = match wire::Tcp::new(&route, step, deadline) {
                 Ok(mut tcp) => {
-                    let c = wire::sequence(&mut tcp);
+                    let c = match question {
+                        ProbeKind::Proxy => wire::sequence(&mut tcp),
+                        ProbeKind::SmtpRelay => smtp::relay(&mut tcp),
+                    };
                     wire::Conclusion {
                         evidence: format!("{}; {}", route.note, c.evidence),
                         ..c
@@ -280,6 +286,7 @@ mod tests {
             inode,
             listen,
             owners: vec![std::process::id() as i32],
+            question: ProbeKind::Proxy,
         }
     }
 
@@ -466,6 +473,7 @@ mod tests {
             inode: 5,
             listen: l.local_addr().expect("addr"),
             owners: vec![std::process::id() as i32],
+            question: ProbeKind::Proxy,
         };
         let r = Prober::new(Options::default()).run(std::slice::from_ref(&t), 1);
         let got = &r[&t.key()];
