@@ -35,7 +35,8 @@ fn expect_probe<'a>(
     want: (&str, &str, &str, &str),
 ) -> &'a Value {
     let (verdict, protocol, address, severity) = want;
-    let f = report.expect(lab, what, pid, "proxy");
+    let category = sig.split('.').next().unwrap_or_default();
+    let f = report.expect(lab, what, pid, category);
     let f = report
         .in_netns(lab.netns())
         .into_iter()
@@ -646,4 +647,86 @@ fn renamed_open_proxy_on_an_odd_port_is_verified_open() {
     );
     let report = scan(&["--probes", "suspected"]);
     report.expect_clean(&lab, "node-exporter with --probes suspected", pid);
+}
+
+const POSTFIX_MAIN: &str = include_str!("common/daemons/postfix-main.cf");
+const POSTFIX_MASTER: &str = include_str!("common/daemons/postfix-master.cf");
+
+/// A Postfix instance of its own (its master, run in the foreground with `-d`) in a lab whose
+/// `lo` also has [`OUTSIDE`], with `mynetworks` as given; returns the lab and master's pid.
+fn postfix(test: &str, short: &str, mynetworks: &str) -> (Lab, u32) {
+    let bins = prerequisites(test, &["postfix", "chown"]);
+    let master = Path::new("/usr/lib/postfix/sbin/master");
+    if !master.exists() {
+        skip(test, "/usr/lib/postfix/sbin/master is not installed");
+    }
+    let mut lab = Lab::new(test, short);
+    lab.add_local_address(OUTSIDE.parse().expect("ip"));
+    let dir = lab.dir().join("postfix");
+    for sub in ["etc", "spool", "data"] {
+        std::fs::create_dir_all(dir.join(sub)).expect("mkdir postfix");
+    }
+    setup(
+        &lab,
+        "chown postfix data",
+        &bins[1],
+        &["postfix", &dir.join("data").to_string_lossy()],
+    );
+    let main = fill(POSTFIX_MAIN, &dir).replace("@MYNETWORKS@", mynetworks);
+    let etc = lab.write("postfix/etc/main.cf", &main);
+    lab.write("postfix/etc/master.cf", POSTFIX_MASTER);
+    let etc = etc.parent().expect("etc").to_string_lossy().into_owned();
+    // Creates the queue directories with their owners and modes.
+    setup(&lab, "postfix check", &bins[0], &["-c", &etc, "check"]);
+    let pid = lab.start("postfix", Spawn::new(master).args(["-d", "-c", &etc]));
+    lab.wait_listening("postfix", pid, "tcp", 25);
+    (lab, pid)
+}
+
+/// Postfix with Debian's default `mynetworks` (loopback only) and its default relay rules
+/// (`permit_mynetworks, permit_sasl_authenticated, defer_unauth_destination`), probed from
+/// 192.0.2.10: "454 4.7.1 Relay access denied" to RCPT TO a foreign domain, restricted.
+#[test]
+#[ignore = "needs root, network namespaces and the packages .ci/run installs; run with --include-ignored (CI does)"]
+fn postfix_default_is_not_an_open_relay() {
+    const T: &str = "postfix_default_is_not_an_open_relay";
+    let (lab, pid) = postfix(T, "ppfd", "127.0.0.0/8 [::ffff:127.0.0.0]/104 [::1]/128");
+    let report = scan(&[]);
+    let f = expect_probe(
+        &report,
+        &lab,
+        "postfix, Debian's mynetworks",
+        pid,
+        "mail.mta-public",
+        ("restricted", "smtp", &format!("{OUTSIDE}:25"), "info"),
+    );
+    let evidence = f["probe"]["evidence"].as_str().unwrap_or_default();
+    assert!(
+        evidence.starts_with(&format!("probed from {OUTSIDE}"))
+            && evidence.contains("Relay access denied"),
+        "{evidence}"
+    );
+}
+
+/// Postfix with `mynetworks = 0.0.0.0/0`: every client is "trusted", so it relays for
+/// anyone: RCPT TO a foreign domain is accepted (the probe stops there), open, high.
+#[test]
+#[ignore = "needs root, network namespaces and the packages .ci/run installs; run with --include-ignored (CI does)"]
+fn postfix_trusting_every_network_is_an_open_relay() {
+    const T: &str = "postfix_trusting_every_network_is_an_open_relay";
+    let (lab, pid) = postfix(T, "ppfo", "0.0.0.0/0");
+    let report = scan(&[]);
+    let f = expect_probe(
+        &report,
+        &lab,
+        "postfix, mynetworks = 0.0.0.0/0",
+        pid,
+        "mail.mta-public",
+        ("open", "smtp", &format!("{OUTSIDE}:25"), "high"),
+    );
+    let evidence = f["probe"]["evidence"].as_str().unwrap_or_default();
+    assert!(
+        evidence.contains("RCPT TO → 250") && evidence.contains("no DATA was sent"),
+        "{evidence}"
+    );
 }
