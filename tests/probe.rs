@@ -645,6 +645,22 @@ fn renamed_open_proxy_on_an_odd_port_is_verified_open() {
         f["evidence"][0]["value"], "open: socks5 on 0.0.0.0:31337",
         "{f:#}"
     );
+    // The verdicts of `scan --json` carry it too: one proxy verdict, its match inside.
+    let verdict = report.json["verdicts"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|v| v["subject"]["pid"].as_u64() == Some(u64::from(pid)))
+        .unwrap_or_else(|| lab.fail(&format!("no verdict for {pid}: {}", report.json)));
+    assert_eq!(
+        (&verdict["category"], &verdict["severity"]),
+        (&Value::from("proxy"), &Value::from("high")),
+        "{verdict:#}"
+    );
+    assert_eq!(
+        verdict["matches"][0]["probe"]["verdict"], "open",
+        "{verdict:#}"
+    );
     let report = scan(&["--probes", "suspected"]);
     report.expect_clean(&lab, "node-exporter with --probes suspected", pid);
 }
