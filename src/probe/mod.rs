@@ -10,6 +10,8 @@
 //! ([`wire::sequence`]). `open` is proof: the canary saw the proxy connect for us (and, for a
 //! tunnel, our bytes went through both ways). The canary is the only destination ever named;
 //! the probe never sends credentials and closes each connection once its answer is read.
+//! A listener a `probe = "smtp-relay"` signature names is asked the open-relay question
+//! instead ([`smtp::relay`]: EHLO, MAIL FROM, RCPT TO a `.invalid` address, never DATA).
 //!
 //! Where it connects from ([`wire::route`]): a listener on the unspecified address is reached
 //! at, and from, a non-loopback address of its namespace when there is one (delivered

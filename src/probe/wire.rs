@@ -567,6 +567,9 @@ pub fn route(listen: SocketAddr, local: &[IpAddr]) -> Route {
     }
 }
 
+/// The most connections the canary keeps open at once.
+const MAX_CANARY_CONNS: usize = 8;
+
 /// The probe's canary: a listener of its own on a local address, and the connections it
 /// accepted. Served without threads, between reads of the probe's own connection.
 #[derive(Debug)]
@@ -603,7 +606,9 @@ impl Canary {
     /// Accepts what is waiting and answers what carried the token; never blocks.
     fn serve(&mut self) {
         while let Ok((s, _)) = self.listener.accept() {
-            if s.set_nonblocking(true).is_ok() {
+            // Counted, but at most MAX_CANARY_CONNS kept open: a listener that floods the
+            // canary cannot make the probe hold many descriptors.
+            if self.conns.len() < MAX_CANARY_CONNS && s.set_nonblocking(true).is_ok() {
                 self.conns.push((s, Vec::new()));
             }
             self.seen.connections += 1;
@@ -1162,5 +1167,41 @@ mod tests {
             pick_source([ip("10.0.0.2"), ip("192.0.2.10"), ip("169.254.1.1")], true),
             Some(ip("10.0.0.2"))
         );
+    }
+
+    #[test]
+    fn the_canary_answers_its_token_and_bounds_what_it_keeps() {
+        let mut c = Canary::open(IpAddr::V4(Ipv4Addr::LOCALHOST)).expect("canary");
+        // One connection carrying the token gets the echo.
+        let mut s = TcpStream::connect(c.addr).expect("connect");
+        s.write_all(format!("{}\r\n", c.token).as_bytes())
+            .expect("write");
+        s.set_read_timeout(Some(Duration::from_millis(20)))
+            .expect("timeout");
+        let mut got = Vec::new();
+        let mut buf = [0u8; 512];
+        for _ in 0..200 {
+            c.serve();
+            match s.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+                Err(_) => {}
+            }
+        }
+        assert!(
+            contains(&got, echo_of(&c.token).as_bytes()),
+            "{}",
+            String::from_utf8_lossy(&got)
+        );
+        assert!(c.seen.token && c.seen.connections == 1, "{:?}", c.seen);
+        // A flood: every connection counted, few kept.
+        let flood: Vec<TcpStream> = (0..20)
+            .map(|_| TcpStream::connect(c.addr).expect("connect"))
+            .collect();
+        c.serve();
+        c.serve();
+        assert_eq!(c.seen.connections, 21);
+        assert!(c.conns.len() <= MAX_CANARY_CONNS, "{}", c.conns.len());
+        drop(flood);
     }
 }
