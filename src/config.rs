@@ -2,6 +2,7 @@
 //! key optional with a documented default, and every problem reported with its key and line.
 //! No file at the default path means built-in defaults.
 
+use crate::detect::probe::ProbeMode;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -26,9 +27,11 @@ pub struct Config {
     pub state_dir: PathBuf,
     /// Overrides the kernel's host name in reports.
     pub hostname: Option<String>,
-    /// Probe suspected proxies (signatures with `probe = "proxy"`) for being open. Default
-    /// true.
-    pub probes: bool,
+    /// Which listeners the open-proxy probe asks: `"all"` (default: suspected proxies and
+    /// every public TCP listener no signature explains), `"suspected"` (only listeners of
+    /// signatures with `probe = "proxy"`), `"off"`. The old booleans still read: `true` is
+    /// the default, `false` is `"off"`.
+    pub probes: ProbeMode,
     pub status: StatusConfig,
     pub syslog: SyslogConfig,
     pub event_log: EventLogConfig,
@@ -137,7 +140,7 @@ impl Default for Config {
             },
             state_dir,
             hostname: None,
-            probes: true,
+            probes: ProbeMode::default(),
             status: StatusConfig {
                 socket: PathBuf::from("/run/aupwatch/agent.sock"),
                 group: "aupwatch".into(),
@@ -180,6 +183,33 @@ impl std::fmt::Display for ConfigError {
 #[error("{} error(s) in the configuration:\n{}", .0.len(), .0.iter().map(|e| format!("  {e}")).collect::<Vec<_>>().join("\n"))]
 pub struct ConfigErrors(pub Vec<ConfigError>);
 
+/// `probes`: a mode, or the booleans of earlier versions.
+enum RawProbes {
+    Bool(bool),
+    Mode(ProbeMode),
+}
+
+impl<'de> Deserialize<'de> for RawProbes {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = RawProbes;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("\"all\", \"suspected\", \"off\" (or true / false)")
+            }
+            fn visit_bool<E: serde::de::Error>(self, b: bool) -> Result<RawProbes, E> {
+                Ok(RawProbes::Bool(b))
+            }
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<RawProbes, E> {
+                ProbeMode::parse(s)
+                    .map(RawProbes::Mode)
+                    .ok_or_else(|| E::invalid_value(serde::de::Unexpected::Str(s), &self))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
 #[derive(Default)]
 struct Raw {
     interval: Option<Spanned<String>>,
@@ -187,7 +217,7 @@ struct Raw {
     local_signatures_dir: Option<PathBuf>,
     state_dir: Option<PathBuf>,
     hostname: Option<Spanned<String>>,
-    probes: Option<bool>,
+    probes: Option<RawProbes>,
     status: Option<RawStatus>,
     syslog: Option<RawSyslog>,
     event_log: Option<RawEventLog>,
@@ -338,7 +368,11 @@ pub fn parse(file: &str, text: &str) -> Result<Config, ConfigErrors> {
         c.hostname = Some(h.into_inner());
     }
     if let Some(p) = raw.probes {
-        c.probes = p;
+        c.probes = match p {
+            RawProbes::Bool(true) => ProbeMode::default(),
+            RawProbes::Bool(false) => ProbeMode::Off,
+            RawProbes::Mode(m) => m,
+        };
     }
     if let Some(s) = raw.status {
         if let Some(p) = s.socket {
@@ -803,7 +837,23 @@ mod tests {
             PathBuf::from("/var/lib/aupwatch/events.jsonl")
         );
         assert!(c.syslog.enabled && c.exceptions.is_empty());
-        assert!(c.probes);
+        assert_eq!(c.probes, ProbeMode::All);
+    }
+
+    #[test]
+    fn probes_modes_and_the_old_booleans() {
+        for (text, want) in [
+            ("probes = \"all\"", ProbeMode::All),
+            ("probes = \"suspected\"", ProbeMode::Suspected),
+            ("probes = \"off\"", ProbeMode::Off),
+            ("probes = true", ProbeMode::All),
+            ("probes = false", ProbeMode::Off),
+            ("", ProbeMode::All),
+        ] {
+            let c = parse("agent.toml", text).expect("valid");
+            assert_eq!(c.probes, want, "{text}");
+        }
+        assert!(parse("agent.toml", "probes = 1").is_err());
     }
 
     #[test]
@@ -830,7 +880,7 @@ expires = 2027-01-31
         )
         .expect("valid");
         assert_eq!(c.interval, Duration::from_secs(30));
-        assert!(!c.probes);
+        assert_eq!(c.probes, ProbeMode::Off);
         assert_eq!(c.event_log.path, PathBuf::from("/tmp/aw/events.jsonl"));
         assert_eq!(
             c.syslog.facility as i32,
@@ -869,7 +919,7 @@ expires = 2027-01-31
         assert_eq!(errors("[syslog]\nfacility = \"kitchen\"\n").len(), 1);
         assert_eq!(
             errors("interval = \"5s\"\nprobes = \"yes\"\n"),
-            vec!["agent.toml:2: key `probes`: invalid type: string \"yes\", expected a boolean"]
+            vec!["agent.toml:2: key `probes`: invalid value: string \"yes\", expected \"all\", \"suspected\", \"off\" (or true / false)"]
         );
         assert_eq!(
             errors("[[exception]]\nsignatures = [\"x\"]\n"),

@@ -738,6 +738,7 @@ fn scanner_options(launch: &Launch, cfg: &Config) -> scanner::Options {
     scanner::Options {
         proc_root: launch.proc_root.clone(),
         probes: cfg.probes,
+        probe_only_netns: Vec::new(),
         interval: cfg.interval,
     }
 }

@@ -20,8 +20,11 @@ use std::time::Duration;
 pub struct Options {
     /// The procfs mount to read.
     pub proc_root: PathBuf,
-    /// Ask suspected proxies whether they serve without credentials.
-    pub probes: bool,
+    /// Which listeners to ask whether they are open proxies.
+    pub probes: detect::probe::ProbeMode,
+    /// When not empty, only listeners in these network namespaces (by inode) are probed
+    /// (`scan --probe-netns`, for tests that must not touch the host's own listeners).
+    pub probe_only_netns: Vec<u64>,
     /// The time between two scans (`scan --sample`, the agent's interval): sizes the
     /// history (see [`history_secs`]).
     pub interval: Duration,
@@ -99,7 +102,8 @@ impl Scanner {
         {
             self.inventory = inventory_for(&opts, &set);
         }
-        if self.prober.is_some() != opts.probes || self.opts.proc_root != opts.proc_root {
+        let probing = opts.probes != detect::probe::ProbeMode::Off;
+        if self.prober.is_some() != probing || self.opts.proc_root != opts.proc_root {
             self.prober = prober_for(&opts);
         }
         self.set = set;
@@ -137,7 +141,11 @@ impl Scanner {
         if let Some(prober) = self.prober.as_mut() {
             // Bounded by the prober's budget (3 s); a namespace it cannot enter is a result
             // that says so, never an error of the scan.
-            let targets = detect::probe::candidates(&findings, &snapshot, &self.set);
+            let mut targets =
+                detect::probe::candidates(&findings, &snapshot, &self.set, self.opts.probes);
+            if !self.opts.probe_only_netns.is_empty() {
+                targets.retain(|t| self.opts.probe_only_netns.contains(&t.netns));
+            }
             probe_candidates = targets.len();
             if !targets.is_empty() {
                 let results = prober.run(&targets, now_unix_ms());
@@ -179,7 +187,7 @@ fn inventory_for(opts: &Options, set: &SignatureSet) -> Inventory {
 }
 
 fn prober_for(opts: &Options) -> Option<Prober> {
-    opts.probes.then(|| {
+    (opts.probes != detect::probe::ProbeMode::Off).then(|| {
         Prober::new(probe::Options {
             proc_root: opts.proc_root.clone(),
             ..probe::Options::default()

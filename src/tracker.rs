@@ -383,6 +383,52 @@ mod tests {
     }
 
     #[test]
+    fn a_miner_whose_cpu_evidence_joins_later_is_one_finding_raised() {
+        let mut t = Tracker::new("h");
+        let sig = |id: &str, sev, predicates: &[&str]| {
+            let mut f = on_process(id, Category::Mining, sev, 10, 5);
+            f.evidence = predicates
+                .iter()
+                .map(|p| crate::detect::Evidence {
+                    predicate: (*p).into(),
+                    value: "v".into(),
+                })
+                .collect();
+            f
+        };
+        // Strings and a pool connection: two kinds, high.
+        let first = vec![
+            sig("mining.exe-strings", Severity::High, &["exe_strings"]),
+            sig("mining.pool-port", Severity::Low, &["remote"]),
+        ];
+        let e = t.update(roll_up(first.clone()), &[], 1000);
+        assert_eq!(kinds(&e), vec![(EventKind::New, 10)]);
+        let id = t.active()[0].id.clone();
+        assert_eq!(t.active()[0].finding.severity, Severity::High);
+        // The CPU window fills: a third kind joins, the same finding is raised to critical.
+        let mut later = first;
+        later.push(sig(
+            "mining.pool-port-busy",
+            Severity::Medium,
+            &["remote", "cpu"],
+        ));
+        let e = t.update(roll_up(later), &[], 2000);
+        assert_eq!(kinds(&e), vec![(EventKind::Changed, 10)]);
+        let tracked = &e[0].tracked;
+        assert_eq!(tracked.id, id);
+        assert_eq!(tracked.finding.severity, Severity::Critical);
+        assert!(
+            tracked
+                .finding
+                .raised
+                .as_deref()
+                .is_some_and(|r| r.starts_with("raised from high: 3 independent kinds")),
+            "{tracked:?}"
+        );
+        assert_eq!(t.active().len(), 1);
+    }
+
+    #[test]
     fn signatures_joining_and_leaving_keep_one_finding_and_are_changes() {
         let mut t = Tracker::new("h");
         let scan = |sigs: &[(&str, Severity)]| {

@@ -9,13 +9,18 @@
 //! * a real nmap scan of 127.0.0.1 ports, and a renamed connect-scan that leaves half-open
 //!   connections against a local tarpit, are found as scanner;
 //! * one process holding many SMTP sessions to a local sink is found as bulk mail;
-//! * a multicast receiver/sender is found, and so is its group on `lo`.
+//! * a multicast receiver/sender is found, and so is its group on `lo`;
+//! * the agent tracks the hidden miner as one critical mining finding (its kinds of evidence
+//!   agree) and a real ngircd beside it as one IRC finding.
 //!
 //! The helpers are in tests/common/behaviour/. Every client connects only to 127.0.0.1.
 
+#[path = "common/agent.rs"]
+mod agent_util;
 mod common;
 
-use common::{prerequisites, python3, scan, skip, Lab, Spawn};
+use agent_util::{brief, finding, Agent, Opts, Setup};
+use common::{fill, prerequisites, python3, scan, skip, Lab, Spawn};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -48,21 +53,12 @@ fn evidence(f: &serde_json::Value) -> Vec<String> {
         .unwrap_or_default()
 }
 
-#[test]
-#[ignore = "needs root, network namespaces and the packages .ci/run installs; run with --include-ignored (CI does)"]
-fn a_hidden_miner_is_found_by_behaviour_and_busy_benign_jobs_are_not() {
-    const T: &str = "a_hidden_miner_is_found_by_behaviour_and_busy_benign_jobs_are_not";
-    let bins = prerequisites(T, &["cc", "gzip", "sh"]);
-    let Some(python) = python3() else {
-        skip(T, "python3 is not installed");
-    };
-    let (cc, gzip, sh) = (&bins[0], &bins[1], &bins[2]);
-    let mut lab = Lab::new(T, "miner");
+/// Starts the Stratum pool on 3333 and the miner under an innocent name, dropped in a hidden
+/// directory and deleted once running and authorized; returns its pid and when it started.
+fn start_hidden_miner(lab: &mut Lab, python: &std::path::Path) -> (u32, Instant) {
     let pool_py = lab.write("pool/stratum_pool.py", STRATUM_POOL);
-    let pool = lab.start("pool", Spawn::new(&python).arg(&pool_py).arg("3333"));
+    let pool = lab.start("pool", Spawn::new(python).arg(&pool_py).arg("3333"));
     lab.wait_listening("pool", pool, "tcp", 3333);
-
-    // Innocent name, dropped in a hidden directory, deleted once running.
     let source = std::fs::read_to_string(MINER_C).expect("read miner.c");
     let built = lab.compile_c("miner", &source, &["-O2", "-Wall"], &[]);
     let hidden = lab.dir().join(".cache");
@@ -74,6 +70,20 @@ fn a_hidden_miner_is_found_by_behaviour_and_busy_benign_jobs_are_not() {
     lab.wait_connected("miner", miner, 3333);
     lab.wait_log("pool", "authorized worker1");
     std::fs::remove_file(&exe).expect("delete the running miner's executable");
+    (miner, started)
+}
+
+#[test]
+#[ignore = "needs root, network namespaces and the packages .ci/run installs; run with --include-ignored (CI does)"]
+fn a_hidden_miner_is_found_by_behaviour_and_busy_benign_jobs_are_not() {
+    const T: &str = "a_hidden_miner_is_found_by_behaviour_and_busy_benign_jobs_are_not";
+    let bins = prerequisites(T, &["cc", "gzip", "sh"]);
+    let Some(python) = python3() else {
+        skip(T, "python3 is not installed");
+    };
+    let (cc, gzip, sh) = (&bins[0], &bins[1], &bins[2]);
+    let mut lab = Lab::new(T, "miner");
+    let (miner, started) = start_hidden_miner(&mut lab, &python);
 
     // Benign, CPU-heavy: compression and a build loop.
     let gzip_pid = lab.start(
@@ -320,4 +330,104 @@ fn multicast_sockets_and_group_memberships_are_found() {
     report.expect(&lab, "multicast receiver/sender", pid, "multicast");
     let f = report.expect_interface(&lab, "lo", "multicast");
     assert!(evidence(f).iter().any(|e| e.contains("239.1.2.3")), "{f}");
+}
+
+const NGIRCD_CONF: &str = include_str!("common/daemons/ngircd.conf");
+
+/// The agent, inside a lab with the hidden miner and a real ngircd, tracks one finding per
+/// offender: the miner's mining signatures (its executable's strings, deleted and busy and
+/// connected, a pool port while busy) are one finding, raised to critical because
+/// executable contents, network and CPU agree, with every signature's evidence in it; ngircd's
+/// IRC signatures are one finding, not raised (a name and a listener).
+#[test]
+#[ignore = "needs root, network namespaces and the packages .ci/run installs; run with --include-ignored (CI does)"]
+fn the_agent_tracks_one_verdict_per_offender_raised_when_evidence_agrees() {
+    const T: &str = "the_agent_tracks_one_verdict_per_offender_raised_when_evidence_agrees";
+    let bins = prerequisites(T, &["cc", "ngircd", "renice"]);
+    let Some(python) = python3() else {
+        skip(T, "python3 is not installed");
+    };
+    let mut lab = Lab::new(T, "verd");
+    let (miner, _) = start_hidden_miner(&mut lab, &python);
+    // A miner keeps a core busy; on a CI machine shared with other builds it gets that core
+    // only with a higher priority than theirs (what its CPU signatures need to see).
+    let out = Command::new(&bins[2])
+        .args(["-n", "-10", "-p", &miner.to_string()])
+        .output()
+        .unwrap_or_else(|e| lab.fail(&format!("cannot run renice: {e}")));
+    assert!(out.status.success(), "renice: {out:?}");
+    let dir = lab.writable_dir("ngircd");
+    let conf = lab.write("ngircd/ngircd.conf", &fill(NGIRCD_CONF, &dir));
+    let ircd = lab.start(
+        "ngircd",
+        Spawn::new(&bins[1]).arg("-n").arg("-f").arg(&conf),
+    );
+    lab.wait_listening("ngircd", ircd, "tcp", 6667);
+
+    let s = Setup::new(lab.dir(), "vd");
+    s.write_config(&Opts::default());
+    let mut agent = Agent::start(T, &lab, &s);
+    let of = |doc: &serde_json::Value, pid: u32, category: &str| -> Vec<serde_json::Value> {
+        doc["findings"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|t| {
+                t["finding"]["category"] == category
+                    && t["finding"]["subject"]["pid"].as_u64() == Some(u64::from(pid))
+            })
+            .cloned()
+            .collect()
+    };
+    let want = [
+        "mining.exe-strings",
+        "mining.hidden-busy-exe",
+        "mining.pool-port-busy",
+    ];
+    let doc = agent.wait_status_within(
+        Duration::from_secs(180),
+        "the miner's signatures together, and ngircd found",
+        |d| {
+            let m = of(d, miner, "mining");
+            m.len() == 1
+                && want.iter().all(|sig| finding(d, sig, miner).is_some())
+                && !of(d, ircd, "irc").is_empty()
+        },
+    );
+    let mining = of(&doc, miner, "mining");
+    assert_eq!(mining.len(), 1, "one mining finding: {}", brief(&doc));
+    let f = &mining[0]["finding"];
+    assert_eq!(f["severity"], "critical", "{f:#}");
+    let raised = f["raised"].as_str().unwrap_or_default();
+    assert!(
+        raised.starts_with("raised from high: ")
+            && raised.contains("executable contents (")
+            && raised.contains("network behaviour (")
+            && raised.contains("CPU behaviour ("),
+        "{f:#}"
+    );
+    for m in f["matches"].as_array().into_iter().flatten() {
+        assert!(
+            m["evidence"].as_array().is_some_and(|e| !e.is_empty()),
+            "every match keeps its evidence: {m:#}"
+        );
+    }
+    let predicates: Vec<&str> = f["matches"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|m| m["evidence"].as_array().into_iter().flatten())
+        .filter_map(|e| e["predicate"].as_str())
+        .collect();
+    for p in ["exe_strings", "exe_deleted", "remote", "cpu"] {
+        assert!(predicates.contains(&p), "{p} in {predicates:?}");
+    }
+    let irc = of(&doc, ircd, "irc");
+    assert_eq!(irc.len(), 1, "one IRC finding: {}", brief(&doc));
+    let f = &irc[0]["finding"];
+    assert!(
+        f["matches"].as_array().is_some_and(|m| m.len() >= 2),
+        "ngircd's IRC signatures in one finding: {f:#}"
+    );
+    assert!(f["raised"].is_null(), "{f:#}");
 }

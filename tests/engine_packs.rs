@@ -923,3 +923,74 @@ fn host_evasion_and_miner_tuning() {
         ]
     );
 }
+
+/// The packs' verdicts on one fixture: one per offender and category, as the agent rolls
+/// them up, with every matching signature, raised one level where independent kinds of
+/// evidence agree (signatures/README.md, "One verdict per offender").
+#[test]
+fn verdicts_on_the_packs_one_per_offender_raised_when_kinds_agree() {
+    use aupwatch::detect::verdict::roll_up;
+    use aupwatch::signatures::Severity;
+    // A renamed miner under a kernel thread's name: miner strings in its executable, a
+    // connection to a pool port, a core busy for hours.
+    let mut miner = p(900, &["[kworker/0:2]"])
+        .comm("kworker/0:2")
+        .exe("/tmp/.x/kworker")
+        .busy(97.0, 3.0)
+        .connect(Tcp, "10.0.0.5:40000", "203.0.113.9:3333");
+    miner.proc.exe_strings = vec!["mining.subscribe".into(), "randomx".into()];
+    // An IRC server: a name and a listener.
+    let ircd = p(901, &["/usr/sbin/ngircd", "-n"])
+        .user("irc", 39)
+        .listen(Tcp, "0.0.0.0:6667");
+    let gzip = p(902, &["gzip", "-9"]).busy(100.0, 6.0);
+    let findings = scan(vec![miner, ircd, gzip]);
+    let per_signature = findings.len();
+    let verdicts = roll_up(findings);
+    let shape: Vec<(i32, &str, Severity, bool)> = verdicts
+        .iter()
+        .map(|v| {
+            (
+                v.process().map_or(0, |p| p.pid),
+                v.category.as_str(),
+                v.severity,
+                v.raised.is_some(),
+            )
+        })
+        .collect();
+    // The miner: one mining verdict, raised to critical; its kernel-thread name is evasion
+    // (a category of its own). ngircd: one IRC verdict of its two signatures, not raised (a
+    // name and a listener). gzip: nothing.
+    assert_eq!(
+        shape,
+        [
+            (900, "mining", Severity::Critical, true),
+            (901, "irc", Severity::High, false),
+            (900, "evasion", Severity::High, false),
+        ],
+        "{verdicts:#?}"
+    );
+    assert!(
+        per_signature > verdicts.len(),
+        "signatures fold into verdicts"
+    );
+    let miner = &verdicts[0];
+    let sigs: Vec<&str> = miner.signatures().collect();
+    for want in [
+        "mining.exe-strings",
+        "mining.kthread-masquerade-cpu",
+        "mining.pool-port-cpu",
+        "mining.pool-port",
+    ] {
+        assert!(sigs.contains(&want), "{want} in {sigs:?}");
+    }
+    let why = miner.raised.as_deref().unwrap_or_default();
+    assert!(
+        why.starts_with("raised from high: 4 independent kinds of evidence agree: ")
+            && why.contains("executable contents (mining.exe-strings)")
+            && why.contains("CPU behaviour (")
+            && why.contains("network behaviour (")
+            && why.contains("name or command line ("),
+        "{why}"
+    );
+}

@@ -138,12 +138,22 @@ pub struct ScanArgs {
     /// findings of the last scan are printed.
     #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub iterations: u32,
-    /// Do not probe suspected proxies. By default the TCP listeners of findings whose
-    /// signature says `probe = "proxy"` are asked, over loopback inside their network
-    /// namespace, whether they serve without credentials (HTTP CONNECT, SOCKS5, SOCKS4; at
-    /// most 1 s per question and 3 s in all): `open` makes a finding high.
-    #[arg(long)]
+    /// Which listeners the open-proxy probe asks, from inside their network namespace, to
+    /// connect to the probe's own canary listener there (HTTP CONNECT and GET, SOCKS5,
+    /// SOCKS4; at most 1 s per question and 3 s in all): `all` (default) — the listeners of
+    /// findings whose signature says `probe = "proxy"`, and every other public TCP listener no
+    /// finding of another category explains; `suspected` — only the former; `off`. `open`
+    /// makes a finding high; an open listener no signature suspected is a finding of its own
+    /// (`proxy.verified-open`).
+    #[arg(long, value_name = "WHICH", default_value = "all", value_parser = ["all", "suspected", "off"])]
+    pub probes: String,
+    /// Do not probe: `--probes off`.
+    #[arg(long, conflicts_with = "probes")]
     pub no_probe: bool,
+    /// Probe only listeners in this network namespace (inode; repeatable). For tests, which
+    /// must not probe the host's own listeners.
+    #[arg(long, value_name = "INODE", hide = true)]
+    pub probe_netns: Vec<u64>,
     /// Read this procfs mount instead of /proc.
     #[arg(long, value_name = "DIR", default_value = "/proc", hide = true)]
     pub proc_root: PathBuf,

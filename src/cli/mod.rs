@@ -7,6 +7,7 @@ mod status;
 use anyhow::{bail, Context, Result};
 use args::{Cli, Command, ConfigCommand, ScanArgs, SignatureSource, SignaturesCommand};
 use aupwatch::detect;
+use aupwatch::detect::probe::ProbeMode;
 use aupwatch::inventory;
 use aupwatch::report::{printable, printable_lines, stderr_line};
 use aupwatch::scanner::{self, Scan, Scanner};
@@ -202,7 +203,12 @@ fn scan(args: ScanArgs) -> Result<u8> {
         set,
         scanner::Options {
             proc_root: args.proc_root.clone(),
-            probes: !args.no_probe,
+            probes: if args.no_probe {
+                ProbeMode::Off
+            } else {
+                ProbeMode::parse(&args.probes).unwrap_or_default()
+            },
+            probe_only_netns: args.probe_netns.clone(),
             interval: pause,
         },
     );

@@ -22,6 +22,9 @@ pub struct ScanReport<'a> {
     namespaces_scanned: usize,
     signatures: SetInfo,
     findings: &'a [Finding],
+    /// The same findings as the agent tracks them: one verdict per offender and category,
+    /// each with every signature's match (`detect::verdict::roll_up`).
+    verdicts: Vec<aupwatch_proto::Finding>,
     gaps: &'a [Gap],
 }
 
@@ -57,6 +60,7 @@ impl<'a> ScanReport<'a> {
                 version: set.version().to_string(),
             },
             findings,
+            verdicts: aupwatch::detect::verdict::roll_up(findings.to_vec()),
             gaps: &snap.gaps,
         }
     }
@@ -223,6 +227,40 @@ pub fn table(r: &ScanReport) -> Result<()> {
                     ctx.push(format!("also pids {}", pids.join(",")));
                 }
                 writeln!(out, "    {} {}", style.dim("where:"), ctx.join("; "))?;
+            }
+        }
+        writeln!(out)?;
+        // The same, as the agent tracks it: one verdict per offender and category.
+        writeln!(
+            out,
+            "{}",
+            style.dim("VERDICTS (one per offender and category)")
+        )?;
+        for v in &r.verdicts {
+            let who = match &v.subject {
+                aupwatch_proto::Subject::Process(p) => format!(
+                    "pid {} {}",
+                    p.pid,
+                    clean(
+                        p.exe
+                            .as_deref()
+                            .map(|e| e.rsplit('/').next().unwrap_or(e))
+                            .unwrap_or(&p.comm)
+                    )
+                ),
+                aupwatch_proto::Subject::Interface(i) => format!("interface {}", clean(&i.name)),
+                aupwatch_proto::Subject::Host => "host".into(),
+            };
+            let sigs: Vec<String> = v.signatures().map(clean).collect();
+            writeln!(
+                out,
+                "{} {} {who}: {}",
+                style.severity(v.severity, 8),
+                v.category,
+                sigs.join(", ")
+            )?;
+            if let Some(why) = &v.raised {
+                writeln!(out, "    {} {}", style.dim("raised:"), clean(why))?;
             }
         }
         writeln!(out)?;

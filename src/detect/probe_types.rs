@@ -14,6 +14,37 @@ pub use aupwatch_proto::{Probe as ProbeReport, ProbeVerdict as Verdict, ProxyPro
 /// Probe results of one scan, by (network namespace, socket inode).
 pub type ProbeResults = BTreeMap<(u64, u64), ProbeReport>;
 
+/// Which listeners the open-proxy probe asks (`probes` in `agent.toml`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ProbeMode {
+    /// The listeners of findings whose signature says `probe = "proxy"`, and every other
+    /// public TCP listener that no finding of another category explains (a renamed proxy on
+    /// any port); an `open` result alone is a `proxy.verified-open` finding.
+    #[default]
+    All,
+    /// Only the listeners of findings whose signature says `probe = "proxy"`.
+    Suspected,
+    /// No probes.
+    Off,
+}
+
+impl ProbeMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProbeMode::All => "all",
+            ProbeMode::Suspected => "suspected",
+            ProbeMode::Off => "off",
+        }
+    }
+
+    /// The mode named `s` ("all", "suspected", "off").
+    pub fn parse(s: &str) -> Option<ProbeMode> {
+        [ProbeMode::All, ProbeMode::Suspected, ProbeMode::Off]
+            .into_iter()
+            .find(|m| m.as_str() == s)
+    }
+}
+
 /// One listening TCP socket to probe.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Target {
@@ -23,8 +54,8 @@ pub struct Target {
     pub listen: SocketAddr,
     /// Processes holding it: the namespace is entered through one of them.
     pub owners: Vec<i32>,
-    /// A port on which nothing listens in the namespace: the only destination named.
-    pub closed_port: u16,
+    /// What to ask it.
+    pub question: crate::signatures::ProbeKind,
 }
 
 impl Target {
@@ -32,7 +63,9 @@ impl Target {
         (self.netns, self.inode)
     }
 
-    /// Where to connect: the listener's address, loopback for an unspecified one.
+    /// Where a probe connects when the namespace has no non-loopback address: the
+    /// listener's address, loopback for an unspecified one (the prober decides the real
+    /// route inside the namespace).
     pub fn address(&self) -> SocketAddr {
         let ip = match self.listen.ip() {
             IpAddr::V4(v4) if v4.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),

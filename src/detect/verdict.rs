@@ -3,14 +3,115 @@
 //! an interface, the host) and category into one [`proto::Finding`] whose `matches` list
 //! every signature that matched, with its evidence, sockets, related pids and probe result.
 //!
-//! The severity is the highest match's. `raised` stays `None`: raising a verdict when
-//! independent kinds of evidence agree is a later step.
+//! The severity is the highest match's, **raised one level** (to at most critical) when at
+//! least [`AGREEING_KINDS`] independent kinds of evidence ([`Kind`]) agree among the matches:
+//! what the process is called, what its executable contains, whom it talks to, how it uses
+//! the CPU, and an open-proxy probe's proof. `raised` then says from what and why. The rules
+//! are documented in `signatures/README.md` ("One verdict per offender").
 //!
 //! Pure, like the rest of detection; the output order is deterministic.
 
 use super::Finding;
 use aupwatch_proto as proto;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+
+/// How many independent kinds of evidence must agree to raise a verdict one level.
+pub const AGREEING_KINDS: usize = 3;
+
+/// The independent kinds of evidence escalation counts. Each predicate belongs to at most
+/// one ([`Kind::of`]); those that belong to none (`user`, `listen`, `policy`, `nice`,
+/// `threads`, interface and host predicates) describe context, not an independent sign.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Kind {
+    /// What the process is called: `name`, `exe` (its path), `cmdline`, `comm_mismatch`.
+    Identity,
+    /// What its executable is: `exe_strings`, `sha256`, `exe_deleted`.
+    Contents,
+    /// Whom it talks to: `remote`, `peers` (connections it holds, not what it listens on).
+    Network,
+    /// How it uses the CPU: `cpu`.
+    Cpu,
+    /// An open-proxy probe that proved the listener `open`.
+    Probe,
+}
+
+impl Kind {
+    /// The kind a matched predicate's evidence belongs to.
+    pub fn of(predicate: &str) -> Option<Kind> {
+        match predicate {
+            "name" | "exe" | "cmdline" | "comm_mismatch" => Some(Kind::Identity),
+            "exe_strings" | "sha256" | "exe_deleted" => Some(Kind::Contents),
+            "remote" | "peers" => Some(Kind::Network),
+            "cpu" => Some(Kind::Cpu),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Identity => "name or command line",
+            Kind::Contents => "executable contents",
+            Kind::Network => "network behaviour",
+            Kind::Cpu => "CPU behaviour",
+            Kind::Probe => "open-proxy probe",
+        }
+    }
+}
+
+/// The kinds of evidence one match shows.
+fn kinds(m: &proto::Match) -> BTreeSet<Kind> {
+    let mut k: BTreeSet<Kind> = m
+        .evidence
+        .iter()
+        .filter_map(|e| Kind::of(&e.predicate))
+        .collect();
+    if m.probe
+        .as_ref()
+        .is_some_and(|p| p.verdict == proto::ProbeVerdict::Open)
+    {
+        k.insert(Kind::Probe);
+    }
+    k
+}
+
+fn one_level_up(s: proto::Severity) -> proto::Severity {
+    use proto::Severity::*;
+    match s {
+        Info => Low,
+        Low => Medium,
+        Medium => High,
+        High | Critical => Critical,
+    }
+}
+
+/// The severity of a verdict whose highest match is `highest`, and why it is above that:
+/// one level up when [`AGREEING_KINDS`] kinds of evidence agree (a critical verdict stays
+/// critical, and says nothing).
+pub fn escalate(
+    highest: proto::Severity,
+    matches: &[proto::Match],
+) -> (proto::Severity, Option<String>) {
+    let mut by_kind: BTreeMap<Kind, Vec<&str>> = BTreeMap::new();
+    for m in matches {
+        for k in kinds(m) {
+            by_kind.entry(k).or_default().push(&m.signature);
+        }
+    }
+    let raised = one_level_up(highest);
+    if by_kind.len() < AGREEING_KINDS || raised == highest {
+        return (highest, None);
+    }
+    let agree: Vec<String> = by_kind
+        .iter()
+        .map(|(k, sigs)| format!("{} ({})", k.as_str(), sigs.join(", ")))
+        .collect();
+    let why = format!(
+        "raised from {highest}: {} independent kinds of evidence agree: {}",
+        by_kind.len(),
+        agree.join("; ")
+    );
+    (raised, Some(why))
+}
 
 /// The subject part of a verdict's identity.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -52,7 +153,7 @@ pub fn roll_up(findings: Vec<Finding>) -> Vec<proto::Finding> {
                     .cmp(&a.severity)
                     .then_with(|| a.signature.cmp(&b.signature))
             });
-            let severity = matches.first()?.severity;
+            let (severity, raised) = escalate(matches.first()?.severity, &matches);
             Some((
                 key,
                 proto::Finding {
@@ -60,7 +161,7 @@ pub fn roll_up(findings: Vec<Finding>) -> Vec<proto::Finding> {
                     severity,
                     subject,
                     matches,
-                    raised: None,
+                    raised,
                 },
             ))
         })
@@ -224,6 +325,139 @@ pub(crate) mod tests {
         assert_eq!(irc.raised, None);
         assert!(matches!(verdicts[0].subject, proto::Subject::Host));
         assert!(matches!(&verdicts[4].subject, proto::Subject::Interface(i) if i.name == "eth0"));
+    }
+
+    /// A match of `sig` on process 10 whose evidence names `predicates`.
+    fn showing(sig: &str, severity: Severity, predicates: &[&str]) -> Finding {
+        let mut f = on_process(sig, Category::Mining, severity, 10, 5);
+        f.evidence = predicates
+            .iter()
+            .map(|p| Evidence {
+                predicate: (*p).into(),
+                value: "v".into(),
+            })
+            .collect();
+        f
+    }
+
+    #[test]
+    fn independent_kinds_of_evidence_that_agree_raise_the_verdict_one_level() {
+        // The renamed miner of tests/behaviour.rs: its executable's strings (high), deleted
+        // and busy and connected (high), on a pool port and busy (medium): contents,
+        // network and CPU agree → critical.
+        let v = roll_up(vec![
+            showing("mining.exe-strings", Severity::High, &["exe_strings"]),
+            showing(
+                "mining.hidden-busy-exe",
+                Severity::High,
+                &["exe_deleted", "cpu", "remote"],
+            ),
+            showing(
+                "mining.pool-port-busy",
+                Severity::Medium,
+                &["remote", "cpu"],
+            ),
+        ]);
+        assert_eq!(v.len(), 1, "one verdict: {v:#?}");
+        assert_eq!(v[0].severity, Severity::Critical);
+        assert_eq!(v[0].matches.len(), 3);
+        let why = v[0].raised.as_deref().expect("raised says why");
+        assert!(
+            why.starts_with("raised from high: 3 independent kinds of evidence agree: ")
+                && why.contains("executable contents (mining.exe-strings, mining.hidden-busy-exe)")
+                && why
+                    .contains("network behaviour (mining.hidden-busy-exe, mining.pool-port-busy)")
+                && why.contains("CPU behaviour"),
+            "{why}"
+        );
+        // Two kinds are not enough: a name and a connection stay as they are.
+        let v = roll_up(vec![
+            showing("irc.client", Severity::Low, &["name"]),
+            showing("irc.port", Severity::Medium, &["remote"]),
+        ]);
+        assert_eq!(
+            (v[0].severity, v[0].raised.as_deref()),
+            (Severity::Medium, None)
+        );
+        // Context predicates count for nothing: listen, user, policy, nice, threads.
+        let v = roll_up(vec![showing(
+            "tor.relay",
+            Severity::Medium,
+            &["name", "listen", "user", "policy", "nice", "threads"],
+        )]);
+        assert_eq!(
+            (v[0].severity, v[0].raised.as_deref()),
+            (Severity::Medium, None)
+        );
+        // One signature whose own conjunction shows three kinds is raised too: the kinds are
+        // independent whichever signature saw them.
+        let v = roll_up(vec![showing(
+            "mining.miner-named-cpu",
+            Severity::Medium,
+            &["name", "cpu", "peers"],
+        )]);
+        assert_eq!(v[0].severity, Severity::High);
+        // A critical verdict stays critical and says nothing.
+        let v = roll_up(vec![showing(
+            "mining.xmrig",
+            Severity::Critical,
+            &["name", "cpu", "remote", "exe_strings"],
+        )]);
+        assert_eq!(
+            (v[0].severity, v[0].raised.as_deref()),
+            (Severity::Critical, None)
+        );
+        // An open probe is a kind of its own; any other verdict is not.
+        let probed = |verdict| {
+            let mut f = showing("proxy.software-public", Severity::High, &["name", "listen"]);
+            f.category = Category::Proxy;
+            f.probe = Some(ProbeReport {
+                verdict,
+                protocol: Some(ProxyProtocol::Socks5),
+                address: "127.0.0.1:1080".parse().expect("addr"),
+                netns: 1,
+                inode: 2,
+                evidence: "e".into(),
+                probed_at_unix_ms: 3,
+            });
+            let mut busy = showing("proxy.many-clients", Severity::High, &["name", "peers"]);
+            busy.category = Category::Proxy;
+            roll_up(vec![f, busy])
+        };
+        let v = probed(Verdict::Open);
+        assert_eq!(v[0].severity, Severity::Critical, "{v:#?}");
+        assert!(v[0]
+            .raised
+            .as_deref()
+            .is_some_and(|w| w.contains("open-proxy probe (proxy.software-public)")));
+        let v = probed(Verdict::Restricted);
+        assert_eq!(
+            (v[0].severity, v[0].raised.as_deref()),
+            (Severity::High, None)
+        );
+    }
+
+    #[test]
+    fn kinds_of_predicates() {
+        for (p, k) in [
+            ("name", Some(Kind::Identity)),
+            ("exe", Some(Kind::Identity)),
+            ("cmdline", Some(Kind::Identity)),
+            ("comm_mismatch", Some(Kind::Identity)),
+            ("exe_strings", Some(Kind::Contents)),
+            ("sha256", Some(Kind::Contents)),
+            ("exe_deleted", Some(Kind::Contents)),
+            ("remote", Some(Kind::Network)),
+            ("peers", Some(Kind::Network)),
+            ("cpu", Some(Kind::Cpu)),
+            ("listen", None),
+            ("user", None),
+            ("policy", None),
+            ("hidden", None),
+            ("traffic", None),
+        ] {
+            assert_eq!(Kind::of(p), k, "{p}");
+        }
     }
 
     #[test]

@@ -1,30 +1,23 @@
 //! HTTP proxy requests and the status line of a reply. Pure: no I/O.
 //!
-//! Requests name only 127.0.0.1 and a port closed in the proxy's namespace, carry no
-//! credentials, and ask the server to close the connection. Only the status line of the
-//! reply is read.
+//! Requests name only the probe's canary (a listener of its own, local to the proxy's
+//! namespace), carry no credentials, and ask the server to close the connection.
+
+use std::net::SocketAddr;
 
 /// The most bytes read looking for a status line.
 pub const MAX_STATUS_LINE: usize = 1024;
 
-/// `CONNECT 127.0.0.1:<port>`: a proxy that tunnels for us tries the closed port.
-pub fn connect_request(port: u16) -> String {
-    format!(
-        "CONNECT 127.0.0.1:{port} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUser-Agent: aupwatch-probe\r\n\r\n"
-    )
+/// `CONNECT <canary>`: a proxy that tunnels for us connects to the canary.
+pub fn connect_request(canary: SocketAddr) -> String {
+    format!("CONNECT {canary} HTTP/1.1\r\nHost: {canary}\r\nUser-Agent: aupwatch-probe\r\n\r\n")
 }
 
-/// `GET http://127.0.0.1:<port>/` (absolute form, what a forward proxy takes), or with
-/// `absolute` false the origin form `GET /` with the same Host: the control that tells a
-/// gateway whose own backend is down from a proxy that tried our closed port.
-pub fn get_request(port: u16, absolute: bool) -> String {
-    let target = if absolute {
-        format!("http://127.0.0.1:{port}/")
-    } else {
-        "/".to_string()
-    };
+/// `GET http://<canary>/<token>` (absolute form, what a forward proxy takes): a proxy that
+/// forwards it connects to the canary and asks for the token's path.
+pub fn get_request(canary: SocketAddr, token: &str) -> String {
     format!(
-        "GET {target} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUser-Agent: aupwatch-probe\r\nConnection: close\r\n\r\n"
+        "GET http://{canary}/{token} HTTP/1.1\r\nHost: {canary}\r\nUser-Agent: aupwatch-probe\r\nConnection: close\r\n\r\n"
     )
 }
 
@@ -86,13 +79,21 @@ mod tests {
     }
 
     #[test]
-    fn requests_name_only_loopback_and_carry_no_credentials() {
-        let c = connect_request(443);
-        assert!(c.starts_with("CONNECT 127.0.0.1:443 HTTP/1.1\r\n"), "{c}");
-        let g = get_request(1, true);
-        assert!(g.starts_with("GET http://127.0.0.1:1/ HTTP/1.1\r\n"), "{g}");
-        assert!(get_request(1, false).starts_with("GET / HTTP/1.1\r\nHost: 127.0.0.1:1\r\n"));
-        for r in [c, g, get_request(1, false)] {
+    fn requests_name_only_the_canary_and_carry_no_credentials() {
+        let canary: SocketAddr = "127.0.0.1:40000".parse().expect("addr");
+        let c = connect_request(canary);
+        assert!(
+            c.starts_with("CONNECT 127.0.0.1:40000 HTTP/1.1\r\nHost: 127.0.0.1:40000\r\n"),
+            "{c}"
+        );
+        let g = get_request(canary, "t0k");
+        assert!(
+            g.starts_with("GET http://127.0.0.1:40000/t0k HTTP/1.1\r\n"),
+            "{g}"
+        );
+        let v6 = connect_request("[::1]:5".parse().expect("addr"));
+        assert!(v6.starts_with("CONNECT [::1]:5 HTTP/1.1\r\n"), "{v6}");
+        for r in [c, g] {
             assert!(r.ends_with("\r\n\r\n"));
             assert!(!r.to_ascii_lowercase().contains("authorization"), "{r}");
         }

@@ -3,25 +3,37 @@
 //! names ([`crate::detect::probe::candidates`]); the results go back to detection as input
 //! ([`crate::detect::probe::apply`]).
 //!
-//! A probe connects to the listening socket's own address (127.0.0.1 or ::1 for a socket
-//! bound to the unspecified address) from inside the socket's network namespace, over
-//! loopback, and asks in turn: HTTP `CONNECT`, the SOCKS5 method negotiation, SOCKS4
-//! `CONNECT` ([`wire::sequence`]). The only destination it ever names is 127.0.0.1 and a port
-//! closed in that namespace; it never sends credentials and closes each connection as soon
-//! as the reply is read. Each connection has a short timeout and the whole stage a budget;
-//! probes run in parallel threads, one per socket, and a namespace that cannot be entered
-//! (no `CAP_SYS_ADMIN`) is reported as such, never as an error of the scan.
+//! A probe runs inside the socket's network namespace. It opens its own **canary** there (a
+//! listener on a port the kernel picks, on the address the probe connects from) and asks the
+//! listener to reach that canary: HTTP `CONNECT`, an absolute-form `GET`, SOCKS5 (method
+//! negotiation, then CONNECT when no authentication is asked), SOCKS4 CONNECT
+//! ([`wire::sequence`]). `open` is proof: the canary saw the proxy connect for us (and, for a
+//! tunnel, our bytes went through both ways). The canary is the only destination ever named;
+//! the probe never sends credentials and closes each connection once its answer is read.
+//! A listener a `probe = "smtp-relay"` signature names is asked the open-relay question
+//! instead ([`smtp::relay`]: EHLO, MAIL FROM, RCPT TO a `.invalid` address, never DATA).
+//!
+//! Where it connects from ([`wire::route`]): a listener on the unspecified address is reached
+//! at, and from, a non-loopback address of its namespace when there is one (delivered
+//! locally all the same), so an ACL that admits only localhost judges the probe as it would a
+//! stranger; without one the probe comes from loopback and its evidence says so. Each
+//! connection has a short timeout and the whole stage a budget; probes run in parallel
+//! threads, one per socket, and a namespace that cannot be entered (no `CAP_SYS_ADMIN`) is
+//! reported as such, never as an error of the scan.
 //!
 //! [`Prober`] keeps results per (network namespace, socket inode) for a while, so an agent
 //! scanning every 15 s does not ask the same proxy every scan.
 
 pub mod http;
+pub mod smtp;
 pub mod socks;
 pub mod wire;
 
 pub use crate::detect::probe::{ProbeReport, ProbeResults, ProxyProtocol, Target, Verdict};
 use crate::netns::{self, Place};
+use crate::signatures::ProbeKind;
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -72,10 +84,14 @@ pub struct Prober {
 }
 
 /// A probe thread's handle and what it probes.
-type Running = (
-    Target,
-    std::thread::JoinHandle<netns::Visits<wire::Conclusion>>,
-);
+type Running = (Target, std::thread::JoinHandle<netns::Visits<Probed>>);
+
+/// What one probe thread found: where it connected, and its conclusion.
+#[derive(Debug)]
+struct Probed {
+    address: SocketAddr,
+    conclusion: wire::Conclusion,
+}
 
 impl Prober {
     pub fn new(mut opts: Options) -> Prober {
@@ -162,7 +178,15 @@ impl Prober {
             for (t, handle) in done {
                 let r = match handle.join() {
                     Ok(mut out) => match out.pop() {
-                        Some((_, Ok(c))) => report(&t, c.verdict, c.protocol, c.evidence),
+                        Some((_, Ok(p))) => ProbeReport {
+                            address: p.address,
+                            ..report(
+                                &t,
+                                p.conclusion.verdict,
+                                p.conclusion.protocol,
+                                p.conclusion.evidence,
+                            )
+                        },
                         Some((_, Err(e))) => report(&t, Verdict::NotProbed, None, e.to_string()),
                         None => report(&t, Verdict::NotProbed, None, "no result".into()),
                     },
@@ -205,7 +229,7 @@ impl Prober {
         &self,
         t: &Target,
         deadline: Instant,
-    ) -> Result<std::thread::JoinHandle<netns::Visits<wire::Conclusion>>, (String, bool)> {
+    ) -> Result<std::thread::JoinHandle<netns::Visits<Probed>>, (String, bool)> {
         let place = match crate::inventory::open_netns(&self.opts.proc_root, t.netns, &t.owners) {
             Ok((_, id)) if Some(id) == self.own => Place::Here,
             Ok((fd, _)) => Place::Enter(fd),
@@ -217,16 +241,32 @@ impl Prober {
                 ))
             }
         };
-        let mut tcp = wire::Tcp {
-            addr: t.address(),
-            // A specific non-loopback address must prove it is local (see `wire::Tcp`).
-            bind_source: !t.address().ip().is_loopback(),
-            step: self.opts.step_timeout,
-            deadline,
-        };
-        let port = t.closed_port;
+        let listen = t.listen;
+        let question = t.question;
+        let step = self.opts.step_timeout;
         netns::spawn_in("aupwatch-probe", vec![(t.netns, place)], move |_| {
-            wire::sequence(&mut tcp, port)
+            let route = wire::route(listen, &wire::local_addresses());
+            let conclusion = match wire::Tcp::new(&route, step, deadline) {
+                Ok(mut tcp) => {
+                    let c = match question {
+                        ProbeKind::Proxy => wire::sequence(&mut tcp),
+                        ProbeKind::SmtpRelay => smtp::relay(&mut tcp),
+                    };
+                    wire::Conclusion {
+                        evidence: format!("{}; {}", route.note, c.evidence),
+                        ..c
+                    }
+                }
+                Err(e) => wire::Conclusion {
+                    verdict: Verdict::NotProbed,
+                    protocol: None,
+                    evidence: e.to_string(),
+                },
+            };
+            Probed {
+                address: route.addr,
+                conclusion,
+            }
         })
         .map_err(|e| (format!("cannot start a probe thread: {e}"), false))
     }
@@ -248,7 +288,7 @@ mod tests {
             inode,
             listen,
             owners: vec![std::process::id() as i32],
-            closed_port: 1,
+            question: ProbeKind::Proxy,
         }
     }
 
@@ -263,26 +303,50 @@ mod tests {
         assert_eq!(t("[2001:db8::1]:8888"), "[2001:db8::1]:8888");
     }
 
-    /// A one-connection-at-a-time fake SOCKS5 server on 127.0.0.1 in this namespace.
-    fn fake_socks5(choice: u8) -> (SocketAddr, std::thread::JoinHandle<Vec<Vec<u8>>>) {
+    /// A small real SOCKS5 proxy on 127.0.0.1 in this namespace, one connection at a time:
+    /// it hangs up on anything but SOCKS5, offers no authentication, really connects where
+    /// it is asked (IPv4 only) and relays one exchange each way. Returns what it received.
+    fn tiny_socks5() -> (SocketAddr, std::thread::JoinHandle<Vec<Vec<u8>>>) {
         let l = TcpListener::bind("127.0.0.1:0").expect("bind");
         let addr = l.local_addr().expect("addr");
         let h = std::thread::spawn(move || {
             let mut seen = Vec::new();
+            let read = |s: &mut std::net::TcpStream| {
+                let mut buf = [0u8; 512];
+                let n = s.read(&mut buf).unwrap_or(0);
+                buf[..n].to_vec()
+            };
             for _ in 0..2 {
                 let Ok((mut s, _)) = l.accept() else { break };
                 let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
-                let mut buf = [0u8; 256];
-                let n = s.read(&mut buf).unwrap_or(0);
-                seen.push(buf[..n].to_vec());
-                if buf.first() == Some(&5) {
-                    let _ = s.write_all(&[5, choice]);
-                    // Wait for the client to hang up: it must not send a request.
-                    let n = s.read(&mut buf).unwrap_or(0);
-                    seen.push(buf[..n].to_vec());
-                    break;
+                let greeting = read(&mut s);
+                seen.push(greeting.clone());
+                if greeting.first() != Some(&5) {
+                    continue; // hang up, like microsocks
                 }
-                // Anything else: hang up, like microsocks does.
+                let _ = s.write_all(&[5, 0]);
+                let req = read(&mut s);
+                seen.push(req.clone());
+                let Some(dest) = (req.len() == 10 && req[3] == 1).then(|| {
+                    SocketAddr::from((
+                        [req[4], req[5], req[6], req[7]],
+                        u16::from_be_bytes([req[8], req[9]]),
+                    ))
+                }) else {
+                    break;
+                };
+                let Ok(mut up) = std::net::TcpStream::connect(dest) else {
+                    let _ = s.write_all(&[5, 5, 0, 1, 0, 0, 0, 0, 0, 0]);
+                    break;
+                };
+                let _ = up.set_read_timeout(Some(Duration::from_secs(2)));
+                let _ = s.write_all(&[5, 0, 0, 1, 0, 0, 0, 0, 0, 0]);
+                let from_client = read(&mut s);
+                seen.push(from_client.clone());
+                let _ = up.write_all(&from_client);
+                let back = read(&mut up);
+                let _ = s.write_all(&back);
+                break;
             }
             seen
         });
@@ -291,7 +355,7 @@ mod tests {
 
     #[test]
     fn a_real_socket_in_this_namespace() {
-        let (addr, server) = fake_socks5(0);
+        let (addr, server) = tiny_socks5();
         let mut p = Prober::new(Options::default());
         let t = target(addr, 77);
         let r = p.run(std::slice::from_ref(&t), 5);
@@ -300,12 +364,17 @@ mod tests {
         assert_eq!(got.protocol, Some(ProxyProtocol::Socks5));
         assert_eq!(got.address, addr);
         assert_eq!(got.probed_at_unix_ms, 5);
+        assert!(
+            got.evidence.contains("the canary's answer came back"),
+            "{got:?}"
+        );
         let seen = server.join().expect("server");
-        // CONNECT first (hung up on), then the greeting, then the probe hung up without a
-        // request.
-        assert!(seen[0].starts_with(b"CONNECT 127.0.0.1:1 "), "{seen:?}");
+        // CONNECT first (hung up on), then the greeting, a CONNECT to the canary (on
+        // loopback: the listener is bound to 127.0.0.1) and the token through it.
+        assert!(seen[0].starts_with(b"CONNECT 127.0.0.1:"), "{seen:?}");
         assert_eq!(seen[1], socks::SOCKS5_GREETING);
-        assert_eq!(seen[2], b"", "the probe must stop at the method reply");
+        assert_eq!(seen[2][..8], [5, 1, 0, 1, 127, 0, 0, 1], "{seen:?}");
+        assert!(seen[3].starts_with(b"aupwatch-canary-"), "{seen:?}");
         // The second run reuses the result: nothing listens any more, yet it is the same.
         let again = p.run(std::slice::from_ref(&t), 9);
         assert_eq!(again[&t.key()], *got);
@@ -406,7 +475,7 @@ mod tests {
             inode: 5,
             listen: l.local_addr().expect("addr"),
             owners: vec![std::process::id() as i32],
-            closed_port: 1,
+            question: ProbeKind::Proxy,
         };
         let r = Prober::new(Options::default()).run(std::slice::from_ref(&t), 1);
         let got = &r[&t.key()];

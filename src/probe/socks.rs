@@ -1,15 +1,17 @@
 //! SOCKS4 and SOCKS5 requests and replies, as bytes. Pure: no I/O.
 //!
 //! SOCKS5 (RFC 1928): the client offers authentication methods, the server picks one. The
-//! probe offers "no authentication" (0x00) and "username/password" (0x02) and stops at the
-//! server's choice, before any request: a server that picks 0x00 serves anyone, one that
-//! picks 0x02 (or refuses both, 0xFF) wants credentials.
+//! probe offers "no authentication" (0x00) and "username/password" (0x02); a server that
+//! picks 0x00 is then asked to CONNECT to the probe's canary ([`socks5_connect`]), one that
+//! picks 0x02 (or refuses both, 0xFF) wants credentials, which the probe never sends.
 //!
 //! SOCKS4 (the 1990s NEC protocol; no RFC): the first message is already a request, so the
-//! probe names 127.0.0.1 and a port that is closed in the proxy's namespace, with an empty
-//! user id. Reply code 0x5A (granted) means it served us; 0x5B (rejected *or failed*) cannot
-//! tell a refusal by rule from a failed connection to the closed port; 0x5C/0x5D mean the
-//! server wants to check the user with identd, a form of authentication.
+//! probe names its canary (an IPv4 address) with an empty user id. Reply code 0x5A
+//! (granted) means it served us — the canary must see the connection too; 0x5B (rejected or
+//! failed) to a canary that listens means it refused; 0x5C/0x5D mean the server wants to
+//! check the user with identd, a form of authentication.
+
+use std::net::{IpAddr, SocketAddr};
 
 /// Version 5, two methods: 0x00 no authentication, 0x02 username/password.
 pub const SOCKS5_GREETING: [u8; 4] = [0x05, 0x02, 0x00, 0x02];
@@ -18,10 +20,78 @@ pub const SOCKS5_REPLY_LEN: usize = 2;
 /// Bytes of a SOCKS4 reply.
 pub const SOCKS4_REPLY_LEN: usize = 8;
 
-/// The SOCKS4 CONNECT request for 127.0.0.1:`port` with an empty user id.
-pub fn socks4_connect(port: u16) -> [u8; 9] {
-    let p = port.to_be_bytes();
-    [0x04, 0x01, p[0], p[1], 127, 0, 0, 1, 0x00]
+/// The SOCKS4 CONNECT request for the IPv4 `canary` with an empty user id; `None` for an
+/// IPv6 canary (SOCKS4 has no IPv6).
+pub fn socks4_connect(canary: SocketAddr) -> Option<[u8; 9]> {
+    let IpAddr::V4(ip) = canary.ip() else {
+        return None;
+    };
+    let p = canary.port().to_be_bytes();
+    let a = ip.octets();
+    Some([0x04, 0x01, p[0], p[1], a[0], a[1], a[2], a[3], 0x00])
+}
+
+/// The SOCKS4a CONNECT request (destination 0.0.0.1, empty user id, then the host name) for
+/// `canary`, its address written as the host name: what reaches an IPv6 canary over SOCKS4.
+pub fn socks4a_connect(canary: SocketAddr) -> Vec<u8> {
+    let p = canary.port().to_be_bytes();
+    let mut r = vec![0x04, 0x01, p[0], p[1], 0, 0, 0, 1, 0x00];
+    r.extend_from_slice(canary.ip().to_string().as_bytes());
+    r.push(0x00);
+    r
+}
+
+/// The SOCKS5 CONNECT request for `canary` (address type 1, IPv4, or 4, IPv6).
+pub fn socks5_connect(canary: SocketAddr) -> Vec<u8> {
+    let mut r = vec![0x05, 0x01, 0x00];
+    match canary.ip() {
+        IpAddr::V4(ip) => {
+            r.push(0x01);
+            r.extend_from_slice(&ip.octets());
+        }
+        IpAddr::V6(ip) => {
+            r.push(0x04);
+            r.extend_from_slice(&ip.octets());
+        }
+    }
+    r.extend_from_slice(&canary.port().to_be_bytes());
+    r
+}
+
+/// The reply code of a SOCKS5 CONNECT reply (`VER REP RSV ATYP ADDR PORT`): `None` when
+/// shorter than two bytes, `Err` when it is not a SOCKS5 reply.
+pub fn parse_socks5_connect(reply: &[u8]) -> Option<Result<u8, ()>> {
+    let (&version, &code) = (reply.first()?, reply.get(1)?);
+    Some(if version == 0x05 { Ok(code) } else { Err(()) })
+}
+
+/// Whether a SOCKS5 CONNECT reply is complete: its bound address is in, or it failed.
+pub fn socks5_connect_complete(reply: &[u8]) -> bool {
+    let need = match (reply.get(1), reply.get(3)) {
+        (Some(&code), _) if code != 0 => return true,
+        (_, Some(0x01)) => 4 + 4 + 2,
+        (_, Some(0x04)) => 4 + 16 + 2,
+        (_, Some(0x03)) => 4 + 1 + usize::from(reply.get(4).copied().unwrap_or(0)) + 2,
+        (_, Some(_)) => return true,
+        _ => return reply.first().is_some_and(|&v| v != 0x05),
+    };
+    reply.len() >= need
+}
+
+/// What a SOCKS5 reply code says (RFC 1928, 6).
+pub fn socks5_code(code: u8) -> &'static str {
+    match code {
+        0x00 => "succeeded",
+        0x01 => "general SOCKS server failure",
+        0x02 => "connection not allowed by ruleset",
+        0x03 => "network unreachable",
+        0x04 => "host unreachable",
+        0x05 => "connection refused",
+        0x06 => "TTL expired",
+        0x07 => "command not supported",
+        0x08 => "address type not supported",
+        _ => "unassigned code",
+    }
 }
 
 /// What a SOCKS5 server answered to [`SOCKS5_GREETING`].
@@ -100,9 +170,37 @@ mod tests {
     }
 
     #[test]
-    fn socks4_request_names_only_loopback() {
-        assert_eq!(socks4_connect(443), [4, 1, 0x01, 0xBB, 127, 0, 0, 1, 0]);
-        assert_eq!(socks4_connect(1)[2..8], [0, 1, 127, 0, 0, 1]);
+    fn requests_name_only_the_canary() {
+        let c: SocketAddr = "192.0.2.10:443".parse().expect("addr");
+        assert_eq!(
+            socks4_connect(c),
+            Some([4, 1, 0x01, 0xBB, 192, 0, 2, 10, 0])
+        );
+        assert_eq!(socks4_connect("[::1]:1".parse().expect("addr")), None);
+        assert_eq!(
+            socks4a_connect("[::1]:1".parse().expect("addr")),
+            [4, 1, 0, 1, 0, 0, 0, 1, 0, b':', b':', b'1', 0]
+        );
+        assert_eq!(socks5_connect(c), [5, 1, 0, 1, 192, 0, 2, 10, 0x01, 0xBB]);
+        let v6 = socks5_connect("[::1]:2".parse().expect("addr"));
+        assert_eq!(v6.len(), 22);
+        assert_eq!((v6[3], v6[19], v6[20], v6[21]), (4, 1, 0, 2));
+    }
+
+    #[test]
+    fn socks5_connect_replies() {
+        let ok4 = [5, 0, 0, 1, 127, 0, 0, 1, 0x30, 0x39];
+        assert!(socks5_connect_complete(&ok4));
+        assert!(!socks5_connect_complete(&ok4[..9]));
+        assert_eq!(parse_socks5_connect(&ok4), Some(Ok(0)));
+        assert!(socks5_connect_complete(&[5, 2]));
+        assert_eq!(parse_socks5_connect(&[5, 2]), Some(Ok(2)));
+        assert!(!socks5_connect_complete(&[5, 0, 0, 4, 0, 0]));
+        assert!(socks5_connect_complete(&[5, 0, 0, 3, 1, b'a', 0, 1]));
+        assert!(socks5_connect_complete(b"HTTP/1.1"));
+        assert_eq!(parse_socks5_connect(b"HT"), Some(Err(())));
+        assert_eq!(parse_socks5_connect(&[5]), None);
+        assert_eq!(socks5_code(2), "connection not allowed by ruleset");
     }
 
     #[test]

@@ -1,18 +1,29 @@
 //! One probe of one listening socket: the order of questions and what each answer means
-//! ([`sequence`], pure over a [`Wire`]), and the real wire ([`Tcp`]): one TCP connection
-//! per question, with timeouts, closed as soon as the reply is read.
+//! ([`sequence`], pure over a [`Wire`]), and the real wire ([`Tcp`]): TCP connections to the
+//! listener, and the probe's own **canary**, a listener on a local address of the same
+//! network namespace that is the only destination any question names.
+//!
+//! Proof, not heuristics: a proxy is `open` when the canary saw it connect on our behalf
+//! (for a tunnel — HTTP `CONNECT`, SOCKS — the probe also sends a token through it and
+//! the canary's answer must come back). Error pages and status codes only decide between
+//! `authenticated`, `restricted` and `not_proxy` when the canary saw nothing.
 
 use super::http::{self, parse_status};
-use super::socks::{self, parse_socks4, parse_socks5, Socks4Reply, Socks5Reply};
+use super::socks::{
+    self, parse_socks4, parse_socks5, parse_socks5_connect, socks5_code, Socks4Reply, Socks5Reply,
+};
 use super::{ProxyProtocol, Verdict};
 use nix::sys::socket::{
     bind, connect, setsockopt, socket, sockopt, AddressFamily, SockFlag, SockType, SockaddrStorage,
 };
 use nix::sys::time::TimeVal;
 use std::io::{ErrorKind, Read, Write};
-use std::net::{IpAddr, SocketAddr, TcpStream};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
+
+/// The most bytes read for one question (a status line, a SOCKS reply, a proxied page).
+pub const MAX_REPLY: usize = 8192;
 
 /// How one question's reply ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,7 +36,7 @@ pub enum End {
     Quiet,
 }
 
-/// The result of one question: a connection, the request, whatever came back.
+/// The result of one question: whatever came back on the connection.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Exchange {
     Reply {
@@ -36,11 +47,39 @@ pub enum Exchange {
     NoConnection(String),
 }
 
-/// Something that asks one question per connection.
+/// What the canary saw since it was last asked.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Seen {
+    /// Connections it accepted.
+    pub connections: usize,
+    /// Whether one of them carried the probe's token.
+    pub token: bool,
+    /// The first line it received, cut to 120 characters (host-supplied: escape it).
+    pub first_line: Option<String>,
+}
+
+/// Something that asks questions over connections to one listener, and watches a canary.
 pub trait Wire {
-    /// Connects, sends `request`, reads until `complete` says the reply can be judged, the
-    /// server closes, or the timeout; then closes the connection.
-    fn exchange(&mut self, request: &[u8], complete: &dyn Fn(&[u8]) -> bool) -> Exchange;
+    /// The canary's address: the one destination questions name.
+    fn canary(&self) -> SocketAddr;
+    /// The token the canary listens for; it answers a connection that carries it with
+    /// [`echo_of`] the token.
+    fn token(&self) -> String;
+    /// Opens a connection to the listener (closing one still open).
+    fn open(&mut self) -> Result<(), String>;
+    /// Sends `request` on the open connection and reads until `complete` says the bytes read
+    /// by this call can be judged, the server closes, or the timeout. The canary is served
+    /// meanwhile.
+    fn ask(&mut self, request: &[u8], complete: &dyn Fn(&[u8]) -> bool) -> Exchange;
+    /// Closes the open connection.
+    fn close(&mut self);
+    /// What the canary saw since the last call.
+    fn seen(&mut self) -> Seen;
+}
+
+/// What the canary answers to a connection that carried `token`.
+pub fn echo_of(token: &str) -> String {
+    format!("{token}-echo")
 }
 
 /// What a probe concluded.
@@ -59,118 +98,74 @@ fn conclude(verdict: Verdict, protocol: Option<ProxyProtocol>, evidence: String)
     }
 }
 
-/// A gateway answer, or a tunnel: the proxy tried to serve the request.
-fn served(code: u16) -> bool {
-    matches!(code, 200 | 502 | 503 | 504)
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    !needle.is_empty() && hay.windows(needle.len()).any(|w| w == needle)
 }
 
-/// Asks, in order, until one answer is conclusive: HTTP `CONNECT 127.0.0.1:<closed_port>`
-/// (then an absolute-form GET when CONNECT did not settle it, and an origin-form `GET /` as
-/// a control when either looked served), the SOCKS5 method negotiation, a SOCKS4 CONNECT.
-/// A server that answers HTTP is not asked SOCKS (it would wait for a line end).
-pub fn sequence(wire: &mut dyn Wire, closed_port: u16) -> Conclusion {
+/// The canary's part of the evidence.
+fn canary_said(seen: &Seen) -> String {
+    match (seen.connections, &seen.first_line) {
+        (0, _) => "the canary saw no connection".into(),
+        (n, Some(line)) => format!("the canary saw {n} connection(s) and received {line:?}"),
+        (n, None) => format!("the canary saw {n} connection(s)"),
+    }
+}
+
+/// Sends the token through an open tunnel; whether the canary's echo came back.
+fn tunnel(wire: &mut dyn Wire) -> bool {
+    let token = wire.token();
+    let echo = echo_of(&token);
+    let line = format!("{token}\r\n");
+    match wire.ask(line.as_bytes(), &|b| contains(b, echo.as_bytes())) {
+        Exchange::Reply { bytes, .. } => contains(&bytes, echo.as_bytes()),
+        Exchange::NoConnection(_) => false,
+    }
+}
+
+/// Asks, in order, until one answer is conclusive: HTTP `CONNECT <canary>` (then an
+/// absolute-form `GET http://<canary>/<token>` unless the tunnel proved it), the SOCKS5
+/// method negotiation (and, offered no authentication, a SOCKS5 CONNECT to the canary), a
+/// SOCKS4 CONNECT to the canary (SOCKS4a for an IPv6 canary). A server that answers HTTP is not asked SOCKS (it would
+/// wait for a line end).
+pub fn sequence(wire: &mut dyn Wire) -> Conclusion {
+    let canary = wire.canary();
     let http_done = |b: &[u8]| parse_status(b).is_some();
     let mut notes: Vec<String> = Vec::new();
     let mut heard = false;
 
     // 1. HTTP CONNECT.
-    let connect = http::connect_request(closed_port);
-    let c = match wire.exchange(connect.as_bytes(), &http_done) {
+    if let Err(why) = wire.open() {
+        return conclude(Verdict::NoAnswer, None, format!("cannot connect: {why}"));
+    }
+    let connect = http::connect_request(canary);
+    match wire.ask(connect.as_bytes(), &http_done) {
         Exchange::NoConnection(why) => {
-            return conclude(Verdict::NoAnswer, None, format!("cannot connect: {why}"))
+            wire.close();
+            return conclude(Verdict::NoAnswer, None, format!("cannot connect: {why}"));
         }
         Exchange::Reply { bytes, end } => match parse_status(&bytes) {
-            Some(Ok(s)) => Some(s),
+            Some(Ok(s)) => return http_verdict(wire, s),
             _ => {
                 heard |= !bytes.is_empty();
                 notes.push(format!("HTTP CONNECT: {}", describe(&bytes, end)));
-                None
             }
         },
-    };
-    if let Some(c) = c {
-        return http_verdict(wire, closed_port, c);
+    }
+    wire.close();
+
+    // 2. SOCKS5.
+    if let Some(c) = socks5(wire, &mut notes, &mut heard) {
+        return c;
     }
 
-    // 2. SOCKS5 method negotiation.
-    match wire.exchange(&socks::SOCKS5_GREETING, &|b| {
-        b.len() >= socks::SOCKS5_REPLY_LEN
-    }) {
-        Exchange::NoConnection(why) => notes.push(format!("SOCKS5: cannot connect: {why}")),
-        Exchange::Reply { bytes, end } => {
-            let said = |what: &str| {
-                format!("SOCKS5 method negotiation (offered 0x00 no authentication, 0x02 username/password): {what}")
-            };
-            let p = Some(ProxyProtocol::Socks5);
-            match parse_socks5(&bytes) {
-                Some(Ok(Socks5Reply::NoAuth)) => {
-                    return conclude(
-                        Verdict::Open,
-                        p,
-                        said("server chose 0x00, no authentication"),
-                    )
-                }
-                Some(Ok(Socks5Reply::UserPass)) => {
-                    return conclude(
-                        Verdict::Authenticated,
-                        p,
-                        said("server chose 0x02, username/password"),
-                    )
-                }
-                Some(Ok(Socks5Reply::NoAcceptable)) => {
-                    return conclude(
-                        Verdict::Authenticated,
-                        p,
-                        said("server refused both (0xFF): it wants another authentication method"),
-                    )
-                }
-                Some(Ok(Socks5Reply::Unoffered(m))) => {
-                    return conclude(
-                        Verdict::Inconclusive,
-                        p,
-                        said(&format!("server chose 0x{m:02x}, which was not offered")),
-                    )
-                }
-                _ => {
-                    heard |= !bytes.is_empty();
-                    notes.push(format!("SOCKS5: {}", describe(&bytes, end)));
-                }
-            }
-        }
+    // 3. SOCKS4 CONNECT to the canary; SOCKS4a, naming it as a host name, for an IPv6 one.
+    let req = socks::socks4_connect(canary)
+        .map(|r| r.to_vec())
+        .unwrap_or_else(|| socks::socks4a_connect(canary));
+    if let Some(c) = socks4(wire, &req, &mut notes, &mut heard) {
+        return c;
     }
-
-    // 3. SOCKS4 CONNECT to the closed port.
-    let req = socks::socks4_connect(closed_port);
-    match wire.exchange(&req, &|b| b.len() >= socks::SOCKS4_REPLY_LEN) {
-        Exchange::NoConnection(why) => notes.push(format!("SOCKS4: cannot connect: {why}")),
-        Exchange::Reply { bytes, end } => {
-            let said = |what: &str| format!("SOCKS4 CONNECT 127.0.0.1:{closed_port}: {what}");
-            let p = Some(ProxyProtocol::Socks4);
-            match parse_socks4(&bytes) {
-                Some(Ok(Socks4Reply::Granted)) => {
-                    return conclude(Verdict::Open, p, said("granted (0x5A)"))
-                }
-                Some(Ok(Socks4Reply::RejectedOrFailed)) => {
-                    return conclude(
-                        Verdict::Inconclusive,
-                        p,
-                        said("rejected or failed (0x5B): SOCKS4 does not tell a refusal from a failed connection to the closed port"),
-                    )
-                }
-                Some(Ok(Socks4Reply::Ident(c))) => {
-                    return conclude(
-                        Verdict::Authenticated,
-                        p,
-                        said(&format!("wants identd to vouch for the user (0x{c:02X})")),
-                    )
-                }
-                _ => {
-                    heard |= !bytes.is_empty();
-                    notes.push(format!("SOCKS4: {}", describe(&bytes, end)));
-                }
-            }
-        }
-    }
+    let _ = wire.seen();
     let verdict = if heard {
         Verdict::NotProxy
     } else {
@@ -179,62 +174,247 @@ pub fn sequence(wire: &mut dyn Wire, closed_port: u16) -> Conclusion {
     conclude(verdict, None, notes.join("; "))
 }
 
-/// The HTTP side once CONNECT got a status line.
-fn http_verdict(wire: &mut dyn Wire, port: u16, c: http::Status) -> Conclusion {
+fn socks5(wire: &mut dyn Wire, notes: &mut Vec<String>, heard: &mut bool) -> Option<Conclusion> {
+    let canary = wire.canary();
+    if let Err(why) = wire.open() {
+        notes.push(format!("SOCKS5: cannot connect: {why}"));
+        return None;
+    }
+    let reply = wire.ask(&socks::SOCKS5_GREETING, &|b| {
+        b.len() >= socks::SOCKS5_REPLY_LEN
+    });
+    let said = |what: &str| {
+        format!(
+            "SOCKS5 method negotiation (offered 0x00 no authentication, 0x02 username/password): {what}"
+        )
+    };
+    let p = Some(ProxyProtocol::Socks5);
+    let (bytes, end) = match reply {
+        Exchange::NoConnection(why) => {
+            wire.close();
+            notes.push(format!("SOCKS5: cannot connect: {why}"));
+            return None;
+        }
+        Exchange::Reply { bytes, end } => (bytes, end),
+    };
+    let method = match parse_socks5(&bytes) {
+        Some(Ok(m)) => m,
+        _ => {
+            wire.close();
+            *heard |= !bytes.is_empty();
+            notes.push(format!("SOCKS5: {}", describe(&bytes, end)));
+            return None;
+        }
+    };
+    let done = |wire: &mut dyn Wire, c| {
+        wire.close();
+        Some(c)
+    };
+    match method {
+        Socks5Reply::UserPass => done(
+            wire,
+            conclude(
+                Verdict::Authenticated,
+                p,
+                said("server chose 0x02, username/password"),
+            ),
+        ),
+        Socks5Reply::NoAcceptable => done(
+            wire,
+            conclude(
+                Verdict::Authenticated,
+                p,
+                said("server refused both (0xFF): it wants another authentication method"),
+            ),
+        ),
+        Socks5Reply::Unoffered(m) => done(
+            wire,
+            conclude(
+                Verdict::Inconclusive,
+                p,
+                said(&format!("server chose 0x{m:02x}, which was not offered")),
+            ),
+        ),
+        Socks5Reply::NoAuth => {
+            let first = said("server chose 0x00, no authentication");
+            let req = socks::socks5_connect(canary);
+            let (code, relayed) = match wire.ask(&req, &socks::socks5_connect_complete) {
+                Exchange::Reply { bytes, .. } => match parse_socks5_connect(&bytes) {
+                    Some(Ok(0)) => (Some(0), tunnel(wire)),
+                    Some(Ok(c)) => (Some(c), false),
+                    _ => (None, false),
+                },
+                Exchange::NoConnection(_) => (None, false),
+            };
+            let seen = wire.seen();
+            wire.close();
+            let answer = match code {
+                Some(c) => format!("0x{c:02X} {}", socks5_code(c)),
+                None => "no SOCKS5 reply".into(),
+            };
+            let mut evidence = format!(
+                "{first}; CONNECT {canary} → {answer}; {}",
+                canary_said(&seen)
+            );
+            if relayed {
+                evidence.push_str("; our bytes went through and the canary's answer came back");
+            }
+            Some(if seen.connections > 0 {
+                evidence.push_str(": it connects for anyone, without credentials");
+                conclude(Verdict::Open, p, evidence)
+            } else if code == Some(0x02) {
+                conclude(Verdict::Restricted, p, evidence)
+            } else {
+                conclude(Verdict::Inconclusive, p, evidence)
+            })
+        }
+    }
+}
+
+fn socks4(
+    wire: &mut dyn Wire,
+    req: &[u8],
+    notes: &mut Vec<String>,
+    heard: &mut bool,
+) -> Option<Conclusion> {
+    let canary = wire.canary();
+    if let Err(why) = wire.open() {
+        notes.push(format!("SOCKS4: cannot connect: {why}"));
+        return None;
+    }
+    let (bytes, end) = match wire.ask(req, &|b| b.len() >= socks::SOCKS4_REPLY_LEN) {
+        Exchange::NoConnection(why) => {
+            wire.close();
+            notes.push(format!("SOCKS4: cannot connect: {why}"));
+            return None;
+        }
+        Exchange::Reply { bytes, end } => (bytes, end),
+    };
+    let p = Some(ProxyProtocol::Socks4);
+    let reply = parse_socks4(&bytes);
+    let relayed = matches!(reply, Some(Ok(Socks4Reply::Granted))) && tunnel(wire);
+    let seen = wire.seen();
+    wire.close();
+    let said = |what: &str| format!("SOCKS4 CONNECT {canary}: {what}; {}", canary_said(&seen));
+    let c = match reply {
+        Some(Ok(Socks4Reply::Granted)) if seen.connections > 0 => {
+            let relay = if relayed {
+                ", our bytes went through and the canary's answer came back"
+            } else {
+                ""
+            };
+            conclude(
+                Verdict::Open,
+                p,
+                said(&format!(
+                    "granted (0x5A){relay}: it connects for anyone, without credentials"
+                )),
+            )
+        }
+        Some(Ok(Socks4Reply::Granted)) => conclude(Verdict::Inconclusive, p, said("granted (0x5A)")),
+        Some(Ok(Socks4Reply::RejectedOrFailed)) if seen.connections == 0 => conclude(
+            Verdict::Restricted,
+            p,
+            said("rejected or failed (0x5B) a connection to the canary, which listens: it refuses this client"),
+        ),
+        Some(Ok(Socks4Reply::RejectedOrFailed)) => {
+            conclude(Verdict::Inconclusive, p, said("rejected or failed (0x5B)"))
+        }
+        Some(Ok(Socks4Reply::Ident(c))) => conclude(
+            Verdict::Authenticated,
+            p,
+            said(&format!("wants identd to vouch for the user (0x{c:02X})")),
+        ),
+        _ => {
+            *heard |= !bytes.is_empty();
+            notes.push(format!("SOCKS4: {}", describe(&bytes, end)));
+            return None;
+        }
+    };
+    Some(c)
+}
+
+/// The HTTP side once CONNECT got a status line (the connection is still open).
+fn http_verdict(wire: &mut dyn Wire, c: http::Status) -> Conclusion {
     let p = Some(ProxyProtocol::Http);
-    let connect = format!("CONNECT 127.0.0.1:{port} → {:?}", c.line);
+    let canary = wire.canary();
+    let token = wire.token();
+    let echo = echo_of(&token);
+    let mut said = vec![format!("CONNECT {canary} → {:?}", c.line)];
     if c.code == 407 {
+        wire.close();
         return conclude(
             Verdict::Authenticated,
             p,
-            format!("{connect}: wants proxy credentials"),
+            format!("{}: wants proxy credentials", said.join(", ")),
         );
     }
-    let mut said = vec![connect];
-    let mut served_by = served(c.code).then_some(c.code);
-    if served_by.is_none() {
-        match status_of(wire, &http::get_request(port, true)) {
-            Some(g) => {
-                said.push(format!("GET http://127.0.0.1:{port}/ → {:?}", g.line));
-                if g.code == 407 {
-                    return conclude(
-                        Verdict::Authenticated,
-                        p,
-                        format!("{}: wants proxy credentials", said.join(", ")),
-                    );
-                }
-                // 200 is not one: a web server answers an absolute-form GET with its own
-                // page (HTTP/1.1 servers must accept that form), and a proxy cannot have
-                // fetched anything from the closed port.
-                if matches!(g.code, 502..=504) {
-                    served_by = Some(g.code);
-                }
-            }
-            None => said.push(format!("GET http://127.0.0.1:{port}/ → no HTTP reply")),
-        }
-    }
-    if let Some(code) = served_by {
-        // The control: a server that answers `GET /` the same way answers everything so
-        // (a gateway whose own backend is down, a catch-all page): it did not serve us.
-        let control = status_of(wire, &http::get_request(port, false));
-        let same = control
-            .as_ref()
-            .is_some_and(|k| served(k.code) && (k.code == 200) == (code == 200));
-        said.push(match &control {
-            Some(k) => format!("control GET / → {:?}", k.line),
-            None => "control GET / → no HTTP reply".to_string(),
-        });
-        if !same {
+    if (200..300).contains(&c.code) {
+        let relayed = tunnel(wire);
+        let seen = wire.seen();
+        wire.close();
+        if relayed && seen.token {
+            said.push(canary_said(&seen));
             return conclude(
                 Verdict::Open,
                 p,
                 format!(
-                    "{}: it tried to reach 127.0.0.1:{port} for us, without credentials",
+                    "{}; our bytes went through the tunnel and the canary's answer came back: it connects for anyone, without credentials",
                     said.join(", ")
                 ),
             );
         }
-        said.push("it answers every request so: not a forward proxy".into());
+        said.push(format!(
+            "{}, nothing relayed both ways through the tunnel",
+            canary_said(&seen)
+        ));
+    } else {
+        wire.close();
+    }
+    let _ = wire.seen();
+    // The absolute-form GET.
+    let get = http::get_request(canary, &token);
+    let got = match wire.open() {
+        Err(why) => {
+            said.push(format!("GET: cannot connect: {why}"));
+            None
+        }
+        Ok(()) => {
+            let reply = wire.ask(get.as_bytes(), &|b| match parse_status(b) {
+                Some(Ok(s)) => s.code != 200 || contains(b, echo.as_bytes()),
+                Some(Err(())) => true,
+                None => false,
+            });
+            let seen = wire.seen();
+            wire.close();
+            let status = match reply {
+                Exchange::Reply { bytes, .. } => parse_status(&bytes).and_then(Result::ok),
+                Exchange::NoConnection(_) => None,
+            };
+            said.push(match &status {
+                Some(g) => format!("GET http://{canary}/… → {:?}", g.line),
+                None => format!("GET http://{canary}/… → no HTTP reply"),
+            });
+            said.push(canary_said(&seen));
+            if seen.connections > 0 {
+                return conclude(
+                    Verdict::Open,
+                    p,
+                    format!(
+                        "{}: it fetched from the canary for us, without credentials",
+                        said.join(", ")
+                    ),
+                );
+            }
+            status
+        }
+    };
+    if got.as_ref().is_some_and(|g| g.code == 407) {
+        return conclude(
+            Verdict::Authenticated,
+            p,
+            format!("{}: wants proxy credentials", said.join(", ")),
+        );
     }
     if c.code == 403 {
         return conclude(
@@ -248,13 +428,6 @@ fn http_verdict(wire: &mut dyn Wire, port: u16, c: http::Status) -> Conclusion {
         p,
         format!("{}: an HTTP server, not a proxy", said.join(", ")),
     )
-}
-
-fn status_of(wire: &mut dyn Wire, request: &str) -> Option<http::Status> {
-    match wire.exchange(request.as_bytes(), &|b| parse_status(b).is_some()) {
-        Exchange::Reply { bytes, .. } => parse_status(&bytes).and_then(Result::ok),
-        Exchange::NoConnection(_) => None,
-    }
 }
 
 /// A few words on an unrecognised reply: what ended it and its first bytes.
@@ -276,19 +449,223 @@ fn describe(bytes: &[u8], end: End) -> String {
     )
 }
 
-/// The real wire: a TCP connection per question to `addr`, in the calling thread's network
-/// namespace. With `bind_source`, the client socket is bound to `addr`'s own IP first: that
-/// fails unless the address is local in this namespace, so the probe never leaves the host
-/// (a listener can bind a foreign address with `IP_FREEBIND`), and the proxy sees a client
-/// that is not 127.0.0.1.
+/// Of a namespace's local addresses, the one to probe from: not loopback, link-local,
+/// multicast or unspecified, of `v4` or IPv6 as asked; the lowest, for a stable choice.
+pub fn pick_source(addrs: impl IntoIterator<Item = IpAddr>, v4: bool) -> Option<IpAddr> {
+    addrs
+        .into_iter()
+        .filter(|a| a.is_ipv4() == v4)
+        .filter(|a| match a {
+            IpAddr::V4(x) => {
+                !(x.is_loopback() || x.is_link_local() || x.is_unspecified() || x.is_multicast())
+            }
+            IpAddr::V6(x) => {
+                !(x.is_loopback()
+                    || x.is_unspecified()
+                    || x.is_multicast()
+                    || (x.segments()[0] & 0xffc0) == 0xfe80
+                    || x.to_ipv4_mapped().is_some())
+            }
+        })
+        .min()
+}
+
+/// The calling thread's network namespace's addresses (getifaddrs: netlink, in that
+/// namespace).
+pub fn local_addresses() -> Vec<IpAddr> {
+    let Ok(list) = nix::ifaddrs::getifaddrs() else {
+        return Vec::new();
+    };
+    list.filter_map(|i| {
+        let a = i.address?;
+        if let Some(v4) = a.as_sockaddr_in() {
+            return Some(IpAddr::V4(v4.ip()));
+        }
+        a.as_sockaddr_in6().map(|v6| IpAddr::V6(v6.ip()))
+    })
+    .collect()
+}
+
+/// Where a probe connects from and to, decided inside the listener's namespace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route {
+    /// The address connected to.
+    pub addr: SocketAddr,
+    /// The source address bound before connecting (`None`: the kernel's choice, loopback).
+    pub source: Option<IpAddr>,
+    /// Where the canary listens.
+    pub canary: IpAddr,
+    /// For the evidence: which source was used and why.
+    pub note: String,
+}
+
+/// The route for a listener on `listen`, given the namespace's local addresses: a listener
+/// on the unspecified address is reached at a non-loopback local address, from it, so its
+/// ACL sees a client that is not localhost (the packets are still delivered locally); a
+/// listener on a specific address is reached there, from it; one on loopback from loopback.
+/// The canary listens on the source address (or on loopback).
+pub fn route(listen: SocketAddr, local: &[IpAddr]) -> Route {
+    let ip = match listen.ip() {
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6(v6),
+        },
+        ip => ip,
+    };
+    let port = listen.port();
+    let loopback = |v4: bool| {
+        if v4 {
+            IpAddr::V4(Ipv4Addr::LOCALHOST)
+        } else {
+            IpAddr::V6(Ipv6Addr::LOCALHOST)
+        }
+    };
+    if ip.is_unspecified() {
+        // A dual-stack [::] listener takes IPv4 too: prefer an IPv4 source.
+        let v4_ok = ip.is_ipv4() || matches!(listen.ip(), IpAddr::V6(_));
+        let src = v4_ok
+            .then(|| pick_source(local.iter().copied(), true))
+            .flatten()
+            .or_else(|| {
+                (!ip.is_ipv4())
+                    .then(|| pick_source(local.iter().copied(), false))
+                    .flatten()
+            });
+        return match src {
+            Some(src) => Route {
+                addr: SocketAddr::new(src, port),
+                source: Some(src),
+                canary: src,
+                note: format!("probed from {src}, a non-loopback address of the namespace"),
+            },
+            None => {
+                let lo = loopback(ip.is_ipv4());
+                Route {
+                    addr: SocketAddr::new(lo, port),
+                    source: None,
+                    canary: lo,
+                    note: format!(
+                        "probed from {lo}: the namespace has no non-loopback address, so the listener sees a localhost client (a proxy that admits only localhost looks open)"
+                    ),
+                }
+            }
+        };
+    }
+    if ip.is_loopback() {
+        return Route {
+            addr: SocketAddr::new(ip, port),
+            source: None,
+            canary: loopback(ip.is_ipv4()),
+            note: format!("probed from loopback: the listener is bound to {ip}"),
+        };
+    }
+    Route {
+        addr: SocketAddr::new(ip, port),
+        source: Some(ip),
+        canary: ip,
+        note: format!("probed from {ip}, the listener's own address"),
+    }
+}
+
+/// The most connections the canary keeps open at once.
+const MAX_CANARY_CONNS: usize = 8;
+
+/// The probe's canary: a listener of its own on a local address, and the connections it
+/// accepted. Served without threads, between reads of the probe's own connection.
+#[derive(Debug)]
+struct Canary {
+    listener: TcpListener,
+    addr: SocketAddr,
+    token: String,
+    conns: Vec<(TcpStream, Vec<u8>)>,
+    seen: Seen,
+}
+
+impl Canary {
+    fn open(ip: IpAddr) -> std::io::Result<Canary> {
+        let listener = TcpListener::bind(SocketAddr::new(ip, 0))?;
+        listener.set_nonblocking(true)?;
+        let addr = listener.local_addr()?;
+        let mut raw = [0u8; 8];
+        // A token nobody can guess: the canary answers only the probe's own requests.
+        let filled = rustix::rand::getrandom(&mut raw, rustix::rand::GetRandomFlags::empty())
+            .map_err(std::io::Error::from)?;
+        if filled != raw.len() {
+            return Err(std::io::Error::other("short getrandom"));
+        }
+        let hex: String = raw.iter().map(|b| format!("{b:02x}")).collect();
+        Ok(Canary {
+            listener,
+            addr,
+            token: format!("aupwatch-canary-{hex}"),
+            conns: Vec::new(),
+            seen: Seen::default(),
+        })
+    }
+
+    /// Accepts what is waiting and answers what carried the token; never blocks.
+    fn serve(&mut self) {
+        while let Ok((s, _)) = self.listener.accept() {
+            // Counted, but at most MAX_CANARY_CONNS kept open: a listener that floods the
+            // canary cannot make the probe hold many descriptors.
+            if self.conns.len() < MAX_CANARY_CONNS && s.set_nonblocking(true).is_ok() {
+                self.conns.push((s, Vec::new()));
+            }
+            self.seen.connections += 1;
+        }
+        let token = self.token.clone();
+        let seen = &mut self.seen;
+        self.conns.retain_mut(|(s, buf)| {
+            let mut chunk = [0u8; 1024];
+            let open = loop {
+                match s.read(&mut chunk) {
+                    Ok(0) => break false,
+                    Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => break true,
+                    Err(_) => break false,
+                }
+                if buf.len() >= MAX_REPLY {
+                    break false;
+                }
+            };
+            if seen.first_line.is_none() {
+                if let Some(end) = buf.iter().position(|&b| b == b'\n') {
+                    let line = buf[..end].strip_suffix(b"\r").unwrap_or(&buf[..end]);
+                    seen.first_line =
+                        Some(String::from_utf8_lossy(line).chars().take(120).collect());
+                }
+            }
+            if contains(buf, token.as_bytes()) {
+                seen.token = true;
+                let body = format!("{}\n", echo_of(&token));
+                let answer = format!(
+                    "HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = s.write_all(answer.as_bytes());
+                let _ = s.shutdown(Shutdown::Write);
+                return false;
+            }
+            open && !contains(buf, b"\r\n\r\n")
+        });
+    }
+}
+
+/// The real wire: TCP connections to `route.addr` in the calling thread's network
+/// namespace, from `route.source` when set. Binding the source first fails unless the
+/// address is local in this namespace, so the probe never leaves the host (a listener can
+/// bind a foreign address with `IP_FREEBIND`).
 #[derive(Debug)]
 pub struct Tcp {
-    pub addr: SocketAddr,
-    pub bind_source: bool,
+    addr: SocketAddr,
+    source: Option<IpAddr>,
     /// Timeout of each connect and each question.
-    pub step: Duration,
+    step: Duration,
     /// No question starts, and none lasts, past this.
-    pub deadline: Instant,
+    deadline: Instant,
+    canary: Canary,
+    stream: Option<TcpStream>,
 }
 
 /// Why a connection could not be made.
@@ -305,9 +682,25 @@ pub enum ConnectError {
     NotLocal(IpAddr, nix::Error),
     #[error("no answer to the connection within {0:?}")]
     Timeout(Duration),
+    #[error("cannot open the canary listener on {0}: {1}")]
+    Canary(IpAddr, std::io::Error),
 }
 
 impl Tcp {
+    /// Opens the canary of `route` in the calling thread's network namespace.
+    pub fn new(route: &Route, step: Duration, deadline: Instant) -> Result<Tcp, ConnectError> {
+        let canary =
+            Canary::open(route.canary).map_err(|e| ConnectError::Canary(route.canary, e))?;
+        Ok(Tcp {
+            addr: route.addr,
+            source: route.source,
+            step,
+            deadline,
+            canary,
+            stream: None,
+        })
+    }
+
     fn connect(&self, timeout: Duration) -> Result<TcpStream, ConnectError> {
         let sys = |what| move |errno| ConnectError::Sys { what, errno };
         let family = match self.addr {
@@ -322,9 +715,9 @@ impl Tcp {
             timeout.subsec_micros().into(),
         );
         setsockopt(&fd, sockopt::SendTimeout, &tv).map_err(sys("setsockopt"))?;
-        if self.bind_source {
-            let source = SockaddrStorage::from(SocketAddr::new(self.addr.ip(), 0));
-            bind(fd.as_raw_fd(), &source).map_err(|e| ConnectError::NotLocal(self.addr.ip(), e))?;
+        if let Some(ip) = self.source {
+            let source = SockaddrStorage::from(SocketAddr::new(ip, 0));
+            bind(fd.as_raw_fd(), &source).map_err(|e| ConnectError::NotLocal(ip, e))?;
         }
         match connect(fd.as_raw_fd(), &SockaddrStorage::from(self.addr)) {
             Ok(()) => Ok(TcpStream::from(fd)),
@@ -337,74 +730,99 @@ impl Tcp {
             }),
         }
     }
-}
 
-impl Wire for Tcp {
-    fn exchange(&mut self, request: &[u8], complete: &dyn Fn(&[u8]) -> bool) -> Exchange {
-        let start = Instant::now();
+    fn step_now(&self) -> Result<Duration, ConnectError> {
         let step = self
             .step
-            .min(self.deadline.saturating_duration_since(start));
+            .min(self.deadline.saturating_duration_since(Instant::now()));
         if step < Duration::from_millis(10) {
-            return Exchange::NoConnection(ConnectError::Budget.to_string());
+            return Err(ConnectError::Budget);
         }
-        let end_at = start + step;
-        let mut stream = match self.connect(step) {
+        Ok(step)
+    }
+}
+
+/// How long one read waits before the canary is served again.
+const TICK: Duration = Duration::from_millis(5);
+
+impl Wire for Tcp {
+    fn canary(&self) -> SocketAddr {
+        self.canary.addr
+    }
+
+    fn token(&self) -> String {
+        self.canary.token.clone()
+    }
+
+    fn open(&mut self) -> Result<(), String> {
+        self.stream = None;
+        let step = self.step_now().map_err(|e| e.to_string())?;
+        self.stream = Some(self.connect(step).map_err(|e| e.to_string())?);
+        Ok(())
+    }
+
+    fn ask(&mut self, request: &[u8], complete: &dyn Fn(&[u8]) -> bool) -> Exchange {
+        let step = match self.step_now() {
             Ok(s) => s,
             Err(e) => return Exchange::NoConnection(e.to_string()),
         };
+        let end_at = Instant::now() + step;
         let left = || end_at.saturating_duration_since(Instant::now());
-        let quiet = |bytes: Vec<u8>| Exchange::Reply {
+        let Some(stream) = self.stream.as_mut() else {
+            return Exchange::NoConnection("not connected".into());
+        };
+        let closed = |bytes| Exchange::Reply {
             bytes,
-            end: End::Quiet,
+            end: End::Closed,
         };
         if stream
             .set_write_timeout(Some(left().max(Duration::from_millis(1))))
             .is_err()
             || stream.write_all(request).is_err()
         {
-            return Exchange::Reply {
-                bytes: Vec::new(),
-                end: End::Closed,
-            };
+            return closed(Vec::new());
         }
         let mut bytes = Vec::new();
-        let mut buf = [0u8; 512];
+        let mut buf = [0u8; 1024];
         loop {
+            self.canary.serve();
             if complete(&bytes) {
                 return Exchange::Reply {
                     bytes,
                     end: End::Complete,
                 };
             }
-            if bytes.len() >= http::MAX_STATUS_LINE {
-                return quiet(bytes);
-            }
             let t = left();
-            if t.is_zero() || stream.set_read_timeout(Some(t)).is_err() {
-                return quiet(bytes);
+            if bytes.len() >= MAX_REPLY
+                || t.is_zero()
+                || stream.set_read_timeout(Some(t.min(TICK))).is_err()
+            {
+                return Exchange::Reply {
+                    bytes,
+                    end: End::Quiet,
+                };
             }
             match stream.read(&mut buf) {
                 Ok(0) => {
-                    return Exchange::Reply {
-                        bytes,
-                        end: End::Closed,
-                    }
+                    // What the canary got meanwhile still counts.
+                    self.canary.serve();
+                    return closed(bytes);
                 }
                 Ok(n) => bytes.extend_from_slice(&buf[..n]),
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
-                    return quiet(bytes)
-                }
-                Err(_) => {
-                    return Exchange::Reply {
-                        bytes,
-                        end: End::Closed,
-                    }
-                }
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+                Err(_) => return closed(bytes),
             }
         }
-        // `stream` is dropped here: the connection is closed right after the reply.
+    }
+
+    fn close(&mut self) {
+        self.stream = None;
+    }
+
+    fn seen(&mut self) -> Seen {
+        self.canary.serve();
+        std::mem::take(&mut self.canary.seen)
     }
 }
 
@@ -412,10 +830,16 @@ impl Wire for Tcp {
 mod tests {
     use super::*;
 
-    /// Replies scripted per request kind, recording what was asked.
+    const TOKEN: &str = "aupwatch-canary-0011223344556677";
+
+    /// Replies scripted per request kind, and what the canary sees after each kind, recording
+    /// what was asked.
     struct Script {
         replies: Vec<(&'static str, Exchange)>,
+        canary: Vec<(&'static str, Seen)>,
         asked: Vec<String>,
+        seen: Seen,
+        open: bool,
     }
 
     fn kind(request: &[u8]) -> &'static str {
@@ -423,10 +847,12 @@ mod tests {
             "connect"
         } else if request.starts_with(b"GET http://") {
             "get"
-        } else if request.starts_with(b"GET / ") {
-            "control"
-        } else if request.first() == Some(&5) {
+        } else if request.starts_with(TOKEN.as_bytes()) {
+            "tunnel"
+        } else if request == socks::SOCKS5_GREETING {
             "socks5"
+        } else if request.starts_with(&[5, 1, 0]) {
+            "socks5-connect"
         } else if request.first() == Some(&4) {
             "socks4"
         } else {
@@ -435,9 +861,27 @@ mod tests {
     }
 
     impl Wire for Script {
-        fn exchange(&mut self, request: &[u8], _: &dyn Fn(&[u8]) -> bool) -> Exchange {
+        fn canary(&self) -> SocketAddr {
+            "192.0.2.10:40000".parse().expect("addr")
+        }
+        fn token(&self) -> String {
+            TOKEN.into()
+        }
+        fn open(&mut self) -> Result<(), String> {
+            self.open = true;
+            Ok(())
+        }
+        fn ask(&mut self, request: &[u8], _: &dyn Fn(&[u8]) -> bool) -> Exchange {
+            assert!(self.open, "asked without a connection");
             let k = kind(request);
             self.asked.push(k.to_string());
+            if let Some((_, s)) = self.canary.iter().find(|(want, _)| *want == k) {
+                self.seen.connections += s.connections;
+                self.seen.token |= s.token;
+                if self.seen.first_line.is_none() {
+                    self.seen.first_line.clone_from(&s.first_line);
+                }
+            }
             self.replies
                 .iter()
                 .find(|(want, _)| *want == k)
@@ -446,6 +890,12 @@ mod tests {
                     bytes: Vec::new(),
                     end: End::Closed,
                 })
+        }
+        fn close(&mut self) {
+            self.open = false;
+        }
+        fn seen(&mut self) -> Seen {
+            std::mem::take(&mut self.seen)
         }
     }
 
@@ -456,30 +906,80 @@ mod tests {
         }
     }
 
-    fn run(replies: Vec<(&'static str, Exchange)>) -> (Conclusion, Vec<String>) {
+    fn echo() -> Exchange {
+        reply(format!("HTTP/1.0 200 OK\r\n\r\n{}\n", echo_of(TOKEN)).as_bytes())
+    }
+
+    /// The canary saw one connection carrying the token.
+    fn hit(line: &str) -> Seen {
+        Seen {
+            connections: 1,
+            token: true,
+            first_line: Some(line.into()),
+        }
+    }
+
+    fn run_with(
+        replies: Vec<(&'static str, Exchange)>,
+        canary: Vec<(&'static str, Seen)>,
+    ) -> (Conclusion, Vec<String>) {
         let mut s = Script {
             replies,
+            canary,
             asked: Vec::new(),
+            seen: Seen::default(),
+            open: false,
         };
-        let c = sequence(&mut s, 443);
+        let c = sequence(&mut s);
         (c, s.asked)
+    }
+
+    fn run(replies: Vec<(&'static str, Exchange)>) -> (Conclusion, Vec<String>) {
+        run_with(replies, Vec::new())
     }
 
     #[test]
     fn socks5_servers() {
-        // microsocks / dante without authentication: HTTP gets dropped, SOCKS5 chooses 0x00.
-        let (c, asked) = run(vec![("socks5", reply(&[5, 0]))]);
-        assert_eq!(c.verdict, Verdict::Open);
+        // microsocks / dante without authentication: HTTP gets dropped, SOCKS5 chooses 0x00,
+        // the CONNECT reaches the canary and the token comes back.
+        let ok = reply(&[5, 0, 0, 1, 192, 0, 2, 10, 0x9c, 0x40]);
+        let (c, asked) = run_with(
+            vec![
+                ("socks5", reply(&[5, 0])),
+                ("socks5-connect", ok.clone()),
+                ("tunnel", echo()),
+            ],
+            vec![("socks5-connect", hit(TOKEN))],
+        );
+        assert_eq!(c.verdict, Verdict::Open, "{}", c.evidence);
         assert_eq!(c.protocol, Some(ProxyProtocol::Socks5));
         assert!(
-            c.evidence.contains("server chose 0x00, no authentication"),
+            c.evidence.contains("server chose 0x00, no authentication")
+                && c.evidence
+                    .contains("CONNECT 192.0.2.10:40000 → 0x00 succeeded")
+                && c.evidence.contains("the canary's answer came back"),
             "{}",
             c.evidence
         );
-        assert_eq!(asked, ["connect", "socks5"]);
-        // With username/password, and one that wants GSSAPI.
-        let (c, _) = run(vec![("socks5", reply(&[5, 2]))]);
+        assert_eq!(asked, ["connect", "socks5", "socks5-connect", "tunnel"]);
+        // Success claimed, but the canary saw nothing: not proof.
+        let (c, _) = run(vec![("socks5", reply(&[5, 0])), ("socks5-connect", ok)]);
+        assert_eq!(c.verdict, Verdict::Inconclusive, "{}", c.evidence);
+        // Refused by its rules.
+        let (c, _) = run(vec![
+            ("socks5", reply(&[5, 0])),
+            ("socks5-connect", reply(&[5, 2, 0, 1, 0, 0, 0, 0, 0, 0])),
+        ]);
+        assert_eq!(c.verdict, Verdict::Restricted, "{}", c.evidence);
+        assert!(
+            c.evidence.contains("not allowed by ruleset"),
+            "{}",
+            c.evidence
+        );
+        // With username/password, and one that wants GSSAPI: no request is sent.
+        let (c, asked) = run(vec![("socks5", reply(&[5, 2]))]);
         assert_eq!(c.verdict, Verdict::Authenticated);
+        assert_eq!(asked, ["connect", "socks5"]);
         let (c, _) = run(vec![("socks5", reply(&[5, 0xFF]))]);
         assert_eq!(c.verdict, Verdict::Authenticated);
         let (c, _) = run(vec![("socks5", reply(&[5, 1]))]);
@@ -489,32 +989,69 @@ mod tests {
     #[test]
     fn socks4_servers() {
         let r = |cd: u8| reply(&[0, cd, 0, 0, 0, 0, 0, 0]);
-        let (c, asked) = run(vec![("socks4", r(0x5A))]);
+        let (c, asked) = run_with(
+            vec![("socks4", r(0x5A)), ("tunnel", echo())],
+            vec![("socks4", hit(TOKEN))],
+        );
         assert_eq!(
             (c.verdict, c.protocol),
-            (Verdict::Open, Some(ProxyProtocol::Socks4))
+            (Verdict::Open, Some(ProxyProtocol::Socks4)),
+            "{}",
+            c.evidence
         );
-        assert_eq!(asked, ["connect", "socks5", "socks4"]);
-        let (c, _) = run(vec![("socks4", r(0x5B))]);
+        assert_eq!(asked, ["connect", "socks5", "socks4", "tunnel"]);
+        // Granted without the canary seeing anything: not proof.
+        let (c, _) = run(vec![("socks4", r(0x5A))]);
         assert_eq!(c.verdict, Verdict::Inconclusive);
+        // Rejected though the canary listens: refused.
+        let (c, _) = run(vec![("socks4", r(0x5B))]);
+        assert_eq!(c.verdict, Verdict::Restricted);
         let (c, _) = run(vec![("socks4", r(0x5D))]);
         assert_eq!(c.verdict, Verdict::Authenticated);
     }
 
     #[test]
     fn http_proxies() {
-        let st = |line: &str| reply(format!("{line}\r\nServer: x\r\n").as_bytes());
-        // squid, http_access allow all: CONNECT to the closed port fails with 503; the
-        // control GET / is an invalid-URL 400.
-        let (c, asked) = run(vec![
-            ("connect", st("HTTP/1.1 503 Service Unavailable")),
-            ("control", st("HTTP/1.1 400 Bad Request")),
-        ]);
+        let st = |line: &str| reply(format!("{line}\r\nServer: x\r\n\r\n").as_bytes());
+        // A tunnel: 200 to CONNECT, the token through it, the canary's answer back.
+        let (c, asked) = run_with(
+            vec![
+                ("connect", st("HTTP/1.1 200 Connection established")),
+                ("tunnel", echo()),
+            ],
+            vec![("tunnel", hit(TOKEN))],
+        );
         assert_eq!(
             (c.verdict, c.protocol),
-            (Verdict::Open, Some(ProxyProtocol::Http))
+            (Verdict::Open, Some(ProxyProtocol::Http)),
+            "{}",
+            c.evidence
         );
-        assert_eq!(asked, ["connect", "control"]);
+        assert_eq!(asked, ["connect", "tunnel"]);
+        // 200 to CONNECT but nothing relayed (a catch-all server): the GET decides; the
+        // canary saw nothing, so not a proxy.
+        let (c, asked) = run(vec![
+            ("connect", st("HTTP/1.1 200 OK")),
+            ("get", st("HTTP/1.1 200 OK")),
+        ]);
+        assert_eq!(c.verdict, Verdict::NotProxy, "{}", c.evidence);
+        assert_eq!(asked, ["connect", "tunnel", "get"]);
+        // CONNECT refused for its port, but the absolute GET reaches the canary: open,
+        // whatever the status codes say (Tinyproxy's own error pages included).
+        let (c, asked) = run_with(
+            vec![
+                ("connect", st("HTTP/1.1 403 Forbidden")),
+                ("get", st("HTTP/1.0 200 OK")),
+            ],
+            vec![("get", hit("GET /aupwatch-canary-0011223344556677 HTTP/1.1"))],
+        );
+        assert_eq!(c.verdict, Verdict::Open, "{}", c.evidence);
+        assert!(
+            c.evidence.contains("received \"GET /aupwatch-canary"),
+            "{}",
+            c.evidence
+        );
+        assert_eq!(asked, ["connect", "get"]);
         // Credentials wanted: on CONNECT, or only on GET.
         let (c, asked) = run(vec![(
             "connect",
@@ -527,25 +1064,17 @@ mod tests {
             ("get", st("HTTP/1.1 407 Proxy Authentication Required")),
         ]);
         assert_eq!(c.verdict, Verdict::Authenticated);
-        // squid, http_access deny all: 403 everywhere.
+        // squid, http_access deny all: 403 everywhere, the canary sees nothing.
         let (c, _) = run(vec![
             ("connect", st("HTTP/1.1 403 Forbidden")),
             ("get", st("HTTP/1.1 403 Forbidden")),
         ]);
         assert_eq!(c.verdict, Verdict::Restricted);
-        // CONNECT refused for its port, but an absolute GET is forwarded: open.
-        let (c, asked) = run(vec![
-            ("connect", st("HTTP/1.1 403 Forbidden")),
-            ("get", st("HTTP/1.1 502 Bad Gateway")),
-            ("control", st("HTTP/1.1 400 Bad Request")),
-        ]);
-        assert_eq!(c.verdict, Verdict::Open);
-        assert_eq!(asked, ["connect", "get", "control"]);
     }
 
     #[test]
     fn http_servers_that_are_not_proxies() {
-        let st = |line: &str| reply(format!("{line}\r\n").as_bytes());
+        let st = |line: &str| reply(format!("{line}\r\n\r\n").as_bytes());
         // python3 -m http.server: 501 to CONNECT, its own listing for the absolute GET.
         let (c, asked) = run(vec![
             ("connect", st("HTTP/1.0 501 Unsupported method ('CONNECT')")),
@@ -553,19 +1082,21 @@ mod tests {
         ]);
         assert_eq!(c.verdict, Verdict::NotProxy);
         assert_eq!(asked, ["connect", "get"]);
-        // A reverse proxy whose backend is down: 502 for anything, the control too.
-        let (c, _) = run(vec![
-            ("connect", st("HTTP/1.1 400 Bad Request")),
-            ("get", st("HTTP/1.1 502 Bad Gateway")),
-            ("control", st("HTTP/1.1 502 Bad Gateway")),
-        ]);
-        assert_eq!(c.verdict, Verdict::NotProxy);
-        // A catch-all server that says 200 to everything, CONNECT included.
-        let (c, _) = run(vec![
-            ("connect", st("HTTP/1.1 200 OK")),
-            ("control", st("HTTP/1.1 200 OK")),
-        ]);
-        assert_eq!(c.verdict, Verdict::NotProxy);
+        // A server whose error page says what a failing proxy says ("500 Unable to connect",
+        // 502, 503 for anything): the canary saw nothing, so not a proxy.
+        for line in [
+            "HTTP/1.0 500 Unable to connect",
+            "HTTP/1.1 502 Bad Gateway",
+            "HTTP/1.1 503 Service Unavailable",
+        ] {
+            let (c, _) = run(vec![("connect", st(line)), ("get", st(line))]);
+            assert_eq!(c.verdict, Verdict::NotProxy, "{line}: {}", c.evidence);
+            assert!(
+                c.evidence.contains("the canary saw no connection"),
+                "{}",
+                c.evidence
+            );
+        }
         // A web server that forbids "/": a 403 to GET alone is not a proxy's refusal.
         let (c, _) = run(vec![
             ("connect", st("HTTP/1.1 400 Bad Request")),
@@ -576,13 +1107,6 @@ mod tests {
 
     #[test]
     fn silence_refusal_and_other_protocols() {
-        // Nothing listens any more.
-        let (c, asked) = run(vec![(
-            "connect",
-            Exchange::NoConnection("connect: ECONNREFUSED".into()),
-        )]);
-        assert_eq!(c.verdict, Verdict::NoAnswer);
-        assert_eq!(asked, ["connect"]);
         // Accepts and closes every time.
         let (c, asked) = run(vec![]);
         assert_eq!(c.verdict, Verdict::NoAnswer);
@@ -596,5 +1120,88 @@ mod tests {
         ]);
         assert_eq!(c.verdict, Verdict::NotProxy);
         assert!(c.evidence.contains("53 53 48 2d"), "{}", c.evidence);
+    }
+
+    #[test]
+    fn routes() {
+        let ip = |s: &str| s.parse::<IpAddr>().expect("ip");
+        let sa = |s: &str| s.parse::<SocketAddr>().expect("addr");
+        let local = [ip("127.0.0.1"), ip("::1"), ip("fe80::1"), ip("192.0.2.10")];
+        // Unspecified: from the non-loopback address, to it, the canary there too.
+        let r = route(sa("0.0.0.0:3128"), &local);
+        assert_eq!(
+            (r.addr, r.source, r.canary),
+            (
+                sa("192.0.2.10:3128"),
+                Some(ip("192.0.2.10")),
+                ip("192.0.2.10")
+            )
+        );
+        assert!(r.note.contains("probed from 192.0.2.10"), "{}", r.note);
+        // Dual-stack [::]: IPv4 preferred.
+        assert_eq!(route(sa("[::]:3128"), &local).addr, sa("192.0.2.10:3128"));
+        // IPv6 only when there is nothing else for [::].
+        let v6 = [ip("::1"), ip("2001:db8::7")];
+        assert_eq!(route(sa("[::]:1"), &v6).addr, sa("[2001:db8::7]:1"));
+        // No non-loopback address: loopback, and the evidence says so.
+        let r = route(sa("0.0.0.0:8888"), &[ip("127.0.0.1"), ip("::1")]);
+        assert_eq!((r.addr, r.source), (sa("127.0.0.1:8888"), None));
+        assert!(r.note.contains("no non-loopback address"), "{}", r.note);
+        assert_eq!(
+            route(sa("[::ffff:0.0.0.0]:3128"), &[]).addr,
+            sa("127.0.0.1:3128")
+        );
+        // Specific addresses: that one, from itself; loopback from loopback.
+        let r = route(sa("[::ffff:127.0.0.5]:8118"), &local);
+        assert_eq!((r.addr, r.source), (sa("127.0.0.5:8118"), None));
+        let r = route(sa("[2001:db8::1]:8888"), &local);
+        assert_eq!(
+            (r.addr, r.source, r.canary),
+            (
+                sa("[2001:db8::1]:8888"),
+                Some(ip("2001:db8::1")),
+                ip("2001:db8::1")
+            )
+        );
+        assert_eq!(
+            pick_source([ip("10.0.0.2"), ip("192.0.2.10"), ip("169.254.1.1")], true),
+            Some(ip("10.0.0.2"))
+        );
+    }
+
+    #[test]
+    fn the_canary_answers_its_token_and_bounds_what_it_keeps() {
+        let mut c = Canary::open(IpAddr::V4(Ipv4Addr::LOCALHOST)).expect("canary");
+        // One connection carrying the token gets the echo.
+        let mut s = TcpStream::connect(c.addr).expect("connect");
+        s.write_all(format!("{}\r\n", c.token).as_bytes())
+            .expect("write");
+        s.set_read_timeout(Some(Duration::from_millis(20)))
+            .expect("timeout");
+        let mut got = Vec::new();
+        let mut buf = [0u8; 512];
+        for _ in 0..200 {
+            c.serve();
+            match s.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+                Err(_) => {}
+            }
+        }
+        assert!(
+            contains(&got, echo_of(&c.token).as_bytes()),
+            "{}",
+            String::from_utf8_lossy(&got)
+        );
+        assert!(c.seen.token && c.seen.connections == 1, "{:?}", c.seen);
+        // A flood: every connection counted, few kept.
+        let flood: Vec<TcpStream> = (0..20)
+            .map(|_| TcpStream::connect(c.addr).expect("connect"))
+            .collect();
+        c.serve();
+        c.serve();
+        assert_eq!(c.seen.connections, 21);
+        assert!(c.conns.len() <= MAX_CANARY_CONNS, "{}", c.conns.len());
+        drop(flood);
     }
 }

@@ -19,20 +19,25 @@ pub enum Subject {
 }
 
 /// An active check a signature asks for on what it matched (`probe = "…"`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum ProbeKind {
     /// Ask the matched process's TCP listeners whether they are open proxies (HTTP CONNECT,
-    /// SOCKS5, SOCKS4 without credentials, over loopback in their network namespace).
+    /// SOCKS5, SOCKS4 to the probe's canary, without credentials, in their network
+    /// namespace).
     Proxy,
+    /// Ask the matched process's TCP listeners (an MTA's SMTP ports) whether they relay mail
+    /// for strangers: EHLO, MAIL FROM, RCPT TO a domain they do not serve, never DATA.
+    SmtpRelay,
 }
 
 impl ProbeKind {
-    pub const ALL: [ProbeKind; 1] = [ProbeKind::Proxy];
+    pub const ALL: [ProbeKind; 2] = [ProbeKind::Proxy, ProbeKind::SmtpRelay];
 
     pub fn as_str(self) -> &'static str {
         match self {
             ProbeKind::Proxy => "proxy",
+            ProbeKind::SmtpRelay => "smtp-relay",
         }
     }
 

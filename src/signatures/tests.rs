@@ -128,7 +128,7 @@ fn every_invalid_input_names_its_line_and_problem() {
         ),
         (
             "probe = \"socks\"\nmatch = { name = [\"x\"] }\n",
-            "7: unknown probe `socks` (one of: proxy)",
+            "7: unknown probe `socks` (one of: proxy, smtp-relay)",
         ),
         (
             "probe = 1\nmatch = { name = [\"x\"] }\n",

@@ -195,13 +195,15 @@ impl Setup {
     }
 
     /// The configuration text: interval 1 s, everything in the lab directory.
+    /// The agent's configuration. Probes are `suspected`: `all` would ask every public
+    /// listener of the host itself (the agent sees every namespace), which a test must not.
     pub fn config(&self, o: &Opts) -> String {
         let shipped = match &self.shipped {
             Some(d) => format!("signatures_dir = '{}'\n", d.display()),
             None => String::new(),
         };
         format!(
-            "interval = \"1s\"\nstate_dir = '{state}'\nlocal_signatures_dir = '{local}'\n{shipped}{top}\n\
+            "interval = \"1s\"\nprobes = \"suspected\"\nstate_dir = '{state}'\nlocal_signatures_dir = '{local}'\n{shipped}{top}\n\
              [status]\nsocket = '{socket}'\ngroup = '{group}'\n\n\
              [syslog]\nenabled = {syslog}\nsocket = '{syslog_socket}'\n\n{tail}\n",
             state = self.state.display(),

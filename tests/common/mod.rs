@@ -501,6 +501,10 @@ pub fn start_danted(lab: &mut Lab, danted: &Path, dir: &Path, conf: &str) -> u32
     pid
 }
 
+/// The namespaces (inodes) of the labs alive in this test binary: the only ones [`scan`]
+/// probes.
+static LABS: std::sync::Mutex<Vec<u64>> = std::sync::Mutex::new(Vec::new());
+
 /// A loopback-only network namespace, a temporary directory and the processes started in the
 /// namespace. Dropping it kills the processes, reaps them and deletes the namespace.
 pub struct Lab {
@@ -547,6 +551,9 @@ impl Lab {
         lab.ino = fs::metadata(&ns_path)
             .map(|m| m.ino())
             .expect("stat the new network namespace");
+        if let Ok(mut labs) = LABS.lock() {
+            labs.push(lab.ino);
+        }
         if let Err(e) = run_ok("ip", &["-n", &lab.name, "link", "set", "lo", "up"]) {
             panic!("{test}: {e}");
         }
@@ -581,6 +588,23 @@ impl Lab {
         fs::create_dir_all(&d).expect("create a directory in the lab");
         fs::set_permissions(&d, fs::Permissions::from_mode(0o777)).expect("chmod 0777");
         d
+    }
+
+    /// Gives the namespace's own `lo` the local address `addr` (`/32` or `/128`), so the
+    /// namespace has a non-loopback address that is still delivered locally: nothing leaves
+    /// the namespace, which has no other interface. Only documentation-range addresses
+    /// (192.0.2.0/24, 2001:db8::/32) are accepted.
+    pub fn add_local_address(&self, addr: std::net::IpAddr) {
+        let (ok, prefix) = match addr {
+            std::net::IpAddr::V4(v4) => (v4.octets()[..3] == [192, 0, 2], 32),
+            std::net::IpAddr::V6(v6) => (v6.segments()[..2] == [0x2001, 0xdb8], 128),
+        };
+        assert!(ok, "{}: {addr} is not a documentation address", self.test);
+        let cidr = format!("{addr}/{prefix}");
+        if let Err(e) = run_ok("ip", &["-n", &self.name, "addr", "add", &cidr, "dev", "lo"]) {
+            self.fail(&format!("cannot add {cidr} to lo: {e}"));
+        }
+        assert_eq!(self.links(), vec!["lo".to_string()], "{}", self.test);
     }
 
     /// Names of the namespace's network interfaces.
@@ -796,6 +820,9 @@ impl Lab {
 
 impl Drop for Lab {
     fn drop(&mut self) {
+        if let Ok(mut labs) = LABS.lock() {
+            labs.retain(|&i| i != self.ino);
+        }
         // 1. The process groups of everything started (daemons' helpers stay in the group).
         let groups: Vec<String> = self.started.iter().map(|s| format!("-{}", s.pid)).collect();
         if !groups.is_empty() {
@@ -884,7 +911,15 @@ pub fn aupwatch_bin() -> &'static str {
 
 /// Runs `cmd`, an `aupwatch scan --json …` (possibly wrapped: `unshare … aupwatch scan`, an
 /// environment set), with the checks of [`scan_raw`]. `what` names it in failure messages.
+/// The scan probes only listeners inside the labs of this test binary, never the host's own
+/// (`--probe-netns`, appended; 0, no namespace, when there is no lab).
 pub fn scan_command(mut cmd: Command, what: &str) -> Report {
+    // Probes only inside the labs of this test binary: never the host's own listeners
+    // (0, no namespace, when there is no lab).
+    let labs = LABS.lock().map(|l| l.clone()).unwrap_or_default();
+    for ino in if labs.is_empty() { vec![0] } else { labs } {
+        cmd.arg("--probe-netns").arg(ino.to_string());
+    }
     let child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

@@ -135,11 +135,12 @@ impl ProbeVerdict {
 }
 
 named_enum! {
-    /// The proxy protocol that answered a probe.
+    /// The protocol that answered a probe: a proxy protocol, or SMTP (the open-relay probe).
     ProxyProtocol, "lowercase" {
         Http = "http",
         Socks4 = "socks4",
         Socks5 = "socks5",
+        Smtp = "smtp",
     }
 }
 
