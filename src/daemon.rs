@@ -604,9 +604,12 @@ impl Agent {
 
     /// Rebuilds the status document the socket serves.
     fn publish(&self) {
-        let doc = self.status_doc();
-        let text = serde_json::to_string(&doc)
-            .unwrap_or_else(|e| format!("{{\"error\":\"status: {e}\"}}"));
+        let mut doc = self.status_doc();
+        bound_status(&mut doc);
+        let text = crate::report::to_json_vec(&doc)
+            .ok()
+            .and_then(|v| String::from_utf8(v).ok())
+            .unwrap_or_else(|| "{\"error\":\"status: not serializable\"}".to_string());
         match self.status.lock() {
             Ok(mut s) => *s = text,
             Err(poisoned) => *poisoned.into_inner() = text,
@@ -676,6 +679,7 @@ impl Agent {
             },
             findings: active,
             recently_resolved: resolved,
+            findings_omitted: 0,
             reporting: doc::Reporting {
                 syslog: self
                     .syslog_target
@@ -776,4 +780,26 @@ fn watch(
         }
     }
     Some(watcher)
+}
+
+/// Keeps the status document within [`MAX_STATUS_BYTES`]: recently resolved findings go
+/// first (oldest first), then the newest open ones, counted in `findings_omitted`. Each
+/// finding is bounded already (`detect::bound`), so this only bites with very many.
+fn bound_status(doc: &mut Status) {
+    use aupwatch_proto::bounds::MAX_STATUS_BYTES;
+    let total = crate::report::json_len(doc);
+    let mut over = total.saturating_sub(MAX_STATUS_BYTES);
+    while over > 0 {
+        let Some(t) = doc.recently_resolved.pop() else {
+            break;
+        };
+        over = over.saturating_sub(crate::report::json_len(&t) + 1);
+    }
+    while over > 0 {
+        let Some(t) = doc.findings.pop() else {
+            break;
+        };
+        doc.findings_omitted += 1;
+        over = over.saturating_sub(crate::report::json_len(&t) + 1);
+    }
 }

@@ -577,6 +577,7 @@ mod tests {
             },
             findings: vec![],
             recently_resolved: vec![],
+            findings_omitted: 0,
             reporting: Reporting {
                 syslog: None,
                 event_log: None,
@@ -613,6 +614,7 @@ mod tests {
                     cmdline: vec![],
                     netns: 1,
                     container: None,
+                    cmdline_truncated: None,
                 }),
                 matches: sigs
                     .iter()

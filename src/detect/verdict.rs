@@ -6,6 +6,8 @@
 //! The severity is the highest match's. `raised` stays `None`: raising a verdict when
 //! independent kinds of evidence agree is a later step.
 //!
+//! Every verdict is bounded in bytes ([`super::bound`]): the documents built from it are.
+//!
 //! Pure, like the rest of detection; the output order is deterministic.
 
 use super::Finding;
@@ -71,7 +73,13 @@ pub fn roll_up(findings: Vec<Finding>) -> Vec<proto::Finding> {
             .then_with(|| a.category.cmp(&b.category))
             .then_with(|| ka.cmp(kb))
     });
-    verdicts.into_iter().map(|(_, v)| v).collect()
+    verdicts
+        .into_iter()
+        .map(|(_, mut v)| {
+            super::bound::finding(&mut v);
+            v
+        })
+        .collect()
 }
 
 fn subject(f: &Finding) -> proto::Subject {
@@ -129,6 +137,7 @@ pub(crate) mod tests {
                 cmdline: vec!["irssi".into()],
                 netns: 1,
                 container: None,
+                cmdline_truncated: None,
             }),
             interface: None,
             host: false,
