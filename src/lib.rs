@@ -14,6 +14,7 @@ pub mod inventory;
 pub mod netns;
 pub mod probe;
 pub mod report;
+pub mod safefile;
 pub mod scanner;
 pub mod signatures;
 pub mod tracker;

@@ -107,7 +107,9 @@ fn read_dir_sources(dir: &Path) -> Result<Vec<(String, String)>, DirError> {
             source,
         })?;
         let path = entry.path();
-        if path.extension().is_some_and(|e| e == "toml") && path.is_file() {
+        // Every `*.toml` entry, whatever it is: one that is not a regular file (a FIFO, a
+        // link to a device or to /proc/kmsg) is refused by name when read, not skipped.
+        if path.extension().is_some_and(|e| e == "toml") {
             paths.push(path);
         }
     }
@@ -118,13 +120,13 @@ fn read_dir_sources(dir: &Path) -> Result<Vec<(String, String)>, DirError> {
     let mut sources = Vec::new();
     let mut errors = Vec::new();
     for path in paths {
-        match std::fs::read_to_string(&path) {
+        match crate::safefile::read_to_string(&path, crate::safefile::MAX_SIGNATURE_FILE_BYTES) {
             Ok(text) => sources.push((path.display().to_string(), text)),
             Err(e) => errors.push(LoadError {
                 file: path.display().to_string(),
                 line: None,
                 id: None,
-                message: format!("cannot read: {e}"),
+                message: e.why(),
             }),
         }
     }
