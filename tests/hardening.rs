@@ -14,8 +14,9 @@ use agent_util::{bin, brief, finding, run, show, Agent, Opts, Setup, TIMEOUT};
 use common::{prerequisites, which, Lab};
 use serde_json::Value;
 use std::fs;
+use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -358,4 +359,130 @@ fn a_fifo_swapped_in_for_the_config_does_not_stop_the_scans() {
     assert_ne!(doc["agent"]["health"], "stalled", "{}", brief(&doc));
     let out = agent.cli(&[]);
     assert_ne!(code(&out), 2, "{}", show(&out));
+}
+
+// ---------------------------------------------------------------------------------------------
+// 4. The event log on a full disk
+
+/// The state directory is a 64 KiB tmpfs (mounted in the agent's own mount namespace: the
+/// host's mounts are untouched, and the mount ends with the agent). The test fills it, twenty
+/// offenders start (twenty `new` events the event log cannot take), the filler goes, they
+/// are killed (twenty `resolved` events). The log holds only whole lines, stays within
+/// `max_bytes`, and the twenty lost events are counted as dropped in status and said in the
+/// agent's log.
+#[test]
+#[ignore = "needs root, network and mount namespaces; run with --include-ignored (CI does)"]
+fn a_full_disk_leaves_no_broken_line_and_counts_what_was_lost() {
+    const T: &str = "a_full_disk_leaves_no_broken_line_and_counts_what_was_lost";
+    prerequisites(T, &["unshare", "mount", "sh"]);
+    let lab = Lab::new(T, "ahev");
+    let mut s = Setup::new(lab.dir(), "ev");
+    s.replace_shipped();
+    let sig = s.sig_id("full");
+    s.local_signatures(
+        "full.toml",
+        &agent_util::signature(&sig, "high", &format!("{}*", s.base)),
+    );
+    const MAX_BYTES: u64 = 32 * 1024;
+    s.write_config(&Opts {
+        tail: format!("[event_log]\nmax_bytes = {MAX_BYTES}\nkeep = 1\n"),
+        ..Opts::default()
+    });
+    let state = s.state.display().to_string();
+    let mut agent = Agent::launch(
+        T,
+        &lab,
+        &s,
+        agent_util::Launch {
+            wrap: [
+                "unshare",
+                "--mount",
+                "--propagation",
+                "private",
+                "--",
+                "sh",
+                "-c",
+                "mount -t tmpfs -o size=64k,mode=0700 aupwt-events \"$0\" && exec \"$@\"",
+                &state,
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+            ..agent_util::Launch::default()
+        },
+    );
+    agent.wait_status("a first scan", |d| d["scans"].as_u64() >= Some(1));
+    // The agent's view of its state directory: the tmpfs.
+    let seen = PathBuf::from(format!("/proc/{}/root{state}", agent.pid()));
+    let filler = seen.join("filler");
+    {
+        let mut f = fs::File::create(&filler).expect("create the filler");
+        let block = vec![0u8; 4096];
+        while f.write_all(&block).is_ok() {}
+    }
+    let before = agent.wait_status("status after filling", |_| true);
+    let dropped_before = before["reporting"]["event_log"]["dropped"]
+        .as_u64()
+        .unwrap_or(0);
+
+    let mut offenders: Vec<agent_util::Offender> = ('a'..='t')
+        .map(|c| agent_util::Offender::start(&s.dir, &s.name(&c.to_string())))
+        .collect();
+    let doc = agent.wait_status("twenty findings, their events dropped", |d| {
+        offenders.iter().all(|o| finding(d, &sig, o.pid).is_some())
+            && d["reporting"]["event_log"]["dropped"].as_u64() >= Some(dropped_before + 20)
+    });
+    assert_ne!(doc["agent"]["health"], "stalled", "{}", brief(&doc));
+    fs::remove_file(&filler).expect("remove the filler");
+    let sent_before = doc["reporting"]["event_log"]["sent"].as_u64().unwrap_or(0);
+    for o in &mut offenders {
+        o.kill();
+    }
+    let doc = agent.wait_status("twenty resolved events written", |d| {
+        d["reporting"]["event_log"]["sent"].as_u64() >= Some(sent_before + 20)
+    });
+    let dropped = doc["reporting"]["event_log"]["dropped"]
+        .as_u64()
+        .unwrap_or(0)
+        - dropped_before;
+    assert_eq!(
+        dropped,
+        20,
+        "each lost `new` event is counted once: {}",
+        brief(&doc)
+    );
+
+    let mut lines = 0;
+    let mut resolved = 0;
+    for name in ["events.jsonl", "events.jsonl.1"] {
+        let Ok(bytes) = fs::read(seen.join(name)) else {
+            continue;
+        };
+        assert!(
+            bytes.len() as u64 <= MAX_BYTES,
+            "{name} is {} bytes, over max_bytes",
+            bytes.len()
+        );
+        if bytes.is_empty() {
+            continue;
+        }
+        assert_eq!(bytes.last(), Some(&b'\n'), "{name} ends with a whole line");
+        for line in String::from_utf8_lossy(&bytes).lines() {
+            lines += 1;
+            let e: Value = serde_json::from_str(line)
+                .unwrap_or_else(|err| panic!("{name}: a broken line ({err}): {line}"));
+            if e["kind"] == "resolved" {
+                resolved += 1;
+            }
+        }
+    }
+    assert!(
+        resolved >= 20,
+        "{resolved} resolved events in {lines} lines"
+    );
+    let log = agent.stderr_text();
+    assert!(
+        log.contains("20 event(s) could not be written and were dropped"),
+        "the agent's log says what was lost:\n{log}"
+    );
 }
