@@ -201,7 +201,7 @@ impl Agent {
         notifier: Notifier,
         tx: Sender<Msg>,
     ) -> Result<Agent, DaemonError> {
-        let status: Shared = Arc::new(Mutex::new("{}".to_string()));
+        let status: Shared = Arc::new(Mutex::new(Arc::from("{}")));
         let server = StatusServer::start(&cfg.status.socket, &cfg.status.group, status.clone())?;
         let scanner = Scanner::new(set, scanner_options(&launch, &cfg));
         let mut agent = Agent {
@@ -610,6 +610,7 @@ impl Agent {
             .ok()
             .and_then(|v| String::from_utf8(v).ok())
             .unwrap_or_else(|| "{\"error\":\"status: not serializable\"}".to_string());
+        let text: Arc<str> = Arc::from(text);
         match self.status.lock() {
             Ok(mut s) => *s = text,
             Err(poisoned) => *poisoned.into_inner() = text,

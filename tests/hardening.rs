@@ -486,3 +486,131 @@ fn a_full_disk_leaves_no_broken_line_and_counts_what_was_lost() {
         "the agent's log says what was lost:\n{log}"
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// 5. Status socket: idle clients
+
+/// Twenty clients of the status group that connect and never read, reconnecting whenever
+/// the agent drops them, with a status document larger than a socket buffer (so an answer
+/// to them never completes): root's `aupwatch status --json` is answered every time.
+#[test]
+#[ignore = "needs root, network namespaces and the packages .ci/run installs; run with --include-ignored (CI does)"]
+fn idle_group_clients_do_not_starve_root() {
+    const T: &str = "idle_group_clients_do_not_starve_root";
+    let tools = prerequisites(T, &["setpriv", "dash"]);
+    let (setpriv, dash) = (&tools[0], &tools[1]);
+    let python3 = common::python3().unwrap_or_else(|| common::skip(T, "python3 is missing"));
+    let Some(adm) = agent_util::group_gid("adm") else {
+        common::skip(T, "there is no group `adm`");
+    };
+    let lab = Lab::new(T, "ahid");
+    let mut s = Setup::new(lab.dir(), "id");
+    s.replace_shipped();
+    let sig = s.sig_id("big");
+    let bin_dir = s.dir.join("bin");
+    fs::create_dir_all(&bin_dir).expect("bin/");
+    fs::set_permissions(&bin_dir, fs::Permissions::from_mode(0o755)).expect("chmod");
+    let exe = bin_dir.join(s.name("b"));
+    common::install_executable(dash, &exe);
+    s.local_signatures(
+        "big.toml",
+        &format!(
+            "[[signature]]\nid = \"{sig}\"\ncategory = \"mining\"\nseverity = \"high\"\n\
+             description = \"status filler\"\naup = \"test\"\n\
+             match = {{ exe = [\"{}\"] }}\n",
+            exe.display()
+        ),
+    );
+    s.write_config(&Opts {
+        group: "adm".into(),
+        ..Opts::default()
+    });
+    // Eighty findings of 4 KiB command lines: a status document of ~400 KB.
+    let args = vec!["A".repeat(8000)];
+    let procs: Vec<LongCmdline> = (0..80).map(|_| LongCmdline::start(&exe, &args)).collect();
+    let mut agent = Agent::start(T, &lab, &s);
+    agent.wait_status("all eighty found", |d| {
+        procs.iter().all(|p| finding(d, &sig, p.pid).is_some())
+    });
+    let out = agent.cli(&["--json"]);
+    assert!(
+        out.stdout.len() > 300_000,
+        "the document must exceed a socket buffer for this test to mean anything: {} bytes",
+        out.stdout.len()
+    );
+
+    let (nobody, _) = match nix::unistd::User::from_name("nobody") {
+        Ok(Some(u)) => (u.uid.as_raw(), u.gid.as_raw()),
+        _ => (65534, 65534),
+    };
+    let script = r#"
+import socket, sys, threading, time, select
+path = sys.argv[1]
+def idle():
+    while True:
+        try:
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            s.connect(path)
+        except OSError:
+            time.sleep(0.05)
+            continue
+        p = select.poll()
+        p.register(s, select.POLLRDHUP)
+        p.poll()          # until the agent drops us; never read
+        s.close()
+        time.sleep(0.02)
+for _ in range(20):
+    threading.Thread(target=idle, daemon=True).start()
+print("ready", flush=True)
+time.sleep(3600)
+"#;
+    let mut idle = Command::new(setpriv)
+        .arg(format!("--reuid={nobody}"))
+        .arg(format!("--regid={adm}"))
+        .args(["--clear-groups", "--pdeathsig", "KILL", "--"])
+        .arg(&python3)
+        .args(["-c", script])
+        .arg(&s.socket)
+        .current_dir("/")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(fs::File::create(s.dir.join("idle.stderr.log")).expect("stderr file"))
+        .spawn()
+        .expect("start the idle clients");
+    struct Kill(Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut ready = String::new();
+    {
+        use std::io::BufRead;
+        let stdout = idle.stdout.take().expect("stdout");
+        std::io::BufReader::new(stdout)
+            .read_line(&mut ready)
+            .expect("read");
+    }
+    let _idle = Kill(idle);
+    assert_eq!(
+        ready.trim(),
+        "ready",
+        "{}",
+        fs::read_to_string(s.dir.join("idle.stderr.log")).unwrap_or_default()
+    );
+    // Let them take every worker a member may use.
+    std::thread::sleep(Duration::from_millis(500));
+    for i in 0..5 {
+        let out = agent.cli(&["--json"]);
+        assert!(
+            matches!(code(&out), 0 | 1),
+            "root's query {i} with twenty idle clients: {}",
+            show(&out)
+        );
+        let doc: Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("query {i}: not JSON ({e}): {}", show(&out)));
+        assert_eq!(doc["agent"]["pid"].as_u64(), Some(u64::from(agent.pid())));
+    }
+    drop(procs);
+}
