@@ -614,3 +614,125 @@ time.sleep(3600)
     }
     drop(procs);
 }
+
+// ---------------------------------------------------------------------------------------------
+// 6. One escaping rule
+
+/// A character a terminal acts on or hides: C0, DEL, C1, bidi overrides and isolates,
+/// zero-width characters (Unicode format characters).
+fn raw_control(c: char) -> bool {
+    c.is_control()
+        || matches!(c, '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2060}'..='\u{206f}' | '\u{feff}')
+}
+
+/// A process named with DEL, a C1 control (CSI), a right-to-left override and a bidi
+/// isolate: the event log, `status --json` and the status table carry none of them raw (JSON
+/// as `\u` escapes), and the JSON still says the name exactly.
+#[test]
+#[ignore = "needs root, network namespaces and the packages .ci/run installs; run with --include-ignored (CI does)"]
+fn hostile_names_reach_no_output_raw() {
+    const T: &str = "hostile_names_reach_no_output_raw";
+    prerequisites(T, &[]);
+    let lab = Lab::new(T, "ahes");
+    let mut s = Setup::new(lab.dir(), "es");
+    s.replace_shipped();
+    let sig = s.sig_id("hostile");
+    let hostile = "x\u{7f}\u{9b}\u{202e}\u{2066}z";
+    let bin_dir = s.dir.join("bin");
+    s.local_signatures(
+        "hostile.toml",
+        &format!(
+            "[[signature]]\nid = \"{sig}\"\ncategory = \"mining\"\nseverity = \"high\"\n\
+             description = \"hostile name\"\naup = \"test\"\n\
+             match = {{ exe = [\"{}/*\"] }}\n",
+            bin_dir.display()
+        ),
+    );
+    s.write_config(&Opts::default());
+    let off = agent_util::Offender::start(&s.dir, hostile);
+    let mut agent = Agent::start(T, &lab, &s);
+    let doc = agent.wait_status("the offender is found", |d| {
+        finding(d, &sig, off.pid).is_some()
+    });
+    let t = finding(&doc, &sig, off.pid).expect("found");
+    assert_eq!(
+        t["finding"]["subject"]["comm"], hostile,
+        "the JSON keeps the name exactly"
+    );
+
+    let json = agent.cli(&["--json"]);
+    let table = agent.cli(&[]);
+    let events = fs::read_to_string(s.events_path()).expect("events.jsonl");
+    for (what, out) in [
+        ("status --json", text(&json.stdout)),
+        ("status table", text(&table.stdout)),
+        ("events.jsonl", events.clone()),
+    ] {
+        assert!(out.contains("x\\u"), "{what} shows the name escaped: {out}");
+        let raw: Vec<char> = out
+            .chars()
+            .filter(|&c| c != '\n' && raw_control(c))
+            .collect();
+        assert!(raw.is_empty(), "{what} carries {raw:?} raw");
+    }
+    assert!(
+        text(&json.stdout).contains(r"x\u007f\u009b\u202e\u2066z"),
+        "{}",
+        text(&json.stdout)
+    );
+    assert!(events.contains(r"x\u007f\u009b\u202e\u2066z"), "{events}");
+}
+
+/// An exception whose signature pattern, process glob and reason hold escape sequences,
+/// bidi and zero-width characters, BEL and C1, and an interval with an ESC: `config check`
+/// shows them escaped, in its warnings and in its errors.
+#[test]
+fn config_check_escapes_what_the_config_says() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sigs = dir.path().join("signatures.d");
+    fs::create_dir(&sigs).expect("mkdir");
+    fs::set_permissions(&sigs, fs::Permissions::from_mode(0o755)).expect("chmod");
+    fs::write(
+        sigs.join("a.toml"),
+        agent_util::signature("mining.aupwt-es-ok", "low", "aupwt-never-*"),
+    )
+    .expect("write");
+    let config = dir.path().join("agent.toml");
+    let write = |tail: &str| {
+        fs::write(
+            &config,
+            format!(
+                "local_signatures_dir = '{}'\n{tail}[[exception]]\n\
+                 signatures = [\"mining.\\u202eok\\u001bX\"]\nreason = \"r\\u009b\\u0007\"\n\
+                 process = \"p\\u200b\\u001b\"\n",
+                sigs.display()
+            ),
+        )
+        .expect("write");
+        fs::set_permissions(&config, fs::Permissions::from_mode(0o644)).expect("chmod");
+    };
+    write("");
+    let out = config_check(&config);
+    assert_eq!(code(&out), 0, "{}", show(&out));
+    let all = text_of(&out);
+    assert!(
+        all.contains("matches no loaded signature (mining.\\u{202e}ok\\u{1b}X)"),
+        "{all}"
+    );
+    let raw: Vec<char> = all
+        .chars()
+        .filter(|&c| c != '\n' && raw_control(c))
+        .collect();
+    assert!(raw.is_empty(), "raw {raw:?} in {all}");
+
+    write("interval = \"5\\u001b[2J\\u202es\"\n");
+    let out = config_check(&config);
+    assert_eq!(code(&out), 2, "{}", show(&out));
+    let all = text_of(&out);
+    assert!(all.contains("5\\u{1b}[2J\\u{202e}s"), "{all}");
+    let raw: Vec<char> = all
+        .chars()
+        .filter(|&c| c != '\n' && raw_control(c))
+        .collect();
+    assert!(raw.is_empty(), "raw {raw:?} in {all}");
+}
