@@ -736,3 +736,61 @@ fn config_check_escapes_what_the_config_says() {
         .collect();
     assert!(raw.is_empty(), "raw {raw:?} in {all}");
 }
+
+/// A signature set that would make every scan slow: 2,001 signatures, 1,001 `cmdline`
+/// regexes, 10,001 `name` globs. `signatures check` refuses each with the numbers.
+#[test]
+fn signatures_check_refuses_a_set_over_its_cost_bounds() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let check = |name: &str, text: String| {
+        let d = dir.path().join(name);
+        fs::create_dir(&d).expect("mkdir");
+        fs::write(d.join("a.toml"), text).expect("write");
+        let mut cmd = Command::new(bin());
+        cmd.args(["signatures", "check"]).arg(&d);
+        run(cmd)
+    };
+    let sig = |i: usize, matcher: &str| {
+        format!(
+            "[[signature]]\nid = \"mining.s{i}\"\ncategory = \"mining\"\nseverity = \"low\"\n\
+             description = \"d\"\naup = \"a\"\nmatch = {matcher}\n\n"
+        )
+    };
+    let many = check(
+        "many",
+        (0..2001)
+            .map(|i| sig(i, &format!("{{ name = [\"zz{i}*\"] }}")))
+            .collect(),
+    );
+    assert_eq!(code(&many), 2, "{}", show(&many));
+    assert!(
+        text_of(&many).contains("2001 signatures, over the bound of 2000"),
+        "{}",
+        show(&many)
+    );
+    let regexes = check(
+        "regexes",
+        (0..1001)
+            .map(|i| sig(i, &format!("{{ cmdline = \"--zz{i}\" }}")))
+            .collect(),
+    );
+    assert_eq!(code(&regexes), 2, "{}", show(&regexes));
+    assert!(
+        text_of(&regexes).contains("1001 cmdline regexes, over the bound of 1000"),
+        "{}",
+        show(&regexes)
+    );
+    let globs: Vec<String> = (0..10_001).map(|i| format!("\"zz{i}*\"")).collect();
+    let globs = check(
+        "globs",
+        sig(0, &format!("{{ name = [{}] }}", globs.join(", "))),
+    );
+    assert_eq!(code(&globs), 2, "{}", show(&globs));
+    assert!(
+        text_of(&globs).contains("10001 name globs, over the bound of 10000"),
+        "{}",
+        show(&globs)
+    );
+    let fine = check("fine", (0..100).map(|i| sig(i, "{ cmdline = \"--x\" }")).collect());
+    assert_eq!(code(&fine), 0, "{}", show(&fine));
+}
