@@ -10,6 +10,8 @@
 pub mod config;
 pub mod daemon;
 pub mod detect;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod inventory;
 pub mod netns;
 pub mod probe;

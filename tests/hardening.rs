@@ -791,6 +791,9 @@ fn signatures_check_refuses_a_set_over_its_cost_bounds() {
         "{}",
         show(&globs)
     );
-    let fine = check("fine", (0..100).map(|i| sig(i, "{ cmdline = \"--x\" }")).collect());
+    let fine = check(
+        "fine",
+        (0..100).map(|i| sig(i, "{ cmdline = \"--x\" }")).collect(),
+    );
     assert_eq!(code(&fine), 0, "{}", show(&fine));
 }
