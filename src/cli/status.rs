@@ -318,6 +318,13 @@ pub fn table(doc: &Status) -> Result<()> {
             }
         }
     }
+    if doc.findings_omitted > 0 {
+        writeln!(
+            out,
+            "{} more active finding(s) not listed: the status document is bounded (4 MiB)",
+            doc.findings_omitted
+        )?;
+    }
     let resolved = doc.recently_resolved.len();
     if resolved > 0 {
         writeln!(out, "\n{resolved} recently resolved (see --json)")?;
