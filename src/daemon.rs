@@ -605,7 +605,7 @@ impl Agent {
     /// Rebuilds the status document the socket serves.
     fn publish(&self) {
         let mut doc = self.status_doc();
-        bound_status(&mut doc);
+        crate::report::status::bound(&mut doc);
         let text = crate::report::to_json_vec(&doc)
             .ok()
             .and_then(|v| String::from_utf8(v).ok())
@@ -781,26 +781,4 @@ fn watch(
         }
     }
     Some(watcher)
-}
-
-/// Keeps the status document within [`MAX_STATUS_BYTES`]: recently resolved findings go
-/// first (oldest first), then the newest open ones, counted in `findings_omitted`. Each
-/// finding is bounded already (`detect::bound`), so this only bites with very many.
-fn bound_status(doc: &mut Status) {
-    use aupwatch_proto::bounds::MAX_STATUS_BYTES;
-    let total = crate::report::json_len(doc);
-    let mut over = total.saturating_sub(MAX_STATUS_BYTES);
-    while over > 0 {
-        let Some(t) = doc.recently_resolved.pop() else {
-            break;
-        };
-        over = over.saturating_sub(crate::report::json_len(&t) + 1);
-    }
-    while over > 0 {
-        let Some(t) = doc.findings.pop() else {
-            break;
-        };
-        doc.findings_omitted += 1;
-        over = over.saturating_sub(crate::report::json_len(&t) + 1);
-    }
 }

@@ -279,6 +279,28 @@ fn supplementary_groups(status: &str) -> Vec<u32> {
         .unwrap_or_default()
 }
 
+/// Keeps the status document within [`aupwatch_proto::bounds::MAX_STATUS_BYTES`]: recently resolved findings go
+/// first (oldest first), then the newest open ones, counted in `findings_omitted`. Each
+/// finding is bounded already (`detect::bound`), so this only bites with very many.
+pub fn bound(doc: &mut Status) {
+    use aupwatch_proto::bounds::MAX_STATUS_BYTES;
+    let total = super::json_len(doc);
+    let mut over = total.saturating_sub(MAX_STATUS_BYTES);
+    while over > 0 {
+        let Some(t) = doc.recently_resolved.pop() else {
+            break;
+        };
+        over = over.saturating_sub(super::json_len(&t) + 1);
+    }
+    while over > 0 {
+        let Some(t) = doc.findings.pop() else {
+            break;
+        };
+        doc.findings_omitted += 1;
+        over = over.saturating_sub(super::json_len(&t) + 1);
+    }
+}
+
 /// Asks the agent at `path` for its status document.
 pub fn query(path: &Path) -> Result<Status, StatusError> {
     let value = fetch(path)?;
