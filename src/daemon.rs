@@ -201,7 +201,7 @@ impl Agent {
         notifier: Notifier,
         tx: Sender<Msg>,
     ) -> Result<Agent, DaemonError> {
-        let status: Shared = Arc::new(Mutex::new("{}".to_string()));
+        let status: Shared = Arc::new(Mutex::new(Arc::from("{}")));
         let server = StatusServer::start(&cfg.status.socket, &cfg.status.group, status.clone())?;
         let scanner = Scanner::new(set, scanner_options(&launch, &cfg));
         let mut agent = Agent {
@@ -604,9 +604,13 @@ impl Agent {
 
     /// Rebuilds the status document the socket serves.
     fn publish(&self) {
-        let doc = self.status_doc();
-        let text = serde_json::to_string(&doc)
-            .unwrap_or_else(|e| format!("{{\"error\":\"status: {e}\"}}"));
+        let mut doc = self.status_doc();
+        crate::report::status::bound(&mut doc);
+        let text = crate::report::to_json_vec(&doc)
+            .ok()
+            .and_then(|v| String::from_utf8(v).ok())
+            .unwrap_or_else(|| "{\"error\":\"status: not serializable\"}".to_string());
+        let text: Arc<str> = Arc::from(text);
         match self.status.lock() {
             Ok(mut s) => *s = text,
             Err(poisoned) => *poisoned.into_inner() = text,
@@ -676,6 +680,7 @@ impl Agent {
             },
             findings: active,
             recently_resolved: resolved,
+            findings_omitted: 0,
             reporting: doc::Reporting {
                 syslog: self
                     .syslog_target

@@ -10,10 +10,13 @@
 pub mod config;
 pub mod daemon;
 pub mod detect;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod inventory;
 pub mod netns;
 pub mod probe;
 pub mod report;
+pub mod safefile;
 pub mod scanner;
 pub mod signatures;
 pub mod tracker;

@@ -327,6 +327,13 @@ pub fn table(doc: &Status) -> Result<()> {
             }
         }
     }
+    if doc.findings_omitted > 0 {
+        writeln!(
+            out,
+            "{} more active finding(s) not listed: the status document is bounded (4 MiB)",
+            doc.findings_omitted
+        )?;
+    }
     let resolved = doc.recently_resolved.len();
     if resolved > 0 {
         writeln!(out, "\n{resolved} recently resolved (see --json)")?;
@@ -593,12 +600,34 @@ mod tests {
             },
             findings: vec![],
             recently_resolved: vec![],
+            findings_omitted: 0,
             reporting: Reporting {
                 syslog: None,
                 event_log: None,
                 collector: None,
             },
         }
+    }
+
+    /// Thousands of findings of 4 KiB each: the agent's document keeps the oldest that fit
+    /// within 4 MiB and counts the rest.
+    #[test]
+    fn a_bounded_document_counts_the_findings_it_leaves_out() {
+        let mut doc = status();
+        let mut t = tracked(&["proxy.a"], false);
+        t.finding.matches[0].description = "d".repeat(4096);
+        doc.findings = vec![t; 2000];
+        doc.recently_resolved = doc.findings[..10].to_vec();
+        aupwatch::report::status::bound(&mut doc);
+        let len = aupwatch::report::json_len(&doc);
+        assert!(len <= aupwatch_proto::bounds::MAX_STATUS_BYTES, "{len}");
+        assert!(doc.recently_resolved.is_empty(), "resolved ones go first");
+        assert_eq!(doc.findings.len() as u64 + doc.findings_omitted, 2000);
+        assert!(doc.findings.len() > 500, "{}", doc.findings.len());
+        // What the client reads back is the same document.
+        let text = aupwatch::report::to_json_vec(&doc).expect("JSON");
+        let back: Status = serde_json::from_slice(&text).expect("a status document");
+        assert_eq!(back.findings_omitted, doc.findings_omitted);
     }
 
     fn tracked(sigs: &[&str], excepted: bool) -> Tracked {
@@ -629,6 +658,7 @@ mod tests {
                     cmdline: vec![],
                     netns: 1,
                     container: None,
+                    cmdline_truncated: None,
                 }),
                 matches: sigs
                     .iter()

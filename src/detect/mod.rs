@@ -10,6 +10,7 @@
 //! test saw, in words; `interface.rs` and `host.rs`: the other two subjects; `cache.rs`,
 //! `history.rs`; `probe.rs` (with `probe_types.rs`): probes as input.
 
+pub mod bound;
 mod cache;
 mod ctx;
 mod evidence;
@@ -94,6 +95,7 @@ fn process_ref(p: &Process) -> ProcessRef {
         cmdline: p.cmdline.clone(),
         netns: p.netns,
         container: p.container.clone(),
+        cmdline_truncated: p.cmdline_truncated.clone(),
     }
 }
 

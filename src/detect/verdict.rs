@@ -9,6 +9,8 @@
 //! the CPU, and an open-proxy probe's proof. `raised` then says from what and why. The rules
 //! are documented in `signatures/README.md` ("One verdict per offender").
 //!
+//! Every verdict is bounded in bytes ([`super::bound`]): the documents built from it are.
+//!
 //! Pure, like the rest of detection; the output order is deterministic.
 
 use super::Finding;
@@ -172,7 +174,13 @@ pub fn roll_up(findings: Vec<Finding>) -> Vec<proto::Finding> {
             .then_with(|| a.category.cmp(&b.category))
             .then_with(|| ka.cmp(kb))
     });
-    verdicts.into_iter().map(|(_, v)| v).collect()
+    verdicts
+        .into_iter()
+        .map(|(_, mut v)| {
+            super::bound::finding(&mut v);
+            v
+        })
+        .collect()
 }
 
 fn subject(f: &Finding) -> proto::Subject {
@@ -230,6 +238,7 @@ pub(crate) mod tests {
                 cmdline: vec!["irssi".into()],
                 netns: 1,
                 container: None,
+                cmdline_truncated: None,
             }),
             interface: None,
             host: false,

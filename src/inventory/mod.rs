@@ -47,6 +47,8 @@
 
 mod crosscheck;
 mod diag;
+#[doc(hidden)]
+pub mod fuzzing;
 mod hash;
 mod holders;
 mod host;

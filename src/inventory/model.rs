@@ -197,8 +197,12 @@ pub struct Process {
     pub exe: Option<String>,
     /// The executable was deleted (or is a memfd) after the process started it.
     pub exe_deleted: bool,
-    /// Command-line arguments; non-UTF-8 bytes replaced.
+    /// Command-line arguments; non-UTF-8 bytes replaced. At most the first
+    /// [`aupwatch_proto::bounds::MAX_CMDLINE_BYTES`] bytes of the command line are kept.
     pub cmdline: Vec<String>,
+    /// Set when `cmdline` is cut: the whole command line's length and SHA-256.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cmdline_truncated: Option<aupwatch_proto::Truncated>,
     /// Start time in clock ticks after boot.
     pub start_ticks: u64,
     /// User + system CPU time in clock ticks.
@@ -246,6 +250,7 @@ impl Clone for Process {
             exe,
             exe_deleted,
             cmdline,
+            cmdline_truncated,
             start_ticks,
             cpu_ticks,
             threads,
@@ -268,6 +273,7 @@ impl Clone for Process {
         self.exe.clone_from(exe);
         self.exe_deleted = *exe_deleted;
         self.cmdline.clone_from(cmdline);
+        self.cmdline_truncated.clone_from(cmdline_truncated);
         self.start_ticks = *start_ticks;
         self.cpu_ticks = *cpu_ticks;
         self.threads = *threads;

@@ -101,6 +101,61 @@ impl Buf {
         self.read_fd(&fd, single_record)
     }
 
+    /// Reads `name` (relative to `dir`) keeping its first `max` bytes; the rest is read in
+    /// chunks of the same buffer, only counted and hashed, so memory stays at `max` plus one
+    /// chunk whatever the file's size. A cut file comes back with its whole length and
+    /// SHA-256 (`/proc/<pid>/cmdline`: any user can make theirs megabytes long).
+    pub(super) fn read_at_most<P: rustix::path::Arg>(
+        &mut self,
+        dir: BorrowedFd<'_>,
+        name: P,
+        max: usize,
+    ) -> Result<(&[u8], Option<aupwatch_proto::Truncated>), Errno> {
+        use sha2::{Digest, Sha256};
+        const CHUNK: usize = 64 * 1024;
+        let fd = open_at(dir, name, OFlags::empty())?;
+        self.len = 0;
+        // Up to `max` bytes, and one more to learn whether there is more.
+        loop {
+            self.room(4096);
+            let end = self.data.len().min(max + 1);
+            if self.len >= end {
+                break;
+            }
+            let n = read_fd(&fd, &mut self.data[self.len..end])?;
+            if n == 0 {
+                return Ok((self.bytes(), None));
+            }
+            self.len += n;
+        }
+        // Past the cut: hash what was read, then the rest, chunk by chunk.
+        let mut hasher = Sha256::new();
+        hasher.update(&self.data[..self.len]);
+        let mut total = self.len as u64;
+        self.len = max;
+        self.room(CHUNK);
+        loop {
+            let n = read_fd(&fd, &mut self.data[max..max + CHUNK])?;
+            if n == 0 {
+                break;
+            }
+            hasher.update(&self.data[max..max + n]);
+            total += n as u64;
+        }
+        let sha256 = hasher
+            .finalize()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        Ok((
+            self.bytes(),
+            Some(aupwatch_proto::Truncated {
+                bytes: total,
+                sha256,
+            }),
+        ))
+    }
+
     /// Reads an absolute path whole (a small host file: `/proc/loadavg`, `/etc/ld.so.preload`).
     pub(super) fn read_path<P: rustix::path::Arg>(&mut self, path: P) -> Result<&[u8], Errno> {
         let fd = open_path(path, OFlags::empty())?;
@@ -470,6 +525,41 @@ pub(super) fn exe_path(target: &[u8]) -> (String, bool) {
 
 #[cfg(test)]
 mod tests {
+    /// A file longer than the bound keeps its first `max` bytes, and its whole length and
+    /// SHA-256 are those of the file; a file within the bound comes back whole, uncut.
+    #[test]
+    fn read_at_most_keeps_the_head_and_hashes_the_whole() {
+        use sha2::{Digest, Sha256};
+        let dir = tempfile::tempdir().expect("tempdir");
+        let fd = open_path(dir.path(), OFlags::DIRECTORY).expect("open dir");
+        let mut buf = Buf::default();
+        for len in [0usize, 1, 4095, 4096, 4097, 200_000, 1_900_000] {
+            let data: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+            std::fs::write(dir.path().join("f"), &data).expect("write");
+            let (head, cut) = buf
+                .read_at_most(std::os::fd::AsFd::as_fd(&fd), c"f", 4096)
+                .expect("read");
+            assert_eq!(head, &data[..len.min(4096)], "{len}");
+            match cut {
+                None => assert!(len <= 4096, "{len} is cut"),
+                Some(t) => {
+                    assert!(len > 4096);
+                    assert_eq!(t.bytes, len as u64);
+                    let want: String = Sha256::digest(&data)
+                        .iter()
+                        .map(|b| format!("{b:02x}"))
+                        .collect();
+                    assert_eq!(t.sha256, want);
+                }
+            }
+            assert!(
+                buf.data.len() <= 4097 + 64 * 1024 + 4096,
+                "{}",
+                buf.data.len()
+            );
+        }
+    }
+
     use super::*;
 
     fn stat_line(comm: &str) -> String {

@@ -6,6 +6,7 @@
 use super::model::{Gap, Process};
 use super::procdir::{self, is_vanished, open_pid_dir, FdError, FileKey};
 use super::{hash, Inventory, FD_REFRESH_SCANS, REFRESH_SCANS};
+use aupwatch_proto::bounds::MAX_CMDLINE_BYTES;
 use nix::errno::Errno;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
@@ -268,11 +269,15 @@ impl Inventory {
         match part {
             Part::Cmdline => {
                 let mut gap = None;
-                match self.buf.read_at(dir, c"cmdline", false) {
-                    Ok(b) => e.p.cmdline = procdir::split_cmdline(b),
+                match self.buf.read_at_most(dir, c"cmdline", MAX_CMDLINE_BYTES) {
+                    Ok((b, cut)) => {
+                        e.p.cmdline = procdir::split_cmdline(b);
+                        e.p.cmdline_truncated = cut;
+                    }
                     Err(err) if is_vanished(err) => return Err(Vanished),
                     Err(err) => {
                         e.p.cmdline.clear();
+                        e.p.cmdline_truncated = None;
                         gap = Some(self.gap(pid, "/cmdline", err.to_string()));
                     }
                 }

@@ -536,6 +536,7 @@ fn clone_from_copies_every_field() {
         kernel_thread: false,
         cgroup: Some("/user.slice".into()),
         container: Some("c".repeat(64)),
+        cmdline_truncated: None,
         netns: 4026531840,
         socket_inodes: vec![1, 2, 3],
         exe_sha256: Some("0".repeat(64)),

@@ -486,10 +486,8 @@ impl Client {
     ) -> Result<Client, CollectorError> {
         let mut tls = ureq::tls::TlsConfig::builder();
         if let Some(ca) = &cfg.ca_file {
-            let pem = std::fs::read(ca).map_err(|source| CollectorError::File {
-                path: ca.clone(),
-                source,
-            })?;
+            let pem = crate::safefile::read(ca, crate::safefile::MAX_CA_BYTES)
+                .map_err(|e| CollectorError::Setup(e.to_string()))?;
             let certs: Vec<ureq::tls::Certificate<'static>> = ureq::tls::parse_pem(&pem)
                 .filter_map(|item| match item {
                     Ok(ureq::tls::PemItem::Certificate(c)) => Some(Ok(c)),
@@ -515,7 +513,7 @@ impl Client {
             .build()
             .into();
         let key_path = state_dir.join("node_key.json");
-        let key = match std::fs::read(&key_path) {
+        let key = match crate::safefile::read(&key_path, crate::safefile::MAX_KEY_BYTES) {
             Ok(bytes) => serde_json::from_slice::<StoredKey>(&bytes)
                 .ok()
                 .filter(|k| k.url == cfg.url),
@@ -548,9 +546,11 @@ impl Client {
     fn enroll(&mut self) -> Result<(), String> {
         let secret = match &self.secret {
             EnrollSecret::Inline(s) => s.clone(),
-            EnrollSecret::File(p) => std::fs::read_to_string(p)
-                .map(|s| s.trim().to_string())
-                .map_err(|e| format!("enroll secret {}: {e}", p.display()))?,
+            EnrollSecret::File(p) => {
+                crate::safefile::read_to_string(p, crate::safefile::MAX_KEY_BYTES)
+                    .map(|s| s.trim().to_string())
+                    .map_err(|e| format!("enroll secret: {e}"))?
+            }
         };
         let request = EnrollRequest {
             schema_version: SCHEMA_VERSION,

@@ -35,7 +35,7 @@ pub fn printable_lines(s: &str) -> String {
 }
 
 /// A character [`printable`] escapes: a control (`Cc`) or a format (`Cf`) character.
-fn needs_escape(c: char) -> bool {
+pub(crate) fn needs_escape(c: char) -> bool {
     c.is_control() || is_format(c)
 }
 
@@ -99,8 +99,48 @@ where
     ))
 }
 
-/// serde_json's pretty formatter, escaping what [`needs_escape`] says in strings.
-struct TerminalJson<'a>(serde_json::ser::PrettyFormatter<'a>);
+/// [`write_json_pretty`] on one line (`serde_json::to_writer`'s layout): the event log's
+/// lines, and the measure of a document's size ([`json_len`]).
+pub fn write_json<W, T>(writer: W, value: &T) -> serde_json::Result<()>
+where
+    W: std::io::Write,
+    T: serde::Serialize + ?Sized,
+{
+    let formatter = TerminalJson(serde_json::ser::CompactFormatter);
+    value.serialize(&mut serde_json::Serializer::with_formatter(
+        writer, formatter,
+    ))
+}
+
+/// [`write_json`] into a new vector.
+pub fn to_json_vec<T: serde::Serialize + ?Sized>(value: &T) -> serde_json::Result<Vec<u8>> {
+    let mut out = Vec::with_capacity(256);
+    write_json(&mut out, value)?;
+    Ok(out)
+}
+
+/// The length in bytes of `value` as [`write_json`] writes it, without keeping the text.
+pub fn json_len<T: serde::Serialize + ?Sized>(value: &T) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 = self.0.saturating_add(buf.len());
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    match write_json(&mut count, value) {
+        Ok(()) => count.0,
+        Err(_) => usize::MAX,
+    }
+}
+
+/// A serde_json formatter (pretty or compact) escaping what [`needs_escape`] says in
+/// strings.
+struct TerminalJson<F>(F);
 
 macro_rules! delegate {
     ($($name:ident($($arg:ident: $ty:ty),*)),* $(,)?) => {
@@ -110,7 +150,7 @@ macro_rules! delegate {
     };
 }
 
-impl serde_json::ser::Formatter for TerminalJson<'_> {
+impl<F: serde_json::ser::Formatter> serde_json::ser::Formatter for TerminalJson<F> {
     delegate!(
         begin_array(),
         end_array(),

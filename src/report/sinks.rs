@@ -124,6 +124,8 @@ impl Sinks {
 fn run(rx: &Receiver<Msg>, tally: &Mutex<Tally>) {
     let mut syslog: Option<Syslog> = None;
     let mut eventlog: Option<EventLog> = None;
+    // Events the event log failed to take since it last took one.
+    let mut eventlog_lost = 0u64;
     while let Ok(msg) = rx.recv() {
         match msg {
             Msg::Syslog(s) => syslog = s,
@@ -142,12 +144,27 @@ fn run(rx: &Receiver<Msg>, tally: &Mutex<Tally>) {
                     }
                     if let Some(l) = eventlog.as_mut() {
                         let result = l.append(event).map_err(|e| e.to_string());
+                        if result.is_err() {
+                            eventlog_lost += 1;
+                        } else if eventlog_lost > 0 {
+                            log(
+                                Level::Warning,
+                                &format!(
+                                    "event log {}: writing again; {eventlog_lost} event(s) could not be written and were dropped",
+                                    l.path().display()
+                                ),
+                            );
+                            eventlog_lost = 0;
+                        }
                         if let (Err(e), true) =
                             (&result, lock(tally).eventlog.record(result.clone()))
                         {
                             log(
                                 Level::Warning,
-                                &format!("event log {}: {e}", l.path().display()),
+                                &format!(
+                                    "event log {}: {e} (the event is dropped; counting further failures in status)",
+                                    l.path().display()
+                                ),
                             );
                         }
                     }

@@ -472,6 +472,17 @@ fn parse_name(name: &str) -> Option<(u64, Kind)> {
     Some((seq.parse().ok()?, Kind::from_letter(kind)?))
 }
 
+/// What reading a spool directory does with hostile bytes (a file's name, a report file,
+/// `state.json`): for the fuzz targets and their regression tests.
+#[doc(hidden)]
+pub fn read_untrusted(data: &[u8]) {
+    let _ = std::str::from_utf8(data).ok().and_then(parse_name);
+    if let Some(payload) = verify(data) {
+        let _ = serde_json::from_slice::<Report>(payload);
+    }
+    let _ = serde_json::from_slice::<Counters>(data);
+}
+
 /// The payload of a whole spool file, or `None` for a torn or foreign one.
 fn verify(bytes: &[u8]) -> Option<&[u8]> {
     let rest = bytes.strip_prefix(MAGIC)?;

@@ -1,8 +1,11 @@
 //! The local status socket: a Unix stream socket (mode 0660, group `aupwatch`) that answers
 //! each connection with the agent's status as one JSON document, then closes. Only root,
 //! the agent's own user and members of the group are answered; others get an error.
-//! Connections are served one at a time with short timeouts, so a stuck client cannot pile
-//! up threads.
+//! Each connection is answered on a worker thread of its own within a deadline
+//! ([`CLIENT_DEADLINE`] for the whole answer): at most [`WORKERS`] at once, and
+//! [`PRIVILEGED_WORKERS`] more kept for root and the agent's own user, so clients that
+//! connect and never read cannot pile up threads nor starve root's `aupwatch status`; a
+//! client that finds every worker taken is told the agent is busy, at once.
 
 use aupwatch_proto::status::Status;
 use aupwatch_proto::SCHEMA_VERSION;
@@ -10,9 +13,17 @@ use std::io::{Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+/// Clients answered at once.
+pub const WORKERS: usize = 4;
+/// Workers beyond [`WORKERS`] that only root and the agent's own user get.
+pub const PRIVILEGED_WORKERS: usize = 2;
+/// The time a client has to take the whole answer; a client that reads slower (or not at
+/// all) is dropped.
+pub const CLIENT_DEADLINE: Duration = Duration::from_secs(2);
 
 #[derive(Debug, thiserror::Error)]
 pub enum StatusError {
@@ -48,8 +59,9 @@ pub enum StatusError {
     },
 }
 
-/// The latest status document, shared between the agent loop and the socket thread.
-pub type Shared = Arc<Mutex<String>>;
+/// The latest status document, shared between the agent loop and the socket thread (each
+/// answer holds the document it started with, not a copy).
+pub type Shared = Arc<Mutex<Arc<str>>>;
 
 /// A running status server: dropping it stops its thread (waits for it to end) and removes
 /// its socket file.
@@ -127,23 +139,98 @@ fn serve(
     shared: &Shared,
     stop: &AtomicBool,
 ) {
+    let busy = Arc::new(AtomicUsize::new(0));
+    let own_uid = nix::unistd::geteuid().as_raw();
     for conn in listener.incoming() {
         if stop.load(Ordering::SeqCst) {
             return;
         }
-        let Ok(mut conn) = conn else { continue };
-        let _ = conn.set_read_timeout(Some(Duration::from_secs(1)));
-        let _ = conn.set_write_timeout(Some(Duration::from_secs(2)));
-        let answer = match permitted(&conn, group, gid) {
-            Ok(()) => match shared.lock() {
+        let Ok(conn) = conn else { continue };
+        // Who it is, cheaply (one getsockopt): root and the agent's own user may use the
+        // reserved workers. The full check (groups) runs on the worker.
+        let privileged = peer_uid(&conn).is_some_and(|uid| uid == 0 || uid == own_uid);
+        let limit = WORKERS + if privileged { PRIVILEGED_WORKERS } else { 0 };
+        if busy.fetch_add(1, Ordering::SeqCst) >= limit {
+            busy.fetch_sub(1, Ordering::SeqCst);
+            // A short answer fits the socket's buffer: this write does not wait.
+            let _ = conn.set_nonblocking(true);
+            let _ = (&conn).write(
+                br#"{"error":"busy: every status worker is taken by other clients, try again"}"#,
+            );
+            continue;
+        }
+        let job = Job {
+            conn,
+            group: group.to_string(),
+            gid,
+            shared: shared.clone(),
+            busy: busy.clone(),
+        };
+        if let Err(e) = std::thread::Builder::new()
+            .name("status-client".into())
+            .spawn(move || job.run())
+        {
+            // The job (and its count) went with the failed spawn's closure.
+            super::log(
+                super::Level::Warning,
+                &format!("status socket: cannot start a worker: {e}"),
+            );
+        }
+    }
+}
+
+/// One client's answer, on a worker thread.
+struct Job {
+    conn: UnixStream,
+    group: String,
+    gid: Option<u32>,
+    shared: Shared,
+    busy: Arc<AtomicUsize>,
+}
+
+impl Job {
+    fn run(self) {
+        let answer: Arc<str> = match permitted(&self.conn, &self.group, self.gid) {
+            Ok(()) => match self.shared.lock() {
                 Ok(doc) => doc.clone(),
                 Err(poisoned) => poisoned.into_inner().clone(),
             },
-            Err(why) => serde_json::json!({ "error": why }).to_string(),
+            Err(why) => Arc::from(serde_json::json!({ "error": why }).to_string()),
         };
-        // A client that went away is its own problem.
-        let _ = conn.write_all(answer.as_bytes());
+        // A client that went away, or reads too slowly, is its own problem.
+        let _ = write_within(&self.conn, answer.as_bytes(), CLIENT_DEADLINE);
     }
+}
+
+impl Drop for Job {
+    fn drop(&mut self) {
+        self.busy.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Writes `data` to `conn` unless that takes longer than `deadline` in all.
+fn write_within(conn: &UnixStream, data: &[u8], deadline: Duration) -> std::io::Result<()> {
+    let until = Instant::now() + deadline;
+    let mut off = 0;
+    while off < data.len() {
+        let left = until.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(std::io::ErrorKind::TimedOut.into());
+        }
+        conn.set_write_timeout(Some(left))?;
+        match (&*conn).write(&data[off..]) {
+            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+            Ok(n) => off += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+fn peer_uid(conn: &UnixStream) -> Option<u32> {
+    use nix::sys::socket::{getsockopt, sockopt::PeerCredentials};
+    getsockopt(conn, PeerCredentials).ok().map(|c| c.uid())
 }
 
 /// Root, the agent's own user, and members of `group` may read the status.
@@ -190,6 +277,28 @@ fn supplementary_groups(status: &str) -> Vec<u32> {
                 .collect()
         })
         .unwrap_or_default()
+}
+
+/// Keeps the status document within [`aupwatch_proto::bounds::MAX_STATUS_BYTES`]: recently resolved findings go
+/// first (oldest first), then the newest open ones, counted in `findings_omitted`. Each
+/// finding is bounded already (`detect::bound`), so this only bites with very many.
+pub fn bound(doc: &mut Status) {
+    use aupwatch_proto::bounds::MAX_STATUS_BYTES;
+    let total = super::json_len(doc);
+    let mut over = total.saturating_sub(MAX_STATUS_BYTES);
+    while over > 0 {
+        let Some(t) = doc.recently_resolved.pop() else {
+            break;
+        };
+        over = over.saturating_sub(super::json_len(&t) + 1);
+    }
+    while over > 0 {
+        let Some(t) = doc.findings.pop() else {
+            break;
+        };
+        doc.findings_omitted += 1;
+        over = over.saturating_sub(super::json_len(&t) + 1);
+    }
 }
 
 /// Asks the agent at `path` for its status document.
@@ -253,7 +362,7 @@ mod tests {
     fn serves_the_shared_document_and_cleans_up() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("run/agent.sock");
-        let shared: Shared = Arc::new(Mutex::new(r#"{"agent":{"health":"ok"}}"#.to_string()));
+        let shared: Shared = Arc::new(Mutex::new(Arc::from(r#"{"agent":{"health":"ok"}}"#)));
         let server =
             StatusServer::start(&path, "no-such-group-aupwatch", shared.clone()).expect("start");
         let mode = std::fs::metadata(&path).expect("stat").permissions().mode() & 0o777;
@@ -263,9 +372,9 @@ mod tests {
             matches!(query(&path), Err(StatusError::Garbled { .. })),
             "not a whole status document"
         );
-        *shared.lock().expect("lock") = r#"{"agent":{"health":"degraded"}}"#.to_string();
+        *shared.lock().expect("lock") = Arc::from(r#"{"agent":{"health":"degraded"}}"#);
         assert_eq!(fetch(&path).expect("fetch")["agent"]["health"], "degraded");
-        *shared.lock().expect("lock") = r#"{"schema_version":999}"#.to_string();
+        *shared.lock().expect("lock") = Arc::from(r#"{"schema_version":999}"#);
         assert!(matches!(
             query(&path),
             Err(StatusError::NewerSchema { found: 999, .. })
@@ -283,7 +392,7 @@ mod tests {
     fn dropping_the_server_ends_its_thread() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("agent.sock");
-        let shared: Shared = Arc::new(Mutex::new("{}".to_string()));
+        let shared: Shared = Arc::new(Mutex::new(Arc::from("{}")));
         let mut server =
             StatusServer::start(&path, "no-such-group-aupwatch", shared.clone()).expect("start");
         let thread = server.thread.take().expect("a thread");

@@ -271,6 +271,7 @@ mod tests {
                 cmdline: vec![],
                 netns: 1,
                 container: None,
+                cmdline_truncated: None,
             }),
             interface: None,
             host: false,

@@ -107,7 +107,9 @@ fn read_dir_sources(dir: &Path) -> Result<Vec<(String, String)>, DirError> {
             source,
         })?;
         let path = entry.path();
-        if path.extension().is_some_and(|e| e == "toml") && path.is_file() {
+        // Every `*.toml` entry, whatever it is: one that is not a regular file (a FIFO, a
+        // link to a device or to /proc/kmsg) is refused by name when read, not skipped.
+        if path.extension().is_some_and(|e| e == "toml") {
             paths.push(path);
         }
     }
@@ -118,13 +120,13 @@ fn read_dir_sources(dir: &Path) -> Result<Vec<(String, String)>, DirError> {
     let mut sources = Vec::new();
     let mut errors = Vec::new();
     for path in paths {
-        match std::fs::read_to_string(&path) {
+        match crate::safefile::read_to_string(&path, crate::safefile::MAX_SIGNATURE_FILE_BYTES) {
             Ok(text) => sources.push((path.display().to_string(), text)),
             Err(e) => errors.push(LoadError {
                 file: path.display().to_string(),
                 line: None,
                 id: None,
-                message: format!("cannot read: {e}"),
+                message: e.why(),
             }),
         }
     }
@@ -138,6 +140,7 @@ fn read_dir_sources(dir: &Path) -> Result<Vec<(String, String)>, DirError> {
 /// Loads a set from `(file name, text)` pairs. Ids must be unique across all of them.
 pub fn load_sources(sources: &[(String, String)]) -> Result<SignatureSet, LoadErrors> {
     let signatures = compile_layer(sources)?;
+    within_budget(&signatures, sources)?;
     Ok(SignatureSet::new(signatures, sources))
 }
 
@@ -205,6 +208,7 @@ pub fn load_layered(
     base.retain(|s| !replaced.contains(s.id.as_str()));
     base.extend(over);
     let all: Vec<(String, String)> = shipped.into_iter().chain(local).collect();
+    within_budget(&base, &all)?;
     Ok(Layered {
         set: SignatureSet::new(base, &all),
         overridden,
@@ -238,6 +242,77 @@ fn untrusted_in(dir: &Path) -> Vec<LoadError> {
 }
 
 /// Compiles one layer of sources: every signature, or every error (duplicate ids included).
+/// Most signatures in one set. Every process is judged against each signature its cached
+/// facts do not rule out, so the per-process cost of a scan grows with the set.
+pub const MAX_SIGNATURES: usize = 2_000;
+/// Most `cmdline` regexes in one set (one combined `RegexSet` a process's command line runs
+/// through; 10,000 made a scan take 40 s).
+pub const MAX_CMDLINE_REGEXES: usize = 1_000;
+/// Most `name` globs in one set (one combined `GlobSet` for every name of every process).
+pub const MAX_NAME_GLOBS: usize = 10_000;
+
+/// Refuses a set over the bounds above, with the numbers, so that `signatures check` and
+/// the agent refuse what would make each scan take seconds and gigabytes.
+fn within_budget(signatures: &[Signature], sources: &[(String, String)]) -> Result<(), LoadErrors> {
+    let mut regexes = 0;
+    let mut globs = 0;
+    for s in signatures {
+        s.matcher.visit(&mut |p| match p {
+            Predicate::Cmdline { .. } => regexes += 1,
+            Predicate::Name { globs: g, .. } => globs += g.patterns.len(),
+            Predicate::Exe(_)
+            | Predicate::Sha256(_)
+            | Predicate::User(_)
+            | Predicate::Listen(_)
+            | Predicate::Remote { .. }
+            | Predicate::Peers { .. }
+            | Predicate::Cpu { .. }
+            | Predicate::Policy(_)
+            | Predicate::Nice { .. }
+            | Predicate::Threads { .. }
+            | Predicate::ExeDeleted(_)
+            | Predicate::ExeStrings { .. }
+            | Predicate::CommMismatch(_)
+            | Predicate::Multicast
+            | Predicate::Interface(_)
+            | Predicate::MulticastGroups { .. }
+            | Predicate::Traffic { .. }
+            | Predicate::Preload
+            | Predicate::HiddenProcesses { .. }
+            | Predicate::ProcMounts
+            | Predicate::UnlistedTasks { .. }
+            | Predicate::HugePages { .. }
+            | Predicate::Msr { .. } => {}
+        });
+    }
+    let mut errors = Vec::new();
+    let file = match sources {
+        [(only, _)] => only.clone(),
+        _ => format!("the set ({} files)", sources.len()),
+    };
+    for (what, n, max) in [
+        ("signatures", signatures.len(), MAX_SIGNATURES),
+        ("cmdline regexes", regexes, MAX_CMDLINE_REGEXES),
+        ("name globs", globs, MAX_NAME_GLOBS),
+    ] {
+        if n > max {
+            errors.push(LoadError {
+                file: file.clone(),
+                line: None,
+                id: None,
+                message: format!(
+                    "{n} {what}, over the bound of {max} (each scan's cost per process grows with them)"
+                ),
+            });
+        }
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(LoadErrors(errors))
+    }
+}
+
 fn compile_layer(sources: &[(String, String)]) -> Result<Vec<Signature>, LoadErrors> {
     let mut signatures = Vec::new();
     let mut errors = Vec::new();

@@ -72,11 +72,28 @@ pub struct Process {
     pub exe: Option<String>,
     /// The executable was deleted or is a memfd.
     pub exe_deleted: bool,
+    /// The command line's arguments as kept: at most the first
+    /// [`crate::bounds::MAX_CMDLINE_BYTES`] bytes of it were read into memory.
     pub cmdline: Vec<String>,
     /// Inode of its network namespace.
     pub netns: u64,
     /// Container id or cgroup name, when it runs in one.
     pub container: Option<String>,
+    /// Set when `cmdline` is not the whole command line: its full length and SHA-256.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cmdline_truncated: Option<Truncated>,
+}
+
+/// What was cut off a host string: the whole of it, as a length and a digest, so that a
+/// bounded copy hides nothing (two command lines that differ past the cut differ here).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(deny_unknown_fields)]
+pub struct Truncated {
+    /// The whole string's length in bytes.
+    pub bytes: u64,
+    /// SHA-256 of the whole string (lowercase hex).
+    pub sha256: String,
 }
 
 /// A network interface, by namespace and name.

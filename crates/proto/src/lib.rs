@@ -23,6 +23,7 @@
 //! Must never: do I/O, depend on the agent's or the collector's internals.
 
 pub mod api;
+pub mod bounds;
 pub mod finding;
 pub mod protocol;
 #[cfg(feature = "schema")]
@@ -32,7 +33,7 @@ pub mod vocab;
 
 pub use finding::{
     Event, EventKind, Evidence, Exception, Finding, Interface, LifecycleState, Match, Probe,
-    Process, Socket, Subject, Tracked,
+    Process, Socket, Subject, Tracked, Truncated,
 };
 pub use vocab::{Category, ProbeVerdict, Protocol, ProxyProtocol, Severity, SocketState};
 

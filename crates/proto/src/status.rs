@@ -21,6 +21,14 @@ pub struct Status {
     /// Recently resolved findings, newest first (a bounded list).
     pub recently_resolved: Vec<Tracked>,
     pub reporting: Reporting,
+    /// Open findings left out of `findings` (the newest) to keep the document within
+    /// [`crate::bounds::MAX_STATUS_BYTES`]; recently resolved ones go first.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub findings_omitted: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// How the agent is doing.
