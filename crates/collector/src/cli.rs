@@ -41,12 +41,23 @@ fn read_password() -> Result<String> {
     }
 }
 
+/// The config file in effect: `--config`, else the system one when it exists. One that is
+/// present but not reachable (a directory this user may not enter) is an error, never a
+/// reason to run on the defaults in silence.
+fn config_path(given: Option<&PathBuf>) -> Result<Option<PathBuf>> {
+    if let Some(p) = given {
+        return Ok(Some(p.clone()));
+    }
+    let p = PathBuf::from(SYSTEM_CONFIG);
+    match p.try_exists() {
+        Ok(true) => Ok(Some(p)),
+        Ok(false) => Ok(None),
+        Err(e) => bail!("{SYSTEM_CONFIG}: {e} (is its directory searchable by this user?)"),
+    }
+}
+
 fn load_config(path: Option<&PathBuf>) -> Result<Config> {
-    let path = match path {
-        Some(p) => Some(p.clone()),
-        None => Some(PathBuf::from(SYSTEM_CONFIG)).filter(|p| p.exists()),
-    };
-    match path {
+    match config_path(path)? {
         None => Ok(Config::default()),
         Some(p) => Config::load(&p).map_err(|errs| {
             anyhow!(errs
@@ -70,12 +81,12 @@ pub fn run() -> Result<ExitCode> {
         command: ConfigCmd::Check,
     } = &cli.command
     {
-        return match &cli.config {
+        return match config_path(cli.config.as_ref())? {
             None => {
-                println!("no config file: the defaults apply");
+                println!("no config file ({SYSTEM_CONFIG} does not exist): the defaults apply");
                 Ok(ExitCode::SUCCESS)
             }
-            Some(p) => match Config::load(p) {
+            Some(p) => match Config::load(&p) {
                 Ok(_) => {
                     println!("{}: ok", p.display());
                     Ok(ExitCode::SUCCESS)
