@@ -29,7 +29,9 @@ pub enum Command {
     #[command(
         long_about = "Takes an inventory of the host, samples CPU use for --sample seconds \
 (a second inventory), matches every signature and prints the findings: a table by default, \
-JSON with --json.",
+one row per offender and category (a verdict, as the agent tracks it) with every signature \
+that matched under it; JSON with --json (`verdicts`, and each signature's finding apart as \
+`findings`).",
         after_help = "Exit status: 0 nothing found, 1 findings (with --explain: a signature \
 matches), 2 error."
     )]

@@ -149,15 +149,18 @@ impl Style {
 }
 
 pub fn table(r: &ScanReport) -> Result<()> {
+    use aupwatch_proto::Subject;
     let style = Style::stdout();
     let mut out = std::io::stdout().lock();
-    if !r.findings.is_empty() {
+    // One row per verdict (offender and category), as the agent tracks and reports it; under
+    // it every signature that matched, with its own severity and what it saw.
+    if !r.verdicts.is_empty() {
         let rows: Vec<[String; 6]> = r
-            .findings
+            .verdicts
             .iter()
-            .map(|f| {
-                let (pid, user, what) = match (&f.process, &f.interface) {
-                    (Some(p), _) => (
+            .map(|v| {
+                let (pid, user, what) = match &v.subject {
+                    Subject::Process(p) => (
                         p.pid.to_string(),
                         clean(p.user.as_deref().unwrap_or(&p.uid.to_string())),
                         clean(
@@ -167,53 +170,71 @@ pub fn table(r: &ScanReport) -> Result<()> {
                                 .unwrap_or(&p.comm),
                         ),
                     ),
-                    (None, Some(i)) => (
+                    Subject::Interface(i) => (
                         "-".into(),
                         "-".into(),
                         format!("interface {}", clean(&i.name)),
                     ),
-                    (None, None) => ("-".into(), "-".into(), "host".into()),
+                    Subject::Host => ("-".into(), "-".into(), "host".into()),
                 };
+                let sigs: Vec<String> = v.signatures().map(clean).collect();
                 [
-                    f.severity.as_str().to_string(),
-                    f.category.to_string(),
-                    clean(&f.signature),
+                    v.severity.as_str().to_string(),
+                    v.category.to_string(),
                     pid,
                     user,
                     what,
+                    sigs.join(", "),
                 ]
             })
             .collect();
         let headers = [
             "SEVERITY",
             "CATEGORY",
-            "SIGNATURE",
             "PID",
             "USER",
             "PROCESS",
+            "SIGNATURES",
         ];
         let (head, lines, widths) = columns(&headers, &rows);
         writeln!(out, "{head}")?;
-        for (f, line) in r.findings.iter().zip(&lines) {
+        for (v, line) in r.verdicts.iter().zip(&lines) {
             // The severity cell, coloured on a terminal, then the rest of the line as laid out.
             writeln!(
                 out,
                 "{}{}",
-                style.severity(f.severity, widths[0]),
+                style.severity(v.severity, widths[0]),
                 &line[widths[0]..]
             )?;
-            for e in &f.evidence {
-                writeln!(
-                    out,
-                    "    {} {}",
-                    style.dim(&format!("{}:", e.predicate)),
-                    clean(&e.value)
-                )?;
+            if let Some(why) = &v.raised {
+                writeln!(out, "    {} {}", style.dim("raised:"), clean(why))?;
             }
-            if let Some(p) = &f.probe {
-                writeln!(out, "    {} {}", style.dim("probe:"), probe_line(p))?;
+            let several = v.matches.len() > 1;
+            for m in &v.matches {
+                let indent = if several {
+                    writeln!(
+                        out,
+                        "    {} {}",
+                        style.severity(m.severity, 8),
+                        clean(&m.signature)
+                    )?;
+                    "        "
+                } else {
+                    "    "
+                };
+                for e in &m.evidence {
+                    writeln!(
+                        out,
+                        "{indent}{} {}",
+                        style.dim(&format!("{}:", e.predicate)),
+                        clean(&e.value)
+                    )?;
+                }
+                if let Some(p) = &m.probe {
+                    writeln!(out, "{indent}{} {}", style.dim("probe:"), probe_line(p))?;
+                }
             }
-            if let Some(p) = &f.process {
+            if let Subject::Process(p) = &v.subject {
                 let mut ctx = Vec::new();
                 if p.exe_deleted {
                     ctx.push("executable deleted".to_string());
@@ -222,60 +243,38 @@ pub fn table(r: &ScanReport) -> Result<()> {
                     ctx.push(format!("container {}", &c[..12.min(c.len())]));
                 }
                 ctx.push(format!("netns {}", p.netns));
-                if !f.related_pids.is_empty() {
-                    let pids: Vec<String> = f.related_pids.iter().map(|p| p.to_string()).collect();
+                let mut related: Vec<i32> = v
+                    .matches
+                    .iter()
+                    .flat_map(|m| m.related_pids.iter().copied())
+                    .collect();
+                related.sort_unstable();
+                related.dedup();
+                if !related.is_empty() {
+                    let pids: Vec<String> = related.iter().map(|p| p.to_string()).collect();
                     ctx.push(format!("also pids {}", pids.join(",")));
                 }
                 writeln!(out, "    {} {}", style.dim("where:"), ctx.join("; "))?;
             }
         }
         writeln!(out)?;
-        // The same, as the agent tracks it: one verdict per offender and category.
-        writeln!(
-            out,
-            "{}",
-            style.dim("VERDICTS (one per offender and category)")
-        )?;
-        for v in &r.verdicts {
-            let who = match &v.subject {
-                aupwatch_proto::Subject::Process(p) => format!(
-                    "pid {} {}",
-                    p.pid,
-                    clean(
-                        p.exe
-                            .as_deref()
-                            .map(|e| e.rsplit('/').next().unwrap_or(e))
-                            .unwrap_or(&p.comm)
-                    )
-                ),
-                aupwatch_proto::Subject::Interface(i) => format!("interface {}", clean(&i.name)),
-                aupwatch_proto::Subject::Host => "host".into(),
-            };
-            let sigs: Vec<String> = v.signatures().map(clean).collect();
-            writeln!(
-                out,
-                "{} {} {who}: {}",
-                style.severity(v.severity, 8),
-                v.category,
-                sigs.join(", ")
-            )?;
-            if let Some(why) = &v.raised {
-                writeln!(out, "    {} {}", style.dim("raised:"), clean(why))?;
-            }
-        }
-        writeln!(out)?;
     }
     let mut counts = Vec::new();
     for sev in Severity::ALL.iter().rev() {
-        let n = r.findings.iter().filter(|f| f.severity == *sev).count();
+        let n = r.verdicts.iter().filter(|v| v.severity == *sev).count();
         if n > 0 {
             counts.push(format!("{n} {sev}"));
         }
     }
-    let summary = if r.findings.is_empty() {
+    let summary = if r.verdicts.is_empty() {
         "no findings".to_string()
     } else {
-        format!("{} finding(s): {}", r.findings.len(), counts.join(", "))
+        format!(
+            "{} finding(s) ({} signature match(es)): {}",
+            r.verdicts.len(),
+            r.findings.len(),
+            counts.join(", ")
+        )
     };
     writeln!(
         out,
