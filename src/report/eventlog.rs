@@ -181,58 +181,21 @@ fn whole_lines(file: &File, len: u64) -> std::io::Result<u64> {
 
 #[cfg(test)]
 mod tests {
-
-    /// A log whose last line lost its end (a crash, an older agent on a full disk) is cut
-    /// back to its last whole line before the next one is written.
-    #[test]
-    fn a_broken_last_line_is_cut_before_appending() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("events.jsonl");
-        let event = Tracker::new("h")
-            .update(
-                crate::detect::verdict::roll_up(vec![crate::detect::Finding {
-                    signature: "irc.a".into(),
-                    category: crate::signatures::Category::Irc,
-                    severity: crate::signatures::Severity::Low,
-                    description: "d\u{7f}\u{9b}\u{202e}".into(),
-                    aup: "a".into(),
-                    process: None,
-                    interface: Some(crate::detect::InterfaceRef {
-                        netns: 1,
-                        name: "wg0".into(),
-                    }),
-                    host: false,
-                    related_pids: vec![],
-                    sockets: vec![],
-                    evidence: vec![],
-                    probe: None,
-                }]),
-                &[],
-                1,
-            )
-            .remove(0);
-        std::fs::write(&path, b"{\"whole\":1}\n{\"part").expect("write");
-        let mut log = EventLog::new(&path, 1 << 20, 1);
-        log.append(&event).expect("append");
-        let text = std::fs::read_to_string(&path).expect("read");
-        let lines: Vec<&str> = text.lines().collect();
-        assert_eq!(lines.len(), 2, "{text}");
-        assert_eq!(lines[0], "{\"whole\":1}");
-        let back: Event = serde_json::from_str(lines[1]).expect("an event");
-        assert_eq!(back, event);
-        // DEL, C1 and format characters are \u escapes: nothing raw reaches a terminal.
-        assert!(lines[1].contains("d\\u007f\\u009b\\u202e"), "{}", lines[1]);
-    }
     use super::*;
     use crate::tracker::Tracker;
 
     fn event() -> Event {
+        event_described("d")
+    }
+
+    /// The `new` event of one interface finding whose description is `description`.
+    fn event_described(description: &str) -> Event {
         let mut tracker = Tracker::new("h");
         let finding = crate::detect::Finding {
             signature: "irc.a".into(),
             category: crate::signatures::Category::Irc,
             severity: crate::signatures::Severity::Low,
-            description: "d".into(),
+            description: description.into(),
             aup: "a".into(),
             process: None,
             interface: Some(crate::detect::InterfaceRef {
@@ -247,6 +210,26 @@ mod tests {
         };
         let mut events = tracker.update(crate::detect::verdict::roll_up(vec![finding]), &[], 1);
         events.pop().expect("one new event")
+    }
+
+    /// A log whose last line lost its end (a crash, an older agent on a full disk) is cut
+    /// back to its last whole line before the next one is written.
+    #[test]
+    fn a_broken_last_line_is_cut_before_appending() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("events.jsonl");
+        let event = event_described("d\u{7f}\u{9b}\u{202e}");
+        std::fs::write(&path, b"{\"whole\":1}\n{\"part").expect("write");
+        let mut log = EventLog::new(&path, 1 << 20, 1);
+        log.append(&event).expect("append");
+        let text = std::fs::read_to_string(&path).expect("read");
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 2, "{text}");
+        assert_eq!(lines[0], "{\"whole\":1}");
+        let back: Event = serde_json::from_str(lines[1]).expect("an event");
+        assert_eq!(back, event);
+        // DEL, C1 and format characters are \u escapes: nothing raw reaches a terminal.
+        assert!(lines[1].contains("d\\u007f\\u009b\\u202e"), "{}", lines[1]);
     }
 
     fn mode(path: &Path) -> u32 {
