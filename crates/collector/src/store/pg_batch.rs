@@ -206,6 +206,19 @@ async fn insert_findings(
     Ok(())
 }
 
+/// Runs one set-based statement over `rows` rows, or nothing when there are none.
+async fn execute_rows(
+    c: &Transaction<'_>,
+    rows: usize,
+    sql: &str,
+    params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+) -> Result<u64, tokio_postgres::Error> {
+    if rows == 0 {
+        return Ok(0);
+    }
+    c.execute(sql, params).await
+}
+
 /// The outcome of every job, in order; an `Err` aborts the whole transaction.
 pub async fn ingest_batch(
     c: &Transaction<'_>,
@@ -450,10 +463,9 @@ pub async fn ingest_batch(
     //    hosts, last seen. The server runs them in the order sent, as if one after another;
     //    none needs another's answer.
     let events = async {
-        if e_report.is_empty() {
-            return Ok(0);
-        }
-        c.execute(
+        execute_rows(
+            c,
+            e_report.len(),
             "INSERT INTO events (report_id, host_id, kind, at_unix_ms, tracked_id, tracked)
              SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[],
              $6::text[])",
@@ -472,10 +484,9 @@ pub async fn ingest_batch(
          resolved_unix_ms = excluded.resolved_unix_ms, tracked = excluded.tracked",
     );
     let heartbeats = async {
-        if hb_host.is_empty() {
-            return Ok(0);
-        }
-        c.execute(
+        execute_rows(
+            c,
+            hb_host.len(),
             "UPDATE hosts h SET hostname = u.hostname, stopped = u.goodbye,
              interval_secs = u.interval_secs, agent_version = u.agent_version,
              signature_version = u.signature_version
@@ -494,10 +505,9 @@ pub async fn ingest_batch(
         .await
     };
     let sequences = async {
-        if s_host.is_empty() {
-            return Ok(0);
-        }
-        c.execute(
+        execute_rows(
+            c,
+            s_host.len(),
             "UPDATE hosts h SET last_sequence = u.last_sequence, boot_id = u.boot_id,
              findings_as_of_unix_ms = u.as_of, sequence_gaps = u.gaps,
              sequence_resets = u.resets, boot_changes = u.boot_changes,
@@ -513,10 +523,9 @@ pub async fn ingest_batch(
         .await
     };
     let seen = async {
-        if l_host.is_empty() {
-            return Ok(0);
-        }
-        c.execute(
+        execute_rows(
+            c,
+            l_host.len(),
             "INSERT INTO last_seen (host_id, last_seen_unix_ms)
              SELECT * FROM unnest($1::text[], $2::bigint[])
              ON CONFLICT (host_id) DO UPDATE SET last_seen_unix_ms = excluded.last_seen_unix_ms",
@@ -526,10 +535,9 @@ pub async fn ingest_batch(
     };
     // The host's other open findings: disjoint from the upserted ones (not in the open set).
     let resolve = async {
-        if n_host.is_empty() {
-            return Ok(0);
-        }
-        c.execute(
+        execute_rows(
+            c,
+            n_host.len(),
             "UPDATE findings f SET state = 'resolved', resolved_unix_ms = n.created
              FROM unnest($1::text[], $2::bigint[]) AS n(host_id, created)
              WHERE f.host_id = n.host_id AND f.state != 'resolved'

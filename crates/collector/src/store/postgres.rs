@@ -328,13 +328,13 @@ async fn enroll(c: &Transaction<'_>, e: &Enrollment) -> Result<EnrollOutcome, St
         };
         key_in_use(&key, e.now_unix_ms, e.in_use_intervals)
     });
-    match existing {
-        Some(r) if r.get::<_, bool>(1) => Ok(EnrollOutcome::Blocked),
-        Some(r) if in_use.is_some() => Ok(EnrollOutcome::InUse {
+    match (existing, in_use) {
+        (Some(r), _) if r.get::<_, bool>(1) => Ok(EnrollOutcome::Blocked),
+        (Some(r), Some(retry_after_secs)) => Ok(EnrollOutcome::InUse {
             host_id: r.get(0),
-            retry_after_secs: in_use.unwrap_or(1),
+            retry_after_secs,
         }),
-        Some(r) => {
+        (Some(r), None) => {
             let host_id: String = r.get(0);
             let approved: bool = r.get(2);
             c.execute(
@@ -356,7 +356,7 @@ async fn enroll(c: &Transaction<'_>, e: &Enrollment) -> Result<EnrollOutcome, St
                 pending_approval: !approved,
             })
         }
-        None => {
+        (None, _) => {
             // Two collectors enrolling the same new machine at once: the second insert
             // conflicts on machine_id and updates the first's row instead.
             let row = c

@@ -273,18 +273,16 @@ fn enroll(conn: &Connection, e: &Enrollment) -> Result<EnrollOutcome, StoreError
             },
         )
         .optional()?;
-    match existing {
-        Some((_, true, _, _)) => Ok(EnrollOutcome::Blocked),
-        Some((host_id, false, _, key))
-            if key_in_use(&key, e.now_unix_ms, e.in_use_intervals).is_some() =>
-        {
-            let retry_after_secs = key_in_use(&key, e.now_unix_ms, e.in_use_intervals).unwrap_or(1);
-            Ok(EnrollOutcome::InUse {
-                host_id,
-                retry_after_secs,
-            })
-        }
-        Some((host_id, false, approved, _)) => {
+    let in_use = existing
+        .as_ref()
+        .and_then(|(_, _, _, key)| key_in_use(key, e.now_unix_ms, e.in_use_intervals));
+    match (existing, in_use) {
+        (Some((_, true, _, _)), _) => Ok(EnrollOutcome::Blocked),
+        (Some((host_id, false, _, _)), Some(retry_after_secs)) => Ok(EnrollOutcome::InUse {
+            host_id,
+            retry_after_secs,
+        }),
+        (Some((host_id, false, approved, _)), None) => {
             conn.execute(
                 "UPDATE hosts SET node_key_hash = ?2, hostname = ?3, labels = ?4, customer = ?5,
                  agent_version = ?6, revoked = 0, archived = 0, stopped = 0 WHERE host_id = ?1",
@@ -302,7 +300,7 @@ fn enroll(conn: &Connection, e: &Enrollment) -> Result<EnrollOutcome, StoreError
                 pending_approval: !approved,
             })
         }
-        None => {
+        (None, _) => {
             conn.execute(
                 "INSERT INTO hosts (host_id, machine_id, hostname, labels, customer, node_key_hash,
                  approved, enrolled_unix_ms, agent_version) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
