@@ -111,34 +111,7 @@ async fn tls_connections_verify_the_server() {
 
     // Another CA: the server's certificate does not chain to it.
     let dir = tempfile::tempdir().expect("tempdir");
-    let other = dir.path().join("other.pem");
-    let out = std::process::Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=127.0.0.1",
-            "-addext",
-            "subjectAltName=IP:127.0.0.1",
-            "-keyout",
-        ])
-        .arg(dir.path().join("other.key"))
-        .arg("-out")
-        .arg(&other)
-        .output()
-        .expect("openssl");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (other, _) = common::self_signed(dir.path(), "other");
     let err = match PgStore::connect(&db_url, Some(&other), 2, Arc::new(Histogram::default())).await
     {
         Ok(_) => panic!("a server certificate of another CA was accepted"),

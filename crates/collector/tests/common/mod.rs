@@ -7,6 +7,44 @@ pub mod suite;
 
 use aupwatch_proto::protocol::{Report, ReportBatch};
 use aupwatch_proto::Tracked;
+use std::path::{Path, PathBuf};
+
+/// A self-signed P-256 certificate for 127.0.0.1 made with openssl: `<dir>/<name>.pem` and
+/// its key `<dir>/<name>.key`.
+pub fn self_signed(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
+    let (cert, key) = (
+        dir.join(format!("{name}.pem")),
+        dir.join(format!("{name}.key")),
+    );
+    let made = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+            "-keyout",
+        ])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("openssl req");
+    assert!(
+        made.status.success(),
+        "openssl req: {}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    (cert, key)
+}
 
 /// The published example batch (`crates/proto/schema/examples/report-batch.json`).
 pub fn example_batch() -> ReportBatch {
