@@ -650,6 +650,12 @@ pub struct Offender {
 impl Offender {
     /// Copies `sleep` to `<dir>/bin/<name>` and runs it; returns once the process has exec'd.
     pub fn start(dir: &Path, name: &str) -> Offender {
+        Offender::start_as(dir, name, None)
+    }
+
+    /// [`Offender::start`] with `argv0` as its `argv[0]` (the command line a hostile process
+    /// chooses); then without `setpriv`, which would put the path there.
+    pub fn start_as(dir: &Path, name: &str, argv0: Option<&str>) -> Offender {
         let sleep = which("sleep").expect("`sleep` is installed (coreutils)");
         let bin = dir.join("bin");
         fs::create_dir_all(&bin).expect("create bin/");
@@ -667,13 +673,18 @@ impl Offender {
         let setpriv = which("setpriv");
         let retry_until = Instant::now() + Duration::from_secs(10);
         loop {
-            let mut cmd = match &setpriv {
-                Some(sp) => {
+            let mut cmd = match (&setpriv, argv0) {
+                (_, Some(a)) => {
+                    let mut c = Command::new(&path);
+                    std::os::unix::process::CommandExt::arg0(&mut c, a);
+                    c
+                }
+                (Some(sp), None) => {
                     let mut c = Command::new(sp);
                     c.args(["--pdeathsig", "KILL", "--"]).arg(&path);
                     c
                 }
-                None => Command::new(&path),
+                (None, None) => Command::new(&path),
             };
             cmd.arg("600")
                 .stdin(Stdio::null())
