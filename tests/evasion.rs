@@ -243,3 +243,56 @@ exec "$@""#;
         );
     }
 }
+
+/// The kernel's task count (`/proc/loadavg`) is the machine's. A scan inside a PID namespace
+/// of its own (a container: nspawn, LXC, Docker) lists only the namespace's processes and must
+/// not call every other task of the machine unlisted; a scan of the machine's `/proc` still
+/// compares the two.
+#[test]
+#[ignore = "needs root and util-linux's unshare; run with --include-ignored (CI does)"]
+fn a_scan_inside_a_pid_namespace_does_not_count_the_machines_tasks_as_hidden() {
+    let test = "a_scan_inside_a_pid_namespace_does_not_count_the_machines_tasks_as_hidden";
+    prerequisites(test, &["unshare"]);
+    let run = |in_namespace: bool, args: &[&str]| -> serde_json::Value {
+        let mut cmd = if in_namespace {
+            let mut c = Command::new("unshare");
+            c.args(["--pid", "--fork", "--mount-proc", aupwatch_bin()]);
+            c
+        } else {
+            Command::new(aupwatch_bin())
+        };
+        let out = cmd.args(args).output().expect("run aupwatch");
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!(
+                "{args:?} (namespace: {in_namespace}): {e}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        })
+    };
+    let inside = run(true, &["inventory"]);
+    let procs = inside["processes"].as_array().map_or(0, Vec::len);
+    assert!(
+        (1..=2).contains(&procs),
+        "the namespace's /proc lists only the scan: {procs}"
+    );
+    assert!(
+        inside["host"]["tasks"].is_null(),
+        "no machine-wide count compared inside: {}",
+        inside["host"]["tasks"]
+    );
+    let scan = run(true, &["scan", "--sample", "0", "--json"]);
+    let sigs: Vec<&str> = scan["findings"]
+        .as_array()
+        .expect("findings")
+        .iter()
+        .filter_map(|f| f["signature"].as_str())
+        .collect();
+    assert!(!sigs.contains(&"evasion.unlisted-tasks"), "{sigs:?}");
+
+    let outside = run(false, &["inventory"]);
+    let tasks = &outside["host"]["tasks"];
+    assert!(
+        tasks["kernel"].as_u64().is_some_and(|k| k > 0) && tasks["listed"].as_u64().is_some(),
+        "the machine's /proc is cross-checked: {tasks}"
+    );
+}

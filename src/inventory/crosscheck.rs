@@ -17,7 +17,9 @@
 //!
 //! The kernel's task count (`/proc/loadavg`, fourth field `running/total`) is compared with
 //! the threads of the processes read, the lower of a reading before and after the listing
-//! (tasks come and go: a gap of a few is normal; signatures set the threshold).
+//! (tasks come and go: a gap of a few is normal; signatures set the threshold). Only when
+//! the `/proc` read shows the machine's initial PID namespace: the count is the machine's,
+//! and a container's `/proc` lists only its own processes.
 //!
 //! Host artefacts: `/etc/ld.so.preload` entries, `LD_PRELOAD` in the agent's own environment
 //! (`/proc/self/environ`: the kernel's copy, which a library's `unsetenv` does not change),
@@ -38,6 +40,13 @@ use std::path::Path;
 pub(super) const MAX_CGROUPS: usize = 65_536;
 /// … or this deep.
 const MAX_DEPTH: usize = 64;
+
+/// The inode of a namespace link's target, `pid:[4026531836]`.
+pub(super) fn ns_inode(link: &[u8]) -> Option<u64> {
+    let open = link.iter().position(|&b| b == b'[')?;
+    let digits = link[open + 1..].strip_suffix(b"]")?;
+    std::str::from_utf8(digits).ok()?.parse().ok()
+}
 
 /// The total of `/proc/loadavg`'s `running/total` field: tasks (threads) of the system.
 pub(super) fn loadavg_tasks(text: &[u8]) -> Option<u64> {
@@ -385,6 +394,15 @@ pub(super) fn msr(sys_root: &Path, buf: &mut Buf) -> Option<Msr> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn namespace_inodes() {
+        assert_eq!(ns_inode(b"pid:[4026531836]"), Some(4_026_531_836));
+        assert_eq!(ns_inode(b"pid:[4026532712]"), Some(4_026_532_712));
+        assert_eq!(ns_inode(b"pid:[]"), None);
+        assert_eq!(ns_inode(b"pid:[12"), None);
+        assert_eq!(ns_inode(b"garbage"), None);
+    }
 
     #[test]
     fn loadavg_total() {

@@ -19,6 +19,21 @@ impl Inventory {
             .and_then(crosscheck::loadavg_tasks)
     }
 
+    /// Whether this `/proc` lists the machine's initial PID namespace. The kernel's task
+    /// count (`loadavg`) covers every task of the machine, while the `/proc` of a container's
+    /// PID namespace (nspawn, LXC, Docker) lists only the container's: there the count says
+    /// nothing about hidden processes and is not compared. The initial namespace has the
+    /// fixed inode `PROC_PID_INIT_INO` (Linux ≥ 3.8), which no other namespace can take.
+    /// A `/proc` without `self/ns/pid` (a fixture directory) counts as the initial one.
+    pub(super) fn initial_pid_namespace(proc_dir: BorrowedFd<'_>) -> bool {
+        const PROC_PID_INIT_INO: u64 = 0xEFFF_FFFC;
+        match procdir::readlink(proc_dir, c"self/ns/pid") {
+            Ok(target) => crosscheck::ns_inode(target.as_encoded_bytes())
+                .is_none_or(|ino| ino == PROC_PID_INIT_INO),
+            Err(_) => true,
+        }
+    }
+
     /// Host artefacts, and the cross-check of the processes read (`procs`) against the
     /// cgroup file system (see `crosscheck.rs`). A process hidden from the listing whose
     /// `/proc/<pid>` still reads is added to `procs`.

@@ -320,7 +320,11 @@ impl Inventory {
         };
         let proc_dir: OwnedFd =
             procdir::open_path(&root, rustix::fs::OFlags::DIRECTORY).map_err(list_err)?;
-        let tasks_before = self.loadavg_tasks();
+        let tasks_before = if Inventory::initial_pid_namespace(proc_dir.as_fd()) {
+            self.loadavg_tasks()
+        } else {
+            None
+        };
         let listed = self.list(proc_dir.as_fd()).map_err(list_err)?;
 
         let mut prev = std::mem::take(&mut self.procs);

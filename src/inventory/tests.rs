@@ -346,6 +346,21 @@ fn host_state_from_a_fixture_tree() {
             listed: 0
         })
     );
+    // The same tree as the /proc of a container's PID namespace: the machine-wide count is
+    // not compared with its listing. As the initial namespace: it is.
+    for (ino, compared) in [(4_026_532_712_u64, false), (4_026_531_836, true)] {
+        let link = root.join("self/ns/pid");
+        std::fs::create_dir_all(root.join("self/ns")).expect("mkdir");
+        let _ = std::fs::remove_file(&link);
+        std::os::unix::fs::symlink(format!("pid:[{ino}]"), &link).expect("symlink");
+        let snap = take(&Options {
+            proc_root: root.clone(),
+            ..Options::default()
+        })
+        .expect("inventory");
+        assert_eq!(snap.host.tasks.is_some(), compared, "pid namespace {ino}");
+        std::fs::remove_file(&link).expect("rm");
+    }
     // A fixture is not the live host: no cgroup walk, so nothing is called hidden.
     assert_eq!(h.cgroups, None);
     assert!(h.hidden.is_empty());
