@@ -28,6 +28,9 @@ pub struct Options {
     /// The time between two scans (`scan --sample`, the agent's interval): sizes the
     /// history (see [`history_secs`]).
     pub interval: Duration,
+    /// The network-namespace helper's socket ([`crate::netns_helper`]), for the sockets of
+    /// namespaces this process cannot enter; used when the file exists.
+    pub netns_helper: Option<PathBuf>,
 }
 
 /// How many seconds of history to keep: the longest window a signature looks back over,
@@ -182,6 +185,7 @@ fn inventory_for(opts: &Options, set: &SignatureSet) -> Inventory {
         proc_root: opts.proc_root.clone(),
         hash_exes: set.needs_exe_hash,
         exe_strings: set.exe_strings.clone(),
+        netns_helper: opts.netns_helper.clone(),
         ..inventory::Options::default()
     })
 }
@@ -190,6 +194,7 @@ fn prober_for(opts: &Options) -> Option<Prober> {
     (opts.probes != detect::probe::ProbeMode::Off).then(|| {
         Prober::new(probe::Options {
             proc_root: opts.proc_root.clone(),
+            netns_helper: opts.netns_helper.clone(),
             ..probe::Options::default()
         })
     })
