@@ -14,7 +14,7 @@
 //!   status 0 exactly one descriptor, the new socket.
 //!
 //! The helper refuses a peer that is not root or the allowed user or group (`SO_PEERCRED`:
-//! status [`Status::Denied`], then it hangs up), a request that is not one byte or carries
+//! its first request is answered [`Status::Denied`], then the helper hangs up), a request that is not one byte or carries
 //! not exactly one descriptor, a descriptor that is not a namespace file (`fstatfs`: nsfs)
 //! or not a *network* namespace (`setns(fd, CLONE_NEWNET)` says `EINVAL`), and an unknown
 //! kind. Each request is served by a short-lived thread that `setns`es and exits, so the
@@ -489,7 +489,11 @@ fn serve_connection(conn: BorrowedFd<'_>, allowed: Allowed) {
     let admitted = rustix::net::sockopt::socket_peercred(conn)
         .is_ok_and(|c| allowed.admits(c.uid.as_raw(), c.gid.as_raw()));
     if !admitted {
-        let _ = reply(conn, Status::Denied, 0, None);
+        // Read the request first (its descriptors are closed unused): closing with it
+        // unread would reset the connection and lose the answer.
+        if let Ok(Some(_)) = recv_one(conn) {
+            let _ = reply(conn, Status::Denied, 0, None);
+        }
         return;
     }
     loop {
