@@ -122,18 +122,12 @@ fn binary_for(setpriv: &Path, uid: u32, dir: &Path) -> PathBuf {
     copy
 }
 
-/// `aupwatch inventory` as the agent user: the lab namespace's socket source and whether its
-/// listener on `port` was read.
-fn inventory_as(
-    setpriv: &Path,
-    uid: u32,
-    bin: &Path,
-    helper: &Path,
-    lab: &Lab,
-    port: u16,
-) -> (Value, bool) {
+/// `aupwatch inventory` as the agent user (through `wrap`, when given), with this helper
+/// socket: the document.
+fn inventory_as(setpriv: &Path, uid: u32, wrap: Option<&Path>, bin: &Path, helper: &Path) -> Value {
     let out = Command::new(setpriv)
         .args(as_agent(uid))
+        .args(wrap)
         .arg(bin)
         .arg("inventory")
         .arg("--netns-helper")
@@ -146,20 +140,27 @@ fn inventory_as(
         "aupwatch inventory as uid {uid}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let doc: Value = serde_json::from_slice(&out.stdout).expect("inventory JSON");
-    let source = doc["socket_sources"]
+    serde_json::from_slice(&out.stdout).expect("inventory JSON")
+}
+
+/// How the inventory `doc` read namespace `netns`'s sockets (`socket_sources` entry).
+fn source_of(doc: &Value, netns: u64) -> Value {
+    doc["socket_sources"]
         .as_array()
         .into_iter()
         .flatten()
-        .find(|s| s["netns"].as_u64() == Some(lab.netns()))
+        .find(|s| s["netns"].as_u64() == Some(netns))
         .cloned()
-        .unwrap_or(Value::Null);
-    let seen = doc["sockets"].as_array().into_iter().flatten().any(|s| {
-        s["netns"].as_u64() == Some(lab.netns())
+        .unwrap_or(Value::Null)
+}
+
+/// Whether the inventory `doc` has a listener on 0.0.0.0:`port` in namespace `netns`.
+fn listens(doc: &Value, netns: u64, port: u16) -> bool {
+    doc["sockets"].as_array().into_iter().flatten().any(|s| {
+        s["netns"].as_u64() == Some(netns)
             && s["state"] == "listen"
             && s["local"].as_str() == Some(&format!("0.0.0.0:{port}"))
-    });
-    (source, seen)
+    })
 }
 
 /// The probe result of the microsocks finding in a scan as the agent user.
@@ -192,7 +193,10 @@ fn an_agent_without_cap_sys_admin_reads_and_probes_a_namespace_through_the_helpe
 
     // Without a helper the agent's privileges do not reach into the lab: no setns.
     let absent = lab.dir().join("absent.sock");
-    let (source, _) = inventory_as(setpriv, uid, &bin, &absent, &lab, 1080);
+    let source = source_of(
+        &inventory_as(setpriv, uid, None, &bin, &absent),
+        lab.netns(),
+    );
     assert_eq!(source["source"], "proc_net", "without the helper: {source}");
     assert!(
         source["fallback_reason"]
@@ -225,13 +229,14 @@ fn an_agent_without_cap_sys_admin_reads_and_probes_a_namespace_through_the_helpe
         .mode();
     assert_eq!(mode & 0o777, 0o660, "the helper's socket mode");
 
-    let (source, seen) = inventory_as(setpriv, uid, &bin, &helper.socket, &lab, 1080);
+    let doc = inventory_as(setpriv, uid, None, &bin, &helper.socket);
+    let source = source_of(&doc, lab.netns());
     assert_eq!(
         source["source"], "sock_diag",
         "through the helper: {source}"
     );
     assert!(
-        seen,
+        listens(&doc, lab.netns(), 1080),
         "the lab's listener on 0.0.0.0:1080 is read through sock_diag"
     );
 
@@ -407,4 +412,54 @@ fn the_helper_exits_when_idle() {
         std::thread::sleep(Duration::from_millis(50));
     };
     assert_eq!(status.code(), Some(0), "idle exit: {}", helper.log());
+}
+
+#[test]
+#[ignore = "needs root, network namespaces, setpriv and a C compiler; run with --include-ignored (CI does)"]
+fn an_agent_that_may_not_create_netlink_sockets_gets_its_own_from_the_helper() {
+    const T: &str = "an_agent_that_may_not_create_netlink_sockets_gets_its_own_from_the_helper";
+    let bins = prerequisites(T, &["setpriv"]);
+    let setpriv = &bins[0];
+    let uid = 64_204;
+    let lab = Lab::new(T, "psnl");
+    // The agent unit's RestrictAddressFamilies= without AF_NETLINK, as a seccomp filter.
+    let wrap = lab.compile_c(
+        "nonetlink",
+        include_str!("common/nonetlink.c"),
+        &["-O2", "-Wall"],
+        &[],
+    );
+    std::fs::set_permissions(&wrap, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let bin = binary_for(setpriv, uid, lab.dir());
+    let own = common::netns_of(std::process::id()).expect("own netns");
+
+    let absent = lab.dir().join("absent.sock");
+    let source = source_of(&inventory_as(setpriv, uid, Some(&wrap), &bin, &absent), own);
+    assert_eq!(
+        source["source"], "proc_net",
+        "no netlink, no helper: {source}"
+    );
+    assert!(
+        source["fallback_reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("EAFNOSUPPORT") || r.contains("not supported")),
+        "the filter refused the netlink socket: {source}"
+    );
+
+    let helper = Helper::start(setpriv, lab.dir(), &uid.to_string(), 0);
+    std::os::unix::fs::chown(&helper.socket, Some(0), Some(uid)).expect("chown the socket");
+    let doc = inventory_as(setpriv, uid, Some(&wrap), &bin, &helper.socket);
+    let source = source_of(&doc, own);
+    assert_eq!(
+        source["source"],
+        "sock_diag",
+        "its own namespace's sock_diag socket from the helper: {source}\nhelper log: {}",
+        helper.log()
+    );
+    assert!(
+        doc["sockets"]
+            .as_array()
+            .is_some_and(|s| s.iter().any(|x| x["netns"].as_u64() == Some(own))),
+        "sockets of its own namespace were read"
+    );
 }

@@ -141,7 +141,9 @@ impl NetReader {
 
     /// Opens a sock_diag socket for every namespace that has none (and is not waiting to
     /// retry): directly for this thread's own namespace, through the helper thread for the
-    /// others.
+    /// others. When this process may not create netlink sockets at all (the agent's unit
+    /// leaves `AF_NETLINK` out of `RestrictAddressFamilies=`), its own namespace's socket
+    /// comes from the network-namespace helper too, if there is one.
     fn open_missing(
         &mut self,
         proc_dir: BorrowedFd<'_>,
@@ -155,10 +157,13 @@ impl NetReader {
                 continue;
             }
             match open_ns_file(proc_dir, netns, pids) {
-                Ok((_, id)) if Some(id) == self.own => match DiagSocket::open() {
+                Ok((fd, id)) if Some(id) == self.own => match DiagSocket::open() {
                     Ok(s) => {
                         state.diag = Some(s);
                         state.failed = None;
+                    }
+                    Err(_) if self.helper.as_ref().is_some_and(|p| p.exists()) => {
+                        foreign.push((netns, fd));
                     }
                     Err(e) => state.failed = Some((e.to_string(), scan + DIAG_RETRY_SCANS)),
                 },

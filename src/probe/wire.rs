@@ -471,10 +471,11 @@ pub fn pick_source(addrs: impl IntoIterator<Item = IpAddr>, v4: bool) -> Option<
 }
 
 /// The calling thread's network namespace's addresses (getifaddrs: netlink, in that
-/// namespace).
+/// namespace; where netlink sockets are not allowed, as in the agent's unit, the same from
+/// `/proc/thread-self/net`).
 pub fn local_addresses() -> Vec<IpAddr> {
     let Ok(list) = nix::ifaddrs::getifaddrs() else {
-        return Vec::new();
+        return addresses_in(std::path::Path::new("/proc/thread-self/net"));
     };
     list.filter_map(|i| {
         let a = i.address?;
@@ -492,7 +493,11 @@ pub fn local_addresses() -> Vec<IpAddr> {
 /// that namespace itself. Unreadable files give no addresses (the probe then comes from
 /// loopback and says so).
 pub fn local_addresses_of(proc_root: &std::path::Path, pid: i32) -> Vec<IpAddr> {
-    let net = proc_root.join(pid.to_string()).join("net");
+    addresses_in(&proc_root.join(pid.to_string()).join("net"))
+}
+
+/// The addresses of the namespace whose `net` directory (of procfs) is `net`.
+fn addresses_in(net: &std::path::Path) -> Vec<IpAddr> {
     let read = |name: &str| std::fs::read(net.join(name)).unwrap_or_default();
     let mut out = parse_fib_trie_local(&read("fib_trie"));
     out.extend(parse_if_inet6(&read("if_inet6")));
