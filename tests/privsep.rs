@@ -11,6 +11,8 @@
 //! namespace; the probe connects to 127.0.0.1 there; the sockets the helper hands the test
 //! are created in the lab's namespace and bound to 127.0.0.1 only.
 
+#[path = "common/agent.rs"]
+mod agent_util;
 mod common;
 
 use aupwatch::netns_helper::{Connection, HelperError, SocketKind, Status};
@@ -423,13 +425,7 @@ fn an_agent_that_may_not_create_netlink_sockets_gets_its_own_from_the_helper() {
     let uid = 64_204;
     let lab = Lab::new(T, "psnl");
     // The agent unit's RestrictAddressFamilies= without AF_NETLINK, as a seccomp filter.
-    let wrap = lab.compile_c(
-        "nonetlink",
-        include_str!("common/nonetlink.c"),
-        &["-O2", "-Wall"],
-        &[],
-    );
-    std::fs::set_permissions(&wrap, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let wrap = unit_seccomp(&lab);
     let bin = binary_for(setpriv, uid, lab.dir());
     let own = common::netns_of(std::process::id()).expect("own netns");
 
@@ -461,5 +457,56 @@ fn an_agent_that_may_not_create_netlink_sockets_gets_its_own_from_the_helper() {
             .as_array()
             .is_some_and(|s| s.iter().any(|x| x["netns"].as_u64() == Some(own))),
         "sockets of its own namespace were read"
+    );
+}
+
+/// The agent unit's seccomp rules that matter here (no AF_NETLINK sockets, no chown), as a
+/// wrapper program (tests/common/unit_seccomp.c) compiled into the lab.
+fn unit_seccomp(lab: &Lab) -> PathBuf {
+    let wrap = lab.compile_c(
+        "unit_seccomp",
+        include_str!("common/unit_seccomp.c"),
+        &["-O2", "-Wall"],
+        &[],
+    );
+    std::fs::set_permissions(&wrap, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    wrap
+}
+
+/// The unit's `SystemCallFilter=~@privileged` forbids chown: the agent whose status socket
+/// already has the `[status] group` (its own primary group, as under the unit) must not need
+/// it. Here: root (primary group 0) with `group = "root"`, under the filter.
+#[test]
+#[ignore = "needs root, network namespaces and a C compiler; run with --include-ignored (CI does)"]
+fn the_agent_starts_without_chown_when_the_socket_has_its_group() {
+    use agent_util::{Agent, Launch, Opts, Setup};
+    const T: &str = "the_agent_starts_without_chown_when_the_socket_has_its_group";
+    prerequisites(T, &[]);
+    let lab = Lab::new(T, "psch");
+    let wrap = unit_seccomp(&lab);
+    let s = Setup::new(lab.dir(), "ch");
+    s.write_config(&Opts {
+        group: "root".into(),
+        ..Opts::default()
+    });
+    let mut agent = Agent::launch(
+        T,
+        &lab,
+        &s,
+        Launch {
+            wrap: vec![wrap.to_string_lossy().into_owned()],
+            ..Launch::default()
+        },
+    );
+    let doc = agent.wait_status("a first scan under the filter", |d| {
+        d["last_scan"]["at_unix_ms"].as_u64().is_some()
+    });
+    assert!(doc["agent"]["pid"].is_u64(), "{doc:#}");
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(&s.socket).expect("the status socket");
+    assert_eq!(
+        (meta.mode() & 0o777, meta.gid()),
+        (0o660, 0),
+        "socket mode and group"
     );
 }
