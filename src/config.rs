@@ -35,7 +35,7 @@ pub struct Config {
     /// The network-namespace helper's socket (`aupwatch netns-helper`, socket-activated by
     /// `aupwatch-netns.socket`): sockets of namespaces the agent cannot enter itself come
     /// from it, for sock_diag and probes. Used when the file exists. Default
-    /// `/run/aupwatch/netns.sock`.
+    /// `/run/aupwatch-netns.sock`.
     pub netns_helper: PathBuf,
     pub status: StatusConfig,
     pub syslog: SyslogConfig,

@@ -34,7 +34,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Where the packaged units put the helper's socket (`aupwatch-netns.socket`).
-pub const DEFAULT_SOCKET: &str = "/run/aupwatch/netns.sock";
+pub const DEFAULT_SOCKET: &str = "/run/aupwatch-netns.sock";
 /// How long the client waits for the helper's answer, and the helper for a request.
 pub const TIMEOUT: Duration = Duration::from_secs(2);
 /// The most connections the helper serves at once (the agent uses one per sock_diag pass

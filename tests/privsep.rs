@@ -510,3 +510,97 @@ fn the_agent_starts_without_chown_when_the_socket_has_its_group() {
         "socket mode and group"
     );
 }
+
+/// The units in `systemd/` with `/usr/bin/aupwatch` replaced by the binary under test and
+/// the man pages left out of `Documentation=` (neither is installed here), in `dir`.
+fn units_for_verify(dir: &Path) -> Vec<PathBuf> {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("systemd");
+    [
+        "aupwatch-agent.service",
+        "aupwatch-netns.service",
+        "aupwatch-netns.socket",
+    ]
+    .iter()
+    .map(|name| {
+        let text = std::fs::read_to_string(src.join(name)).expect("read the unit");
+        let text: String = text
+            .lines()
+            .map(|l| match l.strip_prefix("Documentation=") {
+                Some(docs) => {
+                    let kept: Vec<&str> = docs
+                        .split_whitespace()
+                        .filter(|d| !d.starts_with("man:"))
+                        .collect();
+                    format!("Documentation={}\n", kept.join(" "))
+                }
+                None => format!(
+                    "{}\n",
+                    l.replace("/usr/bin/aupwatch", common::aupwatch_bin())
+                ),
+            })
+            .collect();
+        let path = dir.join(name);
+        std::fs::write(&path, text).expect("write the unit");
+        path
+    })
+    .collect()
+}
+
+/// The exposure `systemd-analyze security --offline=true` gives `unit`, as printed.
+fn exposure(analyze: &Path, unit: &Path) -> String {
+    let out = Command::new(analyze)
+        .args(["security", "--offline=true", "--no-pager"])
+        .arg(unit)
+        .output()
+        .expect("run systemd-analyze security");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    text.lines()
+        .find_map(|l| l.split("Overall exposure level for ").nth(1))
+        .and_then(|rest| rest.split(": ").nth(1))
+        .and_then(|v| v.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no exposure line in:\n{text}"))
+        .to_string()
+}
+
+/// The units parse (`systemd-analyze verify`, offline: no running systemd needed) and score
+/// what systemd/README.md says: the agent at most 2.0, the helper 1.3.
+#[test]
+#[ignore = "needs systemd-analyze (Debian package systemd); run with --include-ignored (CI does)"]
+fn the_units_verify_and_score_as_documented() {
+    const T: &str = "the_units_verify_and_score_as_documented";
+    let analyze = common::which("systemd-analyze")
+        .unwrap_or_else(|| common::skip(T, "systemd-analyze is not installed"));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let units = units_for_verify(dir.path());
+    let out = Command::new(&analyze)
+        .arg("verify")
+        .args(&units)
+        .output()
+        .expect("run systemd-analyze verify");
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success() && said.trim().is_empty(),
+        "systemd-analyze verify: {:?}\n{said}",
+        out.status
+    );
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("systemd/README.md"))
+            .expect("systemd/README.md");
+    for (unit, want) in [(&units[0], "2.0"), (&units[1], "1.3")] {
+        let got = exposure(&analyze, unit);
+        assert_eq!(got, want, "{}", unit.display());
+        let name = unit
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default();
+        let line = format!("Overall exposure level for {name}: {got}");
+        assert!(
+            readme.contains(&line),
+            "systemd/README.md must say `{line}`"
+        );
+    }
+}

@@ -188,7 +188,7 @@ pub struct ScanArgs {
     #[arg(
         long,
         value_name = "SOCKET",
-        default_value = "/run/aupwatch/netns.sock"
+        default_value = "/run/aupwatch-netns.sock"
     )]
     pub netns_helper: PathBuf,
     /// Read this procfs mount instead of /proc.
@@ -225,7 +225,7 @@ pub struct InventoryArgs {
     #[arg(
         long,
         value_name = "SOCKET",
-        default_value = "/run/aupwatch/netns.sock"
+        default_value = "/run/aupwatch-netns.sock"
     )]
     pub netns_helper: PathBuf,
     /// Read this procfs mount instead of /proc.
