@@ -234,20 +234,27 @@ impl Connection {
                 });
             }
         }
-        let sent = rustix::net::sendmsg(
+        let sent = match rustix::net::sendmsg(
             &self.fd,
             &[IoSlice::new(bytes)],
             &mut control,
             SendFlags::NOSIGNAL,
-        )
-        .map_err(sys("send"))?;
+        ) {
+            Ok(n) => n,
+            // The helper answered at once and hung up (busy, denied): its answer, if any,
+            // is waiting to be read and says why.
+            Err(Errno::PIPE | Errno::CONNRESET) => bytes.len(),
+            Err(e) => return Err(sys("send")(e)),
+        };
         if sent != bytes.len() {
             return Err(HelperError::Protocol {
                 path: path.clone(),
                 what: "short send",
             });
         }
-        let Some(mut got) = recv_one(self.fd.as_fd()).map_err(sys("receive"))? else {
+        let Some(mut got) =
+            recv_one(self.fd.as_fd(), RecvFlags::empty()).map_err(sys("receive"))?
+        else {
             return Err(HelperError::Protocol {
                 path: path.clone(),
                 what: "the helper hung up without an answer",
@@ -292,8 +299,8 @@ struct Received {
     fds: Vec<OwnedFd>,
 }
 
-/// Receives one message (`None`: the peer hung up).
-fn recv_one(fd: BorrowedFd<'_>) -> Result<Option<Received>, Errno> {
+/// Receives one message (`None`: the peer hung up). `flags` besides `MSG_CMSG_CLOEXEC`.
+fn recv_one(fd: BorrowedFd<'_>, flags: RecvFlags) -> Result<Option<Received>, Errno> {
     let mut head = [0u8; REPLY_LEN];
     let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(2))];
     let mut control = RecvAncillaryBuffer::new(&mut space);
@@ -301,7 +308,7 @@ fn recv_one(fd: BorrowedFd<'_>) -> Result<Option<Received>, Errno> {
         fd,
         &mut [IoSliceMut::new(&mut head)],
         &mut control,
-        RecvFlags::CMSG_CLOEXEC,
+        RecvFlags::CMSG_CLOEXEC | flags,
     )?;
     let mut fds: Vec<OwnedFd> = Vec::new();
     for m in control.drain() {
@@ -415,6 +422,9 @@ pub fn serve(opts: ServeOptions) -> Result<(), HelperError> {
             Ok(conn) => {
                 last = Instant::now();
                 if active.load(Ordering::SeqCst) >= MAX_CONNECTIONS {
+                    // Take a request already sent (without waiting for one): closing with it
+                    // unread would reset the connection before the answer is read.
+                    let _ = recv_one(conn.as_fd(), RecvFlags::DONTWAIT);
                     let _ = reply(conn.as_fd(), Status::Busy, 0, None);
                     continue;
                 }
@@ -491,13 +501,13 @@ fn serve_connection(conn: BorrowedFd<'_>, allowed: Allowed) {
     if !admitted {
         // Read the request first (its descriptors are closed unused): closing with it
         // unread would reset the connection and lose the answer.
-        if let Ok(Some(_)) = recv_one(conn) {
+        if let Ok(Some(_)) = recv_one(conn, RecvFlags::empty()) {
             let _ = reply(conn, Status::Denied, 0, None);
         }
         return;
     }
     loop {
-        let Ok(Some(mut msg)) = recv_one(conn) else {
+        let Ok(Some(mut msg)) = recv_one(conn, RecvFlags::empty()) else {
             return;
         };
         let fd = (msg.whole && msg.fds.len() == 1 && msg.len == 1)

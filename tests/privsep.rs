@@ -376,6 +376,29 @@ fn the_helper_refuses_what_it_must_not_serve() {
     };
     assert_eq!(run_client(allowed), "0000000000 1", "the allowed user");
     assert_eq!(run_client(stranger), "0100000000 0", "a stranger is denied");
+
+    // At most MAX_CONNECTIONS clients at once (`conn` is one): the next is told busy.
+    let mut held = Vec::new();
+    let busy_at = (1..=aupwatch::netns_helper::MAX_CONNECTIONS + 4).find(|_| {
+        let mut c = Connection::open(&helper.socket).expect("connect");
+        match c.socket(lab_ns.as_fd(), SocketKind::Tcp4) {
+            Ok(_) => {
+                held.push(c);
+                false
+            }
+            Err(e) => {
+                assert_eq!(refused(Err(e)).0, Status::Busy);
+                true
+            }
+        }
+    });
+    assert_eq!(
+        busy_at,
+        Some(aupwatch::netns_helper::MAX_CONNECTIONS),
+        "the connection after {} open ones is refused busy",
+        aupwatch::netns_helper::MAX_CONNECTIONS
+    );
+    drop(held);
     assert!(helper.log().is_empty(), "helper log: {}", helper.log());
 }
 
