@@ -13,7 +13,7 @@
 //! - reply: five bytes, a status byte and an errno (little-endian `i32`, 0 if none); with
 //!   status 0 exactly one descriptor, the new socket.
 //!
-//! The helper refuses a peer that is not root or the allowed user or group (`SO_PEERCRED`:
+//! The helper refuses a peer that is not root or the allowed user (`SO_PEERCRED`:
 //! its first request is answered [`Status::Denied`], then the helper hangs up), a request that is not one byte or carries
 //! not exactly one descriptor, a descriptor that is not a namespace file (`fstatfs`: nsfs)
 //! or not a *network* namespace (`setns(fd, CLONE_NEWNET)` says `EINVAL`), and an unknown
@@ -86,7 +86,7 @@ impl SocketKind {
 #[repr(u8)]
 pub enum Status {
     Ok = 0,
-    /// The peer is not root, the allowed user or a member of the allowed group.
+    /// The peer is not root or the allowed user.
     Denied = 1,
     /// Not one byte with exactly one descriptor.
     Malformed = 2,
@@ -163,6 +163,9 @@ fn errno_suffix(errno: i32) -> String {
 pub struct Connection {
     fd: OwnedFd,
     path: PathBuf,
+    /// Set when the connection failed as a whole (a timeout, a hang-up, a garbled answer):
+    /// later requests fail at once with it instead of waiting out the timeout again.
+    broken: Option<HelperError>,
 }
 
 impl Connection {
@@ -194,6 +197,7 @@ impl Connection {
         Ok(Connection {
             fd,
             path: path.to_path_buf(),
+            broken: None,
         })
     }
 
@@ -210,6 +214,27 @@ impl Connection {
     /// Sends any bytes with at most one descriptor and reads the reply (the tests' hostile
     /// client uses it directly).
     pub fn raw_request(
+        &mut self,
+        bytes: &[u8],
+        fd: Option<BorrowedFd<'_>>,
+    ) -> Result<OwnedFd, HelperError> {
+        if let Some(e) = &self.broken {
+            return Err(e.clone());
+        }
+        let r = self.exchange(bytes, fd);
+        if let Err(e) = &r {
+            // A refusal of this request leaves the connection usable, except the two after
+            // which the helper hangs up.
+            let usable = matches!(e, HelperError::Refused { status, .. }
+                if !matches!(status, Status::Denied | Status::Busy));
+            if !usable {
+                self.broken = Some(e.clone());
+            }
+        }
+        r
+    }
+
+    fn exchange(
         &mut self,
         bytes: &[u8],
         fd: Option<BorrowedFd<'_>>,
@@ -329,16 +354,18 @@ fn recv_one(fd: BorrowedFd<'_>, flags: RecvFlags) -> Result<Option<Received>, Er
     }))
 }
 
-/// Who may use the helper besides root.
+/// Who may use the helper besides root: one user, the agent's. Not its group: members of
+/// group `aupwatch` are the operators who may read `aupwatch status`, and a socket inside any
+/// namespace whose file they can open (`/run/netns/*` is world-readable) would give them
+/// network access they do not otherwise have.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Allowed {
     pub uid: Option<u32>,
-    pub gid: Option<u32>,
 }
 
 impl Allowed {
-    pub fn admits(&self, uid: u32, gid: u32) -> bool {
-        uid == 0 || self.uid == Some(uid) || self.gid == Some(gid)
+    pub fn admits(&self, uid: u32) -> bool {
+        uid == 0 || self.uid == Some(uid)
     }
 }
 
@@ -496,8 +523,8 @@ fn serve_connection(conn: BorrowedFd<'_>, allowed: Allowed) {
             return;
         }
     }
-    let admitted = rustix::net::sockopt::socket_peercred(conn)
-        .is_ok_and(|c| allowed.admits(c.uid.as_raw(), c.gid.as_raw()));
+    let admitted =
+        rustix::net::sockopt::socket_peercred(conn).is_ok_and(|c| allowed.admits(c.uid.as_raw()));
     if !admitted {
         // Read the request first (its descriptors are closed unused): closing with it
         // unread would reset the connection and lose the answer.
@@ -556,5 +583,44 @@ fn answer(kind: u8, fd: Option<OwnedFd>) -> (Status, i32, Option<OwnedFd>) {
         Ok(Ok(Ok(sock))) => (Status::Ok, 0, Some(sock)),
         Ok(Ok(Err((status, errno)))) => (status, errno, None),
         _ => (Status::Socket, Errno::AGAIN.raw_os_error(), None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A helper that never answers (a listener nobody accepts on) costs the client one
+    /// timeout, not one per request.
+    #[test]
+    fn a_silent_helper_costs_one_timeout() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("silent.sock");
+        let _listener = bind(&path).expect("bind");
+        let ns = std::fs::File::open("/proc/self/ns/net").expect("own netns");
+        let mut conn = Connection::open(&path).expect("connect (queued, never accepted)");
+        let started = Instant::now();
+        let first = conn.socket(ns.as_fd(), SocketKind::Tcp4);
+        assert!(
+            matches!(&first, Err(HelperError::Sys { what: "receive", errno, .. }) if *errno == Errno::AGAIN),
+            "{first:?}"
+        );
+        let waited = started.elapsed();
+        let again = Instant::now();
+        let second = conn.socket(ns.as_fd(), SocketKind::SockDiag);
+        assert_eq!(second.err(), first.err(), "the same error, at once");
+        // Side by side in one run: the first waited for the timeout, the second did not.
+        assert!(
+            again.elapsed() < waited,
+            "{:?} vs {waited:?}",
+            again.elapsed()
+        );
+    }
+
+    #[test]
+    fn only_root_and_the_allowed_user() {
+        let a = Allowed { uid: Some(108) };
+        assert!(a.admits(0) && a.admits(108));
+        assert!(!a.admits(109) && !Allowed::default().admits(108));
     }
 }

@@ -353,11 +353,11 @@ fn the_helper_refuses_what_it_must_not_serve() {
     );
 
     // Peers: the allowed uid gets a socket, a stranger is refused with no descriptor.
-    let run_client = |uid: u32| {
+    let run_client = |uid: u32, gid: u32| {
         let out = Command::new(setpriv)
             .args([
                 format!("--reuid={uid}"),
-                format!("--regid={uid}"),
+                format!("--regid={gid}"),
                 "--clear-groups".into(),
                 "--".into(),
             ])
@@ -374,8 +374,17 @@ fn the_helper_refuses_what_it_must_not_serve() {
         );
         String::from_utf8_lossy(&out.stdout).trim().to_string()
     };
-    assert_eq!(run_client(allowed), "0000000000 1", "the allowed user");
-    assert_eq!(run_client(stranger), "0100000000 0", "a stranger is denied");
+    assert_eq!(
+        run_client(allowed, allowed),
+        "0000000000 1",
+        "the allowed user"
+    );
+    assert_eq!(run_client(stranger, stranger), "0100000000 0", "a stranger");
+    assert_eq!(
+        run_client(stranger, allowed),
+        "0100000000 0",
+        "the allowed user's group is not enough"
+    );
 
     // At most MAX_CONNECTIONS clients at once (`conn` is one): the next is told busy.
     let mut held = Vec::new();

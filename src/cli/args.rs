@@ -76,7 +76,7 @@ network namespace needs, and the agent does not. On a Unix SOCK_SEQPACKET socket
 request at a time: one byte (1 a NETLINK_SOCK_DIAG socket, 2 a TCP/IPv4 socket, 3 a TCP/IPv6 \
 socket) and an open network namespace file passed as a descriptor; it checks the descriptor \
 is a network namespace, creates that socket inside it from a short-lived thread, and passes \
-the socket back. Only root and the --allow user (or its group) are served. Started by \
+the socket back. Only root and the --allow user are served (not its group). Started by \
 aupwatch-netns.socket (the listening socket as standard input) or with --socket; exits after \
 --idle-exit seconds without a connection.",
         after_help = "Exit status: 0 idle exit, 2 error."
@@ -90,7 +90,7 @@ pub struct NetnsHelperArgs {
     /// standard input.
     #[arg(long, value_name = "PATH")]
     pub socket: Option<PathBuf>,
-    /// Besides root, serve this user and members of its primary group (by name or uid).
+    /// Besides root, serve this user (by name or uid); not its group.
     #[arg(long, value_name = "USER", default_value = "aupwatch")]
     pub allow: String,
     /// Exit after this many seconds without a connection (0: never).

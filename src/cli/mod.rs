@@ -324,9 +324,9 @@ fn netns_helper(args: NetnsHelperArgs) -> Result<u8> {
     .with_context(|| format!("--allow {}: cannot read the user database", args.allow))?;
     // A user name that does not exist is no error (root is still served): a host may start
     // the helper before the package created the user. A uid without an entry is that uid.
+    // Only the user, not its group (see `Allowed`).
     let allowed = Allowed {
         uid: user.as_ref().map(|u| u.uid.as_raw()).or(uid),
-        gid: user.as_ref().map(|u| u.gid.as_raw()),
     };
     let listener = match &args.socket {
         Some(path) => helper::bind(path)?,
