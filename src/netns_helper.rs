@@ -66,9 +66,21 @@ impl SocketKind {
         }
     }
 
-    /// Creates this socket in the calling thread's network namespace (close-on-exec).
-    pub fn create(self) -> Result<OwnedFd, Errno> {
-        let (family, ty, proto) = match self {
+    /// Whether `fd` is a socket of this kind (`SO_DOMAIN`, `SO_TYPE`, `SO_PROTOCOL`).
+    pub fn is(self, fd: &OwnedFd) -> bool {
+        use rustix::net::sockopt::{socket_domain, socket_protocol, socket_type};
+        let (family, ty, proto) = self.parts();
+        let want_proto = proto.map(|p| p.as_raw().get()).unwrap_or(match self {
+            SocketKind::SockDiag => 0,
+            SocketKind::Tcp4 | SocketKind::Tcp6 => 6, // IPPROTO_TCP
+        });
+        socket_domain(fd).is_ok_and(|d| d == family)
+            && socket_type(fd).is_ok_and(|t| t == ty)
+            && socket_protocol(fd).is_ok_and(|p| p.map_or(0, |p| p.as_raw().get()) == want_proto)
+    }
+
+    fn parts(self) -> (AddressFamily, SocketType, Option<rustix::net::Protocol>) {
+        match self {
             SocketKind::SockDiag => (
                 AddressFamily::NETLINK,
                 SocketType::DGRAM,
@@ -76,7 +88,12 @@ impl SocketKind {
             ),
             SocketKind::Tcp4 => (AddressFamily::INET, SocketType::STREAM, None),
             SocketKind::Tcp6 => (AddressFamily::INET6, SocketType::STREAM, None),
-        };
+        }
+    }
+
+    /// Creates this socket in the calling thread's network namespace (close-on-exec).
+    pub fn create(self) -> Result<OwnedFd, Errno> {
+        let (family, ty, proto) = self.parts();
         rustix::net::socket_with(family, ty, SocketFlags::CLOEXEC, proto)
     }
 }
@@ -203,12 +220,20 @@ impl Connection {
 
     /// Asks for a socket of `kind` created inside the network namespace `netns` (an open
     /// `/proc/<pid>/ns/net`).
+    /// The answer is checked to be that kind of socket (whatever listens on the path).
     pub fn socket(
         &mut self,
         netns: BorrowedFd<'_>,
         kind: SocketKind,
     ) -> Result<OwnedFd, HelperError> {
-        self.raw_request(&[kind as u8], Some(netns))
+        let sock = self.raw_request(&[kind as u8], Some(netns))?;
+        if !kind.is(&sock) {
+            return Err(HelperError::Protocol {
+                path: self.path.clone(),
+                what: "the descriptor sent back is not the socket asked for",
+            });
+        }
+        Ok(sock)
     }
 
     /// Sends any bytes with at most one descriptor and reads the reply (the tests' hostile
@@ -615,6 +640,19 @@ mod tests {
             "{:?} vs {waited:?}",
             again.elapsed()
         );
+    }
+
+    #[test]
+    fn kinds_are_checked_on_the_sockets_themselves() {
+        let kinds = [SocketKind::SockDiag, SocketKind::Tcp4, SocketKind::Tcp6];
+        for made in kinds {
+            let Ok(sock) = made.create() else { continue }; // no IPv6 or netlink here
+            for asked in kinds {
+                assert_eq!(asked.is(&sock), asked == made, "{made:?} as {asked:?}");
+            }
+        }
+        let file: OwnedFd = std::fs::File::open("/dev/null").expect("/dev/null").into();
+        assert!(!SocketKind::Tcp4.is(&file));
     }
 
     #[test]
