@@ -91,8 +91,8 @@ impl Scanner {
 
     /// Switches to another set and options (an agent's reload). CPU history, the
     /// inventory's cache and the probe cache outlive it: only the history's window and
-    /// connection filters change, and only switching executable hashing or probes builds a
-    /// new inventory or prober.
+    /// connection filters change, and only switching executable hashing or probes (or the
+    /// network-namespace helper's socket) builds a new inventory or prober.
     pub fn reconfigure(&mut self, set: SignatureSet, opts: Options) {
         self.history
             .set_keep_secs(history_secs(&set, opts.interval));
@@ -102,11 +102,15 @@ impl Scanner {
         if inv.hash_exes != set.needs_exe_hash
             || inv.exe_strings != set.exe_strings
             || inv.proc_root != opts.proc_root
+            || inv.netns_helper != opts.netns_helper
         {
             self.inventory = inventory_for(&opts, &set);
         }
         let probing = opts.probes != detect::probe::ProbeMode::Off;
-        if self.prober.is_some() != probing || self.opts.proc_root != opts.proc_root {
+        if self.prober.is_some() != probing
+            || self.opts.proc_root != opts.proc_root
+            || self.opts.netns_helper != opts.netns_helper
+        {
             self.prober = prober_for(&opts);
         }
         self.set = set;
