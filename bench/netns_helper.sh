@@ -92,4 +92,10 @@ for w in names:
     wall = [x[0] * 1000 for x in res[w]]; cpu = [x[1] * 1000 for x in res[w]]; h = [x[2] * 1000 for x in res[w]]
     fmt = lambda v: f"{statistics.median(v):.1f} ({min(v):.1f}-{max(v):.1f})"
     print(f"| {w} | {fmt(wall)} | {fmt(cpu)} | {fmt(h)} |")
+# The helper's CPU in clock ticks is coarse per run: its total over all timed helper runs,
+# per request (one request per foreign namespace and run).
+k = sum(1 for s in run(ways["setns"])[3]["socket_sources"]) - 1
+total = sum(x[2] for x in res["helper"])
+print(f"\nhelper CPU over {rounds} runs x {k} requests: {total*1000:.0f} ms, "
+      f"{total*1e6/(rounds*k):.0f} us per request")
 EOF
