@@ -32,6 +32,11 @@ pub struct Config {
     /// signatures with `probe = "proxy"`), `"off"`. The old booleans still read: `true` is
     /// the default, `false` is `"off"`.
     pub probes: ProbeMode,
+    /// The network-namespace helper's socket (`aupwatch netns-helper`, socket-activated by
+    /// `aupwatch-netns.socket`): sockets of namespaces the agent cannot enter itself come
+    /// from it, for sock_diag and probes. Used when the file exists. Default
+    /// `/run/aupwatch-netns.sock`.
+    pub netns_helper: PathBuf,
     pub status: StatusConfig,
     pub syslog: SyslogConfig,
     pub event_log: EventLogConfig,
@@ -141,6 +146,7 @@ impl Default for Config {
             state_dir,
             hostname: None,
             probes: ProbeMode::default(),
+            netns_helper: PathBuf::from(crate::netns_helper::DEFAULT_SOCKET),
             status: StatusConfig {
                 socket: PathBuf::from("/run/aupwatch/agent.sock"),
                 group: "aupwatch".into(),
@@ -218,6 +224,7 @@ struct Raw {
     state_dir: Option<PathBuf>,
     hostname: Option<Spanned<String>>,
     probes: Option<RawProbes>,
+    netns_helper: Option<PathBuf>,
     status: Option<RawStatus>,
     syslog: Option<RawSyslog>,
     event_log: Option<RawEventLog>,
@@ -382,6 +389,9 @@ pub fn parse(file: &str, text: &str) -> Result<Config, ConfigErrors> {
             RawProbes::Bool(false) => ProbeMode::Off,
             RawProbes::Mode(m) => m,
         };
+    }
+    if let Some(p) = raw.netns_helper {
+        c.netns_helper = p;
     }
     if let Some(s) = raw.status {
         if let Some(p) = s.socket {
@@ -561,13 +571,14 @@ pub fn parse(file: &str, text: &str) -> Result<Config, ConfigErrors> {
     }
 }
 
-const TOP_KEYS: [&str; 11] = [
+const TOP_KEYS: [&str; 12] = [
     "interval",
     "signatures_dir",
     "local_signatures_dir",
     "state_dir",
     "hostname",
     "probes",
+    "netns_helper",
     "status",
     "syslog",
     "event_log",
@@ -736,6 +747,7 @@ fn read_raw(text: &str, err: &mut impl FnMut(usize, String, String)) -> Raw {
                 "state_dir" => de(v).map(|x| raw.state_dir = Some(x)),
                 "hostname" => de(v).map(|x| raw.hostname = Some(x)),
                 "probes" => de(v).map(|x| raw.probes = Some(x)),
+                "netns_helper" => de(v).map(|x| raw.netns_helper = Some(x)),
                 "status" => de(v).map(|x| raw.status = Some(x)),
                 "syslog" => de(v).map(|x| raw.syslog = Some(x)),
                 "event_log" => de(v).map(|x| raw.event_log = Some(x)),
@@ -907,7 +919,7 @@ expires = 2027-01-31
     fn errors_name_the_key_and_line() {
         assert_eq!(
             errors("intervall = \"5s\"\n"),
-            vec!["agent.toml:1: key `intervall`: unknown key, expected one of `interval`, `signatures_dir`, `local_signatures_dir`, `state_dir`, `hostname`, `probes`, `status`, `syslog`, `event_log`, `collector`, `exception`"]
+            vec!["agent.toml:1: key `intervall`: unknown key, expected one of `interval`, `signatures_dir`, `local_signatures_dir`, `state_dir`, `hostname`, `probes`, `netns_helper`, `status`, `syslog`, `event_log`, `collector`, `exception`"]
         );
         assert_eq!(
             errors("interval = \"5x\"\n"),
@@ -942,7 +954,7 @@ expires = 2027-01-31
         assert_eq!(
             errs,
             vec![
-                "agent.toml:1: key `intervl`: unknown key, expected one of `interval`, `signatures_dir`, `local_signatures_dir`, `state_dir`, `hostname`, `probes`, `status`, `syslog`, `event_log`, `collector`, `exception`",
+                "agent.toml:1: key `intervl`: unknown key, expected one of `interval`, `signatures_dir`, `local_signatures_dir`, `state_dir`, `hostname`, `probes`, `netns_helper`, `status`, `syslog`, `event_log`, `collector`, `exception`",
                 "agent.toml:2: key `interval`: `5x` is not a duration like \"15s\", \"1m\"",
                 "agent.toml:3: key `hostname`: must be 1-255 printable ASCII characters without spaces (a syslog HOSTNAME)",
                 "agent.toml:5: key `event_log`: unknown field `max_bytez`, expected one of `enabled`, `path`, `max_bytes`, `keep`",

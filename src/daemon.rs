@@ -745,6 +745,7 @@ fn scanner_options(launch: &Launch, cfg: &Config) -> scanner::Options {
         probes: cfg.probes,
         probe_only_netns: Vec::new(),
         interval: cfg.interval,
+        netns_helper: Some(cfg.netns_helper.clone()),
     }
 }
 

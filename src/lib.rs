@@ -14,6 +14,7 @@ pub mod detect;
 pub mod fuzzing;
 pub mod inventory;
 pub mod netns;
+pub mod netns_helper;
 pub mod probe;
 pub mod report;
 pub mod safefile;

@@ -8,16 +8,58 @@
 //! reader relies on); a probe run in there connects inside that namespace.
 //!
 //! Entering needs `CAP_SYS_ADMIN` in the agent's user namespace and in the namespace's
-//! owner. Without it each stop reports [`NetnsError::Enter`] and its closure is not run.
+//! owner. Without it, and with a network-namespace helper configured
+//! ([`crate::netns_helper`]: a separate process that has that capability), the closure still
+//! runs, in the caller's namespace, and gets its sockets from the helper, created inside the
+//! namespace ([`Inside::Helper`]); without a helper, or when the helper fails too, the stop
+//! reports [`NetnsError`] and its closure is not run. Closures create every socket through
+//! [`Inside::socket`], so they work the same either way.
 
+use crate::netns_helper::{self, Connection, HelperError, SocketKind};
 use nix::sched::{setns, CloneFlags};
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::path::PathBuf;
 use std::thread::JoinHandle;
 
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum NetnsError {
     #[error("cannot enter network namespace {netns} (setns): {errno}")]
     Enter { netns: u64, errno: nix::Error },
+    #[error("cannot enter network namespace {netns} (setns): {errno}, nor use the {helper}")]
+    Helper {
+        netns: u64,
+        errno: nix::Error,
+        helper: HelperError,
+    },
+}
+
+/// How a closure of [`spawn_in`] gets sockets of the namespace it is for.
+#[derive(Debug)]
+pub enum Inside<'a> {
+    /// The thread is in that namespace (entered, or its own): sockets are created directly.
+    Native,
+    /// The thread could not enter: the helper creates each socket inside `netns`. The
+    /// thread is in the caller's namespace (or the last one it entered), so a closure must
+    /// not rely on anything but these sockets being in the namespace.
+    Helper {
+        conn: &'a mut Connection,
+        netns: BorrowedFd<'a>,
+    },
+}
+
+impl Inside<'_> {
+    /// A new socket of `kind` in the namespace (close-on-exec).
+    pub fn socket(&mut self, kind: SocketKind) -> Result<OwnedFd, String> {
+        match self {
+            Inside::Native => kind.create().map_err(|e| format!("socket: {e}")),
+            Inside::Helper { conn, netns } => conn.socket(*netns, kind).map_err(|e| e.to_string()),
+        }
+    }
+
+    /// Whether the thread is in the namespace itself.
+    pub fn is_native(&self) -> bool {
+        matches!(self, Inside::Native)
+    }
 }
 
 /// Where one closure of [`spawn_in`] runs.
@@ -41,33 +83,61 @@ pub fn own() -> Option<(u64, u64)> {
 /// namespace could not be entered.
 pub type Visits<T> = Vec<(u64, Result<T, NetnsError>)>;
 
-/// Starts a helper thread named `name` that runs `f(netns)` in each namespace of `stops`, in
-/// order, and returns what each gave (or why it could not be entered). Stops that stay
-/// [`Place::Here`] run first, before the thread has moved anywhere. The thread exits when it
+/// Starts a helper thread named `name` that runs `f(netns, inside)` in each namespace of
+/// `stops`, in order, and returns what each gave (or why it could not be entered). Stops
+/// that stay [`Place::Here`] run first, before the thread has moved anywhere. A namespace
+/// the thread cannot enter is served through the helper socket `helper` when one is given
+/// (one connection for the whole visit, opened at the first need). The thread exits when it
 /// is done; join the handle for the results.
 pub fn spawn_in<T, F>(
     name: &str,
     mut stops: Vec<(u64, Place)>,
+    helper: Option<PathBuf>,
     mut f: F,
 ) -> std::io::Result<JoinHandle<Visits<T>>>
 where
     T: Send + 'static,
-    F: FnMut(u64) -> T + Send + 'static,
+    F: FnMut(u64, &mut Inside<'_>) -> T + Send + 'static,
 {
     // Stable: the caller's order otherwise.
     stops.sort_by_key(|(_, place)| matches!(place, Place::Enter(_)));
     std::thread::Builder::new()
         .name(name.into())
         .spawn(move || {
+            let mut conn: Option<Result<Connection, HelperError>> = None;
             stops
                 .into_iter()
                 .map(|(netns, place)| {
-                    let entered = match place {
-                        Place::Here => Ok(()),
-                        Place::Enter(fd) => setns(&fd, CloneFlags::CLONE_NEWNET)
-                            .map_err(|errno| NetnsError::Enter { netns, errno }),
+                    let fd = match place {
+                        Place::Here => return (netns, Ok(f(netns, &mut Inside::Native))),
+                        Place::Enter(fd) => fd,
                     };
-                    (netns, entered.map(|()| f(netns)))
+                    let errno = match setns(&fd, CloneFlags::CLONE_NEWNET) {
+                        Ok(()) => return (netns, Ok(f(netns, &mut Inside::Native))),
+                        Err(errno) => errno,
+                    };
+                    // "If present": a host without the helper's units keeps the plain error.
+                    let Some(path) = helper.as_deref().filter(|p| p.exists()) else {
+                        return (netns, Err(NetnsError::Enter { netns, errno }));
+                    };
+                    let c = conn.get_or_insert_with(|| netns_helper::Connection::open(path));
+                    match c {
+                        Ok(c) => {
+                            let mut inside = Inside::Helper {
+                                conn: c,
+                                netns: fd.as_fd(),
+                            };
+                            (netns, Ok(f(netns, &mut inside)))
+                        }
+                        Err(e) => (
+                            netns,
+                            Err(NetnsError::Helper {
+                                netns,
+                                errno,
+                                helper: e.clone(),
+                            }),
+                        ),
+                    }
                 })
                 .collect()
         })
@@ -87,13 +157,14 @@ mod tests {
         let handle = spawn_in(
             "netns-test",
             vec![(42, Place::Enter(devnull.into())), (7, Place::Here)],
-            |netns| (netns, own_ino()),
+            None,
+            |netns, inside| (netns, own_ino(), inside.is_native()),
         )
         .expect("spawn");
         let r = handle.join().expect("join");
         // Here first, in this namespace; the /dev/null stop fails to enter and says so.
         assert_eq!(r.len(), 2);
-        assert_eq!(r[0], (7, Ok((7, own_ino()))));
+        assert_eq!(r[0], (7, Ok((7, own_ino(), true))));
         assert!(
             matches!(&r[1], (42, Err(NetnsError::Enter { netns: 42, .. }))),
             "{r:?}"

@@ -28,6 +28,9 @@ pub struct Options {
     /// The time between two scans (`scan --sample`, the agent's interval): sizes the
     /// history (see [`history_secs`]).
     pub interval: Duration,
+    /// The network-namespace helper's socket ([`crate::netns_helper`]), for the sockets of
+    /// namespaces this process cannot enter; used when the file exists.
+    pub netns_helper: Option<PathBuf>,
 }
 
 /// How many seconds of history to keep: the longest window a signature looks back over,
@@ -88,8 +91,8 @@ impl Scanner {
 
     /// Switches to another set and options (an agent's reload). CPU history, the
     /// inventory's cache and the probe cache outlive it: only the history's window and
-    /// connection filters change, and only switching executable hashing or probes builds a
-    /// new inventory or prober.
+    /// connection filters change, and only switching executable hashing or probes (or the
+    /// network-namespace helper's socket) builds a new inventory or prober.
     pub fn reconfigure(&mut self, set: SignatureSet, opts: Options) {
         self.history
             .set_keep_secs(history_secs(&set, opts.interval));
@@ -99,11 +102,15 @@ impl Scanner {
         if inv.hash_exes != set.needs_exe_hash
             || inv.exe_strings != set.exe_strings
             || inv.proc_root != opts.proc_root
+            || inv.netns_helper != opts.netns_helper
         {
             self.inventory = inventory_for(&opts, &set);
         }
         let probing = opts.probes != detect::probe::ProbeMode::Off;
-        if self.prober.is_some() != probing || self.opts.proc_root != opts.proc_root {
+        if self.prober.is_some() != probing
+            || self.opts.proc_root != opts.proc_root
+            || self.opts.netns_helper != opts.netns_helper
+        {
             self.prober = prober_for(&opts);
         }
         self.set = set;
@@ -182,6 +189,7 @@ fn inventory_for(opts: &Options, set: &SignatureSet) -> Inventory {
         proc_root: opts.proc_root.clone(),
         hash_exes: set.needs_exe_hash,
         exe_strings: set.exe_strings.clone(),
+        netns_helper: opts.netns_helper.clone(),
         ..inventory::Options::default()
     })
 }
@@ -190,6 +198,7 @@ fn prober_for(opts: &Options) -> Option<Prober> {
     (opts.probes != detect::probe::ProbeMode::Off).then(|| {
         Prober::new(probe::Options {
             proc_root: opts.proc_root.clone(),
+            netns_helper: opts.netns_helper.clone(),
             ..probe::Options::default()
         })
     })

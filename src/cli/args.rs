@@ -69,6 +69,33 @@ refused or garbled answer) or the agent is stalled."
     /// Validate the agent's configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Create sockets inside other network namespaces for the agent (run by systemd).
+    #[command(
+        long_about = "The agent's privileged helper: it has CAP_SYS_ADMIN, which entering a \
+network namespace needs, and the agent does not. On a Unix SOCK_SEQPACKET socket it takes one \
+request at a time: one byte (1 a NETLINK_SOCK_DIAG socket, 2 a TCP/IPv4 socket, 3 a TCP/IPv6 \
+socket) and an open network namespace file passed as a descriptor; it checks the descriptor \
+is a network namespace, creates that socket inside it from a short-lived thread, and passes \
+the socket back. Only root and the --allow user are served (not its group). Started by \
+aupwatch-netns.socket (the listening socket as standard input) or with --socket; exits after \
+--idle-exit seconds without a connection.",
+        after_help = "Exit status: 0 idle exit, 2 error."
+    )]
+    NetnsHelper(NetnsHelperArgs),
+}
+
+#[derive(Args)]
+pub struct NetnsHelperArgs {
+    /// Listen on this socket path (mode 0660) instead of the socket systemd passes as
+    /// standard input.
+    #[arg(long, value_name = "PATH")]
+    pub socket: Option<PathBuf>,
+    /// Besides root, serve this user (by name or uid); not its group.
+    #[arg(long, value_name = "USER", default_value = "aupwatch")]
+    pub allow: String,
+    /// Exit after this many seconds without a connection (0: never).
+    #[arg(long, value_name = "SECONDS", default_value_t = 60)]
+    pub idle_exit: u64,
 }
 
 #[derive(Args)]
@@ -156,6 +183,14 @@ pub struct ScanArgs {
     /// must not probe the host's own listeners.
     #[arg(long, value_name = "INODE", hide = true)]
     pub probe_netns: Vec<u64>,
+    /// The network-namespace helper's socket: without CAP_SYS_ADMIN, sockets of other
+    /// network namespaces (sock_diag, probes) come from it, when it exists.
+    #[arg(
+        long,
+        value_name = "SOCKET",
+        default_value = "/run/aupwatch-netns.sock"
+    )]
+    pub netns_helper: PathBuf,
     /// Read this procfs mount instead of /proc.
     #[arg(long, value_name = "DIR", default_value = "/proc", hide = true)]
     pub proc_root: PathBuf,
@@ -185,6 +220,14 @@ given) and reports every error with file, line and signature id.",
 
 #[derive(Args)]
 pub struct InventoryArgs {
+    /// The network-namespace helper's socket: without CAP_SYS_ADMIN, the sock_diag sockets
+    /// of other network namespaces come from it, when it exists.
+    #[arg(
+        long,
+        value_name = "SOCKET",
+        default_value = "/run/aupwatch-netns.sock"
+    )]
+    pub netns_helper: PathBuf,
     /// Read this procfs mount instead of /proc.
     #[arg(long, value_name = "DIR", default_value = "/proc", hide = true)]
     pub proc_root: PathBuf,

@@ -5,7 +5,9 @@ mod output;
 mod status;
 
 use anyhow::{bail, Context, Result};
-use args::{Cli, Command, ConfigCommand, ScanArgs, SignatureSource, SignaturesCommand};
+use args::{
+    Cli, Command, ConfigCommand, NetnsHelperArgs, ScanArgs, SignatureSource, SignaturesCommand,
+};
 use aupwatch::detect;
 use aupwatch::detect::probe::ProbeMode;
 use aupwatch::inventory;
@@ -25,6 +27,7 @@ pub fn run() -> Result<u8> {
     let cli = Cli::parse();
     match cli.command {
         Command::Scan(args) => scan(args),
+        Command::NetnsHelper(args) => netns_helper(args),
         Command::Signatures(SignaturesCommand::Check { dir }) => check(dir),
         Command::Signatures(SignaturesCommand::List { source, json }) => {
             let set = load(&source)?;
@@ -141,6 +144,7 @@ pub fn run() -> Result<u8> {
         Command::Inventory(args) => {
             let snap = inventory::take(&inventory::Options {
                 proc_root: args.proc_root,
+                netns_helper: Some(args.netns_helper),
                 ..inventory::Options::default()
             })?;
             printed(output::json(&snap))?;
@@ -210,6 +214,7 @@ fn scan(args: ScanArgs) -> Result<u8> {
             },
             probe_only_netns: args.probe_netns.clone(),
             interval: pause,
+            netns_helper: Some(args.netns_helper.clone()),
         },
     );
     if args.sample > 0.0 {
@@ -306,4 +311,33 @@ fn spent_line(s: &aupwatch::usage::Spent) -> String {
         ms(s.user),
         ms(s.sys)
     )
+}
+
+/// `aupwatch netns-helper`: serves until idle.
+fn netns_helper(args: NetnsHelperArgs) -> Result<u8> {
+    use aupwatch::netns_helper::{self as helper, Allowed, ServeOptions};
+    let uid = args.allow.parse::<u32>().ok();
+    let user = match uid {
+        Some(uid) => nix::unistd::User::from_uid(uid.into()),
+        None => nix::unistd::User::from_name(&args.allow),
+    }
+    .with_context(|| format!("--allow {}: cannot read the user database", args.allow))?;
+    // A user name that does not exist is no error (root is still served): a host may start
+    // the helper before the package created the user. A uid without an entry is that uid.
+    // Only the user, not its group (see `Allowed`).
+    let allowed = Allowed {
+        uid: user.as_ref().map(|u| u.uid.as_raw()).or(uid),
+    };
+    let listener = match &args.socket {
+        Some(path) => helper::bind(path)?,
+        None => helper::stdin_listener().context(
+            "no --socket and standard input is not a listening socket (StandardInput=socket)",
+        )?,
+    };
+    helper::serve(ServeOptions {
+        listener,
+        allowed,
+        idle_exit: (args.idle_exit > 0).then(|| Duration::from_secs(args.idle_exit)),
+    })?;
+    Ok(EXIT_CLEAN)
 }

@@ -298,6 +298,12 @@ impl DiagSocket {
             SockProtocol::NetlinkSockDiag,
         )
         .map_err(|e| DiagError::Sys("socket", e))?;
+        DiagSocket::from_socket(fd)
+    }
+
+    /// Makes a `NETLINK_SOCK_DIAG` datagram socket created elsewhere (in another namespace,
+    /// by [`crate::netns::Inside::socket`]) ready for dumps.
+    pub(super) fn from_socket(fd: OwnedFd) -> Result<DiagSocket, DiagError> {
         // Connected to port 0, the kernel refuses unicasts from other processes to it.
         connect(fd.as_raw_fd(), &NetlinkAddr::new(0, 0))
             .map_err(|e| DiagError::Sys("connect", e))?;
@@ -354,17 +360,20 @@ impl DiagSocket {
 
 /// Creates a [`DiagSocket`] inside each namespace, given an open `/proc/<pid>/ns/net` of
 /// each, from one helper thread ([`crate::netns::spawn_in`]) that `setns`es from namespace
-/// to namespace and then exits.
+/// to namespace and then exits, or, without the privilege, asks the network-namespace
+/// helper at `helper` for each socket.
 pub(super) fn open_in_namespaces(
     namespaces: Vec<(u64, OwnedFd)>,
+    helper: Option<std::path::PathBuf>,
 ) -> Vec<(u64, Result<DiagSocket, String>)> {
     let ids: Vec<u64> = namespaces.iter().map(|(ns, _)| *ns).collect();
     let stops = namespaces
         .into_iter()
         .map(|(ns, fd)| (ns, Place::Enter(fd)))
         .collect();
-    let worker = netns::spawn_in("aupwatch-netns", stops, |_| {
-        DiagSocket::open().map_err(|e| e.to_string())
+    let worker = netns::spawn_in("aupwatch-netns", stops, helper, |_, inside| {
+        let fd = inside.socket(crate::netns_helper::SocketKind::SockDiag)?;
+        DiagSocket::from_socket(fd).map_err(|e| e.to_string())
     });
     let failed = |why: String| {
         ids.iter()

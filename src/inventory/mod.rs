@@ -92,6 +92,9 @@ pub struct Options {
     pub sys_root: PathBuf,
     /// The dynamic loader's preload list.
     pub preload_file: PathBuf,
+    /// The network-namespace helper's socket, used for the sock_diag sockets of namespaces
+    /// this process cannot enter itself, when the file exists ([`crate::netns_helper`]).
+    pub netns_helper: Option<PathBuf>,
 }
 
 impl Default for Options {
@@ -103,6 +106,7 @@ impl Default for Options {
             exe_strings: Vec::new(),
             sys_root: PathBuf::from("/sys"),
             preload_file: PathBuf::from("/etc/ld.so.preload"),
+            netns_helper: Some(PathBuf::from(crate::netns_helper::DEFAULT_SOCKET)),
         }
     }
 }
@@ -234,6 +238,7 @@ impl Inventory {
                 .and_then(|v| u64::try_from(v).ok())
                 .filter(|&v| v > 0)
         };
+        let helper = opts.netns_helper.clone();
         Inventory {
             exes: hash::ExeReader::new(
                 hash::Wanted::new(opts.hash_exes, &opts.exe_strings),
@@ -242,7 +247,7 @@ impl Inventory {
             opts,
             scan: 0,
             procs: IdMap::default(),
-            net: net::NetReader::new(),
+            net: net::NetReader::new(helper),
             users: Users::default(),
             prev_index: IdMap::default(),
             spare_index: IdMap::default(),

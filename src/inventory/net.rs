@@ -40,11 +40,14 @@ pub(super) struct NetReader {
     recv: Vec<u8>,
     /// Whether the kernel serves the one-walk TCP dump (`None`: not tried yet).
     tcp_both: Option<bool>,
+    /// The network-namespace helper's socket, for namespaces this process cannot enter.
+    helper: Option<std::path::PathBuf>,
 }
 
 impl NetReader {
-    pub(super) fn new() -> NetReader {
+    pub(super) fn new(helper: Option<std::path::PathBuf>) -> NetReader {
         NetReader {
+            helper,
             namespaces: HashMap::new(),
             own: crate::netns::own(),
             recv: Vec::new(),
@@ -138,7 +141,9 @@ impl NetReader {
 
     /// Opens a sock_diag socket for every namespace that has none (and is not waiting to
     /// retry): directly for this thread's own namespace, through the helper thread for the
-    /// others.
+    /// others. When this process may not create netlink sockets at all (the agent's unit
+    /// leaves `AF_NETLINK` out of `RestrictAddressFamilies=`), its own namespace's socket
+    /// comes from the network-namespace helper too, if there is one.
     fn open_missing(
         &mut self,
         proc_dir: BorrowedFd<'_>,
@@ -152,10 +157,13 @@ impl NetReader {
                 continue;
             }
             match open_ns_file(proc_dir, netns, pids) {
-                Ok((_, id)) if Some(id) == self.own => match DiagSocket::open() {
+                Ok((fd, id)) if Some(id) == self.own => match DiagSocket::open() {
                     Ok(s) => {
                         state.diag = Some(s);
                         state.failed = None;
+                    }
+                    Err(_) if self.helper.as_ref().is_some_and(|p| p.exists()) => {
+                        foreign.push((netns, fd));
                     }
                     Err(e) => state.failed = Some((e.to_string(), scan + DIAG_RETRY_SCANS)),
                 },
@@ -166,7 +174,7 @@ impl NetReader {
         if foreign.is_empty() {
             return;
         }
-        for (netns, result) in diag::open_in_namespaces(foreign) {
+        for (netns, result) in diag::open_in_namespaces(foreign, self.helper.clone()) {
             let state = self.namespaces.entry(netns).or_default();
             match result {
                 Ok(s) => {
@@ -479,7 +487,7 @@ mod tests {
     fn the_namespace_helper_reports_failures() {
         // Not a namespace file: setns fails, and says so for that namespace only.
         let devnull = std::fs::File::open("/dev/null").expect("/dev/null");
-        let r = diag::open_in_namespaces(vec![(42, devnull.into())]);
+        let r = diag::open_in_namespaces(vec![(42, devnull.into())], None);
         assert_eq!(r.len(), 1);
         assert_eq!(r[0].0, 42);
         assert!(
@@ -490,7 +498,7 @@ mod tests {
         // Its own namespace, entered from the helper thread (needs CAP_SYS_ADMIN).
         if nix::unistd::geteuid().is_root() {
             let ns = std::fs::File::open("/proc/self/ns/net").expect("ns");
-            let mut r = diag::open_in_namespaces(vec![(own_netns(), ns.into())]);
+            let mut r = diag::open_in_namespaces(vec![(own_netns(), ns.into())], None);
             let (_, sock) = r.pop().expect("one result");
             let mut sock = sock.expect("a sock_diag socket from the helper");
             let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");

@@ -58,6 +58,9 @@ pub struct Options {
     pub reprobe_after: Duration,
     /// The procfs mount (for `<pid>/ns/net`).
     pub proc_root: PathBuf,
+    /// The network-namespace helper's socket: probes of a namespace this process cannot
+    /// enter get their sockets from it, when the file exists ([`crate::netns_helper`]).
+    pub netns_helper: Option<PathBuf>,
 }
 
 impl Default for Options {
@@ -69,6 +72,7 @@ impl Default for Options {
             max_threads: MAX_PROBE_THREADS,
             reprobe_after: Duration::from_secs(600),
             proc_root: PathBuf::from("/proc"),
+            netns_helper: Some(PathBuf::from(crate::netns_helper::DEFAULT_SOCKET)),
         }
     }
 }
@@ -244,30 +248,45 @@ impl Prober {
         let listen = t.listen;
         let question = t.question;
         let step = self.opts.step_timeout;
-        netns::spawn_in("aupwatch-probe", vec![(t.netns, place)], move |_| {
-            let route = wire::route(listen, &wire::local_addresses());
-            let conclusion = match wire::Tcp::new(&route, step, deadline) {
-                Ok(mut tcp) => {
-                    let c = match question {
-                        ProbeKind::Proxy => wire::sequence(&mut tcp),
-                        ProbeKind::SmtpRelay => smtp::relay(&mut tcp),
-                    };
-                    wire::Conclusion {
-                        evidence: format!("{}; {}", route.note, c.evidence),
-                        ..c
+        let proc_root = self.opts.proc_root.clone();
+        let owner = t.owners.first().copied();
+        let helper = self.opts.netns_helper.clone();
+        netns::spawn_in(
+            "aupwatch-probe",
+            vec![(t.netns, place)],
+            helper,
+            move |_, inside| {
+                let local = match (inside.is_native(), owner) {
+                    (true, _) => wire::local_addresses(),
+                    // Through the helper the thread is not in the namespace: its addresses
+                    // come from a process inside it.
+                    (false, Some(pid)) => wire::local_addresses_of(&proc_root, pid),
+                    (false, None) => Vec::new(),
+                };
+                let route = wire::route(listen, &local);
+                let conclusion = match wire::Tcp::new(&route, step, deadline, inside) {
+                    Ok(mut tcp) => {
+                        let c = match question {
+                            ProbeKind::Proxy => wire::sequence(&mut tcp),
+                            ProbeKind::SmtpRelay => smtp::relay(&mut tcp),
+                        };
+                        wire::Conclusion {
+                            evidence: format!("{}; {}", route.note, c.evidence),
+                            ..c
+                        }
                     }
+                    Err(e) => wire::Conclusion {
+                        verdict: Verdict::NotProbed,
+                        protocol: None,
+                        evidence: e.to_string(),
+                    },
+                };
+                Probed {
+                    address: route.addr,
+                    conclusion,
                 }
-                Err(e) => wire::Conclusion {
-                    verdict: Verdict::NotProbed,
-                    protocol: None,
-                    evidence: e.to_string(),
-                },
-            };
-            Probed {
-                address: route.addr,
-                conclusion,
-            }
-        })
+            },
+        )
         .map_err(|e| (format!("cannot start a probe thread: {e}"), false))
     }
 

@@ -13,13 +13,13 @@ use super::socks::{
     self, parse_socks4, parse_socks5, parse_socks5_connect, socks5_code, Socks4Reply, Socks5Reply,
 };
 use super::{ProxyProtocol, Verdict};
-use nix::sys::socket::{
-    bind, connect, setsockopt, socket, sockopt, AddressFamily, SockFlag, SockType, SockaddrStorage,
-};
+use crate::netns::Inside;
+use crate::netns_helper::SocketKind;
+use nix::sys::socket::{bind, connect, listen, setsockopt, sockopt, Backlog, SockaddrStorage};
 use nix::sys::time::TimeVal;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 /// The most bytes read for one question (a status line, a SOCKS reply, a proxied page).
@@ -471,10 +471,11 @@ pub fn pick_source(addrs: impl IntoIterator<Item = IpAddr>, v4: bool) -> Option<
 }
 
 /// The calling thread's network namespace's addresses (getifaddrs: netlink, in that
-/// namespace).
+/// namespace; where netlink sockets are not allowed, as in the agent's unit, the same from
+/// `/proc/thread-self/net`).
 pub fn local_addresses() -> Vec<IpAddr> {
     let Ok(list) = nix::ifaddrs::getifaddrs() else {
-        return Vec::new();
+        return addresses_in(std::path::Path::new("/proc/thread-self/net"));
     };
     list.filter_map(|i| {
         let a = i.address?;
@@ -484,6 +485,65 @@ pub fn local_addresses() -> Vec<IpAddr> {
         a.as_sockaddr_in6().map(|v6| IpAddr::V6(v6.ip()))
     })
     .collect()
+}
+
+/// The addresses of the network namespace of process `pid`, from its `net/fib_trie` (IPv4:
+/// the `/32 host LOCAL` entries) and `net/if_inet6`: what [`local_addresses`] says from
+/// inside, for a probe that works through the network-namespace helper and so is not in
+/// that namespace itself. Unreadable files give no addresses (the probe then comes from
+/// loopback and says so).
+pub fn local_addresses_of(proc_root: &std::path::Path, pid: i32) -> Vec<IpAddr> {
+    addresses_in(&proc_root.join(pid.to_string()).join("net"))
+}
+
+/// The addresses of the namespace whose `net` directory (of procfs) is `net`.
+fn addresses_in(net: &std::path::Path) -> Vec<IpAddr> {
+    let read = |name: &str| std::fs::read(net.join(name)).unwrap_or_default();
+    let mut out = parse_fib_trie_local(&read("fib_trie"));
+    out.extend(parse_if_inet6(&read("if_inet6")));
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// The local IPv4 addresses of a `/proc/net/fib_trie`: each `|-- a.b.c.d` leaf followed by
+/// a `/32 host LOCAL` line.
+pub fn parse_fib_trie_local(text: &[u8]) -> Vec<IpAddr> {
+    let mut out = Vec::new();
+    let mut leaf: Option<Ipv4Addr> = None;
+    for line in text.split(|&b| b == b'\n') {
+        let Ok(line) = std::str::from_utf8(line) else {
+            leaf = None;
+            continue;
+        };
+        let t = line.trim();
+        if let Some(addr) = t.strip_prefix("|-- ") {
+            leaf = addr.trim().parse().ok();
+        } else if t.starts_with('/') {
+            if let (Some(a), ["/32", "host", "LOCAL"]) =
+                (leaf, t.split_whitespace().collect::<Vec<_>>().as_slice())
+            {
+                out.push(IpAddr::V4(a));
+            }
+        } else {
+            leaf = None;
+        }
+    }
+    out
+}
+
+/// The addresses of a `/proc/net/if_inet6` (first field: 32 hex digits).
+pub fn parse_if_inet6(text: &[u8]) -> Vec<IpAddr> {
+    text.split(|&b| b == b'\n')
+        .filter_map(|line| {
+            let hex = line.split(|&b| b == b' ').next()?;
+            if hex.len() != 32 {
+                return None;
+            }
+            let v = u128::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()?;
+            Some(IpAddr::V6(Ipv6Addr::from(v)))
+        })
+        .collect()
 }
 
 /// Where a probe connects from and to, decided inside the listener's namespace.
@@ -581,9 +641,37 @@ struct Canary {
     seen: Seen,
 }
 
+/// Where a probe's sockets come from: created in the thread's namespace, or by the
+/// network-namespace helper inside the listener's ([`Inside`]).
+pub trait Sockets {
+    /// A new TCP socket of the family of `ip`.
+    fn tcp(&mut self, v4: bool) -> Result<OwnedFd, String>;
+}
+
+impl Sockets for Inside<'_> {
+    fn tcp(&mut self, v4: bool) -> Result<OwnedFd, String> {
+        self.socket(if v4 {
+            SocketKind::Tcp4
+        } else {
+            SocketKind::Tcp6
+        })
+    }
+}
+
 impl Canary {
-    fn open(ip: IpAddr) -> std::io::Result<Canary> {
-        let listener = TcpListener::bind(SocketAddr::new(ip, 0))?;
+    fn open(ip: IpAddr, sockets: &mut dyn Sockets) -> std::io::Result<Canary> {
+        let fd = sockets.tcp(ip.is_ipv4()).map_err(std::io::Error::other)?;
+        // What `TcpListener::bind` does (SO_REUSEADDR, bind, listen), on a socket that may
+        // come from another namespace.
+        setsockopt(&fd, sockopt::ReuseAddr, &true).map_err(std::io::Error::from)?;
+        bind(
+            fd.as_raw_fd(),
+            &SockaddrStorage::from(SocketAddr::new(ip, 0)),
+        )
+        .map_err(std::io::Error::from)?;
+        listen(&fd, Backlog::new(128).map_err(std::io::Error::from)?)
+            .map_err(std::io::Error::from)?;
+        let listener = TcpListener::from(fd);
         listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
         let mut raw = [0u8; 8];
@@ -656,8 +744,8 @@ impl Canary {
 /// namespace, from `route.source` when set. Binding the source first fails unless the
 /// address is local in this namespace, so the probe never leaves the host (a listener can
 /// bind a foreign address with `IP_FREEBIND`).
-#[derive(Debug)]
-pub struct Tcp {
+pub struct Tcp<'a> {
+    sockets: &'a mut dyn Sockets,
     addr: SocketAddr,
     source: Option<IpAddr>,
     /// Timeout of each connect and each question.
@@ -682,16 +770,34 @@ pub enum ConnectError {
     NotLocal(IpAddr, nix::Error),
     #[error("no answer to the connection within {0:?}")]
     Timeout(Duration),
+    #[error("cannot get a socket in the namespace: {0}")]
+    Socket(String),
     #[error("cannot open the canary listener on {0}: {1}")]
     Canary(IpAddr, std::io::Error),
 }
 
-impl Tcp {
-    /// Opens the canary of `route` in the calling thread's network namespace.
-    pub fn new(route: &Route, step: Duration, deadline: Instant) -> Result<Tcp, ConnectError> {
-        let canary =
-            Canary::open(route.canary).map_err(|e| ConnectError::Canary(route.canary, e))?;
+impl std::fmt::Debug for Tcp<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tcp")
+            .field("addr", &self.addr)
+            .field("source", &self.source)
+            .field("canary", &self.canary)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'a> Tcp<'a> {
+    /// Opens the canary of `route`, with sockets from `sockets` (the listener's namespace).
+    pub fn new(
+        route: &Route,
+        step: Duration,
+        deadline: Instant,
+        sockets: &'a mut dyn Sockets,
+    ) -> Result<Tcp<'a>, ConnectError> {
+        let canary = Canary::open(route.canary, sockets)
+            .map_err(|e| ConnectError::Canary(route.canary, e))?;
         Ok(Tcp {
+            sockets,
             addr: route.addr,
             source: route.source,
             step,
@@ -701,14 +807,12 @@ impl Tcp {
         })
     }
 
-    fn connect(&self, timeout: Duration) -> Result<TcpStream, ConnectError> {
+    fn connect(&mut self, timeout: Duration) -> Result<TcpStream, ConnectError> {
         let sys = |what| move |errno| ConnectError::Sys { what, errno };
-        let family = match self.addr {
-            SocketAddr::V4(_) => AddressFamily::Inet,
-            SocketAddr::V6(_) => AddressFamily::Inet6,
-        };
-        let fd = socket(family, SockType::Stream, SockFlag::SOCK_CLOEXEC, None)
-            .map_err(sys("socket"))?;
+        let fd = self
+            .sockets
+            .tcp(self.addr.is_ipv4())
+            .map_err(ConnectError::Socket)?;
         // Linux bounds a blocking connect by the send timeout.
         let tv = TimeVal::new(
             timeout.as_secs().try_into().unwrap_or(i64::MAX),
@@ -745,7 +849,7 @@ impl Tcp {
 /// How long one read waits before the canary is served again.
 const TICK: Duration = Duration::from_millis(5);
 
-impl Wire for Tcp {
+impl Wire for Tcp<'_> {
     fn canary(&self) -> SocketAddr {
         self.canary.addr
     }
@@ -829,6 +933,32 @@ impl Wire for Tcp {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn local_addresses_from_proc_net_text() {
+        // A real /proc/net/fib_trie (trimmed) and if_inet6.
+        let fib = b"Main:\n  +-- 0.0.0.0/0 3 0 5\n     |-- 0.0.0.0\n        /0 universe UNICAST\n     +-- 127.0.0.0/8 2 0 2\n        +-- 127.0.0.0/31 1 0 0\n           |-- 127.0.0.0\n              /8 host LOCAL\n           |-- 127.0.0.1\n              /32 host LOCAL\n        |-- 127.255.255.255\n           /32 link BROADCAST\n     +-- 192.0.2.0/24 2 0 2\n           |-- 192.0.2.0\n              /24 link UNICAST\n           |-- 192.0.2.2\n              /32 host LOCAL\nLocal:\n           |-- 127.0.0.1\n              /32 host LOCAL\n";
+        let v4: Vec<IpAddr> = parse_fib_trie_local(fib);
+        let want: Vec<IpAddr> = ["127.0.0.1", "192.0.2.2", "127.0.0.1"]
+            .iter()
+            .map(|a| a.parse().expect("ip"))
+            .collect();
+        assert_eq!(v4, want);
+        let v6 = parse_if_inet6(b"fd000000000000000000000000000002 04 40 00 82     eth0\n00000000000000000000000000000001 01 80 10 80       lo\nshort 01\n");
+        let want: Vec<IpAddr> = ["fd00::2", "::1"]
+            .iter()
+            .map(|a| a.parse().expect("ip"))
+            .collect();
+        assert_eq!(v6, want);
+        // What a probe through the helper would pick, as it would from inside.
+        let mut all = v4;
+        all.extend(v6);
+        assert_eq!(
+            pick_source(all, true),
+            Some("192.0.2.2".parse().expect("ip"))
+        );
+        assert!(parse_fib_trie_local(b"\xff\xfe|-- 1.2.3.4\n/32 host LOCAL garbage\n").is_empty());
+    }
 
     const TOKEN: &str = "aupwatch-canary-0011223344556677";
 
@@ -1171,7 +1301,8 @@ mod tests {
 
     #[test]
     fn the_canary_answers_its_token_and_bounds_what_it_keeps() {
-        let mut c = Canary::open(IpAddr::V4(Ipv4Addr::LOCALHOST)).expect("canary");
+        let mut c =
+            Canary::open(IpAddr::V4(Ipv4Addr::LOCALHOST), &mut Inside::Native).expect("canary");
         // One connection carrying the token gets the echo.
         let mut s = TcpStream::connect(c.addr).expect("connect");
         s.write_all(format!("{}\r\n", c.token).as_bytes())

@@ -92,7 +92,13 @@ impl StatusServer {
             .ok()
             .flatten()
             .map(|g| g.gid.as_raw());
-        if let Some(gid) = gid {
+        // No chown when the socket already has the group (the agent's own primary group, as
+        // under the unit): the unit forbids @chown (SystemCallFilter=~@privileged).
+        let has = |gid: u32| {
+            use std::os::unix::fs::MetadataExt;
+            std::fs::metadata(path).is_ok_and(|m| m.gid() == gid)
+        };
+        if let Some(gid) = gid.filter(|&g| !has(g)) {
             std::os::unix::fs::chown(path, None, Some(gid)).map_err(bind_err)?;
         }
         let mode = if gid.is_some() { 0o660 } else { 0o600 };
