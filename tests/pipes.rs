@@ -78,9 +78,24 @@ fn assert_quiet(what: &str, ended: &Ended, code: i32) {
         "{what}: exit status after the pipe closed; stderr: {}",
         ended.stderr
     );
-    assert_eq!(
-        ended.stderr, "",
-        "{what}: nothing on stderr after the pipe closed"
+    // The list of unreadable parts of the host comes before any output, pipe or not (on some
+    // machines even root cannot read pid 1): not a message about the pipe.
+    let mut gaps = false;
+    let rest: Vec<&str> = ended
+        .stderr
+        .lines()
+        .filter(|l| {
+            if l.ends_with("part(s) of the host could not be read:") {
+                gaps = true;
+                return false;
+            }
+            !(gaps && l.starts_with("  "))
+        })
+        .collect();
+    assert!(
+        rest.is_empty(),
+        "{what}: nothing on stderr after the pipe closed: {}",
+        ended.stderr
     );
     assert!(!ended.first_line.is_empty(), "{what}: printed a first line");
 }
