@@ -352,7 +352,17 @@ impl Config {
         if self.retention.interval_secs == 0 {
             err("interval_secs", "must be 1 or more".into());
         }
+        let mut names = std::collections::HashSet::new();
         for w in &self.alerts.webhook {
+            if !names.insert(w.name.as_str()) {
+                err(
+                    "name",
+                    format!(
+                        "webhook {:?}: two routes have this name (the outbox names its route)",
+                        w.name
+                    ),
+                );
+            }
             if !w.url.starts_with("http://") {
                 err(
                     "url",

@@ -6,10 +6,11 @@
 //! writer; SQLite serializes the two with its lock and `busy_timeout`).
 
 use super::{
-    finding_row, key_in_use, refusal, severity_rank, to_i64, to_u64, Activity, AuditEntry, Counts,
-    CurrentKey, EnrollOutcome, Enrollment, FindingColumns, FindingFilter, Fut, HostAction,
-    HostAuth, HostRecord, IngestOutcome, NewSession, Retained, Role, SecretRow, SequenceState,
-    Session, StateFilter, Store, StoreError, TokenRow, UserRow, TABLES,
+    finding_row, key_in_use, refusal, severity_rank, to_i64, to_u64, Activity, AlertCounts,
+    AlertOutcome, AlertRow, AlertState, AuditEntry, Counts, CurrentKey, EnrollOutcome, Enrollment,
+    FindingColumns, FindingFilter, Fut, HostAction, HostAuth, HostRecord, IngestOutcome, NewAlert,
+    NewSession, Retained, Role, SecretRow, SequenceState, Session, StateFilter, Store, StoreError,
+    TokenRow, UserRow, TABLES,
 };
 use crate::metrics::Histogram;
 use aupwatch_proto::api::FindingRow;
@@ -25,7 +26,7 @@ use std::time::Instant;
 use tokio::sync::oneshot;
 
 const SCHEMA: &str = include_str!("schema_sqlite.sql");
-const SCHEMA_VERSION: i64 = 2;
+const SCHEMA_VERSION: i64 = 3;
 
 /// One write, run inside the writer's transaction under its own savepoint.
 trait Job: Send {
@@ -97,12 +98,10 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
             known: SCHEMA_VERSION,
         });
     }
-    let (v1, v2) = super::schema_parts(SCHEMA);
-    if version < 1 {
-        tx.execute_batch(v1)?;
-    }
-    if version < 2 {
-        tx.execute_batch(v2)?;
+    for (made, step) in (1..).zip(super::schema_steps(SCHEMA)) {
+        if version < made {
+            tx.execute_batch(step)?;
+        }
     }
     if version < SCHEMA_VERSION {
         tx.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}"))?;
@@ -364,6 +363,76 @@ fn upsert_finding(
 }
 
 fn ingest(
+    conn: &Connection,
+    host_id: &str,
+    reports: &[Report],
+    alerts: &[NewAlert],
+    now: u64,
+) -> Result<Vec<Stored>, StoreError> {
+    let results = ingest_reports(conn, host_id, reports, now)?;
+    if !alerts.is_empty() {
+        let stored: HashSet<&str> = reports
+            .iter()
+            .zip(&results)
+            .filter(|(_, s)| **s == Stored::Stored)
+            .map(|(r, _)| r.report_id.as_str())
+            .collect();
+        let now_alerts = alerts
+            .iter()
+            .filter(|a| a.report_id.as_deref().is_none_or(|r| stored.contains(r)));
+        insert_alerts(conn, now_alerts, now)?;
+    }
+    Ok(results)
+}
+
+/// Puts alerts in the outbox, each (route, alert id) once; how many were new.
+fn insert_alerts<'a>(
+    conn: &Connection,
+    alerts: impl Iterator<Item = &'a NewAlert>,
+    now: u64,
+) -> Result<u64, StoreError> {
+    let mut insert = conn.prepare_cached(
+        "INSERT INTO alerts (route, alert_id, kind, host_id, body, created_unix_ms,
+         next_attempt_unix_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)
+         ON CONFLICT (route, alert_id) DO NOTHING",
+    )?;
+    let mut n = 0;
+    for a in alerts {
+        n += insert.execute(params![
+            a.route,
+            a.alert_id,
+            a.kind,
+            a.host_id,
+            a.body,
+            to_i64(now)
+        ])? as u64;
+    }
+    Ok(n)
+}
+
+const ALERT_COLUMNS: &str = "seq, route, alert_id, kind, host_id, body, state, attempts,
+    created_unix_ms, next_attempt_unix_ms, done_unix_ms, last_error";
+
+fn alert_row(r: &rusqlite::Row<'_>) -> Result<AlertRow, StoreError> {
+    let state: String = r.get(6)?;
+    Ok(AlertRow {
+        seq: r.get(0)?,
+        route: r.get(1)?,
+        alert_id: r.get(2)?,
+        kind: r.get(3)?,
+        host_id: r.get(4)?,
+        body: r.get(5)?,
+        state: AlertState::parse(&state)
+            .ok_or_else(|| StoreError::Corrupt(format!("alert state {state:?}")))?,
+        attempts: u32::try_from(r.get::<_, i64>(7)?).unwrap_or(u32::MAX),
+        created_unix_ms: to_u64(r.get(8)?),
+        next_attempt_unix_ms: to_u64(r.get(9)?),
+        done_unix_ms: r.get::<_, Option<i64>>(10)?.map(to_u64),
+        last_error: r.get(11)?,
+    })
+}
+
+fn ingest_reports(
     conn: &Connection,
     host_id: &str,
     reports: &[Report],
@@ -692,7 +761,7 @@ impl Store for SqliteStore {
     }
 
     fn ingest(&self, host_id: String, reports: Vec<Report>, now: u64) -> Fut<'_, Vec<Stored>> {
-        self.write(move |conn| ingest(conn, &host_id, &reports, now))
+        self.write(move |conn| ingest(conn, &host_id, &reports, &[], now))
     }
 
     fn ingest_checked(
@@ -700,6 +769,7 @@ impl Store for SqliteStore {
         host_id: String,
         key_hash: String,
         reports: Vec<Report>,
+        alerts: Vec<NewAlert>,
         now: u64,
     ) -> Fut<'_, IngestOutcome> {
         self.write(move |conn| {
@@ -711,7 +781,127 @@ impl Store for SqliteStore {
             if let Some(why) = refusal(stored.as_deref(), &key_hash, revoked, blocked, approved) {
                 return Ok(IngestOutcome::Refused(why));
             }
-            Ok(IngestOutcome::Done(ingest(conn, &host_id, &reports, now)?))
+            Ok(IngestOutcome::Done(ingest(
+                conn, &host_id, &reports, &alerts, now,
+            )?))
+        })
+    }
+
+    fn enqueue_alerts(&self, alerts: Vec<NewAlert>, now: u64) -> Fut<'_, u64> {
+        self.write(move |conn| insert_alerts(conn, alerts.iter(), now))
+    }
+
+    fn claim_alerts(
+        &self,
+        owner: String,
+        now: u64,
+        lease_ms: u64,
+        limit: usize,
+    ) -> Fut<'_, Vec<AlertRow>> {
+        self.write(move |conn| {
+            let now = to_i64(now);
+            let mut stmt = conn.prepare_cached(&format!(
+                "UPDATE alerts SET attempts = attempts + 1, lease_owner = ?1,
+                 lease_until_unix_ms = ?2 + ?3
+                 WHERE seq IN (SELECT seq FROM alerts WHERE state = 'pending'
+                   AND next_attempt_unix_ms <= ?2
+                   AND (lease_until_unix_ms IS NULL OR lease_until_unix_ms <= ?2)
+                   ORDER BY next_attempt_unix_ms, seq LIMIT ?4)
+                 RETURNING {ALERT_COLUMNS}"
+            ))?;
+            let mut rows = stmt.query(params![
+                owner,
+                now,
+                to_i64(lease_ms),
+                i64::try_from(limit).unwrap_or(i64::MAX)
+            ])?;
+            let mut out = Vec::new();
+            while let Some(r) = rows.next()? {
+                out.push(alert_row(r)?);
+            }
+            out.sort_unstable_by_key(|a| a.seq);
+            Ok(out)
+        })
+    }
+
+    fn settle_alert(
+        &self,
+        seq: i64,
+        owner: String,
+        outcome: AlertOutcome,
+        now: u64,
+    ) -> Fut<'_, bool> {
+        self.write(move |conn| {
+            let now = to_i64(now);
+            let (state, next, error, done) = match outcome {
+                AlertOutcome::Sent => (AlertState::Sent, None, None, Some(now)),
+                AlertOutcome::Retry {
+                    next_unix_ms,
+                    error,
+                } => (
+                    AlertState::Pending,
+                    Some(to_i64(next_unix_ms)),
+                    Some(error),
+                    None,
+                ),
+                AlertOutcome::Failed { error } => {
+                    (AlertState::Failed, None, Some(error), Some(now))
+                }
+            };
+            let n = conn
+                .prepare_cached(
+                    "UPDATE alerts SET state = ?3, next_attempt_unix_ms =
+                     coalesce(?4, next_attempt_unix_ms), last_error = coalesce(?5, last_error),
+                     done_unix_ms = ?6, lease_owner = NULL, lease_until_unix_ms = NULL
+                     WHERE seq = ?1 AND lease_owner = ?2 AND state = 'pending'",
+                )?
+                .execute(params![seq, owner, state.as_str(), next, error, done])?;
+            Ok(n == 1)
+        })
+    }
+
+    fn alerts(&self, state: Option<AlertState>, limit: usize) -> Fut<'_, Vec<AlertRow>> {
+        self.read(move |conn| {
+            let mut stmt = conn.prepare(&format!(
+                "SELECT {ALERT_COLUMNS} FROM alerts WHERE ?1 IS NULL OR state = ?1
+                 ORDER BY seq DESC LIMIT ?2"
+            ))?;
+            let mut rows = stmt.query(params![
+                state.map(AlertState::as_str),
+                i64::try_from(limit).unwrap_or(i64::MAX)
+            ])?;
+            let mut out = Vec::new();
+            while let Some(r) = rows.next()? {
+                out.push(alert_row(r)?);
+            }
+            Ok(out)
+        })
+    }
+
+    fn alert_counts(&self) -> Fut<'_, AlertCounts> {
+        self.read(|conn| {
+            let mut stmt = conn.prepare(
+                "SELECT state, count(*), sum(attempts > 0),
+                 sum(max(attempts - 1, 0)) FROM alerts GROUP BY state",
+            )?;
+            let mut rows = stmt.query([])?;
+            let mut c = AlertCounts::default();
+            while let Some(r) = rows.next()? {
+                let state: String = r.get(0)?;
+                let n = to_u64(r.get(1)?);
+                let retrying = to_u64(r.get::<_, Option<i64>>(2)?.unwrap_or(0));
+                c.retries += to_u64(r.get::<_, Option<i64>>(3)?.unwrap_or(0));
+                match AlertState::parse(&state) {
+                    Some(AlertState::Pending) => {
+                        c.pending = n;
+                        c.retrying = retrying;
+                    }
+                    Some(AlertState::Sent) => c.sent = n,
+                    Some(AlertState::Failed) => c.failed = n,
+                    None => return Err(StoreError::Corrupt(format!("alert state {state:?}"))),
+                }
+            }
+            Ok(c)
         })
     }
 
@@ -893,6 +1083,10 @@ impl Store for SqliteStore {
             let mut r = Retained::default();
             if let Some(t) = events_before {
                 r.events_deleted = conn.execute("DELETE FROM events WHERE at_unix_ms < ?1", [to_i64(t)])? as u64;
+                r.alerts_deleted = conn.execute(
+                    "DELETE FROM alerts WHERE state = 'sent' AND done_unix_ms < ?1",
+                    [to_i64(t)],
+                )? as u64;
             }
             if let Some(t) = archive_before {
                 r.hosts_archived = conn.execute(
@@ -1132,7 +1326,7 @@ pub fn raw_insert(
     for chunk in reports.chunks(per_tx.max(1)) {
         let tx = conn.transaction()?;
         for (host_id, r) in chunk {
-            ingest(&tx, host_id, std::slice::from_ref(r), to_u64(1))?;
+            ingest(&tx, host_id, std::slice::from_ref(r), &[], to_u64(1))?;
         }
         tx.commit()?;
     }
