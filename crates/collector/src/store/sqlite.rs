@@ -1,6 +1,8 @@
 //! The SQLite backend: WAL mode, one writer thread doing group commit (many requests per
 //! transaction, each answered through its oneshot only after the COMMIT), reads on a small
-//! pool of read connections in blocking tasks.
+//! pool of read connections in blocking tasks, WAL checkpoints on a thread of their own.
+//! Reports are serialized (JSON columns, finding columns: [`Prepared`]) on the caller's
+//! thread; the writer only binds and steps.
 //!
 //! Must never: write outside the writer thread (the CLI in another process is a second
 //! writer; SQLite serializes the two with its lock and `busy_timeout`).
@@ -73,6 +75,8 @@ where
 
 pub struct SqliteStore {
     path: PathBuf,
+    /// Dropped with the store: the checkpoint thread ends.
+    _checkpointer: SyncSender<()>,
     jobs: SyncSender<Box<dyn Job>>,
     depth: Arc<AtomicUsize>,
     readers: Arc<Mutex<Vec<Connection>>>,
@@ -121,6 +125,15 @@ impl SqliteStore {
     ) -> Result<SqliteStore, StoreError> {
         let mut conn = connect(path)?;
         migrate(&mut conn)?;
+        // The WAL is checkpointed by a thread of its own (copying pages into the database
+        // file and its fsync off the writer); the writer checkpoints only when that one falls
+        // this far behind.
+        conn.pragma_update(None, "wal_autocheckpoint", WRITER_AUTOCHECKPOINT_PAGES)?;
+        let checkpoints = connect(path)?;
+        let (stop, stopped) = sync_channel::<()>(0);
+        std::thread::Builder::new()
+            .name("sqlite-checkpoint".into())
+            .spawn(move || checkpointer(checkpoints, stopped))?;
         let (tx, rx) = sync_channel::<Box<dyn Job>>(queue_depth);
         let depth = Arc::new(AtomicUsize::new(0));
         let writer_depth = depth.clone();
@@ -130,6 +143,7 @@ impl SqliteStore {
             .spawn(move || writer(conn, rx, writer_depth, max_jobs.max(1), writer_commits))?;
         Ok(SqliteStore {
             path: path.to_path_buf(),
+            _checkpointer: stop,
             jobs: tx,
             depth,
             readers: Arc::new(Mutex::new(Vec::new())),
@@ -190,6 +204,32 @@ impl SqliteStore {
             .await
             .map_err(|_| StoreError::WriterGone)?
         })
+    }
+}
+
+/// The writer's own WAL auto-checkpoint, in pages: a fallback for when the checkpoint
+/// thread falls behind (the WAL then stays below ~40 MB with 4 KiB pages).
+const WRITER_AUTOCHECKPOINT_PAGES: i64 = 10_000;
+/// How often the checkpoint thread copies committed WAL frames into the database file.
+const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// Passive checkpoints every [`CHECKPOINT_EVERY`] on a connection of its own, until the
+/// store is dropped: they run beside the writer (a passive checkpoint takes no write lock)
+/// on the other core, instead of inside the writer's commits every 1,000 pages.
+fn checkpointer(conn: Connection, stop: Receiver<()>) {
+    let mut last_error = None;
+    while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = stop.recv_timeout(CHECKPOINT_EVERY)
+    {
+        let done = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
+        if let Err(e) = done {
+            let e = e.to_string();
+            if last_error.as_ref() != Some(&e) {
+                crate::log(&format!("sqlite checkpoint: {e}"));
+            }
+            last_error = Some(e);
+        } else {
+            last_error = None;
+        }
     }
 }
 
@@ -328,6 +368,52 @@ struct HostState {
     findings_as_of: i64,
 }
 
+/// A report with what the writer binds already made (JSON texts, finding columns), so that
+/// serializing runs on the caller's thread and the writer thread only binds and steps.
+pub struct Prepared<'a> {
+    report: std::borrow::Cow<'a, Report>,
+    heartbeat_json: String,
+    /// Per event: its tracked finding's JSON.
+    event_json: Vec<String>,
+    /// Per open finding: its columns (a `resolved` one stored as ongoing).
+    open: Vec<FindingColumns>,
+}
+
+impl<'a> Prepared<'a> {
+    pub fn new(report: std::borrow::Cow<'a, Report>) -> Result<Prepared<'a>, StoreError> {
+        let heartbeat_json = serde_json::to_string(&report.heartbeat)?;
+        let event_json = report
+            .events
+            .iter()
+            .map(|e| serde_json::to_string(&e.tracked))
+            .collect::<Result<_, _>>()?;
+        let open = report
+            .open_findings
+            .iter()
+            .map(|t| {
+                let state = match t.state {
+                    LifecycleState::Resolved => LifecycleState::Ongoing,
+                    s => s,
+                };
+                FindingColumns::new(t, state)
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Prepared {
+            report,
+            heartbeat_json,
+            event_json,
+            open,
+        })
+    }
+
+    pub fn all(reports: Vec<Report>) -> Result<Vec<Prepared<'static>>, StoreError> {
+        reports
+            .into_iter()
+            .map(|r| Prepared::new(std::borrow::Cow::Owned(r)))
+            .collect()
+    }
+}
+
 fn upsert_finding(
     conn: &Connection,
     host_id: &str,
@@ -365,7 +451,7 @@ fn upsert_finding(
 fn ingest(
     conn: &Connection,
     host_id: &str,
-    reports: &[Report],
+    reports: &[Prepared<'_>],
     alerts: &[NewAlert],
     now: u64,
 ) -> Result<Vec<Stored>, StoreError> {
@@ -375,7 +461,7 @@ fn ingest(
             .iter()
             .zip(&results)
             .filter(|(_, s)| **s == Stored::Stored)
-            .map(|(r, _)| r.report_id.as_str())
+            .map(|(r, _)| r.report.report_id.as_str())
             .collect();
         let now_alerts = alerts
             .iter()
@@ -435,7 +521,7 @@ fn alert_row(r: &rusqlite::Row<'_>) -> Result<AlertRow, StoreError> {
 fn ingest_reports(
     conn: &Connection,
     host_id: &str,
-    reports: &[Report],
+    reports: &[Prepared<'_>],
     now: u64,
 ) -> Result<Vec<Stored>, StoreError> {
     let now = to_i64(now);
@@ -459,7 +545,8 @@ fn ingest_reports(
     )?;
     let mut results = Vec::with_capacity(reports.len());
     let mut latest: Option<&Report> = None;
-    for report in reports {
+    for prepared in reports {
+        let report: &Report = &prepared.report;
         let inserted = conn
             .prepare_cached(
                 "INSERT INTO reports (report_id, host_id, sequence, boot_id, created_unix_ms,
@@ -474,7 +561,7 @@ fn ingest_reports(
                 to_i64(report.created_unix_ms),
                 now,
                 report.goodbye,
-                serde_json::to_string(&report.heartbeat)?
+                prepared.heartbeat_json
             ])?;
         if inserted == 0 {
             results.push(Stored::Duplicate);
@@ -487,14 +574,14 @@ fn ingest_reports(
                 "INSERT INTO events (report_id, host_id, kind, at_unix_ms, tracked_id, tracked)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             )?;
-            for ev in &report.events {
+            for (ev, tracked) in report.events.iter().zip(&prepared.event_json) {
                 insert.execute(params![
                     report.report_id,
                     host_id,
                     ev.kind.as_str(),
                     to_i64(ev.at_unix_ms),
                     ev.tracked.id,
-                    serde_json::to_string(&ev.tracked)?
+                    tracked
                 ])?;
             }
         }
@@ -502,40 +589,40 @@ fn ingest_reports(
         if created >= h.findings_as_of {
             h.findings_as_of = created;
             latest = Some(report);
-            reconcile(conn, host_id, report, created)?;
+            reconcile(conn, host_id, prepared, created)?;
         }
     }
     if let Some(r) = latest {
         let hb = &r.heartbeat;
-        conn.execute(
+        conn.prepare_cached(
             "UPDATE hosts SET hostname = ?2, stopped = ?3, interval_secs = ?4, agent_version = ?5,
              signature_version = ?6 WHERE host_id = ?1",
-            params![
-                host_id,
-                r.hostname,
-                r.goodbye,
-                to_i64(hb.interval_secs),
-                hb.agent_version,
-                hb.signature_version
-            ],
-        )?;
+        )?
+        .execute(params![
+            host_id,
+            r.hostname,
+            r.goodbye,
+            to_i64(hb.interval_secs),
+            hb.agent_version,
+            hb.signature_version
+        ])?;
     }
     if results.contains(&Stored::Stored) {
-        conn.execute(
+        conn.prepare_cached(
             "UPDATE hosts SET last_sequence = ?2, boot_id = ?3, findings_as_of_unix_ms = ?4,
              sequence_gaps = ?5, sequence_resets = ?6, boot_changes = ?7, last_anomaly = ?8
              WHERE host_id = ?1",
-            params![
-                host_id,
-                h.seq.last_sequence.map(to_i64),
-                h.seq.boot_id,
-                h.findings_as_of,
-                h.seq.gaps,
-                h.seq.resets,
-                h.seq.boot_changes,
-                h.seq.anomaly
-            ],
-        )?;
+        )?
+        .execute(params![
+            host_id,
+            h.seq.last_sequence.map(to_i64),
+            h.seq.boot_id,
+            h.findings_as_of,
+            h.seq.gaps,
+            h.seq.resets,
+            h.seq.boot_changes,
+            h.seq.anomaly
+        ])?;
     }
     conn.prepare_cached(
         "INSERT INTO last_seen (host_id, last_seen_unix_ms) VALUES (?1, ?2)
@@ -550,16 +637,13 @@ fn ingest_reports(
 fn reconcile(
     conn: &Connection,
     host_id: &str,
-    report: &Report,
+    prepared: &Prepared<'_>,
     created: i64,
 ) -> Result<(), StoreError> {
+    let report: &Report = &prepared.report;
     let mut open: HashSet<&str> = HashSet::with_capacity(report.open_findings.len());
-    for t in &report.open_findings {
-        let state = match t.state {
-            LifecycleState::Resolved => LifecycleState::Ongoing,
-            s => s,
-        };
-        upsert_finding(conn, host_id, &FindingColumns::new(t, state)?, None)?;
+    for (t, columns) in report.open_findings.iter().zip(&prepared.open) {
+        upsert_finding(conn, host_id, columns, None)?;
         open.insert(t.id.as_str());
     }
     let stored_open: Vec<String> = conn
@@ -761,6 +845,11 @@ impl Store for SqliteStore {
     }
 
     fn ingest(&self, host_id: String, reports: Vec<Report>, now: u64) -> Fut<'_, Vec<Stored>> {
+        // Serialized here, on the caller's thread: the writer only binds.
+        let reports = match Prepared::all(reports) {
+            Ok(r) => r,
+            Err(e) => return Box::pin(async move { Err(e) }),
+        };
         self.write(move |conn| ingest(conn, &host_id, &reports, &[], now))
     }
 
@@ -772,6 +861,11 @@ impl Store for SqliteStore {
         alerts: Vec<NewAlert>,
         now: u64,
     ) -> Fut<'_, IngestOutcome> {
+        // Serialized here, on the caller's thread: the writer only binds.
+        let reports = match Prepared::all(reports) {
+            Ok(r) => r,
+            Err(e) => return Box::pin(async move { Err(e) }),
+        };
         self.write(move |conn| {
             let (stored, revoked, blocked, approved): (Option<String>, bool, bool, bool) = conn
                 .prepare_cached(
@@ -1326,7 +1420,8 @@ pub fn raw_insert(
     for chunk in reports.chunks(per_tx.max(1)) {
         let tx = conn.transaction()?;
         for (host_id, r) in chunk {
-            ingest(&tx, host_id, std::slice::from_ref(r), &[], to_u64(1))?;
+            let prepared = [Prepared::new(std::borrow::Cow::Borrowed(r))?];
+            ingest(&tx, host_id, &prepared, &[], to_u64(1))?;
         }
         tx.commit()?;
     }
