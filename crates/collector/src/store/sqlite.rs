@@ -208,8 +208,8 @@ impl SqliteStore {
 }
 
 /// The writer's own WAL auto-checkpoint, in pages: a fallback for when the checkpoint
-/// thread falls behind (the WAL then stays below ~40 MB with 4 KiB pages).
-const WRITER_AUTOCHECKPOINT_PAGES: i64 = 10_000;
+/// thread falls behind (the WAL then stays below ~8 MB with 4 KiB pages).
+const WRITER_AUTOCHECKPOINT_PAGES: i64 = 2_000;
 /// How often the checkpoint thread copies committed WAL frames into the database file.
 const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(100);
 
