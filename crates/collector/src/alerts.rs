@@ -1,15 +1,25 @@
-//! Webhook alerts: lifecycle events of newly stored reports, filtered by route (categories,
-//! minimum severity, labels, event kinds), POSTed as CloudEvents (structured JSON) with a
-//! stable id (`<report id>/<event index>`: a retry carries the same id, receivers dedupe),
-//! retried with exponential backoff.
+//! Webhook alerts through a durable outbox: lifecycle events of newly stored reports,
+//! filtered by route (categories, minimum severity, labels, event kinds), and hosts going
+//! silent or coming back, POSTed as CloudEvents (structured JSON) with a stable id
+//! (`<report id>/<event index>`, `<host id>/silent/<last seen>`: a retry carries the same id,
+//! receivers dedupe).
 //!
-//! Dispatched only after the report's commit and only for reports stored now (never for
-//! duplicates). The queue is in memory: alerts waiting at a restart are lost (counted in
-//! neither sent nor failed); the findings themselves are in the database.
+//! The ingest path turns a batch's events into [`NewAlert`] rows before the write
+//! ([`Alerter::for_reports`]); the store inserts those of the reports it stores now (never a
+//! duplicate's) **in the report's own transaction**, so an acknowledged report's alerts are
+//! on disk and survive a crash or restart. Liveness alerts are inserted by the silence pass,
+//! each `(route, id)` once. The deliverer ([`Alerter::start`]) claims due rows under a lease
+//! (PostgreSQL: `FOR UPDATE SKIP LOCKED`, so collectors sharing a database never send one
+//! alert at the same time), POSTs, and marks each sent, due again after a backoff that
+//! doubles from the route's `retry_initial_ms` (at most 300 s), or failed after the route's
+//! `max_attempts` (kept for `aupwatch-collector alerts --state failed`). A collector that dies
+//! mid-delivery leaves the lease to run out; the row is then claimed again (at least once).
 //!
-//! Must never: block ingest (a full queue drops the alert and counts it).
+//! Must never: block ingest on a receiver; send an alert of a report that was not stored.
 
+use crate::clock::Clock;
 use crate::config::WebhookRoute;
+use crate::store::{AlertOutcome, AlertRow, NewAlert, Store};
 use aupwatch_proto::api::{HostRow, Liveness};
 use aupwatch_proto::protocol::Report;
 use aupwatch_proto::{Event, EventKind};
@@ -23,12 +33,17 @@ use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::Notify;
 
-/// Alerts waiting for delivery before new ones are dropped.
-pub const QUEUE: usize = 10_000;
-/// Deliveries in flight at once.
+/// Deliveries in flight at once (rows claimed per round).
 const PARALLEL: usize = 16;
+/// How long a claimed row is ours: longer than an attempt (10 s timeout) and its settling.
+pub const LEASE_MS: u64 = 60_000;
+/// How often the outbox is looked at when nothing wakes the deliverer (rows of another
+/// collector, rows whose lease ran out).
+const POLL: Duration = Duration::from_secs(1);
+/// The longest backoff.
+const MAX_BACKOFF_MS: u64 = 300_000;
 
 /// The host a report came from, as the routes see it.
 #[derive(Debug, Clone)]
@@ -38,156 +53,185 @@ pub struct HostInfo {
     pub labels: BTreeMap<String, String>,
 }
 
-struct Delivery {
-    route: usize,
-    id: String,
-    body: Bytes,
-}
-
+/// This process's delivery attempts (the outbox's state is in `/metrics` from the table).
 #[derive(Debug, Default)]
 pub struct AlertCounters {
     pub sent: AtomicU64,
     pub retries: AtomicU64,
     pub failed: AtomicU64,
-    pub dropped: AtomicU64,
 }
 
 pub struct Alerter {
     routes: Arc<Vec<WebhookRoute>>,
-    tx: Option<mpsc::Sender<Delivery>>,
+    wake: Arc<Notify>,
     pub counters: Arc<AlertCounters>,
 }
 
 impl Alerter {
-    /// No routes: dispatch does nothing.
+    /// No routes: nothing is queued or sent.
     pub fn disabled() -> Alerter {
         Alerter {
             routes: Arc::new(Vec::new()),
-            tx: None,
+            wake: Arc::default(),
             counters: Arc::default(),
         }
     }
 
-    /// Starts the delivery task (needs a tokio runtime).
-    pub fn start(routes: Vec<WebhookRoute>) -> Alerter {
+    /// Starts the deliverer (needs a tokio runtime) on `store`'s outbox; `clock` times
+    /// attempts and backoffs.
+    pub fn start(
+        routes: Vec<WebhookRoute>,
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+    ) -> Alerter {
         if routes.is_empty() {
             return Alerter::disabled();
         }
-        let routes = Arc::new(routes);
-        let counters: Arc<AlertCounters> = Arc::default();
-        let (tx, rx) = mpsc::channel(QUEUE);
-        tokio::spawn(deliver(routes.clone(), rx, counters.clone()));
-        Alerter {
-            routes,
-            tx: Some(tx),
-            counters,
-        }
+        let a = Alerter {
+            routes: Arc::new(routes),
+            wake: Arc::default(),
+            counters: Arc::default(),
+        };
+        let owner = format!(
+            "{}-{}",
+            std::process::id(),
+            crate::secret::random_hex(8).unwrap_or_default()
+        );
+        tokio::spawn(deliver(
+            Deliverer {
+                routes: a.routes.clone(),
+                store,
+                clock,
+                counters: a.counters.clone(),
+                owner,
+            },
+            a.wake.clone(),
+        ));
+        a
     }
 
     /// True when some route is configured.
     pub fn enabled(&self) -> bool {
-        self.tx.is_some()
+        !self.routes.is_empty()
     }
 
-    /// Queues the alerts of one stored report.
-    pub fn dispatch(&self, host: &HostInfo, report: &Report) {
-        let Some(tx) = &self.tx else {
-            return;
-        };
-        for (i, event) in report.events.iter().enumerate() {
-            for (r, route) in self.routes.iter().enumerate() {
-                if !admits(route, host, event) {
-                    continue;
-                }
-                let id = format!("{}/{i}", report.report_id);
-                let body = match cloud_event(&id, host, event) {
-                    Ok(b) => b,
-                    Err(e) => {
-                        crate::log(&format!("alert {id}: {e}"));
+    /// Tells the deliverer new rows were committed.
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    /// The outbox rows of a batch's events, for every route that admits them; the store
+    /// keeps those of the reports it stores now.
+    pub fn for_reports(&self, host: &HostInfo, reports: &[Report]) -> Vec<NewAlert> {
+        let mut out = Vec::new();
+        for report in reports {
+            for (i, event) in report.events.iter().enumerate() {
+                for route in self.routes.iter() {
+                    if !admits(route, host, event) {
                         continue;
                     }
-                };
-                if tx.try_send(Delivery { route: r, id, body }).is_err() {
-                    self.counters.dropped.fetch_add(1, Ordering::Relaxed);
+                    let id = format!("{}/{i}", report.report_id);
+                    match cloud_event(&id, host, event) {
+                        Ok(body) => out.push(NewAlert {
+                            route: route.name.clone(),
+                            alert_id: id,
+                            kind: format!("net.aupwatch.finding.{}", event.kind.as_str()),
+                            host_id: host.host_id.clone(),
+                            report_id: Some(report.report_id.clone()),
+                            body,
+                        }),
+                        Err(e) => crate::log(&format!("alert {id}: {e}")),
+                    }
                 }
             }
         }
+        out
     }
 
-    /// Queues a host's liveness alert (`silent` or `recovered`) for routes that want them.
-    /// The id is stable for one silence (host and last report time).
-    pub fn dispatch_liveness(&self, host: &HostRow, silent: bool) {
-        let Some(tx) = &self.tx else {
-            return;
-        };
-        let info = HostInfo {
-            host_id: host.host_id.clone(),
-            hostname: host.hostname.clone(),
-            labels: host.labels.clone(),
-        };
+    /// The outbox rows of a host's liveness change (`silent` or `recovered`) for routes that
+    /// want them. The id is stable for one silence (host and last report time).
+    pub fn for_liveness(&self, host: &HostRow, silent: bool) -> Vec<NewAlert> {
         let what = if silent { "silent" } else { "recovered" };
         let last = host.last_seen_unix_ms.unwrap_or(host.enrolled_unix_ms);
         let id = format!("{}/{what}/{last}", host.host_id);
-        for (r, route) in self.routes.iter().enumerate() {
+        let mut out = Vec::new();
+        for route in self.routes.iter() {
             let wanted = route.silent_hosts
                 && route.min_severity <= aupwatch_proto::Severity::High
                 && route
                     .labels
                     .iter()
-                    .all(|(k, v)| info.labels.get(k) == Some(v));
+                    .all(|(k, v)| host.labels.get(k) == Some(v));
             if !wanted {
                 continue;
             }
+            let kind = format!("net.aupwatch.host.{what}");
             let v = serde_json::json!({
                 "specversion": "1.0",
                 "id": id,
                 "source": "aupwatch-collector",
-                "type": format!("net.aupwatch.host.{what}"),
+                "type": kind,
                 "subject": crate::store::finding_id(&host.host_id, crate::liveness::SILENT_SIGNATURE),
                 "time": rfc3339(last),
                 "datacontenttype": "application/json",
                 "data": {
-                    "host_id": info.host_id,
-                    "hostname": info.hostname,
-                    "labels": info.labels,
+                    "host_id": host.host_id,
+                    "hostname": host.hostname,
+                    "labels": host.labels,
                     "liveness": host.liveness,
                     "last_seen_unix_ms": host.last_seen_unix_ms,
                     "interval_secs": host.interval_secs,
                 },
             });
-            let body = match serde_json::to_vec(&v) {
-                Ok(b) => Bytes::from(b),
-                Err(_) => continue,
+            let Ok(body) = serde_json::to_string(&v) else {
+                continue;
             };
-            if tx
-                .try_send(Delivery {
-                    route: r,
-                    id: id.clone(),
-                    body,
-                })
-                .is_err()
-            {
-                self.counters.dropped.fetch_add(1, Ordering::Relaxed);
-            }
+            out.push(NewAlert {
+                route: route.name.clone(),
+                alert_id: id.clone(),
+                kind,
+                host_id: host.host_id.clone(),
+                report_id: None,
+                body,
+            });
         }
+        out
     }
 
-    /// Prometheus lines.
-    pub fn render(&self, out: &mut String) {
+    /// Prometheus lines: the outbox by state (from the table) and this process's attempts.
+    pub async fn render(
+        &self,
+        store: &dyn Store,
+        out: &mut String,
+    ) -> Result<(), crate::store::StoreError> {
+        let t = store.alert_counts().await?;
         let c = &self.counters;
         let _ = writeln!(
             out,
-            "# HELP aupwatch_collector_alerts_total Webhook alerts, by outcome.\n\
+            "# HELP aupwatch_collector_alerts Webhook alerts in the outbox, by state (retrying: pending after a failed attempt).\n\
+             # TYPE aupwatch_collector_alerts gauge\n\
+             aupwatch_collector_alerts{{state=\"pending\"}} {}\n\
+             aupwatch_collector_alerts{{state=\"retrying\"}} {}\n\
+             aupwatch_collector_alerts{{state=\"sent\"}} {}\n\
+             aupwatch_collector_alerts{{state=\"failed\"}} {}\n\
+             # HELP aupwatch_collector_alert_retries Attempts beyond the first, over the outbox's rows.\n\
+             # TYPE aupwatch_collector_alert_retries gauge\n\
+             aupwatch_collector_alert_retries {}\n\
+             # HELP aupwatch_collector_alerts_total This process's webhook attempts, by outcome.\n\
              # TYPE aupwatch_collector_alerts_total counter\n\
              aupwatch_collector_alerts_total{{outcome=\"sent\"}} {}\n\
              aupwatch_collector_alerts_total{{outcome=\"retried\"}} {}\n\
-             aupwatch_collector_alerts_total{{outcome=\"failed\"}} {}\n\
-             aupwatch_collector_alerts_total{{outcome=\"dropped\"}} {}",
+             aupwatch_collector_alerts_total{{outcome=\"failed\"}} {}",
+            t.pending,
+            t.retrying,
+            t.sent,
+            t.failed,
+            t.retries,
             c.sent.load(Ordering::Relaxed),
             c.retries.load(Ordering::Relaxed),
-            c.failed.load(Ordering::Relaxed),
-            c.dropped.load(Ordering::Relaxed)
+            c.failed.load(Ordering::Relaxed)
         );
+        Ok(())
     }
 }
 
@@ -209,7 +253,7 @@ pub fn admits(route: &WebhookRoute, host: &HostInfo, event: &Event) -> bool {
 }
 
 /// The CloudEvents 1.0 structured-mode JSON of one lifecycle event.
-pub fn cloud_event(id: &str, host: &HostInfo, event: &Event) -> Result<Bytes, serde_json::Error> {
+pub fn cloud_event(id: &str, host: &HostInfo, event: &Event) -> Result<String, serde_json::Error> {
     let v = serde_json::json!({
         "specversion": "1.0",
         "id": id,
@@ -225,51 +269,144 @@ pub fn cloud_event(id: &str, host: &HostInfo, event: &Event) -> Result<Bytes, se
             "event": event,
         },
     });
-    Ok(Bytes::from(serde_json::to_vec(&v)?))
+    serde_json::to_string(&v)
 }
 
-async fn deliver(
+struct Deliverer {
     routes: Arc<Vec<WebhookRoute>>,
-    mut rx: mpsc::Receiver<Delivery>,
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
     counters: Arc<AlertCounters>,
-) {
+    /// This process's lease name.
+    owner: String,
+}
+
+/// The delivery loop: claim what is due, send it all at once, settle each; wait for a wake,
+/// the soonest retry or the poll interval when nothing was due.
+async fn deliver(d: Deliverer, wake: Arc<Notify>) {
     let client: Client<HttpConnector, Full<Bytes>> =
         Client::builder(TokioExecutor::new()).build_http();
-    let slots = Arc::new(Semaphore::new(PARALLEL));
-    while let Some(d) = rx.recv().await {
-        let Ok(permit) = slots.clone().acquire_owned().await else {
-            return;
+    let d = Arc::new(d);
+    let mut soonest: Option<u64> = None;
+    loop {
+        let now = d.clock.now_unix_ms();
+        let claimed = match d
+            .store
+            .claim_alerts(d.owner.clone(), now, LEASE_MS, PARALLEL)
+            .await
+        {
+            Ok(rows) => rows,
+            Err(e) => {
+                crate::log(&format!("alerts: claiming: {e}"));
+                Vec::new()
+            }
         };
-        let (client, routes, counters) = (client.clone(), routes.clone(), counters.clone());
-        tokio::spawn(async move {
-            let _permit = permit;
-            let Some(route) = routes.get(d.route) else {
-                return;
-            };
-            let mut backoff = Duration::from_millis(route.retry_initial_ms.max(1));
-            for attempt in 1..=route.max_attempts.max(1) {
-                if attempt > 1 {
-                    counters.retries.fetch_add(1, Ordering::Relaxed);
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(300));
-                }
-                match post(&client, &route.url, d.body.clone()).await {
-                    Ok(()) => {
-                        counters.sent.fetch_add(1, Ordering::Relaxed);
-                        return;
-                    }
-                    Err(e) if attempt == route.max_attempts.max(1) => {
-                        counters.failed.fetch_add(1, Ordering::Relaxed);
-                        crate::log(&format!(
-                            "alert {} to {}: giving up after {attempt} attempts: {e}",
-                            d.id, route.name
-                        ));
-                    }
-                    Err(_) => {}
+        if !claimed.is_empty() {
+            let mut attempts = tokio::task::JoinSet::new();
+            for row in claimed {
+                let (d, client) = (d.clone(), client.clone());
+                attempts.spawn(async move { d.attempt(&client, row).await });
+            }
+            while let Some(next) = attempts.join_next().await {
+                if let Ok(Some(at)) = next {
+                    soonest = Some(soonest.map_or(at, |s| s.min(at)));
                 }
             }
-        });
+            continue;
+        }
+        let now = d.clock.now_unix_ms();
+        let wait = match soonest {
+            Some(at) if at > now => POLL.min(Duration::from_millis(at - now)),
+            Some(_) => Duration::ZERO,
+            None => POLL,
+        };
+        soonest = None;
+        tokio::select! {
+            _ = wake.notified() => {}
+            _ = tokio::time::sleep(wait) => {}
+        }
     }
+}
+
+impl Deliverer {
+    /// One attempt of a claimed row; when it is due again, if it is to be retried.
+    async fn attempt(
+        &self,
+        client: &Client<HttpConnector, Full<Bytes>>,
+        row: AlertRow,
+    ) -> Option<u64> {
+        let route = self.routes.iter().find(|r| r.name == row.route);
+        let result = match route {
+            Some(r) => post(client, &r.url, Bytes::from(row.body.clone())).await,
+            None => Err("no route of that name in the config any more".to_string()),
+        };
+        if row.attempts > 1 {
+            self.counters.retries.fetch_add(1, Ordering::Relaxed);
+        }
+        let now = self.clock.now_unix_ms();
+        let max = route.map_or(1, |r| r.max_attempts.max(1));
+        let (outcome, next) = match result {
+            Ok(()) => (AlertOutcome::Sent, None),
+            Err(error) if row.attempts >= max => {
+                crate::log(&format!(
+                    "alert {} to {}: giving up after {} attempts: {}",
+                    crate::escape::printable(&row.alert_id),
+                    crate::escape::printable(&row.route),
+                    row.attempts,
+                    crate::escape::printable(&error)
+                ));
+                (AlertOutcome::Failed { error }, None)
+            }
+            Err(error) => {
+                let next = now.saturating_add(backoff_ms(
+                    route.map_or(1, |r| r.retry_initial_ms),
+                    row.attempts,
+                ));
+                (
+                    AlertOutcome::Retry {
+                        next_unix_ms: next,
+                        error,
+                    },
+                    Some(next),
+                )
+            }
+        };
+        let counter = match outcome {
+            AlertOutcome::Sent => Some(&self.counters.sent),
+            AlertOutcome::Failed { .. } => Some(&self.counters.failed),
+            AlertOutcome::Retry { .. } => None,
+        };
+        match self
+            .store
+            .settle_alert(row.seq, self.owner.clone(), outcome, now)
+            .await
+        {
+            Ok(true) => {
+                if let Some(c) = counter {
+                    c.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            Ok(false) => crate::log(&format!(
+                "alert {}: the lease ran out before the attempt ended (another collector may send it again)",
+                crate::escape::printable(&row.alert_id)
+            )),
+            Err(e) => crate::log(&format!(
+                "alert {}: recording the attempt: {e}",
+                crate::escape::printable(&row.alert_id)
+            )),
+        }
+        next
+    }
+}
+
+/// The wait after the `attempts`-th failed attempt: `initial_ms` doubled per attempt after
+/// the first, at most [`MAX_BACKOFF_MS`].
+pub fn backoff_ms(initial_ms: u64, attempts: u32) -> u64 {
+    let doublings = attempts.saturating_sub(1).min(32);
+    initial_ms
+        .max(1)
+        .saturating_mul(1u64 << doublings)
+        .min(MAX_BACKOFF_MS)
 }
 
 async fn post(
@@ -343,6 +480,15 @@ pub fn rfc3339(ms: u64) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn backoff_doubles_up_to_five_minutes() {
+        assert_eq!(super::backoff_ms(20, 1), 20);
+        assert_eq!(super::backoff_ms(20, 2), 40);
+        assert_eq!(super::backoff_ms(20, 4), 160);
+        assert_eq!(super::backoff_ms(1000, 40), 300_000);
+        assert_eq!(super::backoff_ms(0, 1), 1);
+    }
+
     #[test]
     fn times_print_as_utc() {
         assert_eq!(super::rfc3339(0), "1970-01-01T00:00:00Z");

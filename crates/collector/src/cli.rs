@@ -1,6 +1,8 @@
-//! The command line: `serve`, `config check`, secrets, tokens, hosts, findings, summary.
+//! The command line: `serve`, `config check`, secrets, tokens, hosts, findings, alerts,
+//! summary.
 //! Everything but `serve` talks to the database directly (same config), so it works with
-//! no server running. Exit status: 0 clean, 1 findings present (findings, summary), 2 error.
+//! no server running. Exit status: 0 clean, 1 findings present (findings, summary) or a
+//! failed alert listed (alerts), 2 error.
 //! Every host-supplied string goes through `escape::printable` before the terminal.
 
 mod args;
@@ -12,7 +14,7 @@ use aupwatch_collector::clock::{Clock, SystemClock};
 use aupwatch_collector::config::Config;
 use aupwatch_collector::escape::printable;
 use aupwatch_collector::http::{build_summary, finding_page, host_rows, parse_filter};
-use aupwatch_collector::store::{HostAction, Role, Store};
+use aupwatch_collector::store::{AlertState, HostAction, Role, Store};
 use aupwatch_collector::{secret, server};
 use clap::Parser;
 use std::collections::HashMap;
@@ -364,12 +366,54 @@ async fn command(cmd: Command, store: Arc<dyn Store>, config: &Config) -> Result
                 ExitCode::SUCCESS
             });
         }
+        Command::Alerts { state, limit, json } => {
+            let state =
+                match state.as_deref() {
+                    None => None,
+                    Some(s) => Some(AlertState::parse(s).ok_or_else(|| {
+                        anyhow!("--state {}: pending, sent or failed", printable(s))
+                    })?),
+                };
+            let rows = store.alerts(state, limit).await?;
+            let any_failed = rows.iter().any(|a| a.state == AlertState::Failed);
+            if json {
+                out(&format!("{}\n", serde_json::to_string_pretty(&rows)?))?;
+            } else {
+                let mut t = String::from(
+                    "SEQ\tSTATE\tATTEMPTS\tROUTE\tTYPE\tID\tHOST_ID\tCREATED\tNEXT_OR_DONE\tLAST_ERROR\n",
+                );
+                for a in &rows {
+                    t.push_str(&format!(
+                        "{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\n",
+                        a.seq,
+                        a.state.as_str(),
+                        a.attempts,
+                        printable(&a.route),
+                        printable(&a.kind),
+                        printable(&a.alert_id),
+                        printable(&a.host_id),
+                        time(a.created_unix_ms),
+                        match (a.state, a.done_unix_ms) {
+                            (AlertState::Pending, _) | (_, None) => time(a.next_attempt_unix_ms),
+                            (_, Some(d)) => time(d),
+                        },
+                        printable(a.last_error.as_deref().unwrap_or("-")),
+                    ));
+                }
+                out(&t)?;
+            }
+            return Ok(if any_failed {
+                ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS
+            });
+        }
         Command::Prune => {
             let (events, archive) = config.retention.cutoffs(now);
             let r = store.retain(events, archive).await?;
             out(&format!(
-                "{} event(s) deleted, {} host(s) archived\n",
-                r.events_deleted, r.hosts_archived
+                "{} event(s) deleted, {} sent alert(s) deleted, {} host(s) archived\n",
+                r.events_deleted, r.alerts_deleted, r.hosts_archived
             ))?;
         }
         Command::Summary { json } => {

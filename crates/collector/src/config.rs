@@ -352,7 +352,17 @@ impl Config {
         if self.retention.interval_secs == 0 {
             err("interval_secs", "must be 1 or more".into());
         }
+        let mut names = std::collections::HashSet::new();
         for w in &self.alerts.webhook {
+            if !names.insert(w.name.as_str()) {
+                err(
+                    "name",
+                    format!(
+                        "webhook {:?}: two routes have this name (the outbox names its route)",
+                        w.name
+                    ),
+                );
+            }
             if !w.url.starts_with("http://") {
                 err(
                     "url",
@@ -474,6 +484,14 @@ mod tests {
         )
         .expect_err("category");
         assert_eq!(errs[0].line, Some(4));
+        // The outbox names its route: two routes of one name are refused.
+        let errs = Config::parse(
+            "c.toml",
+            "[[alerts.webhook]]\nname = \"d\"\nurl = \"http://x/\"\n[[alerts.webhook]]\nname = \"d\"\nurl = \"http://y/\"\n",
+        )
+        .expect_err("same name");
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert!(errs[0].to_string().contains("two routes"), "{}", errs[0]);
     }
 
     #[test]

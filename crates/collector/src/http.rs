@@ -542,18 +542,24 @@ async fn ingest(st: &AppState, headers: &HeaderMap, body: Body) -> Result<Report
         }
     }
     let ids: Vec<String> = batch.reports.iter().map(|r| r.report_id.clone()).collect();
-    let for_alerts = st.alerts.enabled().then(|| batch.reports.clone());
-    let host = crate::alerts::HostInfo {
-        host_id: auth.host_id.clone(),
-        hostname: auth.hostname.clone(),
-        labels: auth.labels.clone(),
+    let alerts = if st.alerts.enabled() {
+        let host = crate::alerts::HostInfo {
+            host_id: auth.host_id.clone(),
+            hostname: auth.hostname.clone(),
+            labels: auth.labels.clone(),
+        };
+        st.alerts.for_reports(&host, &batch.reports)
+    } else {
+        Vec::new()
     };
+    let any_alert = !alerts.is_empty();
     let outcome = st
         .store
         .ingest_checked(
             auth.host_id,
             key_hash.clone(),
             batch.reports,
+            alerts,
             st.clock.now_unix_ms(),
         )
         .await
@@ -579,12 +585,8 @@ async fn ingest(st: &AppState, headers: &HeaderMap, body: Body) -> Result<Report
             });
         }
     };
-    if let Some(reports) = for_alerts {
-        for (r, s) in reports.iter().zip(&results) {
-            if *s == Stored::Stored {
-                st.alerts.dispatch(&host, r);
-            }
-        }
+    if any_alert && results.contains(&Stored::Stored) {
+        st.alerts.wake();
     }
     for s in &results {
         let c = match s {
@@ -926,7 +928,11 @@ async fn healthz() -> &'static str {
 async fn metrics(State(st): State<AppState>) -> Result<Response, Failure> {
     let mut out = String::new();
     st.metrics.render(&mut out);
-    st.alerts.render(&mut out);
+    let retry = st.config.ingest.retry_after_secs;
+    st.alerts
+        .render(st.store.as_ref(), &mut out)
+        .await
+        .map_err(|e| Failure::store(e, retry))?;
     st.store.commit_histogram().render(
         &mut out,
         "aupwatch_collector_commit_seconds",
@@ -938,7 +944,6 @@ async fn metrics(State(st): State<AppState>) -> Result<Response, Failure> {
          aupwatch_collector_writer_queue_depth {}\n",
         st.store.queue_depth()
     ));
-    let retry = st.config.ingest.retry_after_secs;
     let hosts = host_rows(st.store.as_ref(), st.clock.now_unix_ms(), &st.config)
         .await
         .map_err(|e| Failure::store(e, retry))?;

@@ -67,11 +67,15 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let config = Arc::new(config);
     let state = AppState {
-        store,
-        clock,
+        store: store.clone(),
+        clock: clock.clone(),
         config: config.clone(),
         metrics: Arc::new(Metrics::default()),
-        alerts: Arc::new(crate::alerts::Alerter::start(config.alerts.webhook.clone())),
+        alerts: Arc::new(crate::alerts::Alerter::start(
+            config.alerts.webhook.clone(),
+            store.clone(),
+            clock.clone(),
+        )),
         auth_cache: Default::default(),
         logins: Default::default(),
     };
@@ -138,10 +142,12 @@ async fn retention_loop(state: AppState) {
     loop {
         let (events, archive) = state.config.retention.cutoffs(state.clock.now_unix_ms());
         match state.store.retain(events, archive).await {
-            Ok(r) if r.events_deleted > 0 || r.hosts_archived > 0 => crate::log(&format!(
-                "retention: {} event(s) deleted, {} host(s) archived",
-                r.events_deleted, r.hosts_archived
-            )),
+            Ok(r) if r.events_deleted > 0 || r.hosts_archived > 0 || r.alerts_deleted > 0 => {
+                crate::log(&format!(
+                    "retention: {} event(s) deleted, {} sent alert(s) deleted, {} host(s) archived",
+                    r.events_deleted, r.alerts_deleted, r.hosts_archived
+                ))
+            }
             Ok(_) => {}
             Err(e) => crate::log(&format!("retention: {e}")),
         }
@@ -150,7 +156,8 @@ async fn retention_loop(state: AppState) {
 }
 
 /// Every 15 s: alerts for hosts that went silent or came back. After a restart every host
-/// silent at that moment is alerted once more (same CloudEvents id as before).
+/// silent at that moment is looked at again: its alert has the same id as before and is in
+/// the outbox once (unless retention deleted it as sent long ago).
 async fn silence_loop(state: AppState) {
     let mut silent = std::collections::HashSet::new();
     loop {
@@ -172,14 +179,35 @@ pub async fn silence_pass(
         &state.config,
     )
     .await?;
+    let mut before = silent.clone();
     let (went, back) = crate::alerts::silence_changes(silent, &rows);
+    let mut alerts = Vec::new();
     for h in went {
-        state.alerts.dispatch_liveness(h, true);
+        alerts.extend(state.alerts.for_liveness(h, true));
     }
     for h in back {
-        state.alerts.dispatch_liveness(h, false);
+        alerts.extend(state.alerts.for_liveness(h, false));
     }
-    Ok(())
+    if alerts.is_empty() {
+        return Ok(());
+    }
+    match state
+        .store
+        .enqueue_alerts(alerts, state.clock.now_unix_ms())
+        .await
+    {
+        Ok(new) => {
+            if new > 0 {
+                state.alerts.wake();
+            }
+            Ok(())
+        }
+        Err(e) => {
+            // Not written: the next pass sees the same changes again.
+            std::mem::swap(silent, &mut before);
+            Err(e)
+        }
+    }
 }
 
 async fn shutdown_signal() {

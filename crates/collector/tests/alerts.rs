@@ -5,7 +5,7 @@
 mod common;
 
 use aupwatch_collector::alerts::Alerter;
-use aupwatch_collector::clock::{Clock, ManualClock};
+use aupwatch_collector::clock::{Clock, ManualClock, SystemClock};
 use aupwatch_collector::config::{Config, WebhookRoute};
 use aupwatch_collector::http::{app, AppState};
 use aupwatch_collector::metrics::{Histogram, Metrics};
@@ -106,7 +106,11 @@ async fn alerts_are_routed_retried_and_stable() {
     other.labels = BTreeMap::from([("customer".to_string(), "c-9".to_string())]);
     let mut critical = route("critical-only", &url);
     critical.min_severity = Severity::Critical;
-    let alerts = Arc::new(Alerter::start(vec![wanted, tor, other, critical]));
+    let alerts = Arc::new(Alerter::start(
+        vec![wanted, tor, other, critical],
+        store.clone(),
+        Arc::new(SystemClock),
+    ));
     let state = AppState {
         store: store.clone(),
         clock: Arc::new(ManualClock::new(1_796_659_300_000)) as Arc<dyn Clock>,
@@ -216,7 +220,11 @@ async fn silent_hosts_are_alerted_once_and_their_return_too() {
         clock: clock.clone() as Arc<dyn Clock>,
         config: Arc::new(Config::default()),
         metrics: Arc::new(Metrics::default()),
-        alerts: Arc::new(Alerter::start(vec![r, not_wanted])),
+        alerts: Arc::new(Alerter::start(
+            vec![r, not_wanted],
+            store.clone(),
+            Arc::new(SystemClock),
+        )),
         auth_cache: Default::default(),
         logins: Default::default(),
     };

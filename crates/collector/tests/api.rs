@@ -568,9 +568,25 @@ mod busy {
             _: String,
             _: String,
             _: Vec<Report>,
+            _: Vec<NewAlert>,
             _: u64,
         ) -> Fut<'_, IngestOutcome> {
             Box::pin(async { Err(StoreError::Busy) })
+        }
+        fn enqueue_alerts(&self, a: Vec<NewAlert>, n: u64) -> Fut<'_, u64> {
+            self.0.enqueue_alerts(a, n)
+        }
+        fn claim_alerts(&self, o: String, n: u64, l: u64, k: usize) -> Fut<'_, Vec<AlertRow>> {
+            self.0.claim_alerts(o, n, l, k)
+        }
+        fn settle_alert(&self, s: i64, o: String, r: AlertOutcome, n: u64) -> Fut<'_, bool> {
+            self.0.settle_alert(s, o, r, n)
+        }
+        fn alerts(&self, s: Option<AlertState>, l: usize) -> Fut<'_, Vec<AlertRow>> {
+            self.0.alerts(s, l)
+        }
+        fn alert_counts(&self) -> Fut<'_, AlertCounts> {
+            self.0.alert_counts()
         }
         fn hosts(&self) -> Fut<'_, Vec<HostRecord>> {
             self.0.hosts()

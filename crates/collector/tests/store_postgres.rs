@@ -131,3 +131,55 @@ async fn tls_connections_verify_the_server() {
     };
     assert!(err.contains("tls_ca_file"), "{err}");
 }
+
+/// A version 2 database (before the alert outbox) is migrated in place to version 3.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs AUPWATCH_TEST_PG_URL (tests/pg.sh start); run with --include-ignored"]
+async fn a_version_2_database_gets_the_outbox() {
+    use aupwatch_collector::store::{schema_steps, NewAlert};
+    let steps = schema_steps(include_str!("../src/store/schema_postgres.sql"));
+    assert_eq!(steps.len(), 3);
+    assert!(steps[2].contains("CREATE TABLE alerts"));
+    let (_admin, url, name) = fresh_database().await;
+    let mut cfg: tokio_postgres::Config = url.parse().expect("a PostgreSQL URL");
+    cfg.dbname(&name);
+    let (client, conn) = cfg
+        .connect(tokio_postgres::NoTls)
+        .await
+        .expect("connect to the fresh database");
+    tokio::spawn(conn);
+    client
+        .batch_execute(&format!(
+            "{}\n{}\nCREATE TABLE schema_version (version BIGINT NOT NULL);
+             INSERT INTO schema_version VALUES (1), (2);",
+            steps[0], steps[1]
+        ))
+        .await
+        .expect("a version 2 schema");
+    let store = PgStore::with_config(
+        cfg,
+        tokio_postgres::NoTls,
+        2,
+        Arc::new(Histogram::default()),
+    )
+    .await
+    .expect("migrate");
+    let alert = NewAlert {
+        route: "desk".into(),
+        alert_id: "h1/silent/1".into(),
+        kind: "net.aupwatch.host.silent".into(),
+        host_id: "h1".into(),
+        report_id: None,
+        body: "{}".into(),
+    };
+    assert_eq!(
+        store.enqueue_alerts(vec![alert], 1).await.expect("outbox"),
+        1
+    );
+    let v: i64 = client
+        .query_one("SELECT max(version) FROM schema_version", &[])
+        .await
+        .expect("version")
+        .get(0);
+    assert_eq!(v, 3);
+}

@@ -18,29 +18,39 @@ async fn open() -> (Arc<dyn Store>, Arc<dyn Store>, tempfile::TempDir) {
 
 store_suite!(open);
 
-/// A version 1 database (before the dashboard) is migrated in place to version 2.
+/// A version 1 database (before the dashboard) is migrated in place to version 3 (the
+/// dashboard's tables, then the alert outbox); a version 2 one gets the outbox.
 #[tokio::test]
-async fn a_version_1_database_gets_the_dashboard_tables() {
-    use aupwatch_collector::store::{schema_parts, Role};
-    let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join("v1.db");
-    {
+async fn older_databases_are_migrated() {
+    use aupwatch_collector::store::{schema_steps, Role};
+    let steps = schema_steps(include_str!("../src/store/schema_sqlite.sql"));
+    assert_eq!(steps.len(), 3);
+    assert!(steps[1].contains("CREATE TABLE users"));
+    assert!(steps[2].contains("CREATE TABLE alerts"));
+    for from in [1, 2] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("old.db");
+        {
+            let conn = rusqlite::Connection::open(&path).expect("open");
+            for step in &steps[..from] {
+                conn.execute_batch(step).expect("old schema");
+            }
+            conn.execute_batch(&format!("PRAGMA user_version = {from}"))
+                .expect("version");
+        }
+        let s = SqliteStore::open(&path, 64, 16, Arc::new(Histogram::default())).expect("migrate");
+        if from == 1 {
+            assert!(s
+                .create_user("ana".into(), Role::Admin, "h".into(), 1)
+                .await
+                .expect("users table")
+                .is_some());
+        }
+        assert_eq!(s.count_rows("alerts").await.expect("alerts table"), 0);
         let conn = rusqlite::Connection::open(&path).expect("open");
-        let (v1, v2) = schema_parts(include_str!("../src/store/schema_sqlite.sql"));
-        assert!(v2.contains("CREATE TABLE users"));
-        conn.execute_batch(v1).expect("v1 schema");
-        conn.execute_batch("PRAGMA user_version = 1")
+        let v: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
             .expect("version");
+        assert_eq!(v, 3, "from version {from}");
     }
-    let s = SqliteStore::open(&path, 64, 16, Arc::new(Histogram::default())).expect("migrate");
-    assert!(s
-        .create_user("ana".into(), Role::Admin, "h".into(), 1)
-        .await
-        .expect("users table")
-        .is_some());
-    let conn = rusqlite::Connection::open(&path).expect("open");
-    let v: i64 = conn
-        .query_row("PRAGMA user_version", [], |r| r.get(0))
-        .expect("version");
-    assert_eq!(v, 2);
 }

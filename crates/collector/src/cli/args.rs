@@ -87,6 +87,16 @@ pub enum Command {
         #[arg(long)]
         csv: bool,
     },
+    /// The webhook alert outbox, newest first; exit 1 when any alert listed has failed.
+    Alerts {
+        /// pending, sent or failed (default: all).
+        #[arg(long)]
+        state: Option<String>,
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+        #[arg(long)]
+        json: bool,
+    },
     /// One retention pass now (`[retention]`: old events deleted, unseen hosts archived).
     Prune,
     /// The fleet at a glance; exit 1 when findings are open.

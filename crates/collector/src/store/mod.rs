@@ -324,12 +324,113 @@ pub struct Activity {
     pub reports: u64,
 }
 
-/// The schema's parts: version 1, and what version 2 adds (after its marker line,
-/// `-- version 2`).
-pub fn schema_parts(schema: &str) -> (&str, &str) {
-    schema
-        .split_once("\n-- version 2\n")
-        .unwrap_or((schema, ""))
+/// The schema's steps: `steps[0]` makes version 1, `steps[n]` takes version n to n + 1
+/// (each after its marker line, `-- version <n + 1>`).
+pub fn schema_steps(schema: &str) -> Vec<&str> {
+    let mut steps = Vec::new();
+    let mut rest = schema;
+    let mut next = 2;
+    while let Some((step, after)) = rest.split_once(&format!("\n-- version {next}\n")) {
+        steps.push(step);
+        rest = after;
+        next += 1;
+    }
+    steps.push(rest);
+    steps
+}
+
+/// A webhook alert to put in the outbox.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewAlert {
+    /// The route's name in the config (its URL and retry rules are looked up at delivery).
+    pub route: String,
+    /// The CloudEvents id: `(route, alert_id)` is stored once.
+    pub alert_id: String,
+    /// The CloudEvents type.
+    pub kind: String,
+    pub host_id: String,
+    /// For a report's alert: written only when that report is stored now (not a duplicate).
+    pub report_id: Option<String>,
+    /// The CloudEvents JSON, sent as is.
+    pub body: String,
+}
+
+/// An alert's delivery state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AlertState {
+    /// Waiting for its (next) attempt.
+    Pending,
+    Sent,
+    /// Gave up after the route's attempts (or the route is gone).
+    Failed,
+}
+
+impl AlertState {
+    pub const ALL: [AlertState; 3] = [AlertState::Pending, AlertState::Sent, AlertState::Failed];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AlertState::Pending => "pending",
+            AlertState::Sent => "sent",
+            AlertState::Failed => "failed",
+        }
+    }
+    pub fn parse(s: &str) -> Option<AlertState> {
+        Some(match s {
+            "pending" => AlertState::Pending,
+            "sent" => AlertState::Sent,
+            "failed" => AlertState::Failed,
+            _ => return None,
+        })
+    }
+}
+
+/// An alert of the outbox.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct AlertRow {
+    /// Its row number (insertion order).
+    pub seq: i64,
+    pub route: String,
+    pub alert_id: String,
+    pub kind: String,
+    pub host_id: String,
+    #[serde(skip)]
+    pub body: String,
+    pub state: AlertState,
+    /// Attempts made (a claimed delivery counts, whatever its end).
+    pub attempts: u32,
+    pub created_unix_ms: u64,
+    pub next_attempt_unix_ms: u64,
+    /// When it was sent or given up.
+    pub done_unix_ms: Option<u64>,
+    pub last_error: Option<String>,
+}
+
+/// How one delivery attempt ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AlertOutcome {
+    Sent,
+    /// Try again at `next_unix_ms`.
+    Retry {
+        next_unix_ms: u64,
+        error: String,
+    },
+    /// Give up: the row is kept as `failed`.
+    Failed {
+        error: String,
+    },
+}
+
+/// The outbox by state, for /metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AlertCounts {
+    pub pending: u64,
+    /// Pending rows that have failed at least one attempt.
+    pub retrying: u64,
+    pub sent: u64,
+    pub failed: u64,
+    /// Attempts beyond each row's first, over all rows.
+    pub retries: u64,
 }
 
 /// The database. Every write is committed before its future resolves.
@@ -354,8 +455,33 @@ pub trait Store: Send + Sync + 'static {
         host_id: String,
         node_key_hash: String,
         reports: Vec<Report>,
+        alerts: Vec<NewAlert>,
         now_unix_ms: u64,
     ) -> Fut<'_, IngestOutcome>;
+    /// Puts alerts not tied to a report (liveness) in the outbox, each `(route, alert_id)`
+    /// once; how many were new.
+    fn enqueue_alerts(&self, alerts: Vec<NewAlert>, now_unix_ms: u64) -> Fut<'_, u64>;
+    /// Claims up to `limit` pending alerts due at `now` and not leased by anyone, for
+    /// `lease_ms` under `owner`, counting an attempt for each. Two claimers never get the
+    /// same row while its lease runs (PostgreSQL: `FOR UPDATE SKIP LOCKED`).
+    fn claim_alerts(
+        &self,
+        owner: String,
+        now_unix_ms: u64,
+        lease_ms: u64,
+        limit: usize,
+    ) -> Fut<'_, Vec<AlertRow>>;
+    /// Records how a claimed alert's attempt ended; false when `owner` no longer holds it.
+    fn settle_alert(
+        &self,
+        seq: i64,
+        owner: String,
+        outcome: AlertOutcome,
+        now_unix_ms: u64,
+    ) -> Fut<'_, bool>;
+    /// The outbox, newest first, in one state or all, at most `limit`.
+    fn alerts(&self, state: Option<AlertState>, limit: usize) -> Fut<'_, Vec<AlertRow>>;
+    fn alert_counts(&self) -> Fut<'_, AlertCounts>;
     fn hosts(&self) -> Fut<'_, Vec<HostRecord>>;
     /// Applies `action` to the host with this id or machine id; false when none.
     fn host_action(&self, host: String, action: HostAction, now_unix_ms: u64) -> Fut<'_, bool>;
@@ -380,7 +506,7 @@ pub trait Store: Send + Sync + 'static {
     fn create_token(&self, token_hash: String, name: String, role: Role, now: u64) -> Fut<'_, i64>;
     fn tokens(&self) -> Fut<'_, Vec<TokenRow>>;
     fn token_role(&self, token_hash: String) -> Fut<'_, Option<Role>>;
-    /// Retention: deletes events older than `events_before_unix_ms` and archives hosts
+    /// Retention: deletes events (and sent alerts) older than `events_before_unix_ms` and archives hosts
     /// whose last report (or enrollment, when none) is older than `archive_before_unix_ms`.
     /// `None` keeps everything of that kind.
     fn retain(
@@ -461,6 +587,7 @@ pub fn refusal(
 pub struct Retained {
     pub events_deleted: u64,
     pub hosts_archived: u64,
+    pub alerts_deleted: u64,
 }
 
 /// Tables `count_rows` accepts.
@@ -475,6 +602,7 @@ pub const TABLES: &[&str] = &[
     "users",
     "sessions",
     "audit",
+    "alerts",
 ];
 
 /// A finding's API id from its parts.

@@ -9,7 +9,8 @@
 //! of a checked request is checked under that lock, so a revoke or block that committed first
 //! always wins. The outcome is that of [`super::postgres`]'s one-request transaction: reports
 //! stored once (the report id is the key), the open set reconciled with the newest report, the
-//! sequence and boot id checked. Should a batch transaction fail, each of its requests is run
+//! sequence and boot id checked, the alerts of the reports stored now put in the outbox
+//! (each (route, alert id) once). Should a batch transaction fail, each of its requests is run
 //! again in a transaction of its own, so one request's error is only its own.
 //!
 //! Must never: answer a request before its transaction committed, or lock host rows out of
@@ -17,7 +18,8 @@
 
 use super::postgres::transaction;
 use super::{
-    refusal, to_i64, to_u64, FindingColumns, IngestOutcome, Refusal, SequenceState, StoreError,
+    refusal, to_i64, to_u64, FindingColumns, IngestOutcome, NewAlert, Refusal, SequenceState,
+    StoreError,
 };
 use crate::metrics::Histogram;
 use aupwatch_proto::protocol::{Report, Stored};
@@ -42,6 +44,9 @@ pub struct JobData {
     /// `Some`: check the key and the host's flags under the row lock (`ingest_checked`).
     pub key_hash: Option<String>,
     pub reports: Vec<Report>,
+    /// The reports' alerts: those of the reports stored now go in the outbox, in the same
+    /// transaction.
+    pub alerts: Vec<NewAlert>,
     pub now_unix_ms: u64,
 }
 
@@ -104,6 +109,7 @@ async fn run(
                         host_id: d.host_id.clone(),
                         key_hash: d.key_hash.clone(),
                         reports: d.reports.clone(),
+                        alerts: d.alerts.clone(),
                         now_unix_ms: d.now_unix_ms,
                     })
                     .collect()
@@ -339,6 +345,8 @@ pub async fn ingest_batch(
     // 4. In request order: sequence checks, events, the newest report per host.
     let (mut e_report, mut e_host, mut e_kind) = (vec![], vec![], vec![]);
     let (mut e_at, mut e_id, mut e_tracked) = (vec![], vec![], vec![]);
+    let (mut a_route, mut a_id, mut a_kind) = (vec![], vec![], vec![]);
+    let (mut a_host, mut a_body, mut a_at) = (vec![], vec![], vec![]);
     for (i, job) in jobs.iter().enumerate() {
         if outcomes[i].is_some() {
             continue;
@@ -367,6 +375,24 @@ pub async fn ingest_batch(
             if created >= h.findings_as_of {
                 h.findings_as_of = created;
                 h.latest = Some((i, k));
+            }
+        }
+        for a in &job.alerts {
+            let stored_now = match &a.report_id {
+                None => true,
+                Some(id) => job
+                    .reports
+                    .iter()
+                    .zip(&results)
+                    .any(|(r, s)| *s == Stored::Stored && r.report_id == *id),
+            };
+            if stored_now {
+                a_route.push(a.route.as_str());
+                a_id.push(a.alert_id.as_str());
+                a_kind.push(a.kind.as_str());
+                a_host.push(a.host_id.as_str());
+                a_body.push(a.body.as_str());
+                a_at.push(to_i64(job.now_unix_ms));
             }
         }
         outcomes[i] = Some(Ok(IngestOutcome::Done(results)));
@@ -547,12 +573,26 @@ pub async fn ingest_batch(
         )
         .await
     };
+    let alerts = async {
+        execute_rows(
+            c,
+            a_route.len(),
+            "INSERT INTO alerts (route, alert_id, kind, host_id, body, created_unix_ms,
+             next_attempt_unix_ms)
+             SELECT r, i, k, h, b, t, t FROM unnest($1::text[], $2::text[], $3::text[],
+             $4::text[], $5::text[], $6::bigint[]) AS u(r, i, k, h, b, t)
+             ON CONFLICT (route, alert_id) DO NOTHING",
+            &[&a_route, &a_id, &a_kind, &a_host, &a_body, &a_at],
+        )
+        .await
+    };
     // A finding the collector never saw open, reported resolved: kept as resolved (not in
     // the open set either, so no other statement here touches it).
     let gone = insert_findings(c, &gone, "ON CONFLICT (host_id, tracked_id) DO NOTHING");
-    let (events, open_sets, resolve, gone, heartbeats, sequences, seen) =
-        tokio::join!(events, open_sets, resolve, gone, heartbeats, sequences, seen);
+    let (events, open_sets, resolve, gone, heartbeats, sequences, seen, alerts) =
+        tokio::join!(events, open_sets, resolve, gone, heartbeats, sequences, seen, alerts);
     events?;
+    alerts?;
     open_sets?;
     resolve?;
     gone?;

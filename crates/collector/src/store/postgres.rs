@@ -9,9 +9,10 @@
 use super::pg_batch::{self, Job, JobData};
 use super::{
     finding_row, key_in_use, severity_rank, signature_pattern, to_i64, to_u64, Activity,
-    AuditEntry, Counts, CurrentKey, EnrollOutcome, Enrollment, FindingFilter, Fut, HostAction,
-    HostAuth, HostRecord, IngestOutcome, NewSession, Retained, Role, SecretRow, Session,
-    StateFilter, Store, StoreError, TokenRow, UserRow, TABLES,
+    AlertCounts, AlertOutcome, AlertRow, AlertState, AuditEntry, Counts, CurrentKey, EnrollOutcome,
+    Enrollment, FindingFilter, Fut, HostAction, HostAuth, HostRecord, IngestOutcome, NewAlert,
+    NewSession, Retained, Role, SecretRow, Session, StateFilter, Store, StoreError, TokenRow,
+    UserRow, TABLES,
 };
 use crate::metrics::Histogram;
 use aupwatch_proto::api::FindingRow;
@@ -29,7 +30,7 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::{NoTls, Row, Socket};
 
 const SCHEMA: &str = include_str!("schema_postgres.sql");
-const SCHEMA_VERSION: i64 = 2;
+const SCHEMA_VERSION: i64 = 3;
 /// Serializes migrations of collectors starting together.
 const MIGRATION_LOCK: i64 = 0x6175_7077_6174_6368;
 
@@ -174,12 +175,10 @@ impl PgStore {
                 known: SCHEMA_VERSION,
             });
         }
-        let (v1, v2) = super::schema_parts(SCHEMA);
-        if version < 1 {
-            tx.batch_execute(v1).await?;
-        }
-        if version < 2 {
-            tx.batch_execute(v2).await?;
+        for (made, step) in (1..).zip(super::schema_steps(SCHEMA)) {
+            if version < made {
+                tx.batch_execute(step).await?;
+            }
         }
         if version < SCHEMA_VERSION {
             tx.execute(
@@ -245,6 +244,7 @@ pub async fn raw_insert(
                 host_id: host_id.clone(),
                 key_hash: None,
                 reports: vec![r.clone()],
+                alerts: Vec::new(),
                 now_unix_ms: 1,
             })
             .collect();
@@ -290,6 +290,28 @@ where
         tx.commit().await?;
         commits.observe(started.elapsed());
         Ok(out)
+    })
+}
+
+const ALERT_COLUMNS: &str = "seq, route, alert_id, kind, host_id, body, state, attempts,
+    created_unix_ms, next_attempt_unix_ms, done_unix_ms, last_error";
+
+fn alert_row(r: &Row) -> Result<AlertRow, StoreError> {
+    let state: &str = r.try_get(6)?;
+    Ok(AlertRow {
+        seq: r.try_get(0)?,
+        route: r.try_get(1)?,
+        alert_id: r.try_get(2)?,
+        kind: r.try_get(3)?,
+        host_id: r.try_get(4)?,
+        body: r.try_get(5)?,
+        state: AlertState::parse(state)
+            .ok_or_else(|| StoreError::Corrupt(format!("alert state {state:?}")))?,
+        attempts: u32::try_from(r.try_get::<_, i64>(7)?).unwrap_or(u32::MAX),
+        created_unix_ms: to_u64(r.try_get(8)?),
+        next_attempt_unix_ms: to_u64(r.try_get(9)?),
+        done_unix_ms: r.try_get::<_, Option<i64>>(10)?.map(to_u64),
+        last_error: r.try_get(11)?,
     })
 }
 
@@ -559,6 +581,7 @@ impl Store for PgStore {
                 host_id,
                 key_hash: None,
                 reports,
+                alerts: Vec::new(),
                 now_unix_ms: now,
             };
             match self.queue_ingest(data).await? {
@@ -575,6 +598,7 @@ impl Store for PgStore {
         host_id: String,
         key_hash: String,
         reports: Vec<Report>,
+        alerts: Vec<NewAlert>,
         now: u64,
     ) -> Fut<'_, IngestOutcome> {
         Box::pin(async move {
@@ -582,9 +606,166 @@ impl Store for PgStore {
                 host_id,
                 key_hash: Some(key_hash),
                 reports,
+                alerts,
                 now_unix_ms: now,
             })
             .await
+        })
+    }
+
+    fn enqueue_alerts(&self, alerts: Vec<NewAlert>, now: u64) -> Fut<'_, u64> {
+        self.write(move |tx| {
+            Box::pin(async move {
+                let mut n = 0;
+                let insert = tx
+                    .prepare(
+                        "INSERT INTO alerts (route, alert_id, kind, host_id, body,
+                         created_unix_ms, next_attempt_unix_ms) VALUES ($1, $2, $3, $4, $5, $6, $6)
+                         ON CONFLICT (route, alert_id) DO NOTHING",
+                    )
+                    .await?;
+                for a in &alerts {
+                    n += tx
+                        .execute(
+                            &insert,
+                            &[
+                                &a.route,
+                                &a.alert_id,
+                                &a.kind,
+                                &a.host_id,
+                                &a.body,
+                                &to_i64(now),
+                            ],
+                        )
+                        .await?;
+                }
+                Ok(n)
+            })
+        })
+    }
+
+    fn claim_alerts(
+        &self,
+        owner: String,
+        now: u64,
+        lease_ms: u64,
+        limit: usize,
+    ) -> Fut<'_, Vec<AlertRow>> {
+        self.write(move |tx| {
+            Box::pin(async move {
+                let now = to_i64(now);
+                let rows = tx
+                    .query(
+                        &format!(
+                            "UPDATE alerts SET attempts = attempts + 1, lease_owner = $1,
+                             lease_until_unix_ms = $2 + $3
+                             WHERE seq IN (SELECT seq FROM alerts WHERE state = 'pending'
+                               AND next_attempt_unix_ms <= $2
+                               AND (lease_until_unix_ms IS NULL OR lease_until_unix_ms <= $2)
+                               ORDER BY next_attempt_unix_ms, seq LIMIT $4
+                               FOR UPDATE SKIP LOCKED)
+                             RETURNING {ALERT_COLUMNS}"
+                        ),
+                        &[
+                            &owner,
+                            &now,
+                            &to_i64(lease_ms),
+                            &i64::try_from(limit).unwrap_or(i64::MAX),
+                        ],
+                    )
+                    .await?;
+                let mut out = rows.iter().map(alert_row).collect::<Result<Vec<_>, _>>()?;
+                out.sort_unstable_by_key(|a| a.seq);
+                Ok(out)
+            })
+        })
+    }
+
+    fn settle_alert(
+        &self,
+        seq: i64,
+        owner: String,
+        outcome: AlertOutcome,
+        now: u64,
+    ) -> Fut<'_, bool> {
+        self.write(move |tx| {
+            Box::pin(async move {
+                let now = to_i64(now);
+                let (state, next, error, done) = match outcome {
+                    AlertOutcome::Sent => (AlertState::Sent, None, None, Some(now)),
+                    AlertOutcome::Retry {
+                        next_unix_ms,
+                        error,
+                    } => (
+                        AlertState::Pending,
+                        Some(to_i64(next_unix_ms)),
+                        Some(error),
+                        None,
+                    ),
+                    AlertOutcome::Failed { error } => {
+                        (AlertState::Failed, None, Some(error), Some(now))
+                    }
+                };
+                let n = tx
+                    .execute(
+                        "UPDATE alerts SET state = $3, next_attempt_unix_ms =
+                         coalesce($4, next_attempt_unix_ms), last_error = coalesce($5, last_error),
+                         done_unix_ms = $6, lease_owner = NULL, lease_until_unix_ms = NULL
+                         WHERE seq = $1 AND lease_owner = $2 AND state = 'pending'",
+                        &[&seq, &owner, &state.as_str(), &next, &error, &done],
+                    )
+                    .await?;
+                Ok(n == 1)
+            })
+        })
+    }
+
+    fn alerts(&self, state: Option<AlertState>, limit: usize) -> Fut<'_, Vec<AlertRow>> {
+        Box::pin(async move {
+            let c = self.pool.get().await?;
+            let rows = c
+                .query(
+                    &format!(
+                        "SELECT {ALERT_COLUMNS} FROM alerts WHERE $1::text IS NULL OR state = $1
+                         ORDER BY seq DESC LIMIT $2"
+                    ),
+                    &[
+                        &state.map(AlertState::as_str),
+                        &i64::try_from(limit).unwrap_or(i64::MAX),
+                    ],
+                )
+                .await?;
+            rows.iter().map(alert_row).collect()
+        })
+    }
+
+    fn alert_counts(&self) -> Fut<'_, AlertCounts> {
+        Box::pin(async move {
+            let c = self.pool.get().await?;
+            let rows = c
+                .query(
+                    "SELECT state, count(*), count(*) FILTER (WHERE attempts > 0),
+                     coalesce(sum(greatest(attempts - 1, 0)), 0)::bigint
+                     FROM alerts GROUP BY state",
+                    &[],
+                )
+                .await?;
+            let mut out = AlertCounts::default();
+            for r in rows {
+                let state: &str = r.get(0);
+                let n = to_u64(r.get(1));
+                out.retries += to_u64(r.get(3));
+                match AlertState::parse(state) {
+                    Some(AlertState::Pending) => {
+                        out.pending = n;
+                        out.retrying = to_u64(r.get(2));
+                    }
+                    Some(AlertState::Sent) => out.sent = n,
+                    Some(AlertState::Failed) => out.failed = n,
+                    None => return Err(StoreError::Corrupt(format!("alert state {state:?}"))),
+                }
+            }
+            Ok(out)
         })
     }
 
@@ -815,6 +996,12 @@ impl Store for PgStore {
                 if let Some(t) = events_before {
                     r.events_deleted = tx
                         .execute("DELETE FROM events WHERE at_unix_ms < $1", &[&to_i64(t)])
+                        .await?;
+                    r.alerts_deleted = tx
+                        .execute(
+                            "DELETE FROM alerts WHERE state = 'sent' AND done_unix_ms < $1",
+                            &[&to_i64(t)],
+                        )
                         .await?;
                 }
                 if let Some(t) = archive_before {

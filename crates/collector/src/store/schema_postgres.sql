@@ -1,4 +1,4 @@
--- aupwatch-collector PostgreSQL schema, version 2 (the part below the line "-- version 2" migrates a version 1 database). SQLite's is store/schema_sqlite.sql;
+-- aupwatch-collector PostgreSQL schema, version 3 (the part below the line "-- version N" migrates a version N - 1 database). SQLite's is store/schema_sqlite.sql;
 -- keep them alike.
 CREATE TABLE enroll_secrets (
     id BIGSERIAL PRIMARY KEY,
@@ -109,3 +109,24 @@ CREATE TABLE audit (
 CREATE INDEX audit_target ON audit (target, at_unix_ms);
 CREATE INDEX findings_first_seen ON findings (first_seen_unix_ms);
 CREATE INDEX findings_resolved ON findings (resolved_unix_ms);
+-- version 3
+-- The alert outbox: written in the transaction of the report (or liveness change) that
+-- causes it, claimed by a deliverer under a lease, kept as sent or failed.
+CREATE TABLE alerts (
+    seq BIGSERIAL PRIMARY KEY,
+    route TEXT NOT NULL,
+    alert_id TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    host_id TEXT NOT NULL,
+    body TEXT NOT NULL,
+    state TEXT NOT NULL DEFAULT 'pending',
+    attempts BIGINT NOT NULL DEFAULT 0,
+    created_unix_ms BIGINT NOT NULL,
+    next_attempt_unix_ms BIGINT NOT NULL,
+    lease_owner TEXT,
+    lease_until_unix_ms BIGINT,
+    done_unix_ms BIGINT,
+    last_error TEXT,
+    UNIQUE (route, alert_id)
+);
+CREATE INDEX alerts_due ON alerts (state, next_attempt_unix_ms);

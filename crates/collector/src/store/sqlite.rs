@@ -1,15 +1,18 @@
 //! The SQLite backend: WAL mode, one writer thread doing group commit (many requests per
 //! transaction, each answered through its oneshot only after the COMMIT), reads on a small
-//! pool of read connections in blocking tasks.
+//! pool of read connections in blocking tasks, WAL checkpoints on a thread of their own.
+//! Reports are serialized (JSON columns, finding columns: [`Prepared`]) on the caller's
+//! thread; the writer only binds and steps.
 //!
 //! Must never: write outside the writer thread (the CLI in another process is a second
 //! writer; SQLite serializes the two with its lock and `busy_timeout`).
 
 use super::{
-    finding_row, key_in_use, refusal, severity_rank, to_i64, to_u64, Activity, AuditEntry, Counts,
-    CurrentKey, EnrollOutcome, Enrollment, FindingColumns, FindingFilter, Fut, HostAction,
-    HostAuth, HostRecord, IngestOutcome, NewSession, Retained, Role, SecretRow, SequenceState,
-    Session, StateFilter, Store, StoreError, TokenRow, UserRow, TABLES,
+    finding_row, key_in_use, refusal, severity_rank, to_i64, to_u64, Activity, AlertCounts,
+    AlertOutcome, AlertRow, AlertState, AuditEntry, Counts, CurrentKey, EnrollOutcome, Enrollment,
+    FindingColumns, FindingFilter, Fut, HostAction, HostAuth, HostRecord, IngestOutcome, NewAlert,
+    NewSession, Retained, Role, SecretRow, SequenceState, Session, StateFilter, Store, StoreError,
+    TokenRow, UserRow, TABLES,
 };
 use crate::metrics::Histogram;
 use aupwatch_proto::api::FindingRow;
@@ -25,7 +28,7 @@ use std::time::Instant;
 use tokio::sync::oneshot;
 
 const SCHEMA: &str = include_str!("schema_sqlite.sql");
-const SCHEMA_VERSION: i64 = 2;
+const SCHEMA_VERSION: i64 = 3;
 
 /// One write, run inside the writer's transaction under its own savepoint.
 trait Job: Send {
@@ -72,6 +75,8 @@ where
 
 pub struct SqliteStore {
     path: PathBuf,
+    /// Dropped with the store: the checkpoint thread ends.
+    _checkpointer: SyncSender<()>,
     jobs: SyncSender<Box<dyn Job>>,
     depth: Arc<AtomicUsize>,
     readers: Arc<Mutex<Vec<Connection>>>,
@@ -97,12 +102,10 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
             known: SCHEMA_VERSION,
         });
     }
-    let (v1, v2) = super::schema_parts(SCHEMA);
-    if version < 1 {
-        tx.execute_batch(v1)?;
-    }
-    if version < 2 {
-        tx.execute_batch(v2)?;
+    for (made, step) in (1..).zip(super::schema_steps(SCHEMA)) {
+        if version < made {
+            tx.execute_batch(step)?;
+        }
     }
     if version < SCHEMA_VERSION {
         tx.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}"))?;
@@ -122,6 +125,15 @@ impl SqliteStore {
     ) -> Result<SqliteStore, StoreError> {
         let mut conn = connect(path)?;
         migrate(&mut conn)?;
+        // The WAL is checkpointed by a thread of its own (copying pages into the database
+        // file and its fsync off the writer); the writer checkpoints only when that one falls
+        // this far behind.
+        conn.pragma_update(None, "wal_autocheckpoint", WRITER_AUTOCHECKPOINT_PAGES)?;
+        let checkpoints = connect(path)?;
+        let (stop, stopped) = sync_channel::<()>(0);
+        std::thread::Builder::new()
+            .name("sqlite-checkpoint".into())
+            .spawn(move || checkpointer(checkpoints, stopped))?;
         let (tx, rx) = sync_channel::<Box<dyn Job>>(queue_depth);
         let depth = Arc::new(AtomicUsize::new(0));
         let writer_depth = depth.clone();
@@ -131,6 +143,7 @@ impl SqliteStore {
             .spawn(move || writer(conn, rx, writer_depth, max_jobs.max(1), writer_commits))?;
         Ok(SqliteStore {
             path: path.to_path_buf(),
+            _checkpointer: stop,
             jobs: tx,
             depth,
             readers: Arc::new(Mutex::new(Vec::new())),
@@ -191,6 +204,32 @@ impl SqliteStore {
             .await
             .map_err(|_| StoreError::WriterGone)?
         })
+    }
+}
+
+/// The writer's own WAL auto-checkpoint, in pages: a fallback for when the checkpoint
+/// thread falls behind (the WAL then stays below ~8 MB with 4 KiB pages).
+const WRITER_AUTOCHECKPOINT_PAGES: i64 = 2_000;
+/// How often the checkpoint thread copies committed WAL frames into the database file.
+const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// Passive checkpoints every [`CHECKPOINT_EVERY`] on a connection of its own, until the
+/// store is dropped: they run beside the writer (a passive checkpoint takes no write lock)
+/// on the other core, instead of inside the writer's commits every 1,000 pages.
+fn checkpointer(conn: Connection, stop: Receiver<()>) {
+    let mut last_error = None;
+    while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = stop.recv_timeout(CHECKPOINT_EVERY)
+    {
+        let done = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
+        if let Err(e) = done {
+            let e = e.to_string();
+            if last_error.as_ref() != Some(&e) {
+                crate::log(&format!("sqlite checkpoint: {e}"));
+            }
+            last_error = Some(e);
+        } else {
+            last_error = None;
+        }
     }
 }
 
@@ -329,6 +368,52 @@ struct HostState {
     findings_as_of: i64,
 }
 
+/// A report with what the writer binds already made (JSON texts, finding columns), so that
+/// serializing runs on the caller's thread and the writer thread only binds and steps.
+pub struct Prepared<'a> {
+    report: std::borrow::Cow<'a, Report>,
+    heartbeat_json: String,
+    /// Per event: its tracked finding's JSON.
+    event_json: Vec<String>,
+    /// Per open finding: its columns (a `resolved` one stored as ongoing).
+    open: Vec<FindingColumns>,
+}
+
+impl<'a> Prepared<'a> {
+    pub fn new(report: std::borrow::Cow<'a, Report>) -> Result<Prepared<'a>, StoreError> {
+        let heartbeat_json = serde_json::to_string(&report.heartbeat)?;
+        let event_json = report
+            .events
+            .iter()
+            .map(|e| serde_json::to_string(&e.tracked))
+            .collect::<Result<_, _>>()?;
+        let open = report
+            .open_findings
+            .iter()
+            .map(|t| {
+                let state = match t.state {
+                    LifecycleState::Resolved => LifecycleState::Ongoing,
+                    s => s,
+                };
+                FindingColumns::new(t, state)
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Prepared {
+            report,
+            heartbeat_json,
+            event_json,
+            open,
+        })
+    }
+
+    pub fn all(reports: Vec<Report>) -> Result<Vec<Prepared<'static>>, StoreError> {
+        reports
+            .into_iter()
+            .map(|r| Prepared::new(std::borrow::Cow::Owned(r)))
+            .collect()
+    }
+}
+
 fn upsert_finding(
     conn: &Connection,
     host_id: &str,
@@ -366,7 +451,77 @@ fn upsert_finding(
 fn ingest(
     conn: &Connection,
     host_id: &str,
-    reports: &[Report],
+    reports: &[Prepared<'_>],
+    alerts: &[NewAlert],
+    now: u64,
+) -> Result<Vec<Stored>, StoreError> {
+    let results = ingest_reports(conn, host_id, reports, now)?;
+    if !alerts.is_empty() {
+        let stored: HashSet<&str> = reports
+            .iter()
+            .zip(&results)
+            .filter(|(_, s)| **s == Stored::Stored)
+            .map(|(r, _)| r.report.report_id.as_str())
+            .collect();
+        let now_alerts = alerts
+            .iter()
+            .filter(|a| a.report_id.as_deref().is_none_or(|r| stored.contains(r)));
+        insert_alerts(conn, now_alerts, now)?;
+    }
+    Ok(results)
+}
+
+/// Puts alerts in the outbox, each (route, alert id) once; how many were new.
+fn insert_alerts<'a>(
+    conn: &Connection,
+    alerts: impl Iterator<Item = &'a NewAlert>,
+    now: u64,
+) -> Result<u64, StoreError> {
+    let mut insert = conn.prepare_cached(
+        "INSERT INTO alerts (route, alert_id, kind, host_id, body, created_unix_ms,
+         next_attempt_unix_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)
+         ON CONFLICT (route, alert_id) DO NOTHING",
+    )?;
+    let mut n = 0;
+    for a in alerts {
+        n += insert.execute(params![
+            a.route,
+            a.alert_id,
+            a.kind,
+            a.host_id,
+            a.body,
+            to_i64(now)
+        ])? as u64;
+    }
+    Ok(n)
+}
+
+const ALERT_COLUMNS: &str = "seq, route, alert_id, kind, host_id, body, state, attempts,
+    created_unix_ms, next_attempt_unix_ms, done_unix_ms, last_error";
+
+fn alert_row(r: &rusqlite::Row<'_>) -> Result<AlertRow, StoreError> {
+    let state: String = r.get(6)?;
+    Ok(AlertRow {
+        seq: r.get(0)?,
+        route: r.get(1)?,
+        alert_id: r.get(2)?,
+        kind: r.get(3)?,
+        host_id: r.get(4)?,
+        body: r.get(5)?,
+        state: AlertState::parse(&state)
+            .ok_or_else(|| StoreError::Corrupt(format!("alert state {state:?}")))?,
+        attempts: u32::try_from(r.get::<_, i64>(7)?).unwrap_or(u32::MAX),
+        created_unix_ms: to_u64(r.get(8)?),
+        next_attempt_unix_ms: to_u64(r.get(9)?),
+        done_unix_ms: r.get::<_, Option<i64>>(10)?.map(to_u64),
+        last_error: r.get(11)?,
+    })
+}
+
+fn ingest_reports(
+    conn: &Connection,
+    host_id: &str,
+    reports: &[Prepared<'_>],
     now: u64,
 ) -> Result<Vec<Stored>, StoreError> {
     let now = to_i64(now);
@@ -390,7 +545,8 @@ fn ingest(
     )?;
     let mut results = Vec::with_capacity(reports.len());
     let mut latest: Option<&Report> = None;
-    for report in reports {
+    for prepared in reports {
+        let report: &Report = &prepared.report;
         let inserted = conn
             .prepare_cached(
                 "INSERT INTO reports (report_id, host_id, sequence, boot_id, created_unix_ms,
@@ -405,7 +561,7 @@ fn ingest(
                 to_i64(report.created_unix_ms),
                 now,
                 report.goodbye,
-                serde_json::to_string(&report.heartbeat)?
+                prepared.heartbeat_json
             ])?;
         if inserted == 0 {
             results.push(Stored::Duplicate);
@@ -418,14 +574,14 @@ fn ingest(
                 "INSERT INTO events (report_id, host_id, kind, at_unix_ms, tracked_id, tracked)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             )?;
-            for ev in &report.events {
+            for (ev, tracked) in report.events.iter().zip(&prepared.event_json) {
                 insert.execute(params![
                     report.report_id,
                     host_id,
                     ev.kind.as_str(),
                     to_i64(ev.at_unix_ms),
                     ev.tracked.id,
-                    serde_json::to_string(&ev.tracked)?
+                    tracked
                 ])?;
             }
         }
@@ -433,40 +589,40 @@ fn ingest(
         if created >= h.findings_as_of {
             h.findings_as_of = created;
             latest = Some(report);
-            reconcile(conn, host_id, report, created)?;
+            reconcile(conn, host_id, prepared, created)?;
         }
     }
     if let Some(r) = latest {
         let hb = &r.heartbeat;
-        conn.execute(
+        conn.prepare_cached(
             "UPDATE hosts SET hostname = ?2, stopped = ?3, interval_secs = ?4, agent_version = ?5,
              signature_version = ?6 WHERE host_id = ?1",
-            params![
-                host_id,
-                r.hostname,
-                r.goodbye,
-                to_i64(hb.interval_secs),
-                hb.agent_version,
-                hb.signature_version
-            ],
-        )?;
+        )?
+        .execute(params![
+            host_id,
+            r.hostname,
+            r.goodbye,
+            to_i64(hb.interval_secs),
+            hb.agent_version,
+            hb.signature_version
+        ])?;
     }
     if results.contains(&Stored::Stored) {
-        conn.execute(
+        conn.prepare_cached(
             "UPDATE hosts SET last_sequence = ?2, boot_id = ?3, findings_as_of_unix_ms = ?4,
              sequence_gaps = ?5, sequence_resets = ?6, boot_changes = ?7, last_anomaly = ?8
              WHERE host_id = ?1",
-            params![
-                host_id,
-                h.seq.last_sequence.map(to_i64),
-                h.seq.boot_id,
-                h.findings_as_of,
-                h.seq.gaps,
-                h.seq.resets,
-                h.seq.boot_changes,
-                h.seq.anomaly
-            ],
-        )?;
+        )?
+        .execute(params![
+            host_id,
+            h.seq.last_sequence.map(to_i64),
+            h.seq.boot_id,
+            h.findings_as_of,
+            h.seq.gaps,
+            h.seq.resets,
+            h.seq.boot_changes,
+            h.seq.anomaly
+        ])?;
     }
     conn.prepare_cached(
         "INSERT INTO last_seen (host_id, last_seen_unix_ms) VALUES (?1, ?2)
@@ -481,16 +637,13 @@ fn ingest(
 fn reconcile(
     conn: &Connection,
     host_id: &str,
-    report: &Report,
+    prepared: &Prepared<'_>,
     created: i64,
 ) -> Result<(), StoreError> {
+    let report: &Report = &prepared.report;
     let mut open: HashSet<&str> = HashSet::with_capacity(report.open_findings.len());
-    for t in &report.open_findings {
-        let state = match t.state {
-            LifecycleState::Resolved => LifecycleState::Ongoing,
-            s => s,
-        };
-        upsert_finding(conn, host_id, &FindingColumns::new(t, state)?, None)?;
+    for (t, columns) in report.open_findings.iter().zip(&prepared.open) {
+        upsert_finding(conn, host_id, columns, None)?;
         open.insert(t.id.as_str());
     }
     let stored_open: Vec<String> = conn
@@ -692,7 +845,12 @@ impl Store for SqliteStore {
     }
 
     fn ingest(&self, host_id: String, reports: Vec<Report>, now: u64) -> Fut<'_, Vec<Stored>> {
-        self.write(move |conn| ingest(conn, &host_id, &reports, now))
+        // Serialized here, on the caller's thread: the writer only binds.
+        let reports = match Prepared::all(reports) {
+            Ok(r) => r,
+            Err(e) => return Box::pin(async move { Err(e) }),
+        };
+        self.write(move |conn| ingest(conn, &host_id, &reports, &[], now))
     }
 
     fn ingest_checked(
@@ -700,8 +858,14 @@ impl Store for SqliteStore {
         host_id: String,
         key_hash: String,
         reports: Vec<Report>,
+        alerts: Vec<NewAlert>,
         now: u64,
     ) -> Fut<'_, IngestOutcome> {
+        // Serialized here, on the caller's thread: the writer only binds.
+        let reports = match Prepared::all(reports) {
+            Ok(r) => r,
+            Err(e) => return Box::pin(async move { Err(e) }),
+        };
         self.write(move |conn| {
             let (stored, revoked, blocked, approved): (Option<String>, bool, bool, bool) = conn
                 .prepare_cached(
@@ -711,7 +875,127 @@ impl Store for SqliteStore {
             if let Some(why) = refusal(stored.as_deref(), &key_hash, revoked, blocked, approved) {
                 return Ok(IngestOutcome::Refused(why));
             }
-            Ok(IngestOutcome::Done(ingest(conn, &host_id, &reports, now)?))
+            Ok(IngestOutcome::Done(ingest(
+                conn, &host_id, &reports, &alerts, now,
+            )?))
+        })
+    }
+
+    fn enqueue_alerts(&self, alerts: Vec<NewAlert>, now: u64) -> Fut<'_, u64> {
+        self.write(move |conn| insert_alerts(conn, alerts.iter(), now))
+    }
+
+    fn claim_alerts(
+        &self,
+        owner: String,
+        now: u64,
+        lease_ms: u64,
+        limit: usize,
+    ) -> Fut<'_, Vec<AlertRow>> {
+        self.write(move |conn| {
+            let now = to_i64(now);
+            let mut stmt = conn.prepare_cached(&format!(
+                "UPDATE alerts SET attempts = attempts + 1, lease_owner = ?1,
+                 lease_until_unix_ms = ?2 + ?3
+                 WHERE seq IN (SELECT seq FROM alerts WHERE state = 'pending'
+                   AND next_attempt_unix_ms <= ?2
+                   AND (lease_until_unix_ms IS NULL OR lease_until_unix_ms <= ?2)
+                   ORDER BY next_attempt_unix_ms, seq LIMIT ?4)
+                 RETURNING {ALERT_COLUMNS}"
+            ))?;
+            let mut rows = stmt.query(params![
+                owner,
+                now,
+                to_i64(lease_ms),
+                i64::try_from(limit).unwrap_or(i64::MAX)
+            ])?;
+            let mut out = Vec::new();
+            while let Some(r) = rows.next()? {
+                out.push(alert_row(r)?);
+            }
+            out.sort_unstable_by_key(|a| a.seq);
+            Ok(out)
+        })
+    }
+
+    fn settle_alert(
+        &self,
+        seq: i64,
+        owner: String,
+        outcome: AlertOutcome,
+        now: u64,
+    ) -> Fut<'_, bool> {
+        self.write(move |conn| {
+            let now = to_i64(now);
+            let (state, next, error, done) = match outcome {
+                AlertOutcome::Sent => (AlertState::Sent, None, None, Some(now)),
+                AlertOutcome::Retry {
+                    next_unix_ms,
+                    error,
+                } => (
+                    AlertState::Pending,
+                    Some(to_i64(next_unix_ms)),
+                    Some(error),
+                    None,
+                ),
+                AlertOutcome::Failed { error } => {
+                    (AlertState::Failed, None, Some(error), Some(now))
+                }
+            };
+            let n = conn
+                .prepare_cached(
+                    "UPDATE alerts SET state = ?3, next_attempt_unix_ms =
+                     coalesce(?4, next_attempt_unix_ms), last_error = coalesce(?5, last_error),
+                     done_unix_ms = ?6, lease_owner = NULL, lease_until_unix_ms = NULL
+                     WHERE seq = ?1 AND lease_owner = ?2 AND state = 'pending'",
+                )?
+                .execute(params![seq, owner, state.as_str(), next, error, done])?;
+            Ok(n == 1)
+        })
+    }
+
+    fn alerts(&self, state: Option<AlertState>, limit: usize) -> Fut<'_, Vec<AlertRow>> {
+        self.read(move |conn| {
+            let mut stmt = conn.prepare(&format!(
+                "SELECT {ALERT_COLUMNS} FROM alerts WHERE ?1 IS NULL OR state = ?1
+                 ORDER BY seq DESC LIMIT ?2"
+            ))?;
+            let mut rows = stmt.query(params![
+                state.map(AlertState::as_str),
+                i64::try_from(limit).unwrap_or(i64::MAX)
+            ])?;
+            let mut out = Vec::new();
+            while let Some(r) = rows.next()? {
+                out.push(alert_row(r)?);
+            }
+            Ok(out)
+        })
+    }
+
+    fn alert_counts(&self) -> Fut<'_, AlertCounts> {
+        self.read(|conn| {
+            let mut stmt = conn.prepare(
+                "SELECT state, count(*), sum(attempts > 0),
+                 sum(max(attempts - 1, 0)) FROM alerts GROUP BY state",
+            )?;
+            let mut rows = stmt.query([])?;
+            let mut c = AlertCounts::default();
+            while let Some(r) = rows.next()? {
+                let state: String = r.get(0)?;
+                let n = to_u64(r.get(1)?);
+                let retrying = to_u64(r.get::<_, Option<i64>>(2)?.unwrap_or(0));
+                c.retries += to_u64(r.get::<_, Option<i64>>(3)?.unwrap_or(0));
+                match AlertState::parse(&state) {
+                    Some(AlertState::Pending) => {
+                        c.pending = n;
+                        c.retrying = retrying;
+                    }
+                    Some(AlertState::Sent) => c.sent = n,
+                    Some(AlertState::Failed) => c.failed = n,
+                    None => return Err(StoreError::Corrupt(format!("alert state {state:?}"))),
+                }
+            }
+            Ok(c)
         })
     }
 
@@ -893,6 +1177,10 @@ impl Store for SqliteStore {
             let mut r = Retained::default();
             if let Some(t) = events_before {
                 r.events_deleted = conn.execute("DELETE FROM events WHERE at_unix_ms < ?1", [to_i64(t)])? as u64;
+                r.alerts_deleted = conn.execute(
+                    "DELETE FROM alerts WHERE state = 'sent' AND done_unix_ms < ?1",
+                    [to_i64(t)],
+                )? as u64;
             }
             if let Some(t) = archive_before {
                 r.hosts_archived = conn.execute(
@@ -1132,7 +1420,8 @@ pub fn raw_insert(
     for chunk in reports.chunks(per_tx.max(1)) {
         let tx = conn.transaction()?;
         for (host_id, r) in chunk {
-            ingest(&tx, host_id, std::slice::from_ref(r), to_u64(1))?;
+            let prepared = [Prepared::new(std::borrow::Cow::Borrowed(r))?];
+            ingest(&tx, host_id, &prepared, &[], to_u64(1))?;
         }
         tx.commit()?;
     }

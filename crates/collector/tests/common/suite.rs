@@ -4,8 +4,8 @@
 use super::{finding, report};
 use aupwatch_collector::secret;
 use aupwatch_collector::store::{
-    AuditEntry, EnrollOutcome, Enrollment, FindingFilter, HostAction, IngestOutcome, NewSession,
-    Refusal, Role, StateFilter, Store,
+    AlertCounts, AlertOutcome, AlertState, AuditEntry, EnrollOutcome, Enrollment, FindingFilter,
+    HostAction, IngestOutcome, NewAlert, NewSession, Refusal, Role, StateFilter, Store,
 };
 use aupwatch_proto::protocol::Stored;
 use aupwatch_proto::{Category, Severity};
@@ -504,7 +504,9 @@ pub async fn a_crowd_of_requests_is_stored_once_and_refused_alone(
                 let reports = ids.to_vec();
                 tasks.push(tokio::spawn(async move {
                     let ids: Vec<String> = reports.iter().map(|r| r.report_id.clone()).collect();
-                    let out = store.ingest_checked(h, key, reports, NOW + round).await;
+                    let out = store
+                        .ingest_checked(h, key, reports, Vec::new(), NOW + round)
+                        .await;
                     (m, ids, out)
                 }));
             }
@@ -587,7 +589,13 @@ pub async fn checked_ingest_sees_revokes_and_blocks(a: Arc<dyn Store>, b: Arc<dy
     let h = enrolled(a.as_ref(), "m1", "h1").await;
     let key = secret::hash("key-m1");
     let out = a
-        .ingest_checked(h.clone(), key.clone(), vec![report("r1", "m1", 1)], NOW)
+        .ingest_checked(
+            h.clone(),
+            key.clone(),
+            vec![report("r1", "m1", 1)],
+            Vec::new(),
+            NOW,
+        )
         .await
         .expect("ingest");
     assert_eq!(out, IngestOutcome::Done(vec![Stored::Stored]));
@@ -596,6 +604,7 @@ pub async fn checked_ingest_sees_revokes_and_blocks(a: Arc<dyn Store>, b: Arc<dy
             h.clone(),
             secret::hash("other"),
             vec![report("r2", "m1", 2)],
+            Vec::new(),
             NOW,
         )
         .await
@@ -607,7 +616,13 @@ pub async fn checked_ingest_sees_revokes_and_blocks(a: Arc<dyn Store>, b: Arc<dy
         .await
         .expect("block"));
     let out = a
-        .ingest_checked(h.clone(), key.clone(), vec![report("r2", "m1", 2)], NOW)
+        .ingest_checked(
+            h.clone(),
+            key.clone(),
+            vec![report("r2", "m1", 2)],
+            Vec::new(),
+            NOW,
+        )
         .await
         .expect("ingest");
     assert_eq!(out, IngestOutcome::Refused(Refusal::Blocked));
@@ -620,7 +635,7 @@ pub async fn checked_ingest_sees_revokes_and_blocks(a: Arc<dyn Store>, b: Arc<dy
         .await
         .expect("revoke"));
     let out = a
-        .ingest_checked(h.clone(), key, vec![report("r2", "m1", 2)], NOW)
+        .ingest_checked(h.clone(), key, vec![report("r2", "m1", 2)], Vec::new(), NOW)
         .await
         .expect("ingest");
     assert_eq!(out, IngestOutcome::Refused(Refusal::UnknownKey));
@@ -725,6 +740,294 @@ pub async fn dashboard_activity_and_events(a: Arc<dyn Store>, _b: Arc<dyn Store>
     );
 }
 
+/// An outbox row for `route` and CloudEvents id `id`, of report `report` (none: liveness).
+fn alert(route: &str, id: &str, report: Option<&str>) -> NewAlert {
+    NewAlert {
+        route: route.into(),
+        alert_id: id.into(),
+        kind: "net.aupwatch.finding.new".into(),
+        host_id: "h1".into(),
+        report_id: report.map(str::to_string),
+        body: format!("{{\"id\":\"{id}\"}}"),
+    }
+}
+
+/// The alerts of a report are written with it (for every route), never for a duplicate copy,
+/// a refused request or the already stored reports of a batch; liveness alerts once per id.
+pub async fn alerts_are_written_with_their_report_only(a: Arc<dyn Store>, b: Arc<dyn Store>) {
+    let h = enrolled(a.as_ref(), "m1", "h1").await;
+    let key = secret::hash("key-m1");
+    let out = a
+        .ingest_checked(
+            h.clone(),
+            key.clone(),
+            vec![report("r1", "m1", 1)],
+            vec![
+                alert("desk", "r1/0", Some("r1")),
+                alert("ops", "r1/0", Some("r1")),
+            ],
+            NOW,
+        )
+        .await
+        .expect("ingest");
+    assert_eq!(out, IngestOutcome::Done(vec![Stored::Stored]));
+    assert_eq!(a.count_rows("alerts").await.expect("count"), 2);
+    // The same report again, through the other collector: a duplicate, no alert.
+    let out = b
+        .ingest_checked(
+            h.clone(),
+            key.clone(),
+            vec![report("r1", "m1", 1)],
+            vec![alert("desk", "r1/0", Some("r1"))],
+            NOW,
+        )
+        .await
+        .expect("ingest");
+    assert_eq!(out, IngestOutcome::Done(vec![Stored::Duplicate]));
+    // A refused request writes nothing.
+    let out = a
+        .ingest_checked(
+            h.clone(),
+            secret::hash("wrong"),
+            vec![report("r2", "m1", 2)],
+            vec![alert("desk", "r2/0", Some("r2"))],
+            NOW,
+        )
+        .await
+        .expect("ingest");
+    assert_eq!(out, IngestOutcome::Refused(Refusal::UnknownKey));
+    assert_eq!(a.count_rows("alerts").await.expect("count"), 2);
+    // A batch of a stored and a new report: only the new one's alert.
+    let out = a
+        .ingest_checked(
+            h.clone(),
+            key,
+            vec![report("r1", "m1", 1), report("r2", "m1", 2)],
+            vec![
+                alert("desk", "r1/1", Some("r1")),
+                alert("desk", "r2/0", Some("r2")),
+            ],
+            NOW + 1,
+        )
+        .await
+        .expect("ingest");
+    assert_eq!(
+        out,
+        IngestOutcome::Done(vec![Stored::Duplicate, Stored::Stored])
+    );
+    let rows = b.alerts(None, 100).await.expect("alerts");
+    let mut ids: Vec<(String, String)> = rows
+        .iter()
+        .map(|r| (r.route.clone(), r.alert_id.clone()))
+        .collect();
+    ids.sort();
+    assert_eq!(
+        ids,
+        [("desk", "r1/0"), ("desk", "r2/0"), ("ops", "r1/0")]
+            .map(|(r, i)| (r.to_string(), i.to_string()))
+    );
+    let r2 = rows.iter().find(|r| r.alert_id == "r2/0").expect("r2/0");
+    assert_eq!(
+        (
+            r2.state,
+            r2.attempts,
+            r2.created_unix_ms,
+            r2.next_attempt_unix_ms
+        ),
+        (AlertState::Pending, 0, NOW + 1, NOW + 1)
+    );
+    assert_eq!(r2.body, "{\"id\":\"r2/0\"}");
+    // Liveness alerts: one row per (route, id), whichever collector writes it.
+    let silent = alert("desk", "h1/silent/5", None);
+    assert_eq!(
+        a.enqueue_alerts(vec![silent.clone()], NOW)
+            .await
+            .expect("enqueue"),
+        1
+    );
+    assert_eq!(
+        b.enqueue_alerts(vec![silent], NOW).await.expect("enqueue"),
+        0
+    );
+    assert_eq!(
+        a.alert_counts().await.expect("counts"),
+        AlertCounts {
+            pending: 4,
+            ..AlertCounts::default()
+        }
+    );
+}
+
+/// A claimed row is leased: nobody else gets it until it is settled or its lease runs out;
+/// only the lease holder settles it; retries wait for their time; failed and sent rows stay
+/// for the CLI until retention deletes the sent ones.
+pub async fn alerts_are_claimed_under_a_lease_and_settled(a: Arc<dyn Store>, b: Arc<dyn Store>) {
+    let lease = 60_000;
+    a.enqueue_alerts(
+        vec![
+            alert("desk", "x/0", None),
+            alert("desk", "x/1", None),
+            alert("desk", "x/2", None),
+        ],
+        NOW,
+    )
+    .await
+    .expect("enqueue");
+    // Not due before it was made.
+    assert!(a
+        .claim_alerts("A".into(), NOW - 1, lease, 10)
+        .await
+        .expect("claim")
+        .is_empty());
+    let first = a
+        .claim_alerts("A".into(), NOW, lease, 2)
+        .await
+        .expect("claim");
+    let ids: Vec<&str> = first.iter().map(|r| r.alert_id.as_str()).collect();
+    assert_eq!(ids, ["x/0", "x/1"]);
+    assert!(first.iter().all(|r| r.attempts == 1));
+    let third = b
+        .claim_alerts("B".into(), NOW, lease, 10)
+        .await
+        .expect("claim");
+    assert_eq!(third.len(), 1);
+    assert_eq!(third[0].alert_id, "x/2");
+    assert!(b
+        .claim_alerts("B".into(), NOW + 1, lease, 10)
+        .await
+        .expect("claim")
+        .is_empty());
+    let (x0, x1, x2) = (first[0].seq, first[1].seq, third[0].seq);
+    // Only the holder settles.
+    assert!(!b
+        .settle_alert(x0, "B".into(), AlertOutcome::Sent, NOW + 2)
+        .await
+        .expect("settle"));
+    assert!(a
+        .settle_alert(x0, "A".into(), AlertOutcome::Sent, NOW + 2)
+        .await
+        .expect("settle"));
+    assert!(!a
+        .settle_alert(x0, "A".into(), AlertOutcome::Sent, NOW + 3)
+        .await
+        .expect("settled once"));
+    // A retry waits for its time, then anyone may claim it.
+    assert!(a
+        .settle_alert(
+            x1,
+            "A".into(),
+            AlertOutcome::Retry {
+                next_unix_ms: NOW + 1_000,
+                error: "HTTP 500".into()
+            },
+            NOW + 2,
+        )
+        .await
+        .expect("settle"));
+    assert!(b
+        .claim_alerts("B".into(), NOW + 999, lease, 10)
+        .await
+        .expect("claim")
+        .is_empty());
+    let again = b
+        .claim_alerts("B".into(), NOW + 1_000, lease, 10)
+        .await
+        .expect("claim");
+    assert_eq!(again.len(), 1);
+    assert_eq!((again[0].seq, again[0].attempts), (x1, 2));
+    assert!(b
+        .settle_alert(
+            x1,
+            "B".into(),
+            AlertOutcome::Failed {
+                error: "HTTP 500".into()
+            },
+            NOW + 1_001,
+        )
+        .await
+        .expect("settle"));
+    // A lease that ran out (its holder died): claimed again, the old holder cannot settle.
+    let taken = a
+        .claim_alerts("A".into(), NOW + lease, lease, 10)
+        .await
+        .expect("claim");
+    assert_eq!(taken.len(), 1);
+    assert_eq!((taken[0].seq, taken[0].attempts), (x2, 2));
+    assert!(!b
+        .settle_alert(x2, "B".into(), AlertOutcome::Sent, NOW + lease)
+        .await
+        .expect("settle"));
+    assert_eq!(
+        b.alert_counts().await.expect("counts"),
+        AlertCounts {
+            pending: 1,
+            retrying: 1,
+            sent: 1,
+            failed: 1,
+            retries: 2,
+        }
+    );
+    let failed = b
+        .alerts(Some(AlertState::Failed), 10)
+        .await
+        .expect("alerts");
+    assert_eq!(failed.len(), 1);
+    assert_eq!(failed[0].seq, x1);
+    assert_eq!(failed[0].last_error.as_deref(), Some("HTTP 500"));
+    assert_eq!(failed[0].done_unix_ms, Some(NOW + 1_001));
+    let all = a.alerts(None, 10).await.expect("alerts");
+    let order: Vec<i64> = all.iter().map(|r| r.seq).collect();
+    assert_eq!(order, [x2, x1, x0], "newest first");
+    // Retention deletes sent alerts older than the events' cutoff, keeps failed ones.
+    let r = a.retain(Some(NOW + 3), None).await.expect("retain");
+    assert_eq!(r.alerts_deleted, 1);
+    assert_eq!(a.count_rows("alerts").await.expect("count"), 2);
+}
+
+/// Four deliverers on the two stores claim and settle 120 alerts at once: every alert is
+/// claimed exactly once.
+pub async fn concurrent_claimers_never_share_an_alert(a: Arc<dyn Store>, b: Arc<dyn Store>) {
+    let rows: Vec<NewAlert> = (0..120)
+        .map(|i| alert("desk", &format!("c/{i}"), None))
+        .collect();
+    assert_eq!(a.enqueue_alerts(rows, NOW).await.expect("enqueue"), 120);
+    let mut tasks = Vec::new();
+    for (n, store) in [a.clone(), b.clone(), a.clone(), b.clone()]
+        .into_iter()
+        .enumerate()
+    {
+        tasks.push(tokio::spawn(async move {
+            let owner = format!("d{n}");
+            let mut got = Vec::new();
+            loop {
+                let claimed = store
+                    .claim_alerts(owner.clone(), NOW, 60_000, 7)
+                    .await
+                    .expect("claim");
+                if claimed.is_empty() {
+                    return got;
+                }
+                for r in claimed {
+                    assert!(store
+                        .settle_alert(r.seq, owner.clone(), AlertOutcome::Sent, NOW)
+                        .await
+                        .expect("settle"));
+                    got.push(r.alert_id);
+                }
+            }
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.expect("task"));
+    }
+    let n = all.len();
+    all.sort();
+    all.dedup();
+    assert_eq!((n, all.len()), (120, 120), "each alert claimed once");
+    assert_eq!(a.alert_counts().await.expect("counts").sent, 120);
+}
+
 #[macro_export]
 macro_rules! store_suite {
     ($open:ident $(, #[$attr:meta])*) => {
@@ -743,6 +1046,9 @@ macro_rules! store_suite {
             checked_ingest_sees_revokes_and_blocks
             users_sessions_and_audit
             dashboard_activity_and_events
+            alerts_are_written_with_their_report_only
+            alerts_are_claimed_under_a_lease_and_settled
+            concurrent_claimers_never_share_an_alert
         );
     };
     (@each $open:ident $attrs:tt $($name:ident)*) => {
