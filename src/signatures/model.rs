@@ -1,5 +1,6 @@
 //! Compiled signature types: what the detection engine evaluates.
 
+use super::prefilter::CmdlineFilter;
 use crate::inventory::Protocol;
 use serde::Serialize;
 use std::net::SocketAddr;
@@ -289,7 +290,11 @@ pub enum DecidedBy {
 #[derive(Debug, Clone)]
 pub struct CmdlineRegex {
     pattern: String,
-    compiled: std::sync::OnceLock<Option<regex::Regex>>,
+    /// Shared by clones: the set's list of regexes and the predicate compile it once.
+    compiled: std::sync::Arc<std::sync::OnceLock<Option<regex::Regex>>>,
+    /// The same pattern compiled for yes/no only (a set of one: no capture groups, about
+    /// half the compile of a `Regex`), for detection; also shared by clones.
+    matcher: std::sync::Arc<std::sync::OnceLock<Option<regex::RegexSet>>>,
 }
 
 impl CmdlineRegex {
@@ -304,7 +309,8 @@ impl CmdlineRegex {
     pub(crate) fn checked(pattern: String) -> CmdlineRegex {
         CmdlineRegex {
             pattern,
-            compiled: std::sync::OnceLock::new(),
+            compiled: std::sync::Arc::new(std::sync::OnceLock::new()),
+            matcher: std::sync::Arc::new(std::sync::OnceLock::new()),
         }
     }
 
@@ -317,6 +323,20 @@ impl CmdlineRegex {
         self.compiled
             .get_or_init(|| Self::builder(&self.pattern).build().ok())
             .as_ref()
+    }
+
+    /// Whether it matches `text` (false if it does not compile, which loading rules out),
+    /// compiled on first use without capture groups.
+    pub fn is_match(&self, text: &str) -> bool {
+        self.matcher
+            .get_or_init(|| {
+                regex::RegexSetBuilder::new([&self.pattern])
+                    .size_limit(REGEX_SIZE_LIMIT)
+                    .build()
+                    .ok()
+            })
+            .as_ref()
+            .is_some_and(|m| m.is_match(text))
     }
 }
 
@@ -504,8 +524,11 @@ pub struct SignatureSet {
     names: std::sync::OnceLock<Option<NameGlobs>>,
     /// How many name predicates the set has.
     pub name_predicates: usize,
-    /// Every `cmdline` regex of the set, in predicate `index` order.
-    cmdline_patterns: Vec<String>,
+    /// Every `cmdline` regex of the set, in predicate `index` order (each compiled on first
+    /// use, shared with its predicate).
+    cmdline_regexes: Vec<CmdlineRegex>,
+    /// Which of them can match a command line ([`CmdlineFilter`]), built when first needed.
+    cmdline_filter: std::sync::OnceLock<CmdlineFilter>,
     /// Those regexes in one `RegexSet`, compiled when first needed.
     cmdlines: std::sync::OnceLock<Option<regex::RegexSet>>,
     /// Some signature needs executable hashes.
@@ -536,7 +559,7 @@ impl SignatureSet {
             s.matcher.visit_mut(&mut |p| match p {
                 Predicate::Cmdline { re, index } => {
                     *index = patterns.len();
-                    patterns.push(re.as_str().to_string());
+                    patterns.push(re.clone());
                 }
                 Predicate::Name { globs, index } => {
                     *index = name_predicates;
@@ -643,7 +666,8 @@ impl SignatureSet {
             name_globs,
             names: std::sync::OnceLock::new(),
             name_predicates,
-            cmdline_patterns: patterns,
+            cmdline_regexes: patterns,
+            cmdline_filter: std::sync::OnceLock::new(),
             cmdlines: std::sync::OnceLock::new(),
             digest,
             needs_exe_hash,
@@ -664,16 +688,34 @@ impl SignatureSet {
             .as_ref()
     }
 
-    /// Every `cmdline` regex of the set in one `RegexSet`, for one pass per process;
-    /// predicate `index` is the regex's place here. Compiled on first use; `None` when it
-    /// does not build (detection then tries the regexes one by one).
+    /// The set's `cmdline` regexes; predicate `index` is the place here.
+    pub fn cmdline_regexes(&self) -> &[CmdlineRegex] {
+        &self.cmdline_regexes
+    }
+
+    /// What detection matches command lines with: each regex's factors in one automaton,
+    /// and only the regexes whose factors occur run ([`CmdlineFilter`]). Built on first use.
+    pub fn cmdline_filter(&self) -> &CmdlineFilter {
+        self.cmdline_filter.get_or_init(|| {
+            let patterns: Vec<String> = self
+                .cmdline_regexes
+                .iter()
+                .map(|r| r.as_str().to_string())
+                .collect();
+            CmdlineFilter::new(&patterns)
+        })
+    }
+
+    /// Every `cmdline` regex of the set in one `RegexSet`; predicate `index` is the regex's
+    /// place here. Compiled on first use; `None` when it does not build. Detection uses
+    /// [`SignatureSet::cmdline_filter`]; this is what tests hold it to.
     pub fn cmdlines(&self) -> Option<&regex::RegexSet> {
         self.cmdlines
             .get_or_init(|| {
                 // Each pattern is within the per-regex limit alone; together they may need
                 // more.
-                regex::RegexSetBuilder::new(&self.cmdline_patterns)
-                    .size_limit(self.cmdline_patterns.len().max(1) * REGEX_SIZE_LIMIT)
+                regex::RegexSetBuilder::new(self.cmdline_regexes.iter().map(|r| r.as_str()))
+                    .size_limit(self.cmdline_regexes.len().max(1) * REGEX_SIZE_LIMIT)
                     .build()
                     .ok()
             })

@@ -543,3 +543,110 @@ fn combined_name_globs_agree_with_each_list_on_its_own() {
     // The names built from the globs match: the comparison is not vacuous.
     assert!(matched > names.len() / 4, "{matched} of {}", names.len());
 }
+
+/// Command lines to try the cmdline prefilter on: this host's (every process's), the
+/// fixtures' lines written in this crate's tests, and each of them upper-cased and with a
+/// Kelvin sign for every `k` and a long s for every `s` (which `(?i)` matches and ASCII
+/// lowercasing does not produce).
+fn lines_to_try() -> Vec<String> {
+    let mut lines: Vec<String> = Vec::new();
+    for entry in std::fs::read_dir("/proc").expect("/proc").flatten() {
+        if let Ok(raw) = std::fs::read(entry.path().join("cmdline")) {
+            let args: Vec<String> = raw
+                .split(|&b| b == 0)
+                .filter(|a| !a.is_empty())
+                .map(|a| String::from_utf8_lossy(a).into_owned())
+                .collect();
+            lines.push(args.join(" "));
+        }
+    }
+    // Every string literal of the detection tests and the pack tests: offenders and
+    // look-alikes.
+    for src in [
+        include_str!("../detect/tests.rs"),
+        include_str!("../../tests/engine_packs.rs"),
+    ] {
+        for (i, part) in src.split('"').enumerate() {
+            if i % 2 == 1 && part.len() < 400 {
+                lines.push(part.replace("\\\\", "\\"));
+            }
+        }
+    }
+    let mut more = Vec::new();
+    for l in &lines {
+        more.push(l.to_uppercase());
+        more.push(l.replace('k', "\u{212A}").replace('s', "\u{17F}"));
+    }
+    lines.extend(more);
+    lines
+}
+
+#[test]
+fn the_cmdline_prefilter_leaves_every_regex_that_matches() {
+    let set = load_bundled().expect("bundled");
+    let rs = set.cmdlines().expect("builds");
+    let filter = set.cmdline_filter();
+    let lines = lines_to_try();
+    let mut matched = 0;
+    let mut run = 0;
+    for line in &lines {
+        let mut candidates = vec![false; rs.len()];
+        filter.candidates(line, |i| {
+            assert!(!candidates[i], "regex {i} offered twice on {line:?}");
+            candidates[i] = true;
+            run += 1;
+        });
+        for i in rs.matches(line).iter() {
+            matched += 1;
+            assert!(
+                candidates[i],
+                "regex {:?} matches {line:?} but the prefilter left it out",
+                set.cmdline_regexes()[i].as_str()
+            );
+        }
+    }
+    // Not vacuous: lines that match, and a filter that leaves most regexes out.
+    assert!(matched > 50, "{matched} matches in {} lines", lines.len());
+    assert!(
+        run < lines.len() * rs.len() / 4,
+        "{run} regex runs for {} lines × {} regexes",
+        lines.len(),
+        rs.len()
+    );
+    assert!(
+        filter.unfiltered() < rs.len() / 4,
+        "{} of {} regexes have no factors",
+        filter.unfiltered(),
+        rs.len()
+    );
+}
+
+#[test]
+fn cmdline_factors() {
+    use super::prefilter::factors;
+    let f = |p: &str| {
+        factors(p).map(|v| {
+            v.into_iter()
+                .map(|s| String::from_utf8(s).expect("utf8"))
+                .collect::<Vec<_>>()
+        })
+    };
+    assert_eq!(
+        f("stratum\\+tcp://"),
+        Some(vec!["stratum+tcp://".to_string()])
+    );
+    // ASCII case pairs fold; `(?i)s` and `(?i)k` (long s, Kelvin sign) end a factor
+    assert_eq!(f("(?i)XMRIG"), Some(vec!["xmrig".to_string()]));
+    assert_eq!(f("(?i)tor-kproxy"), Some(vec!["proxy".to_string()]));
+    // alternatives: all of them, or none when one has none
+    assert_eq!(
+        f("(?:^|\\s)(?:minerd|cpuminer)(?:\\s|$)"),
+        Some(vec!["cpuminer".to_string(), "minerd".to_string()])
+    );
+    assert_eq!(f("(?:minerd|x?)"), None);
+    // optional parts give nothing; too short is nothing
+    assert_eq!(f("(?:abcdef)?ghi"), Some(vec!["ghi".to_string()]));
+    assert_eq!(f("a.b"), None);
+    assert_eq!(f("(?:^|\\s)-c(?:=|\\s+)"), Some(vec!["-c".to_string()]));
+    assert_eq!(f("\\w+"), None);
+}
