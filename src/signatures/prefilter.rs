@@ -121,7 +121,7 @@ fn one_char(h: &Hir) -> Option<u8> {
         .collect::<Option<_>>()?;
     match bytes.as_slice() {
         [b] => Some(b.to_ascii_lowercase()),
-        [a, b] if a.is_ascii_alphabetic() && a.to_ascii_lowercase() == b.to_ascii_lowercase() => {
+        [a, b] if a.is_ascii_alphabetic() && a.eq_ignore_ascii_case(b) => {
             Some(a.to_ascii_lowercase())
         }
         _ => None,
