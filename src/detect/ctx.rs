@@ -119,20 +119,15 @@ impl<'a> Ctx<'a> {
         Some(self.per[pi].name_hits.get_or_init(|| hits))
     }
 
-    /// Whether the set's `index`th command-line regex matches process `pi`, all of them
-    /// decided at once: one pass of the set's [`CmdlineFilter`], then only the regexes it
-    /// leaves (`Some` always; a regex that does not compile, which loading rules out,
-    /// matches nothing).
+    /// Whether the set's `index`th command-line regex matches process `pi`, from one pass
+    /// of the whole set (`None`: the set has no combined regex set).
     pub(super) fn cmdline_hit(&self, pi: usize, index: usize) -> Option<bool> {
+        let rs = self.set.cmdlines()?;
         let bits = self.per[pi].cmdline_hits.get_or_init(|| {
-            let regexes = self.set.cmdline_regexes();
-            let line = self.cmdline(pi);
-            let mut bits = Bits::new(regexes.len());
-            self.set.cmdline_filter().candidates(line, |i| {
-                if regexes.get(i).is_some_and(|r| r.is_match(line)) {
-                    bits.set(i);
-                }
-            });
+            let mut bits = Bits::new(rs.len());
+            for i in rs.matches(self.cmdline(pi)).iter() {
+                bits.set(i);
+            }
             bits
         });
         Some(bits.get(index))

@@ -6,11 +6,9 @@
 
 mod compile;
 mod model;
-mod prefilter;
 
 pub(crate) use compile::parse_duration;
 use compile::Check;
-pub use prefilter::CmdlineFilter;
 
 pub use model::{
     BindFilter, Category, CmdlineRegex, ConnFilter, GlobList, Match, NameGlobs, PeerCount, PortSet,

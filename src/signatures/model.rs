@@ -1,6 +1,5 @@
 //! Compiled signature types: what the detection engine evaluates.
 
-use super::prefilter::CmdlineFilter;
 use crate::inventory::Protocol;
 use serde::Serialize;
 use std::net::SocketAddr;
@@ -292,9 +291,6 @@ pub struct CmdlineRegex {
     pattern: String,
     /// Shared by clones: the set's list of regexes and the predicate compile it once.
     compiled: std::sync::Arc<std::sync::OnceLock<Option<regex::Regex>>>,
-    /// The same pattern compiled for yes/no only (a set of one: no capture groups, about
-    /// half the compile of a `Regex`), for detection; also shared by clones.
-    matcher: std::sync::Arc<std::sync::OnceLock<Option<regex::RegexSet>>>,
 }
 
 impl CmdlineRegex {
@@ -310,7 +306,6 @@ impl CmdlineRegex {
         CmdlineRegex {
             pattern,
             compiled: std::sync::Arc::new(std::sync::OnceLock::new()),
-            matcher: std::sync::Arc::new(std::sync::OnceLock::new()),
         }
     }
 
@@ -323,20 +318,6 @@ impl CmdlineRegex {
         self.compiled
             .get_or_init(|| Self::builder(&self.pattern).build().ok())
             .as_ref()
-    }
-
-    /// Whether it matches `text` (false if it does not compile, which loading rules out),
-    /// compiled on first use without capture groups.
-    pub fn is_match(&self, text: &str) -> bool {
-        self.matcher
-            .get_or_init(|| {
-                regex::RegexSetBuilder::new([&self.pattern])
-                    .size_limit(REGEX_SIZE_LIMIT)
-                    .build()
-                    .ok()
-            })
-            .as_ref()
-            .is_some_and(|m| m.is_match(text))
     }
 }
 
@@ -527,8 +508,6 @@ pub struct SignatureSet {
     /// Every `cmdline` regex of the set, in predicate `index` order (each compiled on first
     /// use, shared with its predicate).
     cmdline_regexes: Vec<CmdlineRegex>,
-    /// Which of them can match a command line ([`CmdlineFilter`]), built when first needed.
-    cmdline_filter: std::sync::OnceLock<CmdlineFilter>,
     /// Those regexes in one `RegexSet`, compiled when first needed.
     cmdlines: std::sync::OnceLock<Option<regex::RegexSet>>,
     /// Some signature needs executable hashes.
@@ -667,7 +646,6 @@ impl SignatureSet {
             names: std::sync::OnceLock::new(),
             name_predicates,
             cmdline_regexes: patterns,
-            cmdline_filter: std::sync::OnceLock::new(),
             cmdlines: std::sync::OnceLock::new(),
             digest,
             needs_exe_hash,
@@ -693,22 +671,9 @@ impl SignatureSet {
         &self.cmdline_regexes
     }
 
-    /// What detection matches command lines with: each regex's factors in one automaton,
-    /// and only the regexes whose factors occur run ([`CmdlineFilter`]). Built on first use.
-    pub fn cmdline_filter(&self) -> &CmdlineFilter {
-        self.cmdline_filter.get_or_init(|| {
-            let patterns: Vec<String> = self
-                .cmdline_regexes
-                .iter()
-                .map(|r| r.as_str().to_string())
-                .collect();
-            CmdlineFilter::new(&patterns)
-        })
-    }
-
-    /// Every `cmdline` regex of the set in one `RegexSet`; predicate `index` is the regex's
-    /// place here. Compiled on first use; `None` when it does not build. Detection uses
-    /// [`SignatureSet::cmdline_filter`]; this is what tests hold it to.
+    /// Every `cmdline` regex of the set in one `RegexSet`, for one pass per process;
+    /// predicate `index` is the regex's place here. Compiled on first use; `None` when it
+    /// does not build (detection then tries the regexes one by one).
     pub fn cmdlines(&self) -> Option<&regex::RegexSet> {
         self.cmdlines
             .get_or_init(|| {
