@@ -9,6 +9,10 @@
 # Environment variables (MALLOC_ARENA_MAX=2, as the systemd unit sets) pass to the agent.
 # The load is whatever runs on the host: /work/shared/bench/fixture.sh start S gives ~370
 # processes and 1k sockets in a loopback-only namespace. Opens no network socket itself.
+# With RELOADS=N (N >= 1) the agent is sent SIGHUP N times, 30 s apart from 30 s on (a reload:
+# config and signatures loaded again, the old set released); the last line then also gives
+# the peak before the first reload and the RSS at the end, so a reload that raises memory
+# for good shows.
 # With COLLECTOR_URL and ENROLL_SECRET set the agent also reports to that collector
 # (machine_id footprint-<pid>); bench/agent_footprint_reporting.sh runs both ways side by
 # side against a collector in a loopback-only network namespace.
@@ -38,7 +42,21 @@ EOF
 fi
 "$bin" agent --config "$dir/cfg/agent.toml" >"$dir/agent.log" 2>&1 &
 pid=$!
-trap 'kill -TERM "$pid" 2>/dev/null || true' EXIT
+reloads=${RELOADS:-0}
+reloader=
+: >"$dir/reloads"
+if [ "$reloads" -gt 0 ]; then
+  (
+    for _ in $(seq 1 "$reloads"); do
+      sleep 30
+      hwm=$(awk '/^VmHWM/{print $2}' "/proc/$pid/status" 2>/dev/null) || exit 0
+      kill -HUP "$pid" 2>/dev/null || exit 0
+      printf '%s SIGHUP VmHWM_kB_before=%s\n' "$(date +%s)" "$hwm" >>"$dir/reloads"
+    done
+  ) &
+  reloader=$!
+fi
+trap 'kill -TERM "$pid" 2>/dev/null || true; [ -z "$reloader" ] || kill "$reloader" 2>/dev/null || true' EXIT
 tck=$(getconf CLK_TCK)
 : >"$dir/samples"
 for i in $(seq 0 "$mins"); do
@@ -53,11 +71,18 @@ for i in $(seq 0 "$mins"); do
 done
 kill -TERM "$pid"
 wait "$pid" || true
+[ -z "$reloader" ] || wait "$reloader" 2>/dev/null || true
 trap - EXIT
-awk -v tck="$tck" '
-  { split($3, t, "="); ticks[NR] = t[2]; at[NR] = $1; split($4, h, "="); hwm = h[2] }
+first=$(awk -F= 'NR == 1 {print $2}' "$dir/reloads")
+awk -v tck="$tck" -v reloads="$(wc -l <"$dir/reloads")" -v before="${first:-0}" '
+  { split($3, t, "="); ticks[NR] = t[2]; at[NR] = $1; split($4, h, "="); hwm = h[2]
+    split($5, r, "="); rss = r[2] }
   END {
     cpu = (ticks[NR] - ticks[2]) / tck; secs = at[NR] - at[2]
-    printf "steady state over %d s: %.2f CPU-s = %.2f CPU-s per hour; peak RSS (VmHWM) %.1f MB\n",
+    printf "steady state over %d s: %.2f CPU-s = %.2f CPU-s per hour; peak RSS (VmHWM) %.1f MB",
       secs, cpu, cpu * 3600 / secs, hwm / 1000
+    if (reloads > 0)
+      printf "; %d reloads: peak %.1f MB before the first, RSS %.1f MB at the end",
+        reloads, before / 1000, rss / 1000
+    printf "\n"
   }' "$dir/samples"

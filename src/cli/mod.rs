@@ -163,7 +163,7 @@ fn load(source: &SignatureSource) -> Result<SignatureSet> {
 fn check(dir: Option<PathBuf>) -> Result<u8> {
     let result = match &dir {
         Some(d) => signatures::load_dir(d).map_err(anyhow::Error::from),
-        None => signatures::load_bundled().map_err(anyhow::Error::from),
+        None => signatures::check_bundled().map_err(anyhow::Error::from),
     };
     match result {
         Ok(set) => {

@@ -95,28 +95,34 @@ impl<'a> Ctx<'a> {
     /// The set's name predicates matching process `pi`, from one pass of all its globs
     /// (`None`: the set has no combined glob set; try each list on its own).
     pub(super) fn name_hits(&self, pi: usize) -> Option<&[(usize, u8)]> {
-        let (globs, owner) = self.set.names.as_ref()?;
-        Some(self.per[pi].name_hits.get_or_init(|| {
-            let mut found = Vec::new();
-            let mut hits: Vec<(usize, u8)> = Vec::new();
-            for (slot, (_, c)) in self.names(pi).iter().enumerate() {
-                let Some(c) = c else { continue };
-                globs.matches_candidate_into(c, &mut found);
-                for &g in &found {
-                    let pred = owner[g];
-                    if !hits.iter().any(|(p, _)| *p == pred) {
-                        hits.push((pred, slot as u8));
-                    }
+        if let Some(hits) = self.per[pi].name_hits.get() {
+            return Some(hits);
+        }
+        let globs = self.set.names()?;
+        let p = &self.snap.processes[pi];
+        let mut found = Vec::new();
+        let mut hits: Vec<(usize, u8)> = Vec::new();
+        for (slot, name) in [Some(p.comm.as_str()), p.exe_basename(), p.argv0_basename()]
+            .into_iter()
+            .enumerate()
+        {
+            let Some(name) = name else { continue };
+            found.clear();
+            globs.matches_into(name, &mut found)?;
+            for &g in &found {
+                let pred = globs.owner[g];
+                if !hits.iter().any(|(p, _)| *p == pred) {
+                    hits.push((pred, slot as u8));
                 }
             }
-            hits
-        }))
+        }
+        Some(self.per[pi].name_hits.get_or_init(|| hits))
     }
 
     /// Whether the set's `index`th command-line regex matches process `pi`, from one pass
     /// of the whole set (`None`: the set has no combined regex set).
     pub(super) fn cmdline_hit(&self, pi: usize, index: usize) -> Option<bool> {
-        let rs = self.set.cmdlines.as_ref()?;
+        let rs = self.set.cmdlines()?;
         let bits = self.per[pi].cmdline_hits.get_or_init(|| {
             let mut bits = Bits::new(rs.len());
             for i in rs.matches(self.cmdline(pi)).iter() {
@@ -149,6 +155,11 @@ impl<'a> Ctx<'a> {
         cache.for_set(&self.set.digest);
         let mut old = std::mem::take(&mut cache.entries);
         let mut taken = Vec::with_capacity(self.snap.processes.len());
+        // What this run learnt, by fingerprint: a process with the same facts as one already
+        // judged (workers of one server, forked children) gets the same answers — they are a
+        // function of exactly what the fingerprint covers, as the cache's entries are. On a
+        // cold scan this is most processes.
+        let mut learnt: HashMap<u64, usize> = HashMap::new();
         for (pi, p) in self.snap.processes.iter().enumerate() {
             if p.kernel_thread {
                 continue;
@@ -162,12 +173,42 @@ impl<'a> Ctx<'a> {
                     let _ = per.cmdline_hits.set(e.cmdline_hits);
                     e.possible
                 }
-                _ => self.learn(pi),
+                _ => match learnt.get(&fingerprint).copied() {
+                    Some(twin) => self.copy_learnt(twin, pi),
+                    None => {
+                        learnt.insert(fingerprint, pi);
+                        self.learn(pi)
+                    }
+                },
             };
             self.per[pi].possible = Some(possible);
             taken.push((k, fingerprint, pi));
         }
         taken
+    }
+
+    /// What process `twin` (judged in this run, with the same fingerprint) learnt, for
+    /// process `pi`: its text matches and possible signatures.
+    fn copy_learnt(&mut self, twin: usize, pi: usize) -> Bits {
+        let (name_hits, cmdline_hits, possible) = {
+            let t = &self.per[twin];
+            (
+                t.name_hits.get().cloned(),
+                t.cmdline_hits.get().cloned(),
+                t.possible.clone(),
+            )
+        };
+        let per = &mut self.per[pi];
+        if let Some(h) = name_hits {
+            let _ = per.name_hits.set(h);
+        }
+        if let Some(b) = cmdline_hits {
+            let _ = per.cmdline_hits.set(b);
+        }
+        match possible {
+            Some(p) => p,
+            None => self.learn(pi),
+        }
     }
 
     /// Moves what [`Ctx::use_cache`] took back into `cache`.

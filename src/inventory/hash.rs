@@ -119,6 +119,24 @@ impl Hashes {
         if self.buf.len() != CHUNK + overlap {
             self.buf = vec![0; CHUNK + overlap];
         }
+        if !hash {
+            if let Some(m) = &wanted.matcher {
+                if let Some(ranges) = elf_data_ranges(&fd, key.size) {
+                    return match self.search_ranges(&fd, &ranges, m, wanted.strings.len(), overlap)
+                    {
+                        Ok(found) => {
+                            let facts = ExeFacts {
+                                sha256: None,
+                                strings: found_strings(wanted, &found),
+                            };
+                            self.by_file.insert(key, facts.clone());
+                            Hashed::Facts(key, facts, None)
+                        }
+                        Err(e) => gap(e.to_string()),
+                    };
+                }
+            }
+        }
         let mut hasher = hash.then(Sha256::new);
         let mut found = vec![false; wanted.strings.len()];
         let mut total: i64 = 0;
@@ -157,13 +175,7 @@ impl Hashes {
         }
         let facts = ExeFacts {
             sha256: hasher.map(|h| h.finalize().iter().map(|b| format!("{b:02x}")).collect()),
-            strings: wanted
-                .strings
-                .iter()
-                .zip(&found)
-                .filter(|(_, &f)| f)
-                .map(|(s, _)| s.clone())
-                .collect(),
+            strings: found_strings(wanted, &found),
         };
         self.by_file.insert(key, facts.clone());
         let g = (wanted.hash && facts.sha256.is_none()).then(too_large);
@@ -174,6 +186,156 @@ impl Hashes {
     pub(super) fn retain(&mut self, live: &HashSet<FileKey>) {
         self.by_file.retain(|k, _| live.contains(k));
     }
+
+    /// Searches `ranges` of `fd` (sorted, apart) for the strings, at most
+    /// [`MAX_STRINGS_BYTES`] in all, lowercased as [`Hashes::hash`] does; which were found.
+    fn search_ranges(
+        &mut self,
+        fd: &std::os::fd::OwnedFd,
+        ranges: &[(u64, u64)],
+        m: &AhoCorasick,
+        strings: usize,
+        overlap: usize,
+    ) -> Result<Vec<bool>, rustix::io::Errno> {
+        const CHUNK: usize = 64 * 1024;
+        if self.buf.len() != CHUNK + overlap {
+            self.buf = vec![0; CHUNK + overlap];
+        }
+        let mut found = vec![false; strings];
+        let mut budget = MAX_STRINGS_BYTES as u64;
+        for &(start, len) in ranges {
+            let mut at = start;
+            let end = start + len.min(budget);
+            // A string straddling two reads: the tail of the last read goes in front of the
+            // next, within one range (adjacent sections are one range).
+            let mut kept = 0;
+            while at < end {
+                let want = CHUNK.min((end - at) as usize);
+                let n = loop {
+                    match rustix::io::pread(fd, &mut self.buf[kept..kept + want], at) {
+                        Err(rustix::io::Errno::INTR) => continue,
+                        r => break r?,
+                    }
+                };
+                if n == 0 {
+                    break;
+                }
+                self.progress
+                    .fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+                self.buf[kept..kept + n].make_ascii_lowercase();
+                for hit in m.find_iter(&self.buf[..kept + n]) {
+                    found[hit.pattern().as_usize()] = true;
+                }
+                if found.iter().all(|&f| f) {
+                    return Ok(found);
+                }
+                at += n as u64;
+                let stop = kept + n;
+                kept = overlap.min(stop);
+                self.buf.copy_within(stop - kept..stop, 0);
+            }
+            budget -= (at - start).min(budget);
+            if budget == 0 {
+                break;
+            }
+        }
+        Ok(found)
+    }
+}
+
+/// The indicator strings `found` says were found, in the order of [`Wanted::strings`].
+fn found_strings(wanted: &Wanted, found: &[bool]) -> Vec<String> {
+    wanted
+        .strings
+        .iter()
+        .zip(found)
+        .filter(|(_, &f)| f)
+        .map(|(s, _)| s.clone())
+        .collect()
+}
+
+/// Where an executable's strings can be: for a 64-bit little-endian ELF file with section
+/// headers, the whole file but its code — the sections with `SHF_EXECINSTR` (`.text`,
+/// `.plt`, `.init`, …) — in file order. Code is most of a large binary (24 of cargo's 42 MB;
+/// the first 16 MiB searched used to be nothing but code there, so its read-only data was
+/// never reached) and holds no strings; a miner's pool URLs, algorithm names and options are
+/// constants in its read-only data, and whatever sits outside any section (appended data)
+/// is still searched. `None` — search the file from its start, as before — for anything
+/// else: no section headers (a packed binary: UPX drops them), another ELF class or byte
+/// order, a script, headers out of bounds, or no code section. Section headers are not
+/// used by the loader, so a binary built to hide strings could mislabel its data as code;
+/// one built to hide strings can as well encrypt them: `exe_strings` is for stock builds.
+pub(super) fn elf_data_ranges(fd: &std::os::fd::OwnedFd, size: i64) -> Option<Vec<(u64, u64)>> {
+    const SHF_EXECINSTR: u64 = 0x4;
+    const SHT_NOBITS: u32 = 8;
+    const MAX_SECTIONS: usize = 4096;
+    let size = u64::try_from(size).ok()?;
+    let mut head = [0u8; 64];
+    if rustix::io::pread(fd, &mut head, 0).ok()? != head.len() {
+        return None;
+    }
+    // 64-bit (class 2), little-endian (data 1)
+    if head[..4] != *b"\x7fELF" || head[4] != 2 || head[5] != 1 {
+        return None;
+    }
+    let u16_at =
+        |b: &[u8], at: usize| Some(u16::from_le_bytes(b.get(at..at + 2)?.try_into().ok()?));
+    let u32_at =
+        |b: &[u8], at: usize| Some(u32::from_le_bytes(b.get(at..at + 4)?.try_into().ok()?));
+    let u64_at =
+        |b: &[u8], at: usize| Some(u64::from_le_bytes(b.get(at..at + 8)?.try_into().ok()?));
+    let shoff = u64_at(&head, 0x28)?;
+    let entsize = usize::from(u16_at(&head, 0x3A)?);
+    let count = usize::from(u16_at(&head, 0x3C)?);
+    if shoff == 0 || count == 0 || count > MAX_SECTIONS || entsize != 64 {
+        return None;
+    }
+    let table_len = (count * entsize) as u64;
+    if shoff.checked_add(table_len)? > size {
+        return None;
+    }
+    let mut table = vec![0u8; count * entsize];
+    let mut got = 0;
+    while got < table.len() {
+        match rustix::io::pread(fd, &mut table[got..], shoff + got as u64) {
+            Ok(0) => return None,
+            Ok(n) => got += n,
+            Err(rustix::io::Errno::INTR) => {}
+            Err(_) => return None,
+        }
+    }
+    let mut code: Vec<(u64, u64)> = Vec::new();
+    for e in table.chunks_exact(entsize) {
+        let kind = u32_at(e, 4)?;
+        let flags = u64_at(e, 8)?;
+        let offset = u64_at(e, 0x18)?;
+        let len = u64_at(e, 0x20)?;
+        if flags & SHF_EXECINSTR == 0 || kind == SHT_NOBITS || len == 0 {
+            continue;
+        }
+        let end = offset.checked_add(len)?;
+        if end > size {
+            return None;
+        }
+        code.push((offset, end));
+    }
+    if code.is_empty() {
+        return None;
+    }
+    code.sort_unstable();
+    // The complement of the code, in file order.
+    let mut ranges: Vec<(u64, u64)> = Vec::with_capacity(code.len() + 1);
+    let mut at = 0;
+    for (start, end) in code {
+        if start > at {
+            ranges.push((at, start - at));
+        }
+        at = at.max(end);
+    }
+    if at < size {
+        ranges.push((at, size - at));
+    }
+    Some(ranges)
 }
 
 /// How long reading one executable may go without progress (no byte read) before it is

@@ -604,3 +604,35 @@ fn a_recycled_snapshot_gives_the_same_inventory() {
     }
     drop(listener);
 }
+
+#[test]
+fn an_elf_executable_is_searched_except_its_code() {
+    // This test binary: an ELF file with code sections; its read-only data holds this
+    // literal, which a search of the file outside its code must find.
+    const MARKER: &str = "aupwatch-rodata-marker-5c1e9a";
+    let exe = std::fs::File::open("/proc/self/exe").expect("own exe");
+    let fd = std::os::fd::OwnedFd::from(exe);
+    let size = i64::try_from(fd_size(&fd)).expect("size");
+    let ranges = hash::elf_data_ranges(&fd, size).expect("an ELF file with code");
+    let searched: u64 = ranges.iter().map(|(_, l)| l).sum();
+    assert!(
+        searched < size as u64 && ranges.len() >= 2,
+        "{ranges:?} of {size}"
+    );
+    let dir = std::fs::File::open("/proc/self").expect("/proc/self");
+    let dir = std::os::fd::OwnedFd::from(dir);
+    // Built at run time: not in the binary.
+    let absent = format!("absent-{}", std::process::id() * 7919);
+    let wanted = hash::Wanted::new(false, &[MARKER.to_string(), absent]);
+    let mut hashes = hash::Hashes::default();
+    match hashes.hash(std::os::fd::AsFd::as_fd(&dir), me(), &wanted) {
+        hash::Hashed::Facts(_, facts, None) => {
+            assert_eq!(facts.strings, vec![MARKER.to_string()]);
+        }
+        _ => panic!("no facts"),
+    }
+}
+
+fn fd_size(fd: &std::os::fd::OwnedFd) -> u64 {
+    rustix::fs::fstat(fd).expect("fstat").st_size as u64
+}

@@ -22,8 +22,28 @@ const POLICIES: [&str; 6] = ["other", "batch", "idle", "fifo", "rr", "deadline"]
 /// What the kernel shows in `/sys/module/msr/parameters/allow_writes`.
 const MSR_ALLOW_WRITES: [&str; 3] = ["on", "off", "default"];
 
+/// How much of a value is checked at load.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Check {
+    /// Every regex and glob list compiled once, so that every error a compile can give
+    /// (syntax, a regex over its size limit) is reported with its file, line and id: files
+    /// read at run time, and `signatures check`.
+    Compile,
+    /// Globs parsed, regexes and glob sets not compiled (they compile on first use): the
+    /// packs built into the binary, which `signatures check` and a unit test compile in
+    /// full (`bundled_packs_compile_in_full`), so that loading them does not pay for it at
+    /// every start.
+    Bundled,
+}
+
 /// Compiles one file, appending its signatures and its errors.
-pub(super) fn file(name: &str, text: &str, out: &mut Vec<Signature>, errors: &mut Vec<LoadError>) {
+pub(super) fn file(
+    name: &str,
+    text: &str,
+    check: Check,
+    out: &mut Vec<Signature>,
+    errors: &mut Vec<LoadError>,
+) {
     let lines = LineIndex::new(text);
     let (doc, syntax) = DeTable::parse_recoverable(text);
     if !syntax.is_empty() {
@@ -66,6 +86,7 @@ pub(super) fn file(name: &str, text: &str, out: &mut Vec<Signature>, errors: &mu
         for item in items.iter() {
             let mut ctx = Ctx {
                 file: name,
+                check,
                 lines: &lines,
                 id: item
                     .get_ref()
@@ -142,6 +163,7 @@ impl LineIndex {
 
 struct Ctx<'a> {
     file: &'a str,
+    check: Check,
     lines: &'a LineIndex,
     id: Option<String>,
     errors: &'a mut Vec<LoadError>,

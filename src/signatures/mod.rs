@@ -8,11 +8,12 @@ mod compile;
 mod model;
 
 pub(crate) use compile::parse_duration;
+use compile::Check;
 
 pub use model::{
-    BindFilter, Category, CmdlineRegex, ConnFilter, GlobList, Match, PeerCount, PortSet, Predicate,
-    ProbeKind, ProtocolFilter, Severity, Signature, SignatureSet, SocketFilter, StateFilter,
-    Subject,
+    BindFilter, Category, CmdlineRegex, ConnFilter, GlobList, Match, NameGlobs, PeerCount, PortSet,
+    Predicate, ProbeKind, ProtocolFilter, Severity, Signature, SignatureSet, SocketFilter,
+    StateFilter, Subject,
 };
 
 use std::path::{Path, PathBuf};
@@ -83,8 +84,16 @@ pub fn bundled_sources() -> Vec<(String, String)> {
         .collect()
 }
 
-/// Loads the packs compiled into the binary.
+/// Loads the packs compiled into the binary. Their regexes and glob sets are not compiled
+/// here but on first use ([`Check::Bundled`]): the packs cannot change after the build, and
+/// [`check_bundled`] (`signatures check`) and a unit test compile every one of them.
 pub fn load_bundled() -> Result<SignatureSet, LoadErrors> {
+    load_checked(&bundled_sources(), Check::Bundled)
+}
+
+/// Loads the bundled packs compiling every regex and glob list, as files read at run time
+/// are: what `signatures check` runs without a directory.
+pub fn check_bundled() -> Result<SignatureSet, LoadErrors> {
     load_sources(&bundled_sources())
 }
 
@@ -139,7 +148,11 @@ fn read_dir_sources(dir: &Path) -> Result<Vec<(String, String)>, DirError> {
 
 /// Loads a set from `(file name, text)` pairs. Ids must be unique across all of them.
 pub fn load_sources(sources: &[(String, String)]) -> Result<SignatureSet, LoadErrors> {
-    let signatures = compile_layer(sources)?;
+    load_checked(sources, Check::Compile)
+}
+
+fn load_checked(sources: &[(String, String)], check: Check) -> Result<SignatureSet, LoadErrors> {
+    let signatures = compile_layer(sources, check)?;
     within_budget(&signatures, sources)?;
     Ok(SignatureSet::new(signatures, sources))
 }
@@ -172,9 +185,9 @@ pub fn load_layered(
     if !untrusted.is_empty() {
         return Err(LoadErrors(untrusted).into());
     }
-    let shipped: Vec<(String, String)> = match shipped_dir {
-        Some(d) => read_dir_sources(d)?,
-        None => bundled_sources(),
+    let (shipped, check): (Vec<(String, String)>, Check) = match shipped_dir {
+        Some(d) => (read_dir_sources(d)?, Check::Compile),
+        None => (bundled_sources(), Check::Bundled),
     };
     let local = match local_dir {
         Some(d) => match read_dir_sources(d) {
@@ -184,8 +197,8 @@ pub fn load_layered(
         },
         None => Vec::new(),
     };
-    let base = compile_layer(&shipped);
-    let over = compile_layer(&local);
+    let base = compile_layer(&shipped, check);
+    let over = compile_layer(&local, Check::Compile);
     let (mut base, over) = match (base, over) {
         (Ok(b), Ok(o)) => (b, o),
         (b, o) => {
@@ -313,11 +326,11 @@ fn within_budget(signatures: &[Signature], sources: &[(String, String)]) -> Resu
     }
 }
 
-fn compile_layer(sources: &[(String, String)]) -> Result<Vec<Signature>, LoadErrors> {
+fn compile_layer(sources: &[(String, String)], check: Check) -> Result<Vec<Signature>, LoadErrors> {
     let mut signatures = Vec::new();
     let mut errors = Vec::new();
     for (file, text) in sources {
-        compile::file(file, text, &mut signatures, &mut errors);
+        compile::file(file, text, check, &mut signatures, &mut errors);
     }
     let mut seen: std::collections::HashMap<&str, &str> = std::collections::HashMap::new();
     for sig in &signatures {

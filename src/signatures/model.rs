@@ -289,7 +289,8 @@ pub enum DecidedBy {
 #[derive(Debug, Clone)]
 pub struct CmdlineRegex {
     pattern: String,
-    compiled: std::sync::OnceLock<Option<regex::Regex>>,
+    /// Shared by clones: the set's list of regexes and the predicate compile it once.
+    compiled: std::sync::Arc<std::sync::OnceLock<Option<regex::Regex>>>,
 }
 
 impl CmdlineRegex {
@@ -304,7 +305,7 @@ impl CmdlineRegex {
     pub(crate) fn checked(pattern: String) -> CmdlineRegex {
         CmdlineRegex {
             pattern,
-            compiled: std::sync::OnceLock::new(),
+            compiled: std::sync::Arc::new(std::sync::OnceLock::new()),
         }
     }
 
@@ -497,14 +498,18 @@ pub struct SignatureSet {
     pub signatures: Vec<Signature>,
     /// SHA-256 over the sources it was loaded from (names and contents): the set's version.
     pub digest: String,
-    /// Every `name` glob of the set in one set, for one pass per process name, and which
-    /// name predicate each glob belongs to.
-    pub names: Option<(globset::GlobSet, Vec<usize>)>,
+    /// Every `name` glob of the set with the name predicate it belongs to, in predicate
+    /// order: what [`SignatureSet::names`] compiles, on first use.
+    name_globs: Vec<(String, usize)>,
+    /// The combined name globs, compiled when first needed (see [`NameGlobs`]).
+    names: std::sync::OnceLock<Option<NameGlobs>>,
     /// How many name predicates the set has.
     pub name_predicates: usize,
-    /// Every `cmdline` regex of the set, for one pass per process; predicate `index` is the
-    /// regex's place here.
-    pub cmdlines: Option<regex::RegexSet>,
+    /// Every `cmdline` regex of the set, in predicate `index` order (each compiled on first
+    /// use, shared with its predicate).
+    cmdline_regexes: Vec<CmdlineRegex>,
+    /// Those regexes in one `RegexSet`, compiled when first needed.
+    cmdlines: std::sync::OnceLock<Option<regex::RegexSet>>,
     /// Some signature needs executable hashes.
     pub needs_exe_hash: bool,
     /// Every `exe_strings` string of the set (lowercased, no repeats): what the inventory
@@ -527,27 +532,18 @@ impl SignatureSet {
         sources: &[(String, String)],
     ) -> SignatureSet {
         let mut patterns = Vec::new();
-        let mut names = globset::GlobSetBuilder::new();
-        let mut name_owner = Vec::new();
+        let mut name_globs = Vec::new();
         let mut name_predicates = 0;
-        let mut names_ok = true;
         for s in &mut signatures {
             s.matcher.visit_mut(&mut |p| match p {
                 Predicate::Cmdline { re, index } => {
                     *index = patterns.len();
-                    patterns.push(re.as_str().to_string());
+                    patterns.push(re.clone());
                 }
                 Predicate::Name { globs, index } => {
                     *index = name_predicates;
                     for pat in &globs.patterns {
-                        // The same options the predicate's own list uses.
-                        match GlobList::glob(pat, true, false) {
-                            Ok(g) => {
-                                names.add(g);
-                                name_owner.push(name_predicates);
-                            }
-                            Err(_) => names_ok = false,
-                        }
+                        name_globs.push((pat.clone(), name_predicates));
                     }
                     name_predicates += 1;
                 }
@@ -576,19 +572,6 @@ impl SignatureSet {
                 | Predicate::Msr { .. } => {}
             });
         }
-        // Should the combined set not build, detection tries each list on its own (each
-        // compiles its set on first use).
-        let names = names
-            .build()
-            .ok()
-            .filter(|_| names_ok)
-            .map(|set| (set, name_owner));
-        // Each pattern compiled alone within the per-regex limit; together they may need more.
-        // Should the set still not build, detection tries the regexes one by one.
-        let cmdlines = regex::RegexSetBuilder::new(&patterns)
-            .size_limit(patterns.len().max(1) * (1 << 20))
-            .build()
-            .ok();
         use sha2::{Digest, Sha256};
         let mut h = Sha256::new();
         for (name, text) in sources {
@@ -659,9 +642,11 @@ impl SignatureSet {
         }
         SignatureSet {
             signatures,
-            names,
+            name_globs,
+            names: std::sync::OnceLock::new(),
             name_predicates,
-            cmdlines,
+            cmdline_regexes: patterns,
+            cmdlines: std::sync::OnceLock::new(),
             digest,
             needs_exe_hash,
             exe_strings,
@@ -671,8 +656,102 @@ impl SignatureSet {
         }
     }
 
+    /// Every `name` glob of the set in one matcher, for one pass per process name, and which
+    /// name predicate each glob belongs to; compiled on first use (a set that is only listed
+    /// or checked never compiles it). `None` when it does not build: detection then tries
+    /// each list on its own.
+    pub fn names(&self) -> Option<&NameGlobs> {
+        self.names
+            .get_or_init(|| NameGlobs::build(&self.name_globs))
+            .as_ref()
+    }
+
+    /// The set's `cmdline` regexes; predicate `index` is the place here.
+    pub fn cmdline_regexes(&self) -> &[CmdlineRegex] {
+        &self.cmdline_regexes
+    }
+
+    /// Every `cmdline` regex of the set in one `RegexSet`, for one pass per process;
+    /// predicate `index` is the regex's place here. Compiled on first use; `None` when it
+    /// does not build (detection then tries the regexes one by one).
+    pub fn cmdlines(&self) -> Option<&regex::RegexSet> {
+        self.cmdlines
+            .get_or_init(|| {
+                // Each pattern is within the per-regex limit alone; together they may need
+                // more.
+                regex::RegexSetBuilder::new(self.cmdline_regexes.iter().map(|r| r.as_str()))
+                    .size_limit(self.cmdline_regexes.len().max(1) * REGEX_SIZE_LIMIT)
+                    .build()
+                    .ok()
+            })
+            .as_ref()
+    }
+
     /// The first 12 hex digits of the digest: short enough to show.
     pub fn version(&self) -> &str {
         &self.digest[..12.min(self.digest.len())]
+    }
+}
+
+/// Every `name` glob of a set, combined for one pass per name. `name` globs ignore case;
+/// globset compiles a case-insensitive glob into a regex (its literal, prefix and suffix
+/// strategies are case-sensitive only), which made compiling the bundled set's names the
+/// largest part of start-up. So, for a name that is ASCII, the globs that are ASCII and
+/// have no `[…]` class are matched case-sensitively, lowercased, against the lowercased
+/// name — the same answer, since on ASCII text ignoring case is ASCII lowercasing, and `*`,
+/// `?`, `{a,b}` and `\x` mean the same on both sides — and most of them become hash
+/// look-ups and prefix or suffix tests. The other globs stay case-insensitive in the same
+/// set. A name that is not ASCII (Unicode case folding: the Kelvin sign is a `k`) goes
+/// through every glob case-insensitive, a second set compiled only when such a name is
+/// first seen.
+#[derive(Debug, Clone)]
+pub struct NameGlobs {
+    ascii: globset::GlobSet,
+    unicode: std::sync::OnceLock<Option<globset::GlobSet>>,
+    patterns: Vec<String>,
+    /// The name predicate (its index) of each glob, the same order in both sets.
+    pub owner: Vec<usize>,
+}
+
+impl NameGlobs {
+    fn build(globs: &[(String, usize)]) -> Option<NameGlobs> {
+        let mut b = globset::GlobSetBuilder::new();
+        for (pat, _) in globs {
+            let g = if pat.is_ascii() && !pat.contains('[') {
+                GlobList::glob(&pat.to_ascii_lowercase(), false, false)
+            } else {
+                GlobList::glob(pat, true, false)
+            };
+            b.add(g.ok()?);
+        }
+        Some(NameGlobs {
+            ascii: b.build().ok()?,
+            unicode: std::sync::OnceLock::new(),
+            patterns: globs.iter().map(|(p, _)| p.clone()).collect(),
+            owner: globs.iter().map(|&(_, o)| o).collect(),
+        })
+    }
+
+    /// Appends to `into` the index of every glob matching `name` (`None`: the
+    /// case-insensitive set needed for a name that is not ASCII did not build).
+    pub fn matches_into(&self, name: &str, into: &mut Vec<usize>) -> Option<()> {
+        if name.is_ascii() {
+            if name.bytes().any(|b| b.is_ascii_uppercase()) {
+                let lower = name.to_ascii_lowercase();
+                self.ascii.matches_into(lower.as_str(), into);
+            } else {
+                self.ascii.matches_into(name, into);
+            }
+            return Some(());
+        }
+        let unicode = self.unicode.get_or_init(|| {
+            let mut b = globset::GlobSetBuilder::new();
+            for p in &self.patterns {
+                b.add(GlobList::glob(p, true, false).ok()?);
+            }
+            b.build().ok()
+        });
+        unicode.as_ref()?.matches_into(name, into);
+        Some(())
     }
 }

@@ -435,3 +435,111 @@ fn probe_is_optional_and_compiled() {
     assert_eq!(set.signatures[0].probe, Some(ProbeKind::Proxy));
     assert_eq!(set.signatures[1].probe, None);
 }
+
+#[test]
+fn bundled_packs_compile_in_full() {
+    // Loading the bundled packs compiles no regex or glob set (`Check::Bundled`): this is
+    // the check that every one of them compiles, and what `signatures check` runs.
+    let full = check_bundled().expect("every bundled regex and glob list compiles");
+    let set = load_bundled().expect("bundled");
+    assert_eq!(full.digest, set.digest);
+    assert_eq!(full.signatures.len(), set.signatures.len());
+    for s in &set.signatures {
+        s.matcher.visit(&mut |p| {
+            if let Predicate::Cmdline { re, .. } = p {
+                assert!(re.regex().is_some(), "{}: {}", s.id, re.as_str());
+            }
+        });
+    }
+    assert!(set.names().is_some(), "the combined name globs build");
+    assert!(
+        set.cmdlines().is_some(),
+        "the combined cmdline regexes build"
+    );
+}
+
+#[test]
+fn a_local_regex_over_its_size_limit_is_an_error_at_load() {
+    // Only a compile finds this (the syntax is fine): files read at run time are compiled.
+    let rest = "match = { cmdline = '\\w{1000}\\w{1000}\\w{1000}' }\n";
+    assert!(
+        one_error(rest).starts_with("7: bad cmdline regex"),
+        "{}",
+        one_error(rest)
+    );
+}
+
+/// Every name tried: each glob's own text (wildcards filled in, upper- and mixed-case
+/// forms, a Kelvin sign for each `k`, a long s for each `s`), look-alikes, and the names
+/// of the processes running on this host.
+fn names_to_try(set: &SignatureSet) -> Vec<String> {
+    let mut names: Vec<String> = Vec::new();
+    for s in &set.signatures {
+        s.matcher.visit(&mut |p| {
+            if let Predicate::Name { globs, .. } = p {
+                for g in &globs.patterns {
+                    let filled = g.replace('*', "Xy").replace('?', "q");
+                    for n in [
+                        filled.clone(),
+                        filled.to_uppercase(),
+                        filled
+                            .chars()
+                            .enumerate()
+                            .map(|(i, c)| {
+                                if i % 2 == 0 {
+                                    c.to_ascii_uppercase()
+                                } else {
+                                    c
+                                }
+                            })
+                            .collect(),
+                        filled.replace('k', "\u{212A}").replace('s', "\u{17F}"),
+                        format!("{filled}é"),
+                        format!("x{filled}"),
+                        filled.chars().skip(1).collect(),
+                    ] {
+                        names.push(n);
+                    }
+                }
+            }
+        });
+    }
+    for entry in std::fs::read_dir("/proc").expect("/proc").flatten() {
+        if let Ok(comm) = std::fs::read_to_string(entry.path().join("comm")) {
+            names.push(comm.trim_end().to_string());
+        }
+    }
+    names
+}
+
+#[test]
+fn combined_name_globs_agree_with_each_list_on_its_own() {
+    let set = load_bundled().expect("bundled");
+    let combined = set.names().expect("builds");
+    let mut lists: Vec<(usize, GlobList)> = Vec::new();
+    for s in &set.signatures {
+        s.matcher.visit(&mut |p| {
+            if let Predicate::Name { globs, index } = p {
+                lists.push((*index, globs.clone()));
+            }
+        });
+    }
+    let names = names_to_try(&set);
+    let mut matched = 0;
+    let mut found = Vec::new();
+    for n in &names {
+        found.clear();
+        combined
+            .matches_into(n, &mut found)
+            .expect("the unicode set builds");
+        for (index, globs) in &lists {
+            let index = *index;
+            let alone = globs.is_match(n);
+            let together = found.iter().any(|&g| combined.owner[g] == index);
+            assert_eq!(alone, together, "name {n:?}, globs {:?}", globs.patterns);
+            matched += usize::from(alone);
+        }
+    }
+    // The names built from the globs match: the comparison is not vacuous.
+    assert!(matched > names.len() / 4, "{matched} of {}", names.len());
+}

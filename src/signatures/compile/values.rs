@@ -2,7 +2,7 @@
 //! states, counts): each reports its own error with its line and gives the compiled value.
 
 use super::raw::RawPort;
-use super::{Ctx, MAX_CPU_WINDOW_SECS};
+use super::{Check, Ctx, MAX_CPU_WINDOW_SECS};
 use crate::inventory::Protocol;
 use crate::signatures::model::{
     BindFilter, CmdlineRegex, GlobList, PortSet, ProtocolFilter, StateFilter,
@@ -54,7 +54,7 @@ impl Ctx<'_> {
             return None;
         }
         let patterns: Vec<String> = pats.iter().map(|p| p.get_ref().clone()).collect();
-        if !build_set {
+        if !build_set || self.check == Check::Bundled {
             return Some(GlobList::new(patterns, ignore_case, path, None));
         }
         match builder.build() {
@@ -73,6 +73,9 @@ impl Ctx<'_> {
                 "empty cmdline regex would match every process".into(),
             );
             return None;
+        }
+        if self.check == Check::Bundled {
+            return Some(CmdlineRegex::checked(re.get_ref().clone()));
         }
         match CmdlineRegex::builder(re.get_ref()).build() {
             // Checked; compiled again only when needed (see CmdlineRegex).
