@@ -7,7 +7,7 @@
 # the agent (SIGTERM, by pid) and prints CPU-seconds per hour from minute 1 on (start-up,
 # which loads and compiles the signatures and takes the cold inventory, is excluded).
 # Environment variables (MALLOC_ARENA_MAX=2, as the systemd unit sets) pass to the agent.
-# The load is whatever runs on the host: /work/shared/bench/fixture.sh start S gives ~370
+# The load is whatever runs on the host: `bench/run --hold --scales S` gives ~370
 # processes and 1k sockets in a loopback-only namespace. Opens no network socket itself.
 # With RELOADS=N (N >= 1) the agent is sent SIGHUP N times, 30 s apart from 30 s on (a reload:
 # config and signatures loaded again, the old set released); the last line then also gives
