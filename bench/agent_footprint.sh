@@ -13,6 +13,7 @@
 # config and signatures loaded again, the old set released); the last line then also gives
 # the peak before the first reload and the RSS at the end, so a reload that raises memory
 # for good shows.
+# INTERVAL=2s (default 15s) sets the agent's scan interval.
 # With COLLECTOR_URL and ENROLL_SECRET set the agent also reports to that collector
 # (machine_id footprint-<pid>); bench/agent_footprint_reporting.sh runs both ways side by
 # side against a collector in a loopback-only network namespace.
@@ -24,7 +25,7 @@ dir=${3:?usage: $0 BINARY MINUTES DIR}
 mkdir -p "$dir/cfg" "$dir/state"
 # The config directory is watched for changes: keep it apart from the files written here.
 cat >"$dir/cfg/agent.toml" <<EOF
-interval = "15s"
+interval = "${INTERVAL:-15s}"
 local_signatures_dir = ""
 state_dir = "$dir/state"
 [status]
