@@ -165,6 +165,19 @@ impl History {
             let mut samples = self.cpu.remove(&k).unwrap_or_default();
             // The same snapshot observed twice adds nothing.
             if samples.back().is_none_or(|s| s.uptime_secs < now) {
+                // An idle stretch is kept as its two ends: with the ticks unchanged over the
+                // last two samples and this one, the middle one goes. Every interval it
+                // split was 0 %, and so is the one that replaces them, so no `cpu` match
+                // changes (each needs every interval of its window above a `min_percent` >
+                // 0), while a host of idle processes keeps two samples per process, not one
+                // per scan of the window (20k processes at a 2 s interval: ~100 MB).
+                let n = samples.len();
+                if n >= 2
+                    && samples[n - 1].cpu_ticks == p.cpu_ticks
+                    && samples[n - 2].cpu_ticks == p.cpu_ticks
+                {
+                    samples.pop_back();
+                }
                 samples.push_back(Sample {
                     uptime_secs: now,
                     cpu_ticks: p.cpu_ticks,
@@ -391,6 +404,34 @@ mod tests {
         // the last 10 s only
         let w = h.cpu_window(&p, 20.0, 10.0).expect("one interval");
         assert_eq!((w.intervals, w.min_percent), (1, 50.0));
+    }
+
+    #[test]
+    fn an_idle_stretch_is_kept_as_its_two_ends_and_no_window_changes_its_answer() {
+        let p = Process {
+            pid: 1,
+            start_ticks: 1,
+            ..Process::default()
+        };
+        // Idle for 10 scans at 2 s: two samples, not ten.
+        let mut h = History::new(600);
+        for i in 0..10u64 {
+            h.observe(&snap(i as f64 * 2.0, &[(1, 500)]));
+        }
+        assert_eq!(h.size(), (1, 2));
+        let w = h.cpu_window(&p, 18.0, 600.0).expect("one interval");
+        assert_eq!((w.min_percent, w.covered_secs), (0.0, 18.0));
+        // Then busy at 100 % for 10 scans: every busy sample is kept.
+        for i in 10..20u64 {
+            h.observe(&snap(i as f64 * 2.0, &[(1, 500 + (i - 9) * 200)]));
+        }
+        assert_eq!(h.size(), (1, 12));
+        // A window reaching into the idle stretch has a 0 % interval, as it had before; one
+        // inside the busy part sees only 100 %.
+        for (window, min) in [(30.0, 0.0), (21.0, 0.0), (20.0, 100.0), (18.0, 100.0)] {
+            let w = h.cpu_window(&p, 38.0, window).expect("a window");
+            assert_eq!(w.min_percent, min, "window {window} s");
+        }
     }
 
     #[test]
