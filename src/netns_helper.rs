@@ -167,6 +167,29 @@ pub enum HelperError {
     Protocol { path: PathBuf, what: &'static str },
 }
 
+impl HelperError {
+    /// For `map_err`: the system call `what` on the helper's socket at `path` failed.
+    fn sys<'a>(path: &'a Path, what: &'static str) -> impl FnOnce(Errno) -> HelperError + 'a {
+        move |errno| HelperError::Sys {
+            path: path.to_path_buf(),
+            what,
+            errno,
+        }
+    }
+}
+
+/// A close-on-exec `SOCK_SEQPACKET` Unix socket: the kind of both ends, the agent's and the
+/// helper's listener at `path`.
+fn seqpacket_socket(path: &Path) -> Result<OwnedFd, HelperError> {
+    rustix::net::socket_with(
+        AddressFamily::UNIX,
+        SocketType::SEQPACKET,
+        SocketFlags::CLOEXEC,
+        None,
+    )
+    .map_err(HelperError::sys(path, "socket"))
+}
+
 fn errno_suffix(errno: i32) -> String {
     if errno == 0 {
         String::new()
@@ -188,20 +211,8 @@ pub struct Connection {
 impl Connection {
     /// Connects to the helper's socket (with [`TIMEOUT`] on every answer).
     pub fn open(path: &Path) -> Result<Connection, HelperError> {
-        let sys = |what| {
-            move |errno| HelperError::Sys {
-                path: path.to_path_buf(),
-                what,
-                errno,
-            }
-        };
-        let fd = rustix::net::socket_with(
-            AddressFamily::UNIX,
-            SocketType::SEQPACKET,
-            SocketFlags::CLOEXEC,
-            None,
-        )
-        .map_err(sys("socket"))?;
+        let sys = |what| HelperError::sys(path, what);
+        let fd = seqpacket_socket(path)?;
         for t in [
             rustix::net::sockopt::Timeout::Recv,
             rustix::net::sockopt::Timeout::Send,
@@ -265,13 +276,7 @@ impl Connection {
         fd: Option<BorrowedFd<'_>>,
     ) -> Result<OwnedFd, HelperError> {
         let path = &self.path;
-        let sys = |what| {
-            move |errno| HelperError::Sys {
-                path: path.clone(),
-                what,
-                errno,
-            }
-        };
+        let sys = |what| HelperError::sys(path, what);
         let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
         let mut control = SendAncillaryBuffer::new(&mut space);
         let fds;
@@ -406,20 +411,8 @@ pub struct ServeOptions {
 
 /// Binds and listens on `path` (replacing a stale socket file), mode 0660.
 pub fn bind(path: &Path) -> Result<OwnedFd, HelperError> {
-    let sys = |what| {
-        move |errno| HelperError::Sys {
-            path: path.to_path_buf(),
-            what,
-            errno,
-        }
-    };
-    let fd = rustix::net::socket_with(
-        AddressFamily::UNIX,
-        SocketType::SEQPACKET,
-        SocketFlags::CLOEXEC,
-        None,
-    )
-    .map_err(sys("socket"))?;
+    let sys = |what| HelperError::sys(path, what);
+    let fd = seqpacket_socket(path)?;
     match rustix::fs::lstat(path) {
         Ok(st)
             if rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::Socket =>
@@ -463,11 +456,7 @@ pub fn serve(opts: ServeOptions) -> Result<(), HelperError> {
         rustix::net::sockopt::Timeout::Recv,
         Some(tick),
     )
-    .map_err(|errno| HelperError::Sys {
-        path: path.clone(),
-        what: "setsockopt",
-        errno,
-    })?;
+    .map_err(HelperError::sys(&path, "setsockopt"))?;
     let mut last = Instant::now();
     loop {
         match rustix::net::accept_with(&opts.listener, SocketFlags::CLOEXEC) {
@@ -495,13 +484,7 @@ pub fn serve(opts: ServeOptions) -> Result<(), HelperError> {
                 }
             }
             Err(Errno::AGAIN | Errno::INTR | Errno::CONNABORTED) => {}
-            Err(errno) => {
-                return Err(HelperError::Sys {
-                    path,
-                    what: "accept",
-                    errno,
-                })
-            }
+            Err(errno) => return Err(HelperError::sys(&path, "accept")(errno)),
         }
         if active.load(Ordering::SeqCst) > 0 {
             last = Instant::now();
