@@ -421,6 +421,42 @@ pub enum AlertOutcome {
     },
 }
 
+/// What settling an alert writes to its row, the same on both backends.
+pub(crate) struct Settled {
+    pub state: AlertState,
+    /// The next attempt (a retry), else the row's keeps its value.
+    pub next_attempt_unix_ms: Option<i64>,
+    /// The attempt's error, else the row's last one stays.
+    pub error: Option<String>,
+    /// When it ended (sent or failed); `None` while it is still pending.
+    pub done_unix_ms: Option<i64>,
+}
+
+impl AlertOutcome {
+    pub(crate) fn settled(self, now: u64) -> Settled {
+        let now = to_i64(now);
+        let (state, next_attempt_unix_ms, error, done_unix_ms) = match self {
+            AlertOutcome::Sent => (AlertState::Sent, None, None, Some(now)),
+            AlertOutcome::Retry {
+                next_unix_ms,
+                error,
+            } => (
+                AlertState::Pending,
+                Some(to_i64(next_unix_ms)),
+                Some(error),
+                None,
+            ),
+            AlertOutcome::Failed { error } => (AlertState::Failed, None, Some(error), Some(now)),
+        };
+        Settled {
+            state,
+            next_attempt_unix_ms,
+            error,
+            done_unix_ms,
+        }
+    }
+}
+
 /// The outbox by state, for /metrics.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct AlertCounts {

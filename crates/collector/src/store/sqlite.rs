@@ -11,8 +11,8 @@ use super::{
     finding_row, key_in_use, refusal, severity_rank, to_i64, to_u64, Activity, AlertCounts,
     AlertOutcome, AlertRow, AlertState, AuditEntry, Counts, CurrentKey, EnrollOutcome, Enrollment,
     FindingColumns, FindingFilter, Fut, HostAction, HostAuth, HostRecord, IngestOutcome, NewAlert,
-    NewSession, Retained, Role, SecretRow, SequenceState, Session, StateFilter, Store, StoreError,
-    TokenRow, UserRow, TABLES,
+    NewSession, Retained, Role, SecretRow, SequenceState, Session, Settled, StateFilter, Store,
+    StoreError, TokenRow, UserRow, TABLES,
 };
 use crate::metrics::Histogram;
 use aupwatch_proto::api::FindingRow;
@@ -926,22 +926,12 @@ impl Store for SqliteStore {
         now: u64,
     ) -> Fut<'_, bool> {
         self.write(move |conn| {
-            let now = to_i64(now);
-            let (state, next, error, done) = match outcome {
-                AlertOutcome::Sent => (AlertState::Sent, None, None, Some(now)),
-                AlertOutcome::Retry {
-                    next_unix_ms,
-                    error,
-                } => (
-                    AlertState::Pending,
-                    Some(to_i64(next_unix_ms)),
-                    Some(error),
-                    None,
-                ),
-                AlertOutcome::Failed { error } => {
-                    (AlertState::Failed, None, Some(error), Some(now))
-                }
-            };
+            let Settled {
+                state,
+                next_attempt_unix_ms: next,
+                error,
+                done_unix_ms: done,
+            } = outcome.settled(now);
             let n = conn
                 .prepare_cached(
                     "UPDATE alerts SET state = ?3, next_attempt_unix_ms =
