@@ -60,22 +60,9 @@ impl Collector {
         }
     }
 
+    /// `aupwatch-collector ARGS` with nothing on its standard input.
     pub fn cli(&self, args: &[&str]) -> (i32, String) {
-        let out = Command::new(collector_bin())
-            .arg("--config")
-            .arg(&self.config)
-            .args(args)
-            .output()
-            .expect("run aupwatch-collector");
-        assert!(
-            out.status.code() != Some(2),
-            "aupwatch-collector {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        (
-            out.status.code().unwrap_or(-1),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-        )
+        self.cli_stdin(args, "")
     }
 
     /// `aupwatch-collector ARGS` with `stdin` written to its standard input (passwords).
