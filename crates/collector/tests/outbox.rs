@@ -7,12 +7,11 @@
 mod common;
 
 use aupwatch_proto::protocol::{EnrollResponse, ReportAck, Stored};
-use common::server::{start, Server, BIN};
+use common::server::{cli, http, start, Server};
 use common::{batch, report};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
-use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -76,82 +75,35 @@ fn serve_one(conn: TcpStream, got: &Mutex<Vec<serde_json::Value>>) {
     }
 }
 
-fn cli(config: &Path, args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(BIN)
-        .arg("--config")
-        .arg(config)
-        .args(args)
-        .output()
-        .expect("run CLI");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-/// One request on a fresh connection; status and body.
-fn http(
-    addr: SocketAddr,
-    method: &str,
-    path: &str,
-    auth: Option<&str>,
-    body: &[u8],
-) -> (u16, Vec<u8>) {
-    let mut s = TcpStream::connect(addr).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(30)))
-        .expect("timeout");
-    let mut req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
-        body.len()
-    );
-    if let Some(a) = auth {
-        req.push_str(&format!("Authorization: Bearer {a}\r\n"));
-    }
-    req.push_str("\r\n");
-    s.write_all(req.as_bytes()).expect("write");
-    s.write_all(body).expect("write");
-    let mut raw = Vec::new();
-    let _ = s.read_to_end(&mut raw);
-    let split = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .expect("an HTTP answer");
-    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
-    assert!(
-        !head.to_ascii_lowercase().contains("chunked"),
-        "answers here have a length"
-    );
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .expect("status");
-    (status, raw[split + 4..].to_vec())
-}
-
 fn enroll(addr: SocketAddr, secret: &str, machine_id: &str) -> EnrollResponse {
     let body = serde_json::json!({
         "schema_version": 1, "enroll_secret": secret, "machine_id": machine_id,
         "hostname": machine_id, "agent_version": "0.1.0"
     });
-    let (status, body) = http(
+    let a = http(
         addr,
         "POST",
         "/api/agent/v1/enroll",
-        None,
+        &[],
         body.to_string().as_bytes(),
     );
-    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
-    serde_json::from_slice(&body).expect("enroll answer")
+    assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+    serde_json::from_slice(&a.body).expect("enroll answer")
 }
 
 /// Posts one report; its stored/duplicate status.
 fn post_report(addr: SocketAddr, key: &str, id: &str, machine_id: &str, seq: u64) -> Stored {
     let body = serde_json::to_vec(&batch(vec![report(id, machine_id, seq)])).expect("json");
-    let (status, body) = http(addr, "POST", "/api/agent/v1/report", Some(key), &body);
-    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
-    serde_json::from_slice::<ReportAck>(&body)
+    let auth = format!("Bearer {key}");
+    let a = http(
+        addr,
+        "POST",
+        "/api/agent/v1/report",
+        &[("Authorization", &auth)],
+        &body,
+    );
+    assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+    serde_json::from_slice::<ReportAck>(&a.body)
         .expect("ack")
         .results[0]
         .status
@@ -272,9 +224,9 @@ fn an_alert_outlives_a_kill_9_and_a_receiver_that_was_down() {
     assert_eq!(code, 0);
     assert_eq!(sent.len(), 1);
     assert!(sent[0]["attempts"].as_u64() >= Some(2), "{sent:?}");
-    let (status, metrics) = http(server.addr, "GET", "/metrics", None, b"");
-    assert_eq!(status, 200);
-    let metrics = String::from_utf8_lossy(&metrics);
+    let a = http(server.addr, "GET", "/metrics", &[], b"");
+    assert_eq!(a.status, 200);
+    let metrics = String::from_utf8_lossy(&a.body);
     for line in [
         "aupwatch_collector_alerts{state=\"pending\"} 0",
         "aupwatch_collector_alerts{state=\"sent\"} 1",
